@@ -1,0 +1,151 @@
+"""Intermediates -> raw tensors, statistics and pictures people can read.
+
+`save_intermediates` writes, for one input, `intermediates.safetensors` (raw tensors named
+`mask.<layer>`, `gate.<layer>`, `feature.<layer>`), `stats.json` (per tensor: mean value inside
+and outside the hole, hole fraction) and the family's pictures. Each family's picture renderer
+lives in its own section below and is picked by the prefix of the tensor names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from safetensors.torch import save_file
+
+from inpaint_cli.imageio import atomic_path
+
+HOLE_THRESHOLD = 0.5
+"""A downsampled hole mask counts a cell as hole when at least half of it is hole."""
+
+
+# --- shared helpers -------------------------------------------------------------------------------
+
+
+def hole_at(hole: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The N×1×H×W {0,1} hole mask resampled (area average) to `size`, as a {0,1} float tensor."""
+    if tuple(hole.shape[-2:]) == tuple(size):
+        return hole.float()
+    return (F.adaptive_avg_pool2d(hole.float(), size) >= HOLE_THRESHOLD).float()
+
+
+def masked_means(values: torch.Tensor, hole: torch.Tensor) -> dict[str, float | None]:
+    """Mean of an N×C×h×w tensor inside and outside the (resampled) hole, and the hole fraction."""
+    cells = hole_at(hole, tuple(values.shape[-2:]))
+    per_pixel = values.float().mean(dim=1, keepdim=True)
+    inside = cells.sum().item()
+    outside = cells.numel() - inside
+    return {
+        "mean_inside_hole": (per_pixel * cells).sum().item() / inside if inside else None,
+        "mean_outside_hole": (per_pixel * (1 - cells)).sum().item() / outside if outside else None,
+        "hole_fraction": inside / cells.numel(),
+    }
+
+
+def font(size: int = 14) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def label(picture: Image.Image, text: str, size: int = 14) -> Image.Image:
+    """A copy of `picture` with a caption bar above it."""
+    bar = size + 8
+    canvas = Image.new("RGB", (picture.width, picture.height + bar), "white")
+    canvas.paste(picture.convert("RGB"), (0, bar))
+    ImageDraw.Draw(canvas).text((4, 3), text, fill="black", font=font(size))
+    return canvas
+
+
+def hstack(pictures: list[Image.Image], gap: int = 4) -> Image.Image:
+    height = max(p.height for p in pictures)
+    width = sum(p.width for p in pictures) + gap * (len(pictures) - 1)
+    canvas = Image.new("RGB", (width, height), "white")
+    x = 0
+    for picture in pictures:
+        canvas.paste(picture.convert("RGB"), (x, 0))
+        x += picture.width + gap
+    return canvas
+
+
+def save_png(path: Path, picture: Image.Image) -> Path:
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+    return path
+
+
+def to_display(pixels: np.ndarray) -> Image.Image:
+    """An 8-bit RGB picture of an H×W×C uint8/uint16 array (grey is replicated)."""
+    if pixels.dtype == np.uint16:
+        pixels = (pixels.astype(np.float32) / 257).round().astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB")
+
+
+# --- comparison panel ------------------------------------------------------------------------------
+
+HOLE_OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
+HOLE_OVERLAY_ALPHA = 0.55
+
+
+def make_panel(
+    before: np.ndarray, hole: np.ndarray, after: np.ndarray, coarse: np.ndarray | None = None
+) -> Image.Image:
+    """`input | mask overlay | [coarse |] result`, labelled, for a quick look at one result."""
+    shown = to_display(before)
+    overlay = np.asarray(shown, dtype=np.float32).copy()
+    overlay[hole] = overlay[hole] * (1 - HOLE_OVERLAY_ALPHA) + HOLE_OVERLAY_COLOUR * HOLE_OVERLAY_ALPHA
+    tiles = [
+        label(shown, "input"),
+        label(Image.fromarray(overlay.round().astype(np.uint8), "RGB"), f"mask ({hole.mean():.1%} hole)"),
+    ]
+    if coarse is not None:
+        tiles.append(label(to_display(coarse), "coarse"))
+    tiles.append(label(to_display(after), "result"))
+    return hstack(tiles)
+
+
+# --- intermediates ----------------------------------------------------------------------------------
+
+Renderer = Callable[[dict[str, torch.Tensor], torch.Tensor, Path], list[Path]]
+"""(intermediates of one kind, N×1×H×W hole mask, output folder) -> PNG files written."""
+
+RENDERERS: dict[str, Renderer] = {}
+"""Tensor-name prefix (`mask`, `gate`, `feature`) -> the family picture renderer."""
+
+
+def layer_stats(intermediates: dict[str, torch.Tensor], hole: torch.Tensor) -> dict[str, dict]:
+    return {name: masked_means(values, hole) for name, values in intermediates.items() if values.dim() == 4}
+
+
+def save_intermediates(
+    folder: Path,
+    intermediates: dict[str, torch.Tensor],
+    hole: torch.Tensor,
+    panel: Image.Image | None = None,
+) -> list[Path]:
+    """Write raw tensors, `stats.json`, the family pictures and `panel.png` into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: value.detach().float().contiguous().cpu() for name, value in intermediates.items()}
+    written = [folder / "intermediates.safetensors", folder / "stats.json"]
+    with atomic_path(written[0]) as tmp:
+        save_file(tensors, str(tmp))
+    stats = {"layers": layer_stats(tensors, hole), "hole_fraction": float(hole.float().mean())}
+    with atomic_path(written[1]) as tmp:
+        tmp.write_text(json.dumps(stats, indent=2) + "\n")
+    for prefix, render in RENDERERS.items():
+        selected = {k: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        if selected:
+            written += render(selected, hole, folder)
+    if panel is not None:
+        written.append(save_png(folder / "panel.png", panel))
+    return written
