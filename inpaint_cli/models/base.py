@@ -62,6 +62,8 @@ class InpaintModel(nn.Module):
     pad_mode: ClassVar[PadMode] = "symmetric"
     training_size: ClassVar[int] = 256
     """Side length (pixels) of the crops the weights were trained on; strategies use it."""
+    activation_bytes_per_pixel: ClassVar[int] = 4096
+    """Peak fp32 activation memory of one forward pass per input pixel (measured per family)."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -76,6 +78,13 @@ class InpaintModel(nn.Module):
     def min_size(self) -> int:
         """Smallest side (after padding) the network accepts."""
         return self.pad_multiple
+
+    def memory_estimate(self, height: int, width: int) -> int:
+        """Peak bytes of activations for one fp32 forward pass at this (padded) size, batch 1.
+
+        Families whose cost is not linear in the pixel count (contextual attention) override it.
+        """
+        return self.activation_bytes_per_pixel * height * width
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
