@@ -66,7 +66,5 @@ FAMILY = Family(
     needs_weights=False,
 )
 
-MODELS: dict[str, dict[str, Any]] = {
-    name: {"method": name, "radius": DEFAULT_RADIUS} for name in METHODS
-}
+MODELS: dict[str, dict[str, Any]] = {name: {"method": name, "radius": DEFAULT_RADIUS} for name in METHODS}
 """Named weight-free models: `--model telea`, `--model ns`."""
