@@ -1,0 +1,1 @@
+"""inpaint: photo restoration by neural inpainting."""

@@ -1,0 +1,3 @@
+from inpaint_cli.cli import main
+
+main()

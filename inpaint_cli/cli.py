@@ -1,0 +1,313 @@
+"""The `inpaint` command line: parse, call the library, render with rich.
+
+Heavy imports (torch, OpenCV) happen inside the commands so `inpaint --help` stays instant.
+Domain errors become one-line messages here and nowhere else: exit 1 for failed inputs,
+exit 2 for invalid usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from inpaint_cli.batch import JobOutcome
+    from inpaint_cli.errors import InpaintError
+
+app = typer.Typer(
+    name="inpaint",
+    help="Restore damaged photos by neural inpainting (LaMa, GatedConv / DeepFill v2, PConv, OpenCV).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True, highlight=False)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class Precision(str, Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class StrategyName(str, Enum):
+    AUTO = "auto"
+    FULL = "full"
+    CROP = "crop"
+    TILE = "tile"
+    RESIZE = "resize"
+
+
+class OutputFormat(str, Enum):
+    PNG = "png"
+    JPG = "jpg"
+    TIFF = "tiff"
+    WEBP = "webp"
+
+
+def fail(error: InpaintError) -> NoReturn:
+    """Print a domain error as one line and exit with its code."""
+    from inpaint_cli.errors import UsageError
+
+    console.print(f"[bold red]error:[/] {error.one_line()}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"inpaint {version('inpaint')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Restore damaged photos by neural inpainting."""
+
+
+@app.command()
+def run(
+    input: Annotated[
+        Path, typer.Argument(help="An image file, or a folder of images (batch).", show_default=False)
+    ],
+    mask: Annotated[
+        Path,
+        typer.Option(
+            "--mask",
+            "-m",
+            help="Mask file (white = hole) or a folder of masks paired by name.",
+            show_default=False,
+        ),
+    ],
+    *,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A model from `inpaint models` (lama, lama-fourier, gatedconv, pconv, ...), "
+            "a family name with --checkpoint, or a classical method: telea, ns."
+        ),
+    ] = "lama",
+    checkpoint: Annotated[
+        Optional[Path],  # noqa: UP045 - Typer needs Optional on Python 3.10
+        typer.Option(
+            help="Use this weight file instead of the registry (official format or ours); "
+            "the family comes from --model or the file's keys."
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (single image) or folder (batch). "
+            "Default: <stem>_inpainted.<ext> beside the input.",
+        ),
+    ] = None,
+    output_format: Annotated[
+        Optional[OutputFormat],  # noqa: UP045
+        typer.Option(
+            "--format", help="Output format; default: the output's extension, else the input's format."
+        ),
+    ] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of lossy outputs (JPEG, WebP).")] = 95,
+    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="CPU threads for the network (default: PyTorch's choice)."),
+    ] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="auto = fp32 on CPU, bf16/fp16 on CUDA. bf16 on CPU is faster on AVX-512 BF16."),
+    ] = Precision.AUTO,
+    strategy: Annotated[
+        StrategyName,
+        typer.Option(
+            help="How big images are processed: full (one pass), crop (boxes around holes), tile, "
+            "resize (to --max-side), auto (chosen per image from the model and the memory budget)."
+        ),
+    ] = StrategyName.AUTO,
+    max_side: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=16, help="Longest side a pass may have; larger boxes are downscaled, filled, upscaled."
+        ),
+    ] = None,
+    memory_budget: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="Memory one network pass may use, e.g. 4GB (default: from free device memory/RAM)."
+        ),
+    ] = None,
+    mask_threshold: Annotated[
+        int,
+        typer.Option(
+            min=0, max=254, help="A mask pixel is a hole where its grey value (0-255) is above this."
+        ),
+    ] = 127,
+    invert_mask: Annotated[bool, typer.Option(help="Black = hole instead of white = hole.")] = False,
+    dilate: Annotated[int, typer.Option(min=0, help="Grow the hole by this many pixels.")] = 0,
+    save_intermediates: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            help="Folder for per-input visualisations and raw tensors "
+            "(PConv masks, GatedConv gates, LaMa features)."
+        ),
+    ] = None,
+    panel: Annotated[
+        bool, typer.Option(help="Also write <output stem>_panel.png: input | mask | result.")
+    ] = False,
+    overwrite: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--overwrite/--skip-existing",
+            help="Replace existing outputs, or skip inputs whose output exists. "
+            "Default: skip in a batch, refuse for a single image.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Write a JSON report (status, output, masks, time, error per input)."),
+    ] = None,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed input.")] = False,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")
+    ] = 250_000_000,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the paths of the results.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")] = False,
+) -> None:
+    """Fill the holes of an image (or a folder of images) given a mask."""
+    from inpaint_cli import batch, imageio
+    from inpaint_cli.engine import Inpainter, parse_size
+    from inpaint_cli.errors import InpaintError, UsageError
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    try:
+        if not input.exists():
+            raise UsageError("no such file or folder", path=input)
+        if not mask.exists():
+            raise UsageError("no such mask file or folder", path=mask)
+        if input.is_dir():
+            raise UsageError("folder input is not supported yet", path=input, hint="give one image file")
+        existing = {None: batch.Existing.ERROR, True: batch.Existing.OVERWRITE, False: batch.Existing.SKIP}[
+            overwrite
+        ]
+        settings = batch.RunSettings(
+            mask_threshold=mask_threshold,
+            invert_mask=invert_mask,
+            dilate=dilate,
+            output_format=output_format.value if output_format else None,
+            quality=quality,
+            existing=existing,
+            panel=panel,
+            intermediates_dir=save_intermediates,
+            max_pixels=max_pixels,
+        )
+        fmt = settings.output_format
+        jobs = [batch.Job(input, (mask,), imageio.default_output_path(input, output, fmt))]
+        inpainter = Inpainter.from_name(
+            model,
+            checkpoint=checkpoint,
+            progress=None if quiet else _download_progress(),
+            device=device,
+            precision=precision.value,
+            threads=threads,
+            strategy=strategy.value,
+            max_side=max_side,
+            memory_budget=parse_size(memory_budget) if memory_budget else None,
+        )
+    except InpaintError as exc:
+        fail(exc)
+    outcomes = batch.run_jobs(inpainter, jobs, settings, on_outcome=lambda o: _render_outcome(o, quiet))
+    if report is not None:
+        batch.write_report(report, outcomes)
+    if any(o.status is batch.Status.FAILED for o in outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _download_progress() -> object | None:
+    """The rich download progress of the weights module, when it offers one."""
+    try:
+        from inpaint_cli.cli_weights import rich_download_progress
+    except ImportError:
+        return None
+    return rich_download_progress(console)
+
+
+def _render_outcome(outcome: JobOutcome, quiet: bool) -> None:
+    from inpaint_cli.batch import Status
+
+    for warning in outcome.warnings:
+        if not quiet:
+            console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    if outcome.status is Status.FAILED:
+        console.print(f"[bold red]error:[/] {outcome.error}", soft_wrap=True)
+    elif outcome.status is Status.SKIPPED:
+        if not quiet:
+            console.print(f"skipped {outcome.job.image}: {outcome.job.output} exists", soft_wrap=True)
+    else:
+        if quiet:
+            typer.echo(str(outcome.written[0]))
+        else:
+            extra = "".join(f"\n  also wrote {path}" for path in outcome.written[1:])
+            console.print(
+                f"[green]wrote[/] {outcome.written[0]} ({outcome.seconds:.2f} s){extra}", soft_wrap=True
+            )
+
+
+@app.command()
+def doctor() -> None:
+    """Versions, devices, cache folder, and which registered weights are cached."""
+    import platform
+
+    import cv2
+    import numpy
+    import PIL
+    import torch
+    from rich.table import Table
+
+    from inpaint_cli import weights
+
+    table = Table(title="inpaint doctor", show_header=False)
+    table.add_row("python", platform.python_version())
+    table.add_row("torch", torch.__version__)
+    table.add_row("numpy / pillow / opencv", f"{numpy.__version__} / {PIL.__version__} / {cv2.__version__}")
+    table.add_row("cpu threads", str(torch.get_num_threads()))
+    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    table.add_row("cuda", ", ".join(f"cuda:{i} {name}" for i, name in enumerate(cuda)) or "not available")
+    mps = getattr(torch.backends, "mps", None)
+    table.add_row("mps", "available" if mps is not None and mps.is_available() else "not available")
+    table.add_row("cache folder", str(weights.cache_dir()))
+    manifest = weights.load_manifest()
+    cached = [name for name in manifest if weights.cached_path(name) is not None]
+    missing = [name for name in manifest if name not in cached]
+    table.add_row("cached weights", ", ".join(cached) or "none")
+    table.add_row("not cached", ", ".join(missing) or "none")
+    for found in weights.find_foreign_checkpoints():
+        table.add_row("importable file", f"{found}  (inpaint weights import lama {found})")
+    Console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
