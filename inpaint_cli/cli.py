@@ -146,6 +146,18 @@ def run(
             min=16, help="Longest side a pass may have; larger boxes are downscaled, filled, upscaled."
         ),
     ] = None,
+    tile_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=64, help="Side of the tiles of the tile strategy (default: from the model and memory budget)."
+        ),
+    ] = None,
+    tile_overlap: Annotated[
+        int, typer.Option(min=0, help="Overlap of neighbouring tiles, blended with feathered weights.")
+    ] = 64,
+    crop_margin: Annotated[
+        int, typer.Option(min=0, help="Context (pixels) kept around each hole by the crop strategy.")
+    ] = 128,
     memory_budget: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -230,6 +242,9 @@ def run(
             threads=threads,
             strategy=strategy.value,
             max_side=max_side,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            crop_margin=crop_margin,
             memory_budget=parse_size(memory_budget) if memory_budget else None,
         )
     except InpaintError as exc:

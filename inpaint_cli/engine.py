@@ -194,6 +194,9 @@ class Inpainter:
         threads: int | None = None,
         strategy: Strategy | str = Strategy.AUTO,
         max_side: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int = 64,
+        crop_margin: int = 128,
         memory_budget: int | None = None,
     ) -> None:
         self.device = select_device(device)
@@ -204,6 +207,9 @@ class Inpainter:
         self.name = name or network.family
         self.strategy = Strategy(strategy)
         self.max_side = max_side
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.crop_margin = crop_margin
         self.memory_budget = memory_budget or default_memory_budget(self.device)
 
     # --- loading -----------------------------------------------------------------------------------
