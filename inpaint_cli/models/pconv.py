@@ -1,0 +1,335 @@
+"""PConv: the partial-convolution U-Net for irregular holes.
+
+Paper: G. Liu, F. A. Reda, K. J. Shih, T.-C. Wang, A. Tao, B. Catanzaro, "Image Inpainting for
+Irregular Holes Using Partial Convolutions", ECCV 2018.
+Network and released weights: naoto0804/pytorch-inpainting-with-partial-conv (MIT), `PConvUNet`,
+checkpoint `1000000.pth` (a `torch.save` dict with the weights under `model`).
+The layer also implements the re-normalisation of NVIDIA/partialconv (BSD-3), which ships the
+layer only and no inpainting weights.
+
+A partial convolution sees only valid pixels: it convolves `X * M`, rescales each window by how
+many valid inputs it had, and marks an output position valid when its window had any. The
+reference computes the valid count with a second, all-ones convolution as wide as the real one
+(stored in its checkpoint as `mask_conv.weight`); every mask in the U-Net has equal channels, so
+here the count is one single-channel box filter per layer, and those kernels are dropped on load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inpaint_cli.errors import CheckpointError
+from inpaint_cli.models.base import IMAGENET, Family, InpaintModel, Intermediates
+
+Renormalization = Literal["mask_sum", "window_ratio"]
+"""`mask_sum`: divide by sum(M) (naoto0804, the U-Net's checkpoint); `window_ratio`: multiply by
+sum(1)/sum(M) (the paper and NVIDIA's layer)."""
+
+WINDOW_RATIO_EPSILON = 1e-8
+"""NVIDIA adds it to sum(M) before dividing; it matters only for fractional masks."""
+
+IMAGE_CHANNELS = 3
+ENCODER_WIDTHS = (64, 128, 256, 512)
+ENCODER_KERNELS = (7, 5, 5, 3)
+"""Output width and kernel size of `enc_1..enc_4`; every deeper encoder is 512 wide with 3×3 kernels."""
+DECODER_KERNEL = 3
+LEAKY_SLOPE = 0.2
+BATCH_NORM_EPSILON = 1e-5
+
+
+class PartialConv2d(nn.Conv2d):
+    """Convolution of the valid pixels only, re-normalised by the number of valid inputs per window.
+
+    `forward(x, mask)` takes a mask of 1 channel (shared by every input channel) or of one channel
+    per input channel, 1 = valid, and returns `(output, new_mask)`; the new mask is N×1×h×w
+    because every output channel has the same one. With `multi_channel` the valid count runs over
+    channels and window (the U-Net's layer always counts channels); without it, the mask has one
+    channel and only the window is counted (NVIDIA's default). Padding is zero padding, counted as
+    hole, and at most half the kernel.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        renormalization: Renormalization = "mask_sum",
+        multi_channel: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
+        if renormalization == "mask_sum" and not multi_channel:
+            raise ValueError("the mask_sum rule always counts the valid inputs of every channel")
+        self.renormalization = renormalization
+        self.multi_channel = multi_channel
+
+    @property
+    def window_size(self) -> int:
+        """Inputs in one full window: sum(1) of the window-ratio rule."""
+        channels = self.in_channels if self.multi_channel else 1
+        return channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def valid_count(self, mask: torch.Tensor) -> torch.Tensor:
+        """Per pixel, how many input values of the window sum are valid (N×1×H×W)."""
+        if mask.shape[1] == 1:
+            return mask * self.in_channels if self.multi_channel else mask
+        if not self.multi_channel or mask.shape[1] != self.in_channels:
+            raise ValueError(
+                f"mask has {mask.shape[1]} channels; expected 1"
+                + (f" or {self.in_channels}" if self.multi_channel else "")
+            )
+        return mask.sum(dim=1, keepdim=True)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_masked(x * mask, self.valid_count(mask))
+
+    def forward_masked(
+        self, masked_input: torch.Tensor, valid_count: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The partial convolution of an input already multiplied by its mask.
+
+        `valid_count` (N×1×H×W) is `valid_count(mask)`, or its sum over concatenated parts.
+        """
+        # A sum pool (not a convolution) so that autocast leaves the counts in the mask's precision.
+        window_sum = F.avg_pool2d(
+            valid_count,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            count_include_pad=True,
+            divisor_override=1,
+        )
+        scale, new_mask = self._rescaling(window_sum)
+        output = F.conv2d(masked_input, self.weight, None, self.stride, self.padding)
+        output = output * scale.to(output.dtype)
+        if self.bias is not None:
+            # Empty windows give 0 in both rules: the bias is cleared with them.
+            output = (output + self.bias.view(1, -1, 1, 1)) * new_mask.to(output.dtype)
+        return output, new_mask
+
+    def _rescaling(self, window_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(factor applied to the convolution, new mask), both N×1×h×w; the factor is 0 on empty windows."""
+        if self.renormalization == "mask_sum":
+            valid = window_sum != 0
+            return torch.where(valid, window_sum.reciprocal(), 0), valid.to(window_sum.dtype)
+        covered = window_sum.clamp(0, 1)
+        return self.window_size / (window_sum + WINDOW_RATIO_EPSILON) * covered, covered
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with its running statistics, for inference only (no `num_batches_tracked`)."""
+
+    def __init__(self, channels: int, eps: float = BATCH_NORM_EPSILON) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(channels))
+        self.register_buffer("bias", torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+class PConvBlock(nn.Module):
+    """Partial convolution, then optional batch norm and activation; the mask skips both."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        *,
+        batch_norm: bool,
+        activation: nn.Module,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv = PartialConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias)
+        self.bn = FrozenBatchNorm2d(out_channels) if batch_norm else nn.Identity()
+        self.activation = activation
+
+    def forward(
+        self, masked_input: torch.Tensor, valid_count: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        features, mask = self.conv.forward_masked(masked_input, valid_count)
+        return self.activation(self.bn(features)), mask
+
+
+def encoder_width(level: int) -> int:
+    """Channels of `enc_<level>`'s output; level 0 is the image."""
+    if level == 0:
+        return IMAGE_CHANNELS
+    return ENCODER_WIDTHS[min(level, len(ENCODER_WIDTHS)) - 1]
+
+
+class PConvUNet(InpaintModel):
+    """The U-Net of `layer_size` stride-2 partial convolutions and as many decoder ones.
+
+    Inside, the network keeps the reference's conventions (ImageNet normalisation, 1 = valid,
+    sides multiples of 2^layer_size); the engine pads and converts the user's mask to them.
+    """
+
+    family = "pconv"
+    normalization = IMAGENET
+    hole_value = 0.0
+    # Mirrored content next to the border is plausible context for the partial convolutions;
+    # the padded mask is mirrored with it, so a hole touching the border stays a hole.
+    pad_mode = "symmetric"
+    training_size = 256
+    activation_bytes_per_pixel = 1200
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self.layer_size = int(config["layer_size"])
+        if self.layer_size < 1:
+            raise ValueError(f"layer_size must be at least 1, not {self.layer_size}")
+        for level in range(1, self.layer_size + 1):
+            kernel = ENCODER_KERNELS[min(level, len(ENCODER_KERNELS)) - 1]
+            block = PConvBlock(
+                encoder_width(level - 1),
+                encoder_width(level),
+                kernel,
+                stride=2,
+                batch_norm=level > 1,
+                activation=nn.ReLU(),
+            )
+            self.add_module(f"enc_{level}", block)
+        for level in range(self.layer_size, 0, -1):
+            outermost = level == 1
+            block = PConvBlock(
+                encoder_width(level) + encoder_width(level - 1),
+                encoder_width(level - 1),
+                DECODER_KERNEL,
+                stride=1,
+                batch_norm=not outermost,
+                activation=nn.Identity() if outermost else nn.LeakyReLU(LEAKY_SLOPE),
+                bias=outermost,
+            )
+            self.add_module(f"dec_{level}", block)
+
+    @property
+    def pad_multiple(self) -> int:
+        return 2**self.layer_size
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
+    ) -> torch.Tensor:
+        """Raw prediction (normalised space) for an image and a N×1×H×W mask with 1 = valid.
+
+        The reference feeds the mask as 3 equal channels; every mask here keeps one channel and the
+        partial convolutions count the channels it stands for. With `intermediates`, the mask after
+        each partial convolution is stored as `mask.enc_<i>` / `mask.dec_<i>` (N×1×h×w).
+        """
+        valid = mask.to(image.dtype)
+        # Skips: (features, mask) of the image and of every encoder level, deepest last.
+        levels = [(image * valid, valid)]
+        for level in range(1, self.layer_size + 1):
+            features, level_mask = levels[-1]
+            name = f"enc_{level}"
+            block = getattr(self, name)
+            levels.append(block(features * level_mask, level_mask * features.shape[1]))
+            self._record(intermediates, name, levels[-1][1])
+        features, level_mask = levels.pop()
+        for level in range(self.layer_size, 0, -1):
+            skip, skip_mask = levels.pop()
+            features = F.interpolate(features, scale_factor=2.0, mode="nearest")
+            level_mask = F.interpolate(level_mask, scale_factor=2.0, mode="nearest")
+            masked_input = torch.cat([features * level_mask, skip * skip_mask], dim=1)
+            valid_count = level_mask * features.shape[1] + skip_mask * skip.shape[1]
+            name = f"dec_{level}"
+            features, level_mask = getattr(self, name)(masked_input, valid_count)
+            self._record(intermediates, name, level_mask)
+        return features
+
+    @staticmethod
+    def _record(intermediates: Intermediates | None, layer: str, mask: torch.Tensor) -> None:
+        if intermediates is not None:
+            intermediates[f"mask.{layer}"] = mask
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+
+OFFICIAL_CONV = ".conv.input_conv."
+OFFICIAL_MASK_KERNEL = ".conv.mask_conv.weight"
+OUR_CONV = ".conv."
+BATCH_COUNTER = ".num_batches_tracked"
+
+
+def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """The naoto0804 layout (`enc_1.conv.input_conv.weight`) or ours (`enc_1.conv.weight` + `dec_1`)."""
+    return "enc_1.conv.input_conv.weight" in state_dict or (
+        "enc_1.conv.weight" in state_dict and "dec_1.conv.bias" in state_dict
+    )
+
+
+def _mask_kernel_problems(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Every official partial convolution needs its all-ones mask kernel of the same shape."""
+    problems = []
+    for key, value in state_dict.items():
+        if key.endswith(OFFICIAL_MASK_KERNEL):
+            partner = state_dict.get(key.replace(OFFICIAL_MASK_KERNEL, OFFICIAL_CONV + "weight"))
+            if partner is None:
+                problems.append(f"{key} has no input_conv.weight")
+            elif value.shape != partner.shape:
+                problems.append(f"{key} {tuple(value.shape)} != input_conv {tuple(partner.shape)}")
+            elif not bool(torch.all(value == 1)):
+                problems.append(f"{key} is not all ones")
+        elif (
+            key.endswith(OFFICIAL_CONV + "weight")
+            and key.replace(OFFICIAL_CONV + "weight", OFFICIAL_MASK_KERNEL) not in state_dict
+        ):
+            problems.append(f"{key} has no mask_conv.weight")
+    return problems
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """naoto0804 `PConvUNet` state dict (or ours) -> ours.
+
+    `X.conv.input_conv.*` becomes `X.conv.*`; the all-ones `mask_conv` kernels are checked and
+    dropped (the box filter replaces them), and so are the batch-norm counters, which inference
+    never reads (files from torch < 0.4.1 lack them). Other keys pass through for strict loading.
+    """
+    problems = _mask_kernel_problems(state_dict)
+    if problems:
+        raise CheckpointError(
+            "not a PConv U-Net checkpoint: " + "; ".join(problems),
+            hint="the partial convolutions need the reference's constant all-ones mask_conv kernels",
+        )
+    return {
+        key.replace(OFFICIAL_CONV, OUR_CONV): value
+        for key, value in state_dict.items()
+        if not key.endswith((OFFICIAL_MASK_KERNEL, BATCH_COUNTER))
+    }
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The depth is the deepest `enc_<i>`; strict loading then checks every block is there."""
+    first = state_dict.get("enc_1.conv.weight")
+    if first is None:
+        raise CheckpointError("not a PConv U-Net checkpoint: no enc_1.conv.weight")
+    if first.shape[1] != IMAGE_CHANNELS:
+        raise CheckpointError(
+            f"this PConv U-Net reads {first.shape[1]}-channel images; only RGB is supported"
+        )
+    depths = [int(key.split(".")[0][len("enc_") :]) for key in state_dict if key.startswith("enc_")]
+    return {"layer_size": max(depths)}
+
+
+FAMILY = Family(
+    name="pconv",
+    recognizes=recognizes,
+    convert_state_dict=convert_state_dict,
+    config_from_state_dict=config_from_state_dict,
+    build=PConvUNet,
+)
