@@ -1,12 +1,597 @@
-"""Reading and writing images and masks: EXIF orientation, modes, bit depth, atomic writes."""
+"""Reading and writing images and masks: EXIF orientation, modes, bit depth, atomic writes.
+
+Pillow decodes, encodes and carries the metadata of everything it can represent. Colour or alpha at
+16 bits per sample is beyond Pillow's modes: such pixels are decoded by OpenCV and encoded by the two
+small PNG and TIFF writers at the end of this file, while Pillow still reads their metadata.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
-from collections.abc import Iterator
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, TiffImagePlugin, TiffTags
+
+from inpaint_cli.errors import InputError, OutputError, UsageError
+
+DEFAULT_MAX_PIXELS = 250_000_000
+"""Refuse larger images: a 10000 px scan fits with room to spare, a decompression bomb does not."""
+DEFAULT_MASK_THRESHOLD = 127
+"""A mask pixel is a hole where its grey value (8-bit scale) is above this."""
+DEFAULT_QUALITY = 95
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
+"""Extensions of the files `read_image` opens (lower case, with the dot)."""
+
+_READABLE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+_FORMAT_BY_NAME = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF", "webp": "WEBP"}
+_EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp"}
+_EIGHT_BIT_FORMATS = frozenset({"JPEG", "WEBP"})
+
+_MAX_8BIT = 255
+_MAX_16BIT = 65535
+_8BIT_TO_16BIT = _MAX_16BIT // _MAX_8BIT  # 257: 0xAB -> 0xABAB
+_LUMA_PER_MILLE = (299, 587, 114)
+"""ITU-R 601 luma weights × 1000, the formula of Pillow's convert("L")."""
+
+ORIENTATION_TAG = 0x0112
+_UPRIGHT = 1
+_AXES_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# Array operation that turns a stored image upright, per EXIF orientation (as Pillow's exif_transpose).
+_UPRIGHT_TRANSFORMS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+_EXIF_HEADER = b"Exif\x00\x00"
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+# TIFF keeps EXIF facts in its own first directory, among the tags describing the pixel layout;
+# only these describe the picture and may travel to another file.
+_TIFF_DESCRIPTIVE_TAGS = (270, 271, 272, 305, 306, 315, 33432, _EXIF_IFD, _GPS_IFD)
+
+# Pillow mode -> the mode whose samples we keep (None: handled as 16-bit or unsupported).
+_PILLOW_TARGET_MODES = {
+    "1": "L",
+    "L": "L",
+    "LA": "LA",
+    "La": "LA",
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "PA": "RGBA",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+}
+_SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+# Pillow's decompression-bomb limit is a module global; it is raised to the caller's limit only while
+# a header is parsed, one thread at a time, and restored at once.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A decoded image, upright, with what is needed to write it back faithfully."""
+
+    pixels: np.ndarray
+    """H×W×C, C = 1 (grey) or 3 (RGB), uint8 or uint16, EXIF orientation applied."""
+    alpha: np.ndarray | None
+    """H×W, same dtype as `pixels`; never touched by inpainting."""
+    source_format: str
+    """Pillow's format name: PNG, JPEG, TIFF or WEBP."""
+    icc_profile: bytes | None
+    exif: bytes | None
+    """EXIF block (starting with `Exif\\0\\0`) with the orientation reset, as the pixels are upright."""
+    path: Path
+    dpi: tuple[float, float] | None = None
+    source_mode: str = ""
+    """Pillow's mode of the file (P, CMYK, I;16B, ...), or RGB;16, RGBA;16, LA;16 for 16-bit colour."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width), the order `read_mask` takes."""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+    def with_pixels(self, pixels: np.ndarray) -> Picture:
+        """The same picture (alpha, metadata, path) with new pixels of the same shape and dtype."""
+        if pixels.shape != self.pixels.shape or pixels.dtype != self.pixels.dtype:
+            expected = f"{self.pixels.shape} {self.pixels.dtype}"
+            raise ValueError(f"new pixels are {pixels.shape} {pixels.dtype}, expected {expected}")
+        return replace(self, pixels=pixels)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file with an image extension (skips `.name.part.png` and `._name.jpg`)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode an image file completely (so truncation shows here), turned upright by its EXIF.
+
+    Grey stays grey (C = 1), palette and CMYK become RGB, 1-bit becomes 8-bit grey, 16-bit stays
+    16-bit; 32-bit integer and float grey become 16-bit (floats in [0, 1] are scaled to 0..65535,
+    larger ones are taken as 16-bit values). Raises InputError naming the file and the problem.
+    """
+    path = Path(path)
+    _require_nonempty_file(path)
+    with _open_image(path, max_pixels) as image:
+        try:
+            image.load()
+            orientation = _orientation(image)
+            exif = _upright_exif(image, orientation)
+            deep_layout = _sixteen_bit_colour_layout(image, path)
+            if deep_layout is None:
+                pixels, alpha = _pillow_samples(image, path)
+                source_mode = image.mode
+            else:
+                pixels, alpha = _opencv_samples(path, deep_layout)
+                source_mode = f"{deep_layout};16"
+        except _CORRUPT_DATA_ERRORS as error:
+            raise InputError(
+                f"image data is truncated or corrupt ({error})", path=path, hint="re-export or re-scan it"
+            ) from error
+        # A CMYK profile does not describe the RGB pixels we keep.
+        icc_profile = None if image.mode == "CMYK" else image.info.get("icc_profile") or None
+        dpi = image.info.get("dpi")
+        # MPO: Pillow's name for a phone JPEG that carries a second (depth or preview) picture.
+        source_format = "JPEG" if image.format == "MPO" else image.format
+    if dpi is not None and orientation in _AXES_SWAPPING_ORIENTATIONS:
+        dpi = (dpi[1], dpi[0])
+    return Picture(
+        pixels=_upright(pixels, orientation),
+        alpha=None if alpha is None else _upright(alpha, orientation),
+        source_format=source_format,
+        icc_profile=icc_profile,
+        exif=exif,
+        path=path,
+        dpi=None if dpi is None else (float(dpi[0]), float(dpi[1])),
+        source_mode=source_mode,
+    )
+
+
+def read_mask(
+    paths: Path | Sequence[Path],
+    *,
+    size: tuple[int, int],
+    threshold: int = DEFAULT_MASK_THRESHOLD,
+    invert: bool = False,
+    dilate: int = 0,
+) -> np.ndarray:
+    """The hole (H×W bool, True = fill) described by one or several mask files, OR-ed together.
+
+    A pixel is a hole where its grey value is above `threshold` (white = hole), or at or below it
+    with `invert` (black = hole; applied to each mask before OR-ing). The threshold is on the 8-bit
+    scale; a 16-bit mask is compared with `threshold * 257`, so the 8- and 16-bit versions of a
+    mask give the same hole. Grey is ITU-R 601 luma for colour masks; a mask with alpha and a
+    uniform colour uses its alpha instead. Masks are turned upright by their EXIF orientation and
+    must then have the image's `size` (height, width). `dilate` grows the hole by that many pixels
+    (a disc).
+    """
+    if not 0 <= threshold <= _MAX_8BIT:
+        raise UsageError(f"mask threshold {threshold} is outside 0..255")
+    if dilate < 0:
+        raise UsageError(f"mask dilation {dilate} is negative")
+    mask_paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    if not mask_paths:
+        raise UsageError("no mask file given")
+    hole = np.zeros(size, dtype=bool)
+    for mask_path in mask_paths:
+        picture = read_image(mask_path)
+        if picture.size != tuple(size):
+            raise InputError(
+                f"mask is {_width_x_height(picture.size)} but image is {_width_x_height(size)}",
+                path=mask_path,
+                hint="a mask must have the image's size once both are turned upright by EXIF",
+            )
+        mask_hole = _mask_levels(picture) > threshold * _scale_from_8bit(picture.pixels.dtype)
+        hole |= ~mask_hole if invert else mask_hole
+    if dilate:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
+        hole = cv2.dilate(hole.view(np.uint8), disc).astype(bool)
+    return hole
+
+
+def _require_nonempty_file(path: Path) -> None:
+    if path.is_dir():
+        raise InputError("is a folder, not an image file", path=path)
+    try:
+        empty = path.stat().st_size == 0
+    except FileNotFoundError:
+        raise InputError("file not found", path=path, hint="check the path") from None
+    except OSError as error:
+        raise InputError(f"cannot read the file ({error.strerror})", path=path) from error
+    if empty:
+        raise InputError("file is empty (0 bytes)", path=path, hint="the copy or download may have failed")
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """Open (header only) a file of a readable format no larger than `max_pixels`."""
+    over_limit = InputError(
+        f"image has more than {max_pixels:,} pixels",
+        path=path,
+        hint="refused as a possible decompression bomb; raise the pixel limit if the image is genuine",
+    )
+    try:
+        with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit and raises above; the exact check is ours below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+            try:
+                image = Image.open(path, formats=_READABLE_FORMATS)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except Image.DecompressionBombError as error:
+        raise over_limit from error
+    except Image.UnidentifiedImageError as error:
+        raise InputError(
+            "not a PNG, JPEG, TIFF or WebP image (or a damaged one)",
+            path=path,
+            hint="convert it to PNG or JPEG",
+        ) from error
+    except OSError as error:
+        raise InputError(f"cannot read the file ({error.strerror or error})", path=path) from error
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise over_limit
+        yield image
+
+
+def _orientation(image: Image.Image) -> int:
+    orientation = image.getexif().get(ORIENTATION_TAG, _UPRIGHT)
+    return orientation if orientation in _UPRIGHT_TRANSFORMS else _UPRIGHT
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    transform = _UPRIGHT_TRANSFORMS.get(orientation)
+    return array if transform is None else np.ascontiguousarray(transform(array))
+
+
+def _upright_exif(image: Image.Image, orientation: int) -> bytes | None:
+    """The EXIF block to write back, with the orientation reset since the pixels are turned upright."""
+    if image.format == "TIFF":
+        return _exif_from_tiff_tags(image.getexif())
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    if orientation == _UPRIGHT:
+        # Untouched bytes keep maker notes exactly as the camera wrote them.
+        return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+    exif = image.getexif()
+    exif[ORIENTATION_TAG] = _UPRIGHT
+    return exif.tobytes()
+
+
+def _exif_from_tiff_tags(tags: Image.Exif) -> bytes | None:
+    exif = Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags:
+            exif[tag] = tags.get_ifd(tag) if tag in (_EXIF_IFD, _GPS_IFD) else tags[tag]
+    return exif.tobytes() if len(exif) else None
+
+
+def _sixteen_bit_colour_layout(image: Image.Image, path: Path) -> str | None:
+    """The layout (RGB, RGBA or LA) of 16-bit samples Pillow would cut to 8 bits; None otherwise."""
+    if image.format == "PNG":
+        with path.open("rb") as file:
+            header = file.read(26)  # signature, IHDR length and type, width, height, depth, colour type
+        bit_depth, colour_type = header[24], header[25]
+        return {2: "RGB", 4: "LA", 6: "RGBA"}.get(colour_type) if bit_depth == 16 else None
+    if image.format == "TIFF" and image.mode in ("RGB", "RGBA"):
+        bits = image.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, 8)
+        return image.mode if 16 in (bits if isinstance(bits, tuple) else (bits,)) else None
+    return None
+
+
+def _pillow_samples(image: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_GREY_MODES:
+        return np.array(image).astype(np.uint16)[..., None], None
+    if mode == "I":
+        return _integers_to_16bit(np.array(image), path)[..., None], None
+    if mode == "F":
+        return _floats_to_16bit(np.array(image), path)[..., None], None
+    keyed = "transparency" in image.info  # a palette entry or a colour key marks transparent pixels
+    if mode == "P":
+        target = "RGBA" if keyed else "RGB"
+    elif mode in ("L", "RGB") and keyed:
+        target = f"{mode}A"
+    else:
+        target = _PILLOW_TARGET_MODES.get(mode)
+    if target is None:
+        raise InputError(f"unsupported image mode {mode}", path=path, hint="convert it to RGB or grey first")
+    samples = np.array(image if target == mode else image.convert(target))
+    samples = samples.reshape(*samples.shape[:2], len(target))
+    if target.endswith("A"):
+        return samples[..., :-1], samples[..., -1]
+    return samples, None
+
+
+def _opencv_samples(path: Path, layout: str) -> tuple[np.ndarray, np.ndarray | None]:
+    # IMREAD_UNCHANGED keeps 16 bits and alpha and ignores EXIF orientation (applied by us).
+    decoded = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.dtype != np.uint16 or decoded.ndim != 3:
+        raise InputError("16-bit colour data cannot be decoded", path=path, hint="re-export it")
+    rgb = decoded[..., 2::-1]  # OpenCV orders channels BGR(A)
+    alpha = decoded[..., 3] if layout in ("RGBA", "LA") else None
+    # OpenCV expands grey + alpha to BGRA with equal colour channels.
+    pixels = rgb[..., :1] if layout == "LA" else rgb
+    return np.ascontiguousarray(pixels), alpha
+
+
+def _integers_to_16bit(values: np.ndarray, path: Path) -> np.ndarray:
+    if values.size and (values.min() < 0 or values.max() > _MAX_16BIT):
+        raise InputError(
+            "32-bit integer samples outside 0..65535 are not supported",
+            path=path,
+            hint="convert it to 16-bit first",
+        )
+    return values.astype(np.uint16)
+
+
+def _floats_to_16bit(values: np.ndarray, path: Path) -> np.ndarray:
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > _MAX_16BIT:
+        raise InputError(
+            "floating-point samples must lie in 0..1 or 0..65535",
+            path=path,
+            hint="convert it to 16-bit first",
+        )
+    scale = _MAX_16BIT if high <= 1.0 else 1
+    return np.round(values.astype(np.float64) * scale).astype(np.uint16)
+
+
+def _mask_levels(picture: Picture) -> np.ndarray:
+    """The grey levels a mask is thresholded on: its alpha if its colour is uniform, else its luma."""
+    pixels = picture.pixels
+    if picture.alpha is not None and (pixels == pixels[:1, :1]).all():
+        return picture.alpha
+    if pixels.shape[2] == 1:
+        return pixels[..., 0]
+    per_mille = np.zeros(pixels.shape[:2], dtype=np.uint32)
+    for channel, weight in enumerate(_LUMA_PER_MILLE):
+        per_mille += pixels[..., channel].astype(np.uint32) * weight
+    # Integer luma rounded half up, so a grey saved as RGB gives exactly its grey value.
+    return (per_mille + 500) // 1000
+
+
+def _scale_from_8bit(dtype: np.dtype) -> int:
+    return _8BIT_TO_16BIT if dtype == np.uint16 else 1
+
+
+def _width_x_height(size: Sequence[int]) -> str:
+    height, width = size
+    return f"{width}x{height}"
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def output_format(path: Path, format: str | None = None) -> str:
+    """Pillow's format name for an output: `format` (png, jpg, jpeg, tif, tiff, webp) or the extension."""
+    path = Path(path)
+    from_extension = _FORMAT_BY_NAME.get(path.suffix.lower().lstrip("."))
+    if format is None:
+        if from_extension is None:
+            raise OutputError(
+                f"cannot tell the image format from the extension {path.suffix!r}",
+                path=path,
+                hint="use .png, .jpg, .tif or .webp, or --format",
+            )
+        return from_extension
+    requested = _format_named(format)
+    if from_extension not in (None, requested):
+        raise OutputError(
+            f"extension {path.suffix} does not match the format {format}",
+            path=path,
+            hint="change the extension or the format",
+        )
+    return requested
+
+
+def _format_named(name: str) -> str:
+    image_format = _FORMAT_BY_NAME.get(name.lower().lstrip("."))
+    if image_format is None:
+        raise UsageError(f"unknown output format {name!r}", hint="one of png, jpg, tiff, webp")
+    return image_format
+
+
+def default_output_path(input_path: Path, output: Path | None = None, format: str | None = None) -> Path:
+    """Where the result of `input_path` goes: `output` (a file, or a folder to put it in) or
+    `<stem>_inpainted.<ext>` beside the input, `ext` from `format`, else the input's own. Never the input.
+    """
+    input_path = Path(input_path)
+    if format is not None:
+        extension = _EXTENSION_BY_FORMAT[_format_named(format)]
+    elif input_path.suffix.lower() in IMAGE_EXTENSIONS:
+        extension = input_path.suffix
+    else:
+        extension = _EXTENSION_BY_FORMAT["PNG"]
+    name = f"{input_path.stem}_inpainted{extension}"
+    if output is None:
+        candidate = input_path.with_name(name)
+    else:
+        candidate = Path(output) / name if Path(output).is_dir() else Path(output)
+    if _same_file(candidate, input_path):
+        raise OutputError(
+            "output would replace the input image", path=candidate, hint="choose another -o/--output"
+        )
+    return candidate
+
+
+def write_image(
+    path: Path,
+    picture: Picture,
+    *,
+    format: str | None = None,
+    quality: int = DEFAULT_QUALITY,
+    overwrite: bool = False,
+) -> Path:
+    """Write `picture` atomically to `path` (parent folders are created) and return `path`.
+
+    Grey stays grey (except WebP, which has no grey), 16 bits stay 16 in PNG and TIFF and are rounded
+    to 8 in JPEG and WebP; alpha, ICC profile, EXIF and dpi are kept where the format holds them.
+    JPEG has no alpha: a fully opaque alpha is dropped, any other refused with an OutputError.
+    """
+    path = Path(path)
+    image_format = output_format(path, format)
+    if not 1 <= quality <= 100:
+        raise UsageError(f"quality {quality} is outside 1..100")
+    if path.is_dir():
+        raise OutputError("is a folder, not an output file", path=path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists", path=path, hint="pass --overwrite to replace it")
+    samples = _samples_for_format(picture, image_format, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            if samples.dtype == np.uint16 and samples.shape[2] > 1:
+                writer = _write_png16 if image_format == "PNG" else _write_tiff16
+                with tmp.open("wb") as file:
+                    writer(file, samples, picture.icc_profile, picture.exif, picture.dpi)
+            else:
+                image = Image.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
+                image.save(tmp, format=image_format, **_save_options(picture, image_format, quality))
+    except OSError as error:
+        raise OutputError(
+            f"cannot write the image ({error.strerror or error})",
+            path=path,
+            hint="check that the folder is writable and the disk not full",
+        ) from error
+    return path
+
+
+def _samples_for_format(picture: Picture, image_format: str, path: Path) -> np.ndarray:
+    """Pixels with alpha appended as the last channel, in a bit depth and layout the format holds."""
+    pixels, alpha = picture.pixels, picture.alpha
+    if image_format == "JPEG" and alpha is not None:
+        if not (alpha == np.iinfo(alpha.dtype).max).all():
+            raise OutputError(
+                "JPEG cannot store transparency (the alpha channel)",
+                path=path,
+                hint="write PNG, TIFF or WebP instead, e.g. --format png",
+            )
+        alpha = None
+    samples = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
+    if image_format in _EIGHT_BIT_FORMATS and samples.dtype == np.uint16:
+        # Round half up: v * 255 / 65535 = v / 257 exactly.
+        samples = ((samples.astype(np.uint32) * _MAX_8BIT + _MAX_16BIT // 2) // _MAX_16BIT).astype(np.uint8)
+    return samples
+
+
+def _save_options(picture: Picture, image_format: str, quality: int) -> dict[str, object]:
+    options: dict[str, object] = {
+        "icc_profile": picture.icc_profile,
+        "exif": picture.exif,
+        "dpi": picture.dpi,
+    }
+    if image_format in _EIGHT_BIT_FORMATS:
+        options["quality"] = quality
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
+
+
+def _write_png16(
+    file: BinaryIO,
+    samples: np.ndarray,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    dpi: tuple[float, float] | None,
+) -> None:
+    """A 16-bit PNG (grey + alpha, RGB or RGBA) with its ICC profile, EXIF and physical size."""
+    height, width, channels = samples.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[channels]
+    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
+    # Every scanline uses the "Up" filter (byte-wise difference with the row above): simple, and
+    # photos compress much better than unfiltered.
+    scanlines = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    scanlines[:, 0] = 2
+    scanlines[:, 1:] = rows
+    scanlines[1:, 1:] -= rows[:-1]
+    file.write(b"\x89PNG\r\n\x1a\n")
+    _png_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    if icc_profile:
+        _png_chunk(file, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        _png_chunk(file, b"eXIf", exif.removeprefix(_EXIF_HEADER))
+    if dpi:
+        per_metre = [round(d / 0.0254) for d in dpi]
+        _png_chunk(file, b"pHYs", struct.pack(">IIB", *per_metre, 1))
+    _png_chunk(file, b"IDAT", zlib.compress(scanlines.data))
+    _png_chunk(file, b"IEND", b"")
+
+
+def _png_chunk(file: BinaryIO, kind: bytes, data: bytes) -> None:
+    file.write(struct.pack(">I", len(data)) + kind + data)
+    file.write(struct.pack(">I", zlib.crc32(kind + data)))
+
+
+def _write_tiff16(
+    file: BinaryIO,
+    samples: np.ndarray,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    dpi: tuple[float, float] | None,
+) -> None:
+    """An uncompressed 16-bit TIFF (grey + alpha, RGB or RGBA) with ICC profile, EXIF and resolution."""
+    height, width, channels = samples.shape
+    data = np.ascontiguousarray(samples, dtype="<u2")
+    directory = TiffImagePlugin.ImageFileDirectory_v2()  # little-endian, like `data`
+    if exif:
+        tags = Image.Exif()
+        tags.load(exif)
+        for tag, value in tags.items():
+            directory[tag] = tags.get_ifd(tag) if tag in (_EXIF_IFD, _GPS_IFD) else value
+    # Layout tags come last so that none copied from the EXIF block can contradict them.
+    for tag in (TiffImagePlugin.STRIPOFFSETS, TiffImagePlugin.STRIPBYTECOUNTS):
+        directory.tagtype[tag] = TiffTags.LONG
+    directory[TiffImagePlugin.IMAGEWIDTH] = width
+    directory[TiffImagePlugin.IMAGELENGTH] = height
+    directory[TiffImagePlugin.BITSPERSAMPLE] = (16,) * channels
+    directory[TiffImagePlugin.COMPRESSION] = 1
+    directory[TiffImagePlugin.PHOTOMETRIC_INTERPRETATION] = 2 if channels >= 3 else 1
+    directory[TiffImagePlugin.SAMPLESPERPIXEL] = channels
+    if channels in (2, 4):
+        directory[TiffImagePlugin.EXTRASAMPLES] = 2  # the extra sample is unassociated alpha
+    directory[TiffImagePlugin.ROWSPERSTRIP] = height
+    directory[TiffImagePlugin.PLANAR_CONFIGURATION] = 1
+    directory[TiffImagePlugin.STRIPOFFSETS] = 0  # relative to the end of the directory, fixed up by Pillow
+    directory[TiffImagePlugin.STRIPBYTECOUNTS] = data.nbytes
+    if icc_profile:
+        directory[TiffImagePlugin.ICCPROFILE] = icc_profile
+    if dpi:
+        directory[TiffImagePlugin.X_RESOLUTION], directory[TiffImagePlugin.Y_RESOLUTION] = dpi
+        directory[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inch
+    directory.save(file)
+    file.write(data.data)
 
 
 @contextlib.contextmanager
