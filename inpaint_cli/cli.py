@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from inpaint_cli import batch
     from inpaint_cli.batch import JobOutcome
     from inpaint_cli.errors import InpaintError
 
@@ -30,6 +32,7 @@ app = typer.Typer(
 console = Console(stderr=True, highlight=False)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class Precision(str, Enum):
@@ -196,6 +199,23 @@ def run(
         typer.Option(help="Write a JSON report (status, output, masks, time, error per input)."),
     ] = None,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed input.")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Batch: also process the input folder's subfolders.")
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Threads that decode the next images, and as many that write finished ones, "
+            "while the model works (at most 2*jobs+1 images in memory).",
+        ),
+    ] = 2,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Print which mask(s) and output each image gets, or why not; load no model."),
+    ] = False,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")
     ] = 250_000_000,
@@ -204,8 +224,13 @@ def run(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")] = False,
 ) -> None:
-    """Fill the holes of an image (or a folder of images) given a mask."""
-    from inpaint_cli import batch, imageio
+    """Fill the holes of an image (or a folder of images) given a mask.
+
+    A folder is a batch: each image is paired with its mask(s) by name in the --mask folder (or
+    the one --mask file is used for all), and the outputs mirror the input tree under -o
+    (default: <folder>_inpainted/ beside it). Existing outputs are skipped, so a rerun resumes.
+    """
+    from inpaint_cli import batch
     from inpaint_cli.engine import Inpainter, parse_size
     from inpaint_cli.errors import InpaintError, UsageError
 
@@ -215,11 +240,11 @@ def run(
             raise UsageError("no such file or folder", path=input)
         if not mask.exists():
             raise UsageError("no such mask file or folder", path=mask)
-        if input.is_dir():
-            raise UsageError("folder input is not supported yet", path=input, hint="give one image file")
-        existing = {None: batch.Existing.ERROR, True: batch.Existing.OVERWRITE, False: batch.Existing.SKIP}[
-            overwrite
-        ]
+        is_batch = input.is_dir()
+        if overwrite is None:
+            existing = batch.Existing.SKIP if is_batch else batch.Existing.ERROR
+        else:
+            existing = batch.Existing.OVERWRITE if overwrite else batch.Existing.SKIP
         settings = batch.RunSettings(
             mask_threshold=mask_threshold,
             invert_mask=invert_mask,
@@ -231,8 +256,10 @@ def run(
             intermediates_dir=save_intermediates,
             max_pixels=max_pixels,
         )
-        fmt = settings.output_format
-        jobs = [batch.Job(input, (mask,), imageio.default_output_path(input, output, fmt))]
+        plan = _plan_run(input, mask, output, recursive, settings.output_format)
+        if dry_run:
+            _print_plan(plan, settings)
+            return
         inpainter = Inpainter.from_name(
             model,
             checkpoint=checkpoint,
@@ -249,11 +276,154 @@ def run(
         )
     except InpaintError as exc:
         fail(exc)
-    outcomes = batch.run_jobs(inpainter, jobs, settings, on_outcome=lambda o: _render_outcome(o, quiet))
+    display = _BatchProgress(len(plan.jobs), quiet=quiet, bar=is_batch)
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        with display:
+            batch.run_jobs(
+                inpainter,
+                plan.jobs,
+                settings,
+                on_outcome=display.finished,
+                fail_fast=fail_fast,
+                workers=jobs,
+                on_start=display.started,
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+    position = {job: index for index, job in enumerate(plan.jobs)}
+    outcomes = sorted(display.outcomes, key=lambda outcome: position[outcome.job])
+    seen = {outcome.job for outcome in outcomes}
+    not_run = [job for job in plan.jobs if job not in seen]
     if report is not None:
-        batch.write_report(report, outcomes)
+        batch.write_report(report, outcomes, not_run=not_run, unused_masks=plan.unused_masks)
+    if is_batch and not quiet:
+        _print_summary(plan, outcomes, not_run, time.perf_counter() - started)
+    if interrupted:
+        console.print("[bold red]interrupted:[/] outputs written so far are complete; run again to finish")
+        raise typer.Exit(EXIT_INTERRUPTED)
     if any(o.status is batch.Status.FAILED for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _plan_run(
+    input: Path, mask: Path, output: Path | None, recursive: bool, output_format: str | None
+) -> batch.Plan:
+    """Pair the input(s) with masks and outputs; a folder without images is a usage error."""
+    from inpaint_cli import batch
+    from inpaint_cli.errors import UsageError
+
+    if not input.is_dir():
+        return batch.plan_single(input, mask, output, output_format)
+    if output is not None and output.is_file():
+        raise UsageError("-o must be a folder when the input is a folder", path=output)
+    plan = batch.plan_folder(input, mask, output, recursive=recursive, output_format=output_format)
+    if not plan.jobs:
+        hint = None if recursive else "use --recursive to look in subfolders"
+        raise UsageError("no images found", path=input, hint=hint)
+    return plan
+
+
+def _print_plan(plan: batch.Plan, settings: batch.RunSettings) -> None:
+    """The --dry-run table on stdout: a rich table on a terminal, tab-separated lines elsewhere."""
+    from rich.table import Table
+
+    from inpaint_cli import batch
+
+    rows = []
+    for job in plan.jobs:
+        decided = batch.precheck(job, settings)
+        action = "run" if decided is None else decided.error or "skip: output exists"
+        rows.append((str(job.image), ", ".join(map(str, job.masks)) or "-", str(job.output), action))
+    rows += [("-", str(mask), "-", "unused: no image has this name") for mask in plan.unused_masks]
+    rows += [("-", "-", "-", message) for message in plan.unreadable]
+    out = Console(highlight=False)
+    if not out.is_terminal:
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
+    table = Table("image", "mask(s)", "output", "action", title=f"{len(plan.jobs)} image(s)")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+class _BatchProgress:
+    """Progress on stderr: on a terminal, a bar (count, images/s, ETA, current file) with notes
+    printed above it; elsewhere (or for one image), one plain line per input."""
+
+    def __init__(self, total: int, *, quiet: bool, bar: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.outcomes: list[JobOutcome] = []
+        self.progress = None
+        if bar and not quiet and console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[current]}"),
+                console=console,
+            )
+            self.task = self.progress.add_task("inpainting", total=total, current="", rate="")
+
+    def __enter__(self) -> _BatchProgress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def started(self, job: batch.Job) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, current=str(job.name))
+
+    def finished(self, outcome: JobOutcome) -> None:
+        self.outcomes.append(outcome)
+        if self.progress is None:
+            _render_outcome(outcome, self.quiet)
+            return
+        for warning in outcome.warnings:
+            self.progress.console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        if outcome.error is not None:
+            self.progress.console.print(f"[bold red]error:[/] {outcome.error}", soft_wrap=True)
+        self.progress.advance(self.task)
+        speed = self.progress.tasks[0].speed
+        self.progress.update(self.task, rate=f"{speed:.2f} images/s" if speed else "")
+
+
+def _print_summary(
+    plan: batch.Plan, outcomes: list[JobOutcome], not_run: list[batch.Job], seconds: float
+) -> None:
+    """The end-of-batch table on stderr: counts, speed, and every input that needs attention."""
+    from rich.table import Table
+
+    from inpaint_cli.batch import Status
+
+    counts = {status: sum(o.status is status for o in outcomes) for status in Status}
+    done = counts[Status.DONE]
+    table = Table(title="batch summary", show_header=False, title_justify="left")
+    table.add_row("[green]done[/]", str(done))
+    table.add_row("skipped (output exists)", str(counts[Status.SKIPPED]))
+    table.add_row("[red]failed[/]" if counts[Status.FAILED] else "failed", str(counts[Status.FAILED]))
+    if not_run:
+        table.add_row("not run", str(len(not_run)))
+    table.add_row("unused masks", str(len(plan.unused_masks)))
+    table.add_row("time", f"{seconds:.1f} s ({done / seconds if seconds else 0:.2f} images/s)")
+    console.print(table)
+    for outcome in outcomes:
+        if outcome.status is Status.FAILED:
+            console.print(f"  [red]failed[/] {outcome.error}", soft_wrap=True)
+    for mask in plan.unused_masks:
+        console.print(f"  [yellow]unused mask[/] {mask}: no image has this name", soft_wrap=True)
+    for message in plan.unreadable:
+        console.print(f"  [yellow]unreadable[/] {message}", soft_wrap=True)
 
 
 def _download_progress() -> object | None:
