@@ -627,3 +627,16 @@ def test_is_image_file_skips_hidden_and_temporary_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
 
     assert sorted(p.name for p in tmp_path.iterdir() if imageio.is_image_file(p)) == ["a.JPG", "b.webp"]
+
+
+def test_example_photo_differs_from_its_original_exactly_inside_its_mask():
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    original = imageio.read_image(examples / "astronaut_original.png")
+    damaged = imageio.read_image(examples / "astronaut_damaged.png")
+
+    hole = imageio.read_mask(examples / "astronaut_mask.png", size=damaged.size)
+
+    assert damaged.size == original.size == (384, 384)
+    np.testing.assert_array_equal((damaged.pixels != original.pixels).any(axis=2), hole)
+    assert 0.05 < hole.mean() < 0.07
+    assert all(path.stat().st_size < 300_000 for path in examples.glob("*.png"))
