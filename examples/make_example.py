@@ -5,8 +5,8 @@ scikit-image is needed only here, not by the package:
 
     pip install scikit-image && python examples/make_example.py
 
-Writes, beside this script, `astronaut_original.png` (the undamaged print, to measure restorations
-against), `astronaut_damaged.png` (scratches, dust spots and a torn corner) and `astronaut_mask.png`
+Writes, beside this script, `portrait_original.png` (the undamaged print, to measure restorations
+against), `portrait_damaged.png` (scratches, dust spots and a torn corner) and `portrait_mask.png`
 (white = damaged = to fill). Every damaged pixel is in the mask and only those, so the pixels outside
 the mask are the original ones. Deterministic: the same files every run.
 """
@@ -75,9 +75,9 @@ def main() -> None:
     original = aged_print(rgb)
     mask, colour = damage(np.random.default_rng(SEED))
     damaged = np.where(mask[..., None] > 0, colour, original)
-    Image.fromarray(original).save(HERE / "astronaut_original.png", optimize=True)
-    Image.fromarray(damaged).save(HERE / "astronaut_damaged.png", optimize=True)
-    Image.fromarray(mask).save(HERE / "astronaut_mask.png", optimize=True)
+    Image.fromarray(original).save(HERE / "portrait_original.png", optimize=True)
+    Image.fromarray(damaged).save(HERE / "portrait_damaged.png", optimize=True)
+    Image.fromarray(mask).save(HERE / "portrait_mask.png", optimize=True)
     print(f"hole: {(mask > 0).mean():.1%} of {SIDE}x{SIDE} pixels")
 
 
