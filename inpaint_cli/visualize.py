@@ -149,3 +149,51 @@ def save_intermediates(
     if panel is not None:
         written.append(save_png(folder / "panel.png", panel))
     return written
+
+
+# --- PConv: mask updates --------------------------------------------------------------------------
+
+MASK_TILE_SIDE = 192
+"""Longer side, in pixels, of one tile of `mask_updates.png`."""
+STILL_HOLE_COLOUR = (255, 255, 255)
+FILLED_COLOUR = (240, 150, 40)
+"""Input-hole pixels that a layer's mask already counts as valid."""
+KNOWN_COLOUR = (40, 40, 40)
+
+
+def _hole_tile(remaining: torch.Tensor, input_hole: torch.Tensor) -> Image.Image:
+    """Tile of a layer: its remaining hole, the part of the input hole it filled, and the known pixels."""
+    colours = torch.tensor([KNOWN_COLOUR, FILLED_COLOUR, STILL_HOLE_COLOUR], dtype=torch.uint8)
+    kind = torch.where(remaining > 0, 2, input_hole.long())
+    return Image.fromarray(colours[kind].numpy(), "RGB")
+
+
+def render_mask_updates(masks: dict[str, torch.Tensor], hole: torch.Tensor, folder: Path) -> list[Path]:
+    """`mask_updates.png`: the hole left after each partial convolution, one labelled tile per layer,
+    each layer's mask (1 = valid) upsampled (nearest) to the input's shape; `mask_stats.json`: the
+    fraction of each layer's positions that is still hole, at the layer's own resolution."""
+    height, width = hole.shape[-2:]
+    scale = MASK_TILE_SIDE / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    input_hole = F.interpolate(hole[:1].float(), size=size, mode="nearest")[0, 0] > 0
+    input_fraction = float(hole[:1].float().mean())
+    tiles = [label(_hole_tile(input_hole, input_hole), f"input: {input_fraction:.1%} hole")]
+    layers = {}
+    for name, mask in masks.items():
+        layer = name.removeprefix("mask.")
+        remaining = (mask[:1, :1] == 0).float()
+        fraction = float(remaining.mean())
+        layers[layer] = {
+            "height": mask.shape[-2],
+            "width": mask.shape[-1],
+            "remaining_hole_fraction": fraction,
+        }
+        shown = F.interpolate(remaining, size=size, mode="nearest")[0, 0]
+        tiles.append(label(_hole_tile(shown, input_hole), f"{layer}: {fraction:.1%} hole"))
+    stats_path = folder / "mask_stats.json"
+    with atomic_path(stats_path) as tmp:
+        tmp.write_text(json.dumps({"input_hole_fraction": input_fraction, "layers": layers}, indent=2) + "\n")
+    return [save_png(folder / "mask_updates.png", hstack(tiles)), stats_path]
+
+
+RENDERERS["mask"] = render_mask_updates
