@@ -69,12 +69,25 @@ class PartialConv2d(nn.Conv2d):
             raise ValueError("the mask_sum rule always counts the valid inputs of every channel")
         self.renormalization = renormalization
         self.multi_channel = multi_channel
+        self.folded_window_size = 1
+        """What `fold_window_size` divided the weight by; the mask_sum rescaling multiplies it back."""
 
     @property
     def window_size(self) -> int:
         """Inputs in one full window: sum(1) of the window-ratio rule."""
         channels = self.in_channels if self.multi_channel else 1
         return channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def fold_window_size(self) -> None:
+        """Move the mask_sum rule's window size from the rescaling into the weight (once).
+
+        Same result, but the convolution's sums stay at the output's magnitude instead of up to
+        window_size (9216 in the deep decoder) times it, which overflows float16.
+        """
+        if self.renormalization == "mask_sum" and self.folded_window_size == 1:
+            with torch.no_grad():
+                self.weight.div_(self.window_size)
+            self.folded_window_size = self.window_size
 
     def valid_count(self, mask: torch.Tensor) -> torch.Tensor:
         """Per pixel, how many input values of the window sum are valid (N×1×H×W)."""
@@ -108,17 +121,17 @@ class PartialConv2d(nn.Conv2d):
         )
         scale, new_mask = self._rescaling(window_sum)
         output = F.conv2d(masked_input, self.weight, None, self.stride, self.padding)
-        output = output * scale.to(output.dtype)
+        output.mul_(scale.to(output.dtype))
         if self.bias is not None:
             # Empty windows give 0 in both rules: the bias is cleared with them.
-            output = (output + self.bias.view(1, -1, 1, 1)) * new_mask.to(output.dtype)
+            output.add_(self.bias.view(1, -1, 1, 1)).mul_(new_mask.to(output.dtype))
         return output, new_mask
 
     def _rescaling(self, window_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(factor applied to the convolution, new mask), both N×1×h×w; the factor is 0 on empty windows."""
         if self.renormalization == "mask_sum":
             valid = window_sum != 0
-            return torch.where(valid, window_sum.reciprocal(), 0), valid.to(window_sum.dtype)
+            return torch.where(valid, self.folded_window_size / window_sum, 0), valid.to(window_sum.dtype)
         covered = window_sum.clamp(0, 1)
         return self.window_size / (window_sum + WINDOW_RATIO_EPSILON) * covered, covered
 
@@ -202,7 +215,7 @@ class PConvUNet(InpaintModel):
                 kernel,
                 stride=2,
                 batch_norm=level > 1,
-                activation=nn.ReLU(),
+                activation=nn.ReLU(inplace=True),
             )
             self.add_module(f"enc_{level}", block)
         for level in range(self.layer_size, 0, -1):
@@ -213,7 +226,7 @@ class PConvUNet(InpaintModel):
                 DECODER_KERNEL,
                 stride=1,
                 batch_norm=not outermost,
-                activation=nn.Identity() if outermost else nn.LeakyReLU(LEAKY_SLOPE),
+                activation=nn.Identity() if outermost else nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
                 bias=outermost,
             )
             self.add_module(f"dec_{level}", block)
@@ -232,25 +245,30 @@ class PConvUNet(InpaintModel):
         each partial convolution is stored as `mask.enc_<i>` / `mask.dec_<i>` (N×1×h×w).
         """
         valid = mask.to(image.dtype)
-        # Skips: (features, mask) of the image and of every encoder level, deepest last.
+        # Every level as (features * mask, mask): the next encoder's input and a decoder's skip.
         levels = [(image * valid, valid)]
         for level in range(1, self.layer_size + 1):
-            features, level_mask = levels[-1]
+            masked, level_mask = levels[-1]
             name = f"enc_{level}"
-            block = getattr(self, name)
-            levels.append(block(features * level_mask, level_mask * features.shape[1]))
-            self._record(intermediates, name, levels[-1][1])
+            features, level_mask = getattr(self, name)(masked, level_mask * masked.shape[1])
+            levels.append((features * level_mask, level_mask))
+            self._record(intermediates, name, level_mask)
         features, level_mask = levels.pop()
         for level in range(self.layer_size, 0, -1):
             skip, skip_mask = levels.pop()
-            features = F.interpolate(features, scale_factor=2.0, mode="nearest")
-            level_mask = F.interpolate(level_mask, scale_factor=2.0, mode="nearest")
-            masked_input = torch.cat([features * level_mask, skip * skip_mask], dim=1)
-            valid_count = level_mask * features.shape[1] + skip_mask * skip.shape[1]
+            # Nearest upsampling commutes with masking, so mask at the lower resolution.
+            deep = F.interpolate(features * level_mask, scale_factor=2.0, mode="nearest")
+            deep_mask = F.interpolate(level_mask, scale_factor=2.0, mode="nearest")
+            valid_count = deep_mask * deep.shape[1] + skip_mask * skip.shape[1]
             name = f"dec_{level}"
-            features, level_mask = getattr(self, name)(masked_input, valid_count)
+            features, level_mask = getattr(self, name)(torch.cat([deep, skip], dim=1), valid_count)
             self._record(intermediates, name, level_mask)
         return features
+
+    def prepare_for_inference(self) -> None:
+        for module in self.modules():
+            if isinstance(module, PartialConv2d):
+                module.fold_window_size()
 
     @staticmethod
     def _record(intermediates: Intermediates | None, layer: str, mask: torch.Tensor) -> None:
