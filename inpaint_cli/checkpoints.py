@@ -3,8 +3,11 @@
 Nothing here runs code from a weight file. PyTorch zip archives (`.pth`, Lightning `.ckpt`) are
 read with a restricted unpickler that rebuilds tensors and plain containers only: any other global
 becomes an inert stand-in that can be stored or used as a dictionary key (Lightning and omegaconf
-objects in a `.ckpt`) but never called. Legacy (pre-zip) archives go through
-`torch.load(weights_only=True)`. This module knows nothing of HTTP or caches.
+objects in a `.ckpt`, the `__torch__` module classes of a TorchScript archive) but never called.
+TorchScript archives (IOPaint's `big-lama.pt`) are read the same way: their module tree is
+unpickled into stand-ins and only the tensors are kept; their code is never compiled or run.
+Legacy (pre-zip) archives go through `torch.load(weights_only=True)`. This module knows nothing
+of HTTP or caches.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from inpaint_cli.errors import CheckpointError
+from inpaint_cli.errors import CheckpointError, OutputError
 
 INPAINT_FORMAT = "inpaint"
 INPAINT_FORMAT_VERSION = "1"
 SAFETENSORS_SUFFIX = ".safetensors"
 
+TORCHSCRIPT_WRAPPER = "model."
 # Containers that wrap a state dict: Lightning (`state_dict`), PConv U-Net (`model`), DeepFill v2 port (`G`).
 STATE_DICT_ENTRIES = ("state_dict", "model", "G")
 
@@ -106,6 +110,14 @@ def _set_of(items: Any = ()) -> set:
     return set(items)
 
 
+def _as_list(items: Any) -> list:
+    return list(items)
+
+
+def _drop_type_tag(value: Any, _type_name: str) -> Any:
+    return value
+
+
 # Everything a checkpoint may call while unpickling: tensor reconstruction and inert containers.
 _ALLOWED_CALLABLES: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
@@ -119,6 +131,14 @@ _ALLOWED_CALLABLES: dict[tuple[str, str], Any] = {
     ("builtins", "set"): _set_of,
     ("builtins", "frozenset"): frozenset,
     ("torch", "Size"): torch.Size,
+    # TorchScript tags typed lists and dicts with these; plain containers are what they hold.
+    ("torch.jit._pickle", "build_intlist"): _as_list,
+    ("torch.jit._pickle", "build_floatlist"): _as_list,
+    ("torch.jit._pickle", "build_boollist"): _as_list,
+    ("torch.jit._pickle", "build_doublelist"): _as_list,
+    ("torch.jit._pickle", "build_tensorlist"): _as_list,
+    ("torch.jit._pickle", "build_complexlist"): _as_list,
+    ("torch.jit._pickle", "restore_type_tag"): _drop_type_tag,
 }
 
 
@@ -178,6 +198,63 @@ def read_torch_archive(path: Path, pickle_name: str = "data.pkl") -> Any:
             return RestrictedUnpickler(record, load_storage).load()
 
 
+def is_torchscript(archive: zipfile.ZipFile) -> bool:
+    """TorchScript archives hold compiled code and a constants record next to `data.pkl`."""
+    names = archive.namelist()
+    return any(n.endswith("/constants.pkl") and n.count("/") == 1 for n in names) and any(
+        "/code/" in n for n in names
+    )
+
+
+def _module_tensors(module: ForeignObject, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Parameters and buffers of an unpickled TorchScript module tree, by dotted state-dict name."""
+    state = getattr(module, "_state", None)
+    tensors: dict[str, torch.Tensor] = {}
+    if not isinstance(state, Mapping):
+        return tensors
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[prefix + name] = value
+        elif isinstance(value, ForeignObject):
+            tensors.update(_module_tensors(value, f"{prefix}{name}."))
+    return tensors
+
+
+def read_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of a TorchScript archive's module tree, without running its code.
+
+    A wrapper whose tensors all live under its `model` attribute is a container, like the `model`
+    entry of a `.pth` dict: IOPaint's `big-lama.pt` traces such a wrapper around LaMa's training
+    module, so its `model.generator.model.<i>...` tensors come out as `generator.model.<i>...`.
+    """
+    top = read_torch_archive(path)
+    if not isinstance(top, ForeignObject):
+        raise CheckpointError("TorchScript archive without a module record", path=path)
+    tensors = _module_tensors(top)
+    wrapped = {
+        key[len(TORCHSCRIPT_WRAPPER) :]: v
+        for key, v in tensors.items()
+        if key.startswith(TORCHSCRIPT_WRAPPER)
+    }
+    return wrapped if wrapped and len(wrapped) == len(tensors) else tensors
+
+
+def detect_format(path: Path) -> str:
+    """What kind of container a file is: `safetensors`, `torchscript`, `torch` (a `torch.save` archive,
+    zip or legacy) or `zip` (any other zip, e.g. an official release archive holding a checkpoint)."""
+    if path.suffix == SAFETENSORS_SUFFIX:
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if is_torchscript(archive):
+                return "torchscript"
+            names = archive.namelist()
+            if any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names):
+                return "torch"
+        return "zip"
+    return "torch"
+
+
 def _read_legacy_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -195,7 +272,9 @@ def unwrap_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Ten
         tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors:
             return tensors
-    raise CheckpointError("no state dict found (expected tensors under 'state_dict', 'model' or 'G')", path=path)
+    raise CheckpointError(
+        "no state dict found (expected tensors under 'state_dict', 'model' or 'G')", path=path
+    )
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -209,7 +288,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return _read_safetensors(path)
     try:
         if zipfile.is_zipfile(path):
-            obj = read_torch_archive(path)
+            with zipfile.ZipFile(path) as archive:
+                torchscript = is_torchscript(archive)
+            obj = read_torchscript(path) if torchscript else read_torch_archive(path)
         else:
             obj = _read_legacy_torch(path)
     except CheckpointError as exc:
@@ -255,14 +336,73 @@ def save_converted(
         "source_sha256": source_sha256,
         "license": license,
     }
-    tensors = {key: value.detach().contiguous().cpu() for key, value in state_dict.items()}
+    # Cloned: tensors read from an archive may share one storage, which safetensors refuses.
+    tensors = {
+        key: value.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for key, value in state_dict.items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp_name, metadata=metadata)
         os.replace(tmp_name, path)
+    except (OSError, SafetensorError) as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise OutputError(
+            f"cannot write the converted weights: {exc}",
+            path=path,
+            hint="free some disk space, or choose another folder (INPAINT_HOME moves the model cache)",
+        ) from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def convert_checkpoint(
+    source: Path,
+    destination: Path,
+    *,
+    family: str,
+    variant: str,
+    source_url: str,
+    source_sha256: str,
+    license: str,
+) -> Path:
+    """Turn an official checkpoint (or one of ours) into our safetensors file, once.
+
+    The tensors are mapped onto our layout, the architecture is inferred from them, and the
+    result must load strictly into the network it describes before anything is written.
+    """
+    # Imported here because the model registry itself imports this module.
+    from inpaint_cli.models import FAMILIES, load_strict
+
+    if family not in FAMILIES:
+        raise CheckpointError(f"the {family} family is not available in this version of inpaint", path=source)
+    network_family = FAMILIES[family]
+    checkpoint = read_checkpoint(source)
+    if checkpoint.is_converted:
+        if checkpoint.metadata.get("family") != family:
+            raise CheckpointError(
+                f"holds a {checkpoint.metadata.get('family')} model, not a {family} model", path=source
+            )
+        state_dict = checkpoint.state_dict
+        config = checkpoint.config or network_family.config_from_state_dict(state_dict)
+    else:
+        if not network_family.recognizes(checkpoint.state_dict):
+            sample = ", ".join(list(checkpoint.state_dict)[:3])
+            raise CheckpointError(f"not a {family} checkpoint (first keys: {sample})", path=source)
+        state_dict = network_family.convert_state_dict(checkpoint.state_dict)
+        config = network_family.config_from_state_dict(state_dict)
+    load_strict(network_family.build(config), state_dict, source)
+    return save_converted(
+        destination,
+        state_dict,
+        family=family,
+        variant=variant,
+        config=config,
+        source_url=source_url,
+        source_sha256=source_sha256,
+        license=license,
+    )
