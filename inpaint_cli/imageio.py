@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import struct
-import tempfile
 import threading
 import warnings
 import zlib
@@ -610,9 +610,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     never a partial file under the final name (the temporary name starts with a dot).
     """
     final = Path(final)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.part{final.suffix}")
+    # Created like any new file (0666 less the umask), not 0600 as tempfile.mkstemp would.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         os.replace(tmp, final)

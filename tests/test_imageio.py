@@ -6,6 +6,8 @@ Every input file is generated here, with Pillow, OpenCV or tifffile (independent
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -568,6 +570,16 @@ def test_failed_write_leaves_no_temporary_file_and_the_old_file_intact(tmp_path,
 
     assert sorted(p.name for p in folder.iterdir()) == ["a.png"]
     assert old.read_bytes() == old_bytes
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        written = imageio.write_image(tmp_path / "out.png", tiny_picture(tmp_path))
+    finally:
+        os.umask(previous)
+
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644
 
 
 def test_write_creates_folders_and_reports_unwritable_ones(tmp_path):
