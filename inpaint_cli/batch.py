@@ -514,6 +514,10 @@ def run_jobs(
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
+        # Left only when interrupted (Ctrl-C): report the writes that were let finish.
+        for index, future in saving:
+            if not future.cancelled():
+                finish(index, future.result())
     return [outcomes[index] for index in sorted(outcomes)]
 
 

@@ -1,0 +1,328 @@
+"""`inpaint run FOLDER`: a messy real-world folder, dry runs, quiet output, exit codes, and runs
+killed mid-batch (SIGKILL, Ctrl-C) that leave only complete outputs and resume on the next run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inpaint_cli import engine, imageio
+from inpaint_cli.cli import app
+
+HEIGHT, WIDTH = 32, 40
+ORIENTATION_RIGHT_TOP = 6  # EXIF: stored sideways, shown turned 90° clockwise
+
+
+def make_hole(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    hole = np.zeros((height, width), dtype=bool)
+    hole[10:18, 12:26] = True
+    return hole
+
+
+def save_mask(path: Path, hole: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(hole.astype(np.uint8) * 255).save(path)
+
+
+def noise(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def invoke(*args: str | Path) -> object:
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+GOOD = [
+    "good.jpg",
+    "good.png",
+    "colour16.tif",
+    "grey16.png",
+    "grey.png",
+    "rgba.png",
+    "rotated.jpg",
+    "nested/deeper/inner.png",
+    "Straße 1 é.png",
+]
+LOSSLESS = [name for name in GOOD if not name.endswith(".jpg")]
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder as users have them: every format and mode, and every kind of broken file."""
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    (photos / "nested/deeper").mkdir(parents=True)
+    hole = make_hole()
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=1)).save(photos / "good.jpg", quality=95)
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=2)).save(photos / "good.png")
+    cv2.imwrite(str(photos / "colour16.tif"), noise((HEIGHT, WIDTH, 3), np.uint16, seed=3))
+    cv2.imwrite(str(photos / "grey16.png"), noise((HEIGHT, WIDTH), np.uint16, seed=4))
+    Image.fromarray(noise((HEIGHT, WIDTH), seed=5)).save(photos / "grey.png")
+    Image.fromarray(noise((HEIGHT, WIDTH, 4), seed=6), "RGBA").save(photos / "rgba.png")
+    sideways = Image.fromarray(noise((WIDTH, HEIGHT, 3), seed=7))  # upright it is HEIGHT × WIDTH
+    exif = Image.Exif()
+    exif[imageio.ORIENTATION_TAG] = ORIENTATION_RIGHT_TOP
+    sideways.save(photos / "rotated.jpg", exif=exif.tobytes())
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=8)).save(photos / "nested/deeper/inner.png")
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=9)).save(photos / "Straße 1 é.png")
+    whole = (photos / "good.png").read_bytes()
+    (photos / "corrupt.png").write_bytes(whole[: len(whole) // 2])
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "text.jpg").write_text("a shopping list, not a photo\n")
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=10)).save(photos / "wrongsize.png")
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=11)).save(photos / "nomask.png")
+    (photos / "notes.txt").write_text("not an image extension: not an input\n")
+    for name in [*GOOD, "corrupt.png", "empty.jpg", "text.jpg"]:
+        save_mask(masks / Path(name).with_suffix(".png"), hole)
+    save_mask(masks / "wrongsize_mask.png", make_hole(HEIGHT + 2, WIDTH))
+    save_mask(masks / "orphan_mask.png", hole)
+    return photos, masks
+
+
+def test_messy_folder_every_good_image_done_every_bad_one_explained(
+    tmp_path: Path, messy: tuple[Path, Path]
+) -> None:
+    photos, masks = messy
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    inputs_before = tree_hashes(photos)
+
+    result = invoke(
+        photos, "--mask", masks, "-o", out, "--model", "telea", "-r", "--report", report, "-j", "3"
+    )
+
+    assert result.exit_code == 1, result.stderr
+    records = {
+        Path(r["image"]).relative_to(photos).as_posix(): r for r in json.loads(report.read_text())["inputs"]
+    }
+    assert {name for name, r in records.items() if r["status"] == "done"} == set(GOOD)
+    errors = {name: r["error"] for name, r in records.items() if r["status"] == "failed"}
+    assert errors.pop("corrupt.png").startswith(
+        f"{photos / 'corrupt.png'}: image data is truncated or corrupt"
+    )
+    assert errors == {
+        "empty.jpg": f"{photos / 'empty.jpg'}: file is empty (0 bytes) "
+        "(the copy or download may have failed)",
+        "text.jpg": f"{photos / 'text.jpg'}: not a PNG, JPEG, TIFF or WebP image (or a damaged one) "
+        "(convert it to PNG or JPEG)",
+        "wrongsize.png": f"{masks / 'wrongsize_mask.png'}: mask is 40x34 but image is 40x32 "
+        "(a mask must have the image's size once both are turned upright by EXIF)",
+        "nomask.png": f"{photos / 'nomask.png'}: no mask found "
+        f"(looked for {masks / 'nomask'}.* and {masks / 'nomask'}_mask*.*)",
+    }
+    assert json.loads(report.read_text())["unused_masks"] == [str(masks / "orphan_mask.png")]
+    for message in errors.values():
+        assert f"error: {message}" in " ".join(result.stderr.split()), message
+
+    hole = make_hole()
+    for name in GOOD:
+        source, filled = imageio.read_image(photos / name), imageio.read_image(out / name)
+        assert records[name]["output"] == str(out / name)
+        assert (filled.pixels.shape, filled.pixels.dtype) == (source.pixels.shape, source.pixels.dtype)
+        if name in LOSSLESS:
+            np.testing.assert_array_equal(filled.pixels[~hole], source.pixels[~hole])
+            assert (filled.pixels[hole] != source.pixels[hole]).any()
+    np.testing.assert_array_equal(
+        imageio.read_image(out / "rgba.png").alpha, imageio.read_image(photos / "rgba.png").alpha
+    )
+    assert tree_hashes(photos) == inputs_before
+    assert sorted(tree_hashes(out)) == sorted(GOOD)
+    outputs_before = tree_hashes(out)
+
+    again = invoke(photos, "--mask", masks, "-o", out, "--model", "telea", "-r", "--report", report)
+
+    assert again.exit_code == 1
+    summary = json.loads(report.read_text())["summary"]
+    assert summary == {"done": 0, "skipped": len(GOOD), "failed": 5, "not_run": 0, "unused_masks": 1}
+    assert tree_hashes(out) == outputs_before and tree_hashes(photos) == inputs_before
+
+
+def test_dry_run_prints_the_pairing_without_loading_a_model(
+    tmp_path: Path, messy: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, masks = messy
+    out = tmp_path / "out"
+    save_mask(out / "good.png", make_hole())  # an existing output: skipped in a batch
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dry run loaded a model")
+
+    monkeypatch.setattr(engine.Inpainter, "from_name", no_model)
+    result = invoke(photos, "--mask", masks, "-o", out, "--model", "lama", "--dry-run")
+
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    by_image = {row[0]: row[1:] for row in rows}
+    assert by_image[str(photos / "good.jpg")] == [str(masks / "good.png"), str(out / "good.jpg"), "run"]
+    assert by_image[str(photos / "good.png")][2] == "skip: output exists"
+    assert by_image[str(photos / "nomask.png")][:2] == ["-", str(out / "nomask.png")]
+    assert by_image[str(photos / "nomask.png")][2].endswith(f"{masks / 'nomask'}_mask*.*)")
+    assert ["-", str(masks / "orphan_mask.png"), "-", "unused: no image has this name"] in rows
+    assert str(photos / "nested/deeper/inner.png") not in by_image  # no --recursive
+    assert not (out / "good.jpg").exists()
+
+
+def test_quiet_prints_only_the_written_paths(tmp_path: Path) -> None:
+    folder, mask = tmp_path / "in", tmp_path / "defect.png"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=index)).save(folder / f"{index}.png")
+    save_mask(mask, make_hole())
+
+    result = invoke(folder, "--mask", mask, "--model", "telea", "-q")
+
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "in_inpainted"
+    assert result.stdout.splitlines() == [str(out / f"{index}.png") for index in range(3)]
+    assert result.stderr == ""
+
+
+def test_fail_fast_stops_and_the_report_lists_what_never_ran(tmp_path: Path) -> None:
+    folder, mask = tmp_path / "in", tmp_path / "defect.png"
+    folder.mkdir()
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"")
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save(folder / "c.png")
+    save_mask(mask, make_hole())
+
+    result = invoke(
+        folder, "--mask", mask, "--model", "telea", "--fail-fast", "-j", "1", "--report", tmp_path / "r.json"
+    )
+
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["image"], r["status"]) for r in report["inputs"]] == [
+        (str(folder / "a.png"), "done"),
+        (str(folder / "b.png"), "failed"),
+    ]
+    assert report["not_run"] == [str(folder / "c.png")]
+
+
+def test_usage_errors_exit_2_and_a_single_image_refuses_to_overwrite(tmp_path: Path) -> None:
+    image, mask = tmp_path / "photo.png", tmp_path / "photo_mask.png"
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save(image)
+    save_mask(mask, make_hole())
+
+    assert invoke(tmp_path / "missing.png", "--mask", mask, "--model", "telea").exit_code == 2
+    same = invoke(tmp_path, "--mask", tmp_path, "-o", tmp_path, "--model", "telea")
+    assert same.exit_code == 2 and "the output folder is the input folder" in same.stderr
+    (tmp_path / "nothing").mkdir()
+    nothing = invoke(tmp_path / "nothing", "--mask", mask, "--model", "telea")
+    assert nothing.exit_code == 2 and "no images found" in nothing.stderr
+
+    assert invoke(image, "--mask", mask, "--model", "telea").exit_code == 0
+    output = tmp_path / "photo_inpainted.png"
+    written = output.read_bytes()
+    refused = invoke(image, "--mask", mask, "--model", "telea")
+    assert refused.exit_code == 1 and f"{output}: output exists (use --overwrite" in refused.stderr
+    assert output.read_bytes() == written
+    assert invoke(image, "--mask", mask, "--model", "telea", "--overwrite").exit_code == 0
+
+
+# --- killed mid-batch ------------------------------------------------------------------------------
+
+KILL_COUNT = 40
+KILL_SIZE = 96
+
+
+@pytest.fixture
+def long_batch(tmp_path: Path) -> tuple[Path, Path, Path]:
+    folder, mask = tmp_path / "in", tmp_path / "defect.png"
+    folder.mkdir()
+    for index in range(KILL_COUNT):
+        Image.fromarray(noise((KILL_SIZE, KILL_SIZE, 3), seed=index)).save(folder / f"scan {index:03d}.png")
+    save_mask(mask, make_hole(KILL_SIZE, KILL_SIZE))
+    return folder, mask, tmp_path / "out"
+
+
+def batch_command(folder: Path, mask: Path, out: Path, *extra: str) -> list[str]:
+    command = [sys.executable, "-m", "inpaint_cli", "run", str(folder), "--mask", str(mask), "-o", str(out)]
+    return [*command, "--model", "telea", "-q", "--jobs", "2", *extra]
+
+
+def start_batch(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
+
+
+def visible_outputs(out: Path) -> list[Path]:
+    return sorted(path for path in out.iterdir() if not path.name.startswith(".")) if out.exists() else []
+
+
+def wait_for_outputs(process: subprocess.Popen, out: Path, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while len(visible_outputs(out)) < count and process.poll() is None:
+        assert time.monotonic() < deadline, "the batch wrote nothing"
+        time.sleep(0.005)
+
+
+def assert_all_complete(out: Path) -> None:
+    for path in visible_outputs(out):
+        assert path.name.startswith("scan ") and path.suffix == ".png", path
+        assert imageio.read_image(path).pixels.shape == (KILL_SIZE, KILL_SIZE, 3)  # decodes to the end
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_leaves_only_complete_outputs_and_a_rerun_finishes(
+    long_batch: tuple[Path, Path, Path],
+) -> None:
+    folder, mask, out = long_batch
+    command = batch_command(folder, mask, out)
+    process = start_batch(command)
+    wait_for_outputs(process, out, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert_all_complete(out)
+    finished = visible_outputs(out)
+    assert len(finished) < KILL_COUNT, "the batch ended before it could be killed"
+    # A write cut short by the kill, as `imageio.atomic_path` leaves it.
+    killed_write = imageio.atomic_path(out / f"scan {KILL_COUNT - 1:03d}.png")
+    killed_write.__enter__().write_bytes(b"\x89PNG half")
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(rerun.stdout.splitlines()) == KILL_COUNT - len(finished)
+    assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
+    assert len(visible_outputs(out)) == KILL_COUNT
+    assert_all_complete(out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
+def test_ctrl_c_writes_the_report_so_far_and_exits_130(
+    long_batch: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    folder, mask, out = long_batch
+    report = tmp_path / "report.json"
+    process = start_batch(batch_command(folder, mask, out, "--report", str(report)))
+    wait_for_outputs(process, out, 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["done"] >= 2 and summary["done"] + summary["not_run"] == KILL_COUNT
+    assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
+    assert_all_complete(out)
