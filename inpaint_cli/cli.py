@@ -457,6 +457,19 @@ def _render_outcome(outcome: JobOutcome, quiet: bool) -> None:
 
 
 @app.command()
+def models() -> None:
+    """Registered models: family, variant, download size, licence, and whether they are cached."""
+    from inpaint_cli.cli_weights import models_table
+    from inpaint_cli.errors import InpaintError
+
+    try:
+        table = models_table()
+    except InpaintError as exc:
+        fail(exc)
+    Console().print(table)
+
+
+@app.command()
 def doctor() -> None:
     """Versions, devices, cache folder, and which registered weights are cached."""
     import platform
@@ -487,6 +500,15 @@ def doctor() -> None:
     for found in weights.find_foreign_checkpoints():
         table.add_row("importable file", f"{found}  (inpaint weights import lama {found})")
     Console().print(table)
+
+
+def _mount_subcommands() -> None:
+    from inpaint_cli.cli_weights import weights_app
+
+    app.add_typer(weights_app, name="weights")
+
+
+_mount_subcommands()
 
 
 def main() -> None:
