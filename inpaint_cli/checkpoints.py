@@ -16,6 +16,7 @@ import collections
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -259,8 +260,12 @@ def _read_legacy_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"refused to unpickle: {first_line}", path=path) from None
+        # torch's message is a page of advice to load the file unsafely; keep only the culprit.
+        culprit = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        reason = f"refusing to call {culprit.group(1)}" if culprit else str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"refused to unpickle: {reason}: weight files may not run code", path=path
+        ) from None
 
 
 def unwrap_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Tensor]:
