@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from inpaint_cli import batch
@@ -33,6 +34,8 @@ console = Console(stderr=True, highlight=False)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+SUMMARY_NOTES = 20
+"""Failures and unused masks listed under the batch summary; the JSON report has them all."""
 
 
 class Precision(str, Enum):
@@ -278,7 +281,7 @@ def run(
         fail(exc)
     display = _BatchProgress(len(plan.jobs), quiet=quiet, bar=is_batch)
     started = time.perf_counter()
-    interrupted = False
+    interrupted = True  # until run_jobs returns
     try:
         with display:
             batch.run_jobs(
@@ -290,21 +293,34 @@ def run(
                 workers=jobs,
                 on_start=display.started,
             )
+        interrupted = False
     except KeyboardInterrupt:
-        interrupted = True
+        pass
+    finally:
+        # Even before an unexpected error's traceback, what was done is reported.
+        elapsed = time.perf_counter() - started
+        _report_batch(plan, display.outcomes, report, summary=is_batch and not quiet, seconds=elapsed)
+    if interrupted:
+        console.print("[bold red]interrupted:[/] outputs written so far are complete; run again to finish")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(o.status is batch.Status.FAILED for o in display.outcomes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report_batch(
+    plan: batch.Plan, outcomes: list[JobOutcome], report: Path | None, *, summary: bool, seconds: float
+) -> None:
+    """The JSON report (if asked for) and the summary table, in input order."""
+    from inpaint_cli import batch
+
     position = {job: index for index, job in enumerate(plan.jobs)}
-    outcomes = sorted(display.outcomes, key=lambda outcome: position[outcome.job])
+    outcomes = sorted(outcomes, key=lambda outcome: position[outcome.job])
     seen = {outcome.job for outcome in outcomes}
     not_run = [job for job in plan.jobs if job not in seen]
     if report is not None:
         batch.write_report(report, outcomes, not_run=not_run, unused_masks=plan.unused_masks)
-    if is_batch and not quiet:
-        _print_summary(plan, outcomes, not_run, time.perf_counter() - started)
-    if interrupted:
-        console.print("[bold red]interrupted:[/] outputs written so far are complete; run again to finish")
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if any(o.status is batch.Status.FAILED for o in outcomes):
-        raise typer.Exit(EXIT_FAILED)
+    if summary:
+        _print_summary(plan, outcomes, not_run, seconds)
 
 
 def _plan_run(
@@ -366,7 +382,7 @@ class _BatchProgress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[current]}"),
+                TextColumn("{task.fields[current]}", markup=False),
                 console=console,
             )
             self.task = self.progress.add_task("inpainting", total=total, current="", rate="")
@@ -390,9 +406,9 @@ class _BatchProgress:
             _render_outcome(outcome, self.quiet)
             return
         for warning in outcome.warnings:
-            self.progress.console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+            self.progress.console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         if outcome.error is not None:
-            self.progress.console.print(f"[bold red]error:[/] {outcome.error}", soft_wrap=True)
+            self.progress.console.print(f"[bold red]error:[/] {escape(outcome.error)}", soft_wrap=True)
         self.progress.advance(self.task)
         speed = self.progress.tasks[0].speed
         self.progress.update(self.task, rate=f"{speed:.2f} images/s" if speed else "")
@@ -417,13 +433,15 @@ def _print_summary(
     table.add_row("unused masks", str(len(plan.unused_masks)))
     table.add_row("time", f"{seconds:.1f} s ({done / seconds if seconds else 0:.2f} images/s)")
     console.print(table)
-    for outcome in outcomes:
-        if outcome.status is Status.FAILED:
-            console.print(f"  [red]failed[/] {outcome.error}", soft_wrap=True)
-    for mask in plan.unused_masks:
-        console.print(f"  [yellow]unused mask[/] {mask}: no image has this name", soft_wrap=True)
-    for message in plan.unreadable:
-        console.print(f"  [yellow]unreadable[/] {message}", soft_wrap=True)
+    notes = [f"[red]failed[/] {escape(o.error)}" for o in outcomes if o.status is Status.FAILED]
+    notes += [
+        f"[yellow]unused mask[/] {escape(str(mask))}: no image has this name" for mask in plan.unused_masks
+    ]
+    notes += [f"[yellow]unreadable[/] {escape(message)}" for message in plan.unreadable]
+    for note in notes[:SUMMARY_NOTES]:
+        console.print(f"  {note}", soft_wrap=True)
+    if len(notes) > SUMMARY_NOTES:
+        console.print(f"  ... and {len(notes) - SUMMARY_NOTES} more (all in --report)")
 
 
 def _download_progress() -> object | None:
@@ -440,19 +458,22 @@ def _render_outcome(outcome: JobOutcome, quiet: bool) -> None:
 
     for warning in outcome.warnings:
         if not quiet:
-            console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if outcome.status is Status.FAILED:
-        console.print(f"[bold red]error:[/] {outcome.error}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(outcome.error)}", soft_wrap=True)
     elif outcome.status is Status.SKIPPED:
         if not quiet:
-            console.print(f"skipped {outcome.job.image}: {outcome.job.output} exists", soft_wrap=True)
+            console.print(
+                f"skipped {outcome.job.image}: {outcome.job.output} exists", soft_wrap=True, markup=False
+            )
     else:
         if quiet:
             typer.echo(str(outcome.written[0]))
         else:
-            extra = "".join(f"\n  also wrote {path}" for path in outcome.written[1:])
+            extra = "".join(f"\n  also wrote {escape(str(path))}" for path in outcome.written[1:])
             console.print(
-                f"[green]wrote[/] {outcome.written[0]} ({outcome.seconds:.2f} s){extra}", soft_wrap=True
+                f"[green]wrote[/] {escape(str(outcome.written[0]))} ({outcome.seconds:.2f} s){extra}",
+                soft_wrap=True,
             )
 
 

@@ -87,11 +87,11 @@ def messy(tmp_path: Path) -> tuple[Path, Path]:
     whole = (photos / "good.png").read_bytes()
     (photos / "corrupt.png").write_bytes(whole[: len(whole) // 2])
     (photos / "empty.jpg").write_bytes(b"")
-    (photos / "text.jpg").write_text("a shopping list, not a photo\n")
+    (photos / "text [draft].jpg").write_text("a shopping list, not a photo\n")
     Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=10)).save(photos / "wrongsize.png")
     Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=11)).save(photos / "nomask.png")
     (photos / "notes.txt").write_text("not an image extension: not an input\n")
-    for name in [*GOOD, "corrupt.png", "empty.jpg", "text.jpg"]:
+    for name in [*GOOD, "corrupt.png", "empty.jpg", "text [draft].jpg"]:
         save_mask(masks / Path(name).with_suffix(".png"), hole)
     save_mask(masks / "wrongsize_mask.png", make_hole(HEIGHT + 2, WIDTH))
     save_mask(masks / "orphan_mask.png", hole)
@@ -121,8 +121,8 @@ def test_messy_folder_every_good_image_done_every_bad_one_explained(
     assert errors == {
         "empty.jpg": f"{photos / 'empty.jpg'}: file is empty (0 bytes) "
         "(the copy or download may have failed)",
-        "text.jpg": f"{photos / 'text.jpg'}: not a PNG, JPEG, TIFF or WebP image (or a damaged one) "
-        "(convert it to PNG or JPEG)",
+        "text [draft].jpg": f"{photos / 'text [draft].jpg'}: not a PNG, JPEG, TIFF or WebP image "
+        "(or a damaged one) (convert it to PNG or JPEG)",
         "wrongsize.png": f"{masks / 'wrongsize_mask.png'}: mask is 40x34 but image is 40x32 "
         "(a mask must have the image's size once both are turned upright by EXIF)",
         "nomask.png": f"{photos / 'nomask.png'}: no mask found "

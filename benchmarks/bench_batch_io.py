@@ -1,0 +1,147 @@
+"""Batch throughput: does background decoding/encoding (`--jobs`) keep the model busy?
+
+A folder of 50 small photos (JPEG, 640×480 by default) with one mask each (thin scratches and a
+blotch) is restored through `batch.run_jobs`, by default with `telea` (no weights; any `--model`
+and `--device` of `inpaint run` can be given):
+
+- `serial`: read, fill, write one image after another in one thread (no pipeline);
+- `jobs N`: the pipeline with N decode threads and N encode threads beside the model.
+
+Variants are timed interleaved (one run of each in turn), so that load from other processes hits
+them alike; the best of the repeats is reported, with the peak resident memory of the process.
+The gain is bounded by the cores: on a 2-core machine the model and the codecs share them.
+
+Run: `python benchmarks/bench_batch_io.py --images 50 --jobs 1 4 --repeats 3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+from PIL import Image
+
+from inpaint_cli import batch
+from inpaint_cli.engine import Inpainter
+
+RSS_POLL_SECONDS = 0.005
+JPEG_QUALITY = 92
+
+
+def make_folder(root: Path, count: int, width: int, height: int) -> None:
+    """`count` photo-like JPEGs (smooth gradients plus grain) in `root/photos`, masks in `root/masks`."""
+    rng = np.random.default_rng(0)
+    (root / "photos").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows, cols = np.mgrid[0:height, 0:width]
+    for index in range(count):
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        base = np.stack([np.sin(cols / 97 + rows / 151 + p) for p in phase], axis=-1) * 80 + 128
+        pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"photos/{index:03d}.jpg", quality=JPEG_QUALITY)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for _ in range(4):
+            start = rng.integers(0, [width, height])
+            end = rng.integers(0, [width, height])
+            cv2.line(mask, tuple(map(int, start)), tuple(map(int, end)), 255, thickness=5)
+        centre = tuple(map(int, rng.integers(0, [width, height])))
+        cv2.circle(mask, centre, height // 16, 255, thickness=-1)
+        Image.fromarray(mask).save(root / f"masks/{index:03d}_mask.png")
+
+
+@contextmanager
+def peak_rss() -> Iterator[list[int]]:
+    """Poll this process's resident memory; yields a one-element list that receives the peak."""
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(RSS_POLL_SECONDS)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        poller.join()
+
+
+def run_serial(inpainter: Inpainter, jobs: list[batch.Job], settings: batch.RunSettings) -> None:
+    for job in jobs:
+        loaded = batch.load(job, settings)
+        result = inpainter.inpaint(loaded.picture.pixels, loaded.hole)
+        batch.save(batch.JobOutcome(job, batch.Status.DONE), loaded, result, settings)
+
+
+def run_pipeline(workers: int) -> Callable[[Inpainter, list[batch.Job], batch.RunSettings], None]:
+    def run(inpainter: Inpainter, jobs: list[batch.Job], settings: batch.RunSettings) -> None:
+        outcomes = batch.run_jobs(inpainter, jobs, settings, workers=workers)
+        failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+        if failed:
+            raise RuntimeError(f"benchmark inputs failed: {failed[:3]}")
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="telea")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="bench_batch_io_"))
+    try:
+        make_folder(root, args.images, args.width, args.height)
+        plan = batch.plan_folder(root / "photos", root / "masks", root / "out")
+        settings = batch.RunSettings(existing=batch.Existing.OVERWRITE)
+        inpainter = Inpainter.from_name(args.model, device=args.device)
+        variants = {"serial": run_serial} | {f"jobs {n}": run_pipeline(n) for n in args.jobs}
+        best = dict.fromkeys(variants, float("inf"))
+        peaks = dict.fromkeys(variants, 0)
+        for _ in range(args.repeats):
+            for name, run in variants.items():
+                shutil.rmtree(root / "out", ignore_errors=True)
+                with peak_rss() as peak:
+                    started = time.perf_counter()
+                    run(inpainter, plan.jobs, settings)
+                    best[name] = min(best[name], time.perf_counter() - started)
+                peaks[name] = max(peaks[name], peak[0])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{args.images} JPEGs {args.width}x{args.height}, model {args.model}, best of {args.repeats}")
+    print(f"{'variant':<10} {'images/s':>9} {'vs serial':>10} {'vs jobs 1':>10} {'peak RSS':>10}")
+    for name, seconds in best.items():
+        rate = args.images / seconds
+        versus_one = f"{best['jobs 1'] / seconds:.2f}x" if "jobs 1" in best else "-"
+        print(
+            f"{name:<10} {rate:>9.2f} {best['serial'] / seconds:>9.2f}x {versus_one:>10} "
+            f"{peaks[name] / 2**20:>7.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
