@@ -16,15 +16,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from http_server import LocalServer, Route
+from PIL import Image
 from rich.console import Console
 from torch import nn
 from typer.testing import CliRunner
 
 from inpaint_cli import weights
 from inpaint_cli.checkpoints import read_checkpoint
+from inpaint_cli.cli import app
 from inpaint_cli.cli_weights import models_table, weights_app
 from inpaint_cli.errors import CheckpointError, WeightsError
 from inpaint_cli.models import FAMILIES, gatedconv, lama
@@ -493,11 +496,18 @@ def test_zip_member_is_extracted_and_a_missing_member_named(
     write_manifest(
         tmp_path / "m.json",
         monkeypatch,
-        toy=[source(url, data, member="big-lama/models/best.ckpt")],
+        toy=[source(url, member="big-lama/models/best.ckpt")],  # no checksum: pinned at first download
         other=[source(url, data, member="lama/best.ckpt")],
     )
 
     assert_lama_converted(weights.pull("toy"), lama_state, url, sha256_of(data))
+    # The same archive downloaded by hand imports under the checksum pinned by the first download.
+    weights.remove("toy")
+    notes = Notes()
+    assert_lama_converted(
+        weights.import_file("toy", archive, progress=notes), lama_state, url, sha256_of(data)
+    )
+    assert notes.notes == [f"big-lama.zip: sha256 matches the one recorded at the first download of {url}"]
     with pytest.raises(
         WeightsError, match=r"the archive has no lama/best\.ckpt; it has big-lama/models/best\.ckpt"
     ):
@@ -841,3 +851,37 @@ def test_models_table_lists_manifest_and_classical_methods(
     assert rows["other"] == ["lama", "small-fixture", "?", "Apache-2.0", "no"]
     assert rows["telea"] == ["classical", "opencv telea", "-", "Apache-2.0 (OpenCV)", "weight-free"]
     assert rows["ns"][-1] == "weight-free"
+
+
+def test_run_with_a_named_model_pulls_it_first_then_works_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer, lama_bytes: bytes
+) -> None:
+    server.routes["/small.ckpt"] = Route(lama_bytes)
+    write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(server.url("/small.ckpt"), lama_bytes)])
+    image, mask = REFERENCE / "lama" / "case_b_image.png", REFERENCE / "lama" / "case_b_mask.png"
+    expected = np.asarray(Image.open(REFERENCE / "lama" / "case_b_result.png"), dtype=np.int16)
+    runner = CliRunner()
+
+    for run, offline in enumerate(("0", "1")):
+        monkeypatch.setenv("INPAINT_OFFLINE", offline)
+        output = tmp_path / f"result{run}.png"
+        result = runner.invoke(
+            app,
+            [
+                "run",
+                str(image),
+                "--mask",
+                str(mask),
+                "--model",
+                "toy",
+                "--mask-threshold",
+                "0",
+                "-o",
+                str(output),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert ("downloading toy" in result.output) == (run == 0)
+        difference = np.abs(np.asarray(Image.open(output), dtype=np.int16) - expected)
+        assert difference.max() <= 1  # the SPEC's tolerance for uint8 results
+    assert len(server.requests_for("/small.ckpt")) == 1
