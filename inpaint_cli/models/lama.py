@@ -1,0 +1,417 @@
+"""LaMa: resolution-robust large mask inpainting with Fourier convolutions.
+
+Paper: R. Suvorov et al., "Resolution-robust Large Mask Inpainting with Fourier Convolutions",
+WACV 2022. Origin: github.com/advimman/lama (code under Apache-2.0; the released big-lama and
+lama-fourier weights are distributed by the authors from the links in that repository's README).
+
+The generator is a ResNet-style encoder/decoder whose residual blocks are Fast Fourier
+Convolutions (FFC): the channels are split into a local branch (ordinary 3×3 convolutions) and a
+global branch (a 1×1 convolution in the 2-D Fourier domain, whose receptive field is the whole
+image). The module tree and names follow the official `FFCResNetGenerator`, so our state dict keys
+equal the official ones without their `generator.` prefix, and the architecture (width, depths,
+channel split, LFU) is read back from the tensors. Reference: shared/reference/lama/SPEC.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from inpaint_cli.errors import CheckpointError
+from inpaint_cli.models.base import UNIT_RANGE, Family, InpaintModel, Intermediates
+
+OFFICIAL_PREFIX = "generator."
+"""The Lightning module stores the generator under this attribute; every other entry is ignored."""
+FIRST_KEY = "model.1.ffc.convl2l.weight"
+INIT_KERNEL = 7
+"""The first and last convolutions are 7×7 behind a ReflectionPad2d(3)."""
+BN_EPS = 1e-5
+
+Branches = tuple[torch.Tensor, torch.Tensor | None]
+"""(local, global) activations; a branch with no channels is None (the official code uses the integer 0)."""
+
+
+def _conv(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int
+) -> nn.Conv2d | None:
+    """A bias-free reflect-padded FFC path, or None when either side has no channels (no keys)."""
+    if in_channels == 0 or out_channels == 0:
+        return None
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        bias=False,
+        padding_mode="reflect",
+    )
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d | None:
+    return nn.BatchNorm2d(channels) if channels else None
+
+
+@torch.no_grad()
+def fold_batch_norm(convs: Sequence[nn.Conv2d | nn.ConvTranspose2d], norm: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm into the convolutions whose summed outputs it normalises.
+
+    BN(Σ conv_i(x)) = Σ (s·W_i) x + s·Σ b_i + (β − s·μ) with s = γ / sqrt(σ² + eps), so every
+    weight and bias is scaled by s and the shift goes into the first convolution's bias.
+    """
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    for conv in convs:
+        out_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+        shape = [1] * conv.weight.dim()
+        shape[out_axis] = -1
+        conv.weight.mul_(scale.view(shape))
+        if conv.bias is not None:
+            conv.bias.mul_(scale)
+    first = convs[0]
+    if first.bias is None:
+        first.bias = nn.Parameter(torch.zeros_like(shift))
+    first.bias.add_(shift)
+
+
+class FourierUnit(nn.Module):
+    """1×1 convolution + BN + ReLU on the real 2-D spectrum (real/imaginary parts as channels)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_layer = nn.Conv2d(2 * channels, 2 * channels, 1, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(2 * channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        # Half-precision FFTs only exist for power-of-two sizes (and lose accuracy), so the
+        # transforms run in fp32 even under autocast; only the 1×1 convolution follows autocast.
+        with torch.autocast(x.device.type, enabled=False):
+            spectrum = torch.fft.rfftn(x.float(), dim=(-2, -1), norm="ortho")
+        # Channel 2c is Re X[c] and 2c+1 is Im X[c] (official interleaving).
+        stacked = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(batch, 2 * channels, height, -1)
+        stacked = self.relu(self.bn(self.conv_layer(stacked)))
+        with torch.autocast(x.device.type, enabled=False):
+            pairs = stacked.float().view(batch, channels, 2, height, -1).permute(0, 1, 3, 4, 2)
+            # irfftn ignores the imaginary part of the self-conjugate columns, as the official code does.
+            return torch.fft.irfftn(
+                torch.view_as_complex(pairs.contiguous()), s=(height, width), dim=(-2, -1), norm="ortho"
+            )
+
+    def fold_batch_norm(self) -> None:
+        fold_batch_norm([self.conv_layer], self.bn)
+        self.bn = nn.Identity()
+
+
+class SpectralTransform(nn.Module):
+    """The global-to-global path: 1×1 reduce, Fourier unit (+ optional local Fourier unit), 1×1 expand."""
+
+    def __init__(self, in_channels: int, out_channels: int, enable_lfu: bool) -> None:
+        super().__init__()
+        hidden = out_channels // 2
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU()
+        )
+        self.fu = FourierUnit(hidden)
+        self.lfu = FourierUnit(hidden) if enable_lfu else None
+        self.conv2 = nn.Conv2d(hidden, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.conv1(x)
+        total = hidden + self.fu(hidden)
+        if self.lfu is not None:
+            total = total + self._local_fourier(hidden)
+        return self.conv2(total)
+
+    def _local_fourier(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LFU: a quarter of the channels cut into 2×2 spatial tiles, transformed, and tiled back.
+
+        As in the official code both cuts use half the height, so it only fits square even maps.
+        """
+        quarter = hidden.shape[1] // 4
+        chunk = hidden.shape[-2] // 2
+        tiles = torch.cat(torch.split(hidden[:, :quarter], chunk, dim=-2), dim=1)
+        tiles = torch.cat(torch.split(tiles, chunk, dim=-1), dim=1)
+        return self.lfu(tiles).repeat(1, 1, 2, 2)
+
+    def fold_batch_norm(self) -> None:
+        fold_batch_norm([self.conv1[0]], self.conv1[1])
+        self.conv1[1] = nn.Identity()
+        self.fu.fold_batch_norm()
+        if self.lfu is not None:
+            self.lfu.fold_batch_norm()
+
+
+class FFC(nn.Module):
+    """Fast Fourier Convolution: four paths between the local and global channel groups."""
+
+    def __init__(
+        self,
+        in_channels: tuple[int, int],
+        out_channels: tuple[int, int],
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        enable_lfu: bool,
+    ) -> None:
+        super().__init__()
+        (in_local, in_global), (out_local, out_global) = in_channels, out_channels
+        self.convl2l = _conv(in_local, out_local, kernel_size, stride, padding)
+        self.convl2g = _conv(in_local, out_global, kernel_size, stride, padding)
+        self.convg2l = _conv(in_global, out_local, kernel_size, stride, padding)
+        self.convg2g = (
+            SpectralTransform(in_global, out_global, enable_lfu) if in_global and out_global else None
+        )
+
+    def forward(self, x: Branches) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x_local, x_global = x
+        return (
+            _sum_paths((self.convl2l, x_local), (self.convg2l, x_global)),
+            _sum_paths((self.convl2g, x_local), (self.convg2g, x_global)),
+        )
+
+    def local_paths(self) -> list[nn.Conv2d]:
+        return [conv for conv in (self.convl2l, self.convg2l) if conv is not None]
+
+    def global_paths(self) -> list[nn.Conv2d]:
+        spectral = [self.convg2g.conv2] if self.convg2g is not None else []
+        return [conv for conv in (self.convl2g, *spectral) if conv is not None]
+
+
+def _sum_paths(*paths: tuple[nn.Module | None, torch.Tensor | None]) -> torch.Tensor | None:
+    outputs = [path(x) for path, x in paths if path is not None and x is not None]
+    if not outputs:
+        return None
+    return outputs[0] if len(outputs) == 1 else outputs[0] + outputs[1]
+
+
+class FFCNormAct(nn.Module):
+    """FFC, then BatchNorm + ReLU on each branch that has channels (official `FFC_BN_ACT`)."""
+
+    def __init__(
+        self,
+        in_channels: tuple[int, int],
+        out_channels: tuple[int, int],
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        enable_lfu: bool = False,
+    ) -> None:
+        super().__init__()
+        self.ffc = FFC(in_channels, out_channels, kernel_size, stride, padding, enable_lfu)
+        self.bn_l: nn.Module | None = _batch_norm(out_channels[0])
+        self.bn_g: nn.Module | None = _batch_norm(out_channels[1])
+        self.act = nn.ReLU()
+
+    def forward(self, x: Branches | torch.Tensor) -> Branches:
+        y_local, y_global = self.ffc(x if isinstance(x, tuple) else (x, None))
+        return (
+            self.act(self.bn_l(y_local)) if y_local is not None else None,
+            self.act(self.bn_g(y_global)) if y_global is not None else None,
+        )
+
+    def fold_batch_norm(self) -> None:
+        if self.ffc.convg2g is not None:
+            self.ffc.convg2g.fold_batch_norm()
+        if self.bn_l is not None:
+            fold_batch_norm(self.ffc.local_paths(), self.bn_l)
+            self.bn_l = nn.Identity()
+        if self.bn_g is not None:
+            fold_batch_norm(self.ffc.global_paths(), self.bn_g)
+            self.bn_g = nn.Identity()
+
+
+class FFCResnetBlock(nn.Module):
+    """Two FFC + BN + ReLU layers with a residual connection (no activation after the sum)."""
+
+    def __init__(self, channels: tuple[int, int], enable_lfu: bool) -> None:
+        super().__init__()
+        self.conv1 = FFCNormAct(channels, channels, enable_lfu=enable_lfu)
+        self.conv2 = FFCNormAct(channels, channels, enable_lfu=enable_lfu)
+
+    def forward(self, x: Branches) -> Branches:
+        y_local, y_global = self.conv2(self.conv1(x))
+        x_local, x_global = x
+        return x_local + y_local, (x_global + y_global) if x_global is not None else None
+
+    def fold_batch_norm(self) -> None:
+        self.conv1.fold_batch_norm()
+        self.conv2.fold_batch_norm()
+
+
+class ConcatBranches(nn.Module):
+    """Local channels first, then global ones (official `ConcatTupleLayer`)."""
+
+    def forward(self, x: Branches) -> torch.Tensor:
+        x_local, x_global = x
+        return x_local if x_global is None else torch.cat([x_local, x_global], dim=1)
+
+
+class Lama(InpaintModel):
+    """The LaMa generator (`FFCResNetGenerator` with the big-lama / lama-fourier settings).
+
+    config: `input_nc`, `output_nc`, `ngf`, `n_downsampling`, `n_blocks`, `max_features` (width
+    cap), `global_channels` (global share of the bottleneck), `enable_lfu`.
+    """
+
+    family = "lama"
+    normalization = UNIT_RANGE
+    hole_value = 1.0
+    pad_mode = "symmetric"
+    training_size = 256
+    activation_bytes_per_pixel = 4096
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        ngf, depth = config["ngf"], config["n_downsampling"]
+        widths = [min(config["max_features"], ngf * 2**level) for level in range(depth + 1)]
+        bottleneck = (widths[-1] - config["global_channels"], config["global_channels"])
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(INIT_KERNEL // 2),
+            # The explicit ReflectionPad2d before it does the padding of the 7×7 convolution.
+            FFCNormAct((config["input_nc"], 0), (ngf, 0), INIT_KERNEL, padding=0),
+        ]
+        for level in range(depth):
+            out = bottleneck if level == depth - 1 else (widths[level + 1], 0)
+            layers.append(FFCNormAct((widths[level], 0), out, stride=2))
+        layers += [FFCResnetBlock(bottleneck, config["enable_lfu"]) for _ in range(config["n_blocks"])]
+        layers.append(ConcatBranches())
+        for level in reversed(range(depth)):
+            layers += [
+                nn.ConvTranspose2d(
+                    widths[level + 1], widths[level], 3, stride=2, padding=1, output_padding=1
+                ),
+                nn.BatchNorm2d(widths[level]),
+                nn.ReLU(),
+            ]
+        layers += [
+            nn.ReflectionPad2d(INIT_KERNEL // 2),
+            nn.Conv2d(ngf, config["output_nc"], INIT_KERNEL),
+            nn.Sigmoid(),
+        ]
+        self.model = nn.Sequential(*layers)
+        self.stage_names = dict(self._stages())
+        self.channels_last = False
+
+    def _stages(self) -> Iterator[tuple[int, str]]:
+        """(index after which a stage ends, its name): FFC layers and blocks, then upsampling triplets.
+
+        An upsampling stage is named after its ConvTranspose2d, the first index it has in the state dict.
+        """
+        for index, layer in enumerate(self.model):
+            if isinstance(layer, FFCNormAct | FFCResnetBlock):
+                yield index, f"model.{index}"
+            elif isinstance(layer, nn.ConvTranspose2d):
+                yield index + 2, f"model.{index}"
+
+    @property
+    def pad_multiple(self) -> int:
+        return 2 ** self.config["n_downsampling"]
+
+    @property
+    def min_size(self) -> int:
+        # The bottleneck must be at least 2 pixels wide: reflect padding of 1 needs a neighbour.
+        return 2 * self.pad_multiple
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
+    ) -> torch.Tensor:
+        x = torch.cat([image * (1 - mask), mask], dim=1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for index, layer in enumerate(self.model):
+            x = layer(x)
+            if intermediates is not None and index in self.stage_names:
+                _capture(intermediates, f"feature.{self.stage_names[index]}", x)
+        return x
+
+    def prepare_for_inference(self) -> None:
+        """Fold every BatchNorm into the convolution(s) before it; use channels-last on CPU."""
+        for index, layer in enumerate(self.model):
+            if isinstance(layer, FFCNormAct | FFCResnetBlock):
+                layer.fold_batch_norm()
+            elif isinstance(layer, nn.BatchNorm2d):
+                fold_batch_norm([self.model[index - 1]], layer)
+                self.model[index] = nn.Identity()
+        self.channels_last = True
+        self.to(memory_format=torch.channels_last)
+
+
+def _capture(intermediates: Intermediates, name: str, x: torch.Tensor | Branches) -> None:
+    if isinstance(x, torch.Tensor):
+        intermediates[name] = x.detach().float().cpu()
+        return
+    for branch, values in zip(("local", "global"), x, strict=True):
+        if values is not None:
+            intermediates[f"{name}.{branch}"] = values.detach().float().cpu()
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """An official LaMa state dict (with or without `generator.`) or one of ours."""
+    return FIRST_KEY in state_dict or OFFICIAL_PREFIX + FIRST_KEY in state_dict
+
+
+def convert_lama_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official Lightning `state_dict` -> ours: keep exactly the `generator.` entries, prefix stripped.
+
+    `generator_average.`, `discriminator.`, `loss_*` and evaluator entries are dropped. A bare
+    generator state dict (no prefix, e.g. ours) is returned unchanged.
+    """
+    if not any(key.startswith(OFFICIAL_PREFIX) for key in state_dict):
+        return dict(state_dict)
+    return {
+        key[len(OFFICIAL_PREFIX) :]: value
+        for key, value in state_dict.items()
+        if key.startswith(OFFICIAL_PREFIX)
+    }
+
+
+def _indices(state_dict: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
+    found = {int(m.group(1)) for key in state_dict if (m := re.fullmatch(pattern, key))}
+    return sorted(found)
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Read width, depths, channel split and LFU from the tensor shapes of a state dict in our layout."""
+    if FIRST_KEY not in state_dict:
+        raise CheckpointError(f"not a LaMa generator: no {FIRST_KEY}")
+    ngf, input_nc = state_dict[FIRST_KEY].shape[:2]
+    down = _indices(state_dict, r"model\.(\d+)\.ffc\.convl2l\.weight")[1:]
+    blocks = _indices(state_dict, r"model\.(\d+)\.conv1\.ffc\.\S+")
+    depth = len(down)
+    if down != list(range(2, 2 + depth)) or blocks != list(range(2 + depth, 2 + depth + len(blocks))):
+        raise CheckpointError("LaMa layers are not numbered like FFCResNetGenerator's (model.<index>)")
+    last_down = f"model.{1 + depth}.ffc"
+    local = state_dict[f"{last_down}.convl2l.weight"].shape[0]
+    global_key = f"{last_down}.convl2g.weight"
+    global_channels = state_dict[global_key].shape[0] if global_key in state_dict else 0
+    final_conv = f"model.{4 + 4 * depth + len(blocks)}.weight"
+    if final_conv not in state_dict:
+        raise CheckpointError(f"LaMa state dict has no final convolution {final_conv}")
+    return {
+        "input_nc": int(input_nc),
+        "output_nc": int(state_dict[final_conv].shape[0]),
+        "ngf": int(ngf),
+        "n_downsampling": depth,
+        "n_blocks": len(blocks),
+        "max_features": int(local + global_channels),
+        "global_channels": int(global_channels),
+        "enable_lfu": any(".convg2g.lfu." in key for key in state_dict),
+    }
+
+
+FAMILY = Family(
+    name="lama",
+    recognizes=recognizes,
+    convert_state_dict=convert_lama_state_dict,
+    config_from_state_dict=config_from_state_dict,
+    build=Lama,
+)
