@@ -304,14 +304,19 @@ def _cache_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    """(sha256, md5) of a file, read once."""
-    sha256, md5 = hashlib.sha256(), hashlib.md5()
+def file_digests(path: Path, algorithms: tuple[str, ...] = ("sha256", "md5")) -> tuple[str, ...]:
+    """Hex digests of a file, in the order asked for, from one read."""
+    hashers = [hashlib.new(algorithm) for algorithm in algorithms]
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK_BYTES):
-            sha256.update(chunk)
-            md5.update(chunk)
-    return sha256.hexdigest(), md5.hexdigest()
+            for hasher in hashers:
+                hasher.update(chunk)
+    return tuple(hasher.hexdigest() for hasher in hashers)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file: what the cache index records and compares."""
+    return file_digests(path, ("sha256",))[0]
 
 
 def _stat_key(path: Path) -> tuple[int, int]:
@@ -324,7 +329,7 @@ def _record_converted(name: str, path: Path, source_url: str, source_sha256: str
     index = _read_index()
     index["models"][name] = {
         "file": path.name,
-        "sha256": file_digests(path)[0],
+        "sha256": file_sha256(path),
         "size": size,
         "mtime_ns": mtime_ns,
         "source_url": source_url,
@@ -341,7 +346,7 @@ def cached_path(name: str) -> Path | None:
         return None
     if _stat_key(path) == (record["size"], record["mtime_ns"]):
         return path
-    if file_digests(path)[0] != record["sha256"]:
+    if file_sha256(path) != record["sha256"]:
         return None
     # Same bytes, new mtime (copied or touched): remember it so the next use is cheap again.
     with _cache_lock():
@@ -623,7 +628,7 @@ def _fetch(
         path = BUNDLED_DIR / source.file_name
         if not path.is_file():
             raise _SourceFailed("the bundled file is missing from the installed package")
-        sha256 = file_digests(path)[0]
+        sha256 = file_sha256(path)
         if sha256 != source.sha256:
             raise _SourceFailed(f"checksum mismatch: sha256 {sha256}, published {source.sha256}")
         return path, sha256, False
@@ -870,7 +875,7 @@ def verify(name: str) -> Verification:
         return Verification(name, path, False, "not downloaded")
     if record is None:
         return Verification(name, path, False, "not recorded in the cache index (pull or import it again)")
-    sha256 = file_digests(path)[0]
+    sha256 = file_sha256(path)
     if sha256 != record["sha256"]:
         return Verification(
             name, path, False, f"sha256 {sha256} differs from the recorded {record['sha256']}"

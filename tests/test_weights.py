@@ -266,7 +266,7 @@ def test_pull_verifies_converts_once_and_records(
     assert notes.starts == [("toy (" + url.split("/")[2] + ")", len(lama_bytes), 0)]
     assert notes.advanced == len(lama_bytes)
     record = weights.cache_record("toy")
-    assert record is not None and record["sha256"] == weights.file_digests(path)[0]
+    assert record is not None and record["sha256"] == weights.file_sha256(path)
     assert leftovers(cache) == []
     # Cached: no second request, and the same file (verified by size + mtime).
     assert weights.ensure_model("toy") == path
@@ -625,7 +625,7 @@ def test_bundled_source_needs_no_network(
     shipped = bundled_dir / "lama-demo.ckpt"
     shipped.write_bytes(LAMA_CKPT.read_bytes())
     monkeypatch.setattr(weights, "BUNDLED_DIR", bundled_dir)
-    digest = weights.file_digests(shipped)[0]
+    digest = weights.file_sha256(shipped)
     write_manifest(
         tmp_path / "m.json", monkeypatch, toy=[source("bundled:lama-demo.ckpt", shipped.read_bytes())]
     )
@@ -885,3 +885,13 @@ def test_run_with_a_named_model_pulls_it_first_then_works_offline(
         difference = np.abs(np.asarray(Image.open(output), dtype=np.int16) - expected)
         assert difference.max() <= 1  # the SPEC's tolerance for uint8 results
     assert len(server.requests_for("/small.ckpt")) == 1
+
+
+def test_file_url_mirror_for_air_gapped_sites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lama_state
+) -> None:
+    url = LAMA_CKPT.resolve().as_uri()
+    data = LAMA_CKPT.read_bytes()
+    write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(url, data)])
+
+    assert_lama_converted(weights.pull("toy"), lama_state, url, sha256_of(data))
