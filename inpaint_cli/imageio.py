@@ -423,13 +423,18 @@ def _format_named(name: str) -> str:
     return image_format
 
 
+def extension_for_format(format: str) -> str:
+    """The extension of an output in `format` (png, jpg, jpeg, tif, tiff, webp): .png, .jpg, .tif or .webp."""
+    return _EXTENSION_BY_FORMAT[_format_named(format)]
+
+
 def default_output_path(input_path: Path, output: Path | None = None, format: str | None = None) -> Path:
     """Where the result of `input_path` goes: `output` (a file, or a folder to put it in) or
     `<stem>_inpainted.<ext>` beside the input, `ext` from `format`, else the input's own. Never the input.
     """
     input_path = Path(input_path)
     if format is not None:
-        extension = _EXTENSION_BY_FORMAT[_format_named(format)]
+        extension = extension_for_format(format)
     elif input_path.suffix.lower() in IMAGE_EXTENSIONS:
         extension = input_path.suffix
     else:

@@ -598,6 +598,12 @@ def test_output_format_from_extension_or_option(tmp_path):
     assert imageio.output_format(Path("a.JPG")) == "JPEG"
     assert imageio.output_format(Path("a.tiff")) == "TIFF"
     assert imageio.output_format(Path("a.out"), "webp") == "WEBP"
+    assert [imageio.extension_for_format(name) for name in ("PNG", "jpeg", "tiff", "webp")] == [
+        ".png",
+        ".jpg",
+        ".tif",
+        ".webp",
+    ]
     with pytest.raises(OutputError, match="cannot tell the image format"):
         imageio.output_format(Path("a.bmp"))
     with pytest.raises(OutputError, match="does not match"):
