@@ -101,7 +101,8 @@ class PartialConv2d(nn.Conv2d):
         return mask.sum(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_masked(x * mask, self.valid_count(mask))
+        valid_count = self.valid_count(mask)  # first: it checks the mask's channels
+        return self.forward_masked(x * mask, valid_count)
 
     def forward_masked(
         self, masked_input: torch.Tensor, valid_count: torch.Tensor
