@@ -123,8 +123,9 @@ def models_table() -> Table:
     from inpaint_cli.models import classical
 
     table = Table(title="models", title_justify="left")
-    for column in ("name", "family", "variant", "download", "license", "cached"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    for column in ("family", "variant", "download", "license", "cached"):
+        table.add_column(column, overflow="fold")
     for entry in weights.load_manifest().values():
         size = decimal(entry.download_size) if entry.download_size else "?"
         table.add_row(entry.name, entry.family, entry.variant, size, entry.license, _cached_size(entry.name))
@@ -138,7 +139,8 @@ def list_weights() -> None:
     """Named models with their cache state, file and checksum."""
     with _reported():
         table = Table(title=f"cache: {weights.cache_dir()}", title_justify="left")
-        for column in ("name", "cached", "sha256", "source"):
+        table.add_column("name", no_wrap=True)
+        for column in ("cached", "sha256", "source"):
             table.add_column(column, overflow="fold")
         for entry in weights.load_manifest().values():
             record = weights.cache_record(entry.name)
