@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,20 @@ CPU_BUDGET_FRACTION = 0.5
 """Share of the available RAM one network pass may use when no budget is given."""
 CUDA_BUDGET_FRACTION = 0.8
 """Share of the free CUDA memory one network pass may use when no budget is given."""
+
+MIN_TILE_SIDE = 128
+"""Smallest tile side planned, or retried after running out of memory: smaller tiles hold too little
+context around their holes."""
+MAX_BATCH = 16
+"""Most tiles one network call takes on an accelerator."""
+CROP_AREA_SHARE = 0.5
+"""`auto` fills the whole image rather than crop boxes covering this share of it or more: about
+the same cost, more context."""
+TILE_CONTEXT_SHARE = 0.25
+"""`auto` tiles a box only if every hole pixel lies within this share of a tile side of a known
+pixel, so that each tile sees context around its holes; otherwise it downscales."""
+PASTE_CHUNK_PIXELS = 1 << 22
+"""Upscaled fills are pasted this many box pixels at a time, so `resize` needs no full-size float copy."""
 
 
 def select_device(spec: str = "auto") -> torch.device:
@@ -162,6 +177,10 @@ class InpaintResult:
     """The N×1×H×W hole mask at the (padded) size the intermediates were computed at."""
     coarse: np.ndarray | None = None
     """A two-stage family's first-stage result, as pixels like `pixels` (single-pass plans only)."""
+    passes: int = 0
+    """Network calls made (a call may take a batch of tiles)."""
+    intermediates_missing: str | None = None
+    """Why no intermediates were captured although they were asked for."""
 
     @property
     def changed(self) -> bool:
@@ -179,6 +198,15 @@ def family_of(name: str) -> str:
         known = sorted({*FAMILIES, *manifest, *classical.MODELS} - {"classical"})
         raise UsageError(f"unknown model {name!r}", hint=f"known: {', '.join(known)}")
     return manifest[name].family
+
+
+def _largest(fits: Callable[[int], bool], upper: int) -> int:
+    """Largest n in [1, upper] with fits(n), for a predicate that holds up to some n; 0 if none."""
+    low, high = 0, upper
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 class Inpainter:
@@ -211,6 +239,9 @@ class Inpainter:
         self.tile_overlap = tile_overlap
         self.crop_margin = crop_margin
         self.memory_budget = memory_budget or default_memory_budget(self.device)
+        # Learned from running out of device memory; later boxes and images start from them.
+        self._tile_cap: int | None = None
+        self._batch_cap: int | None = None
 
     # --- loading -----------------------------------------------------------------------------------
 
@@ -231,8 +262,9 @@ class Inpainter:
             if checkpoint is not None:
                 raise UsageError(f"--model {name} is a classical method and takes no --checkpoint")
             return cls(classical.FAMILY.build(classical.MODELS[name]), name=name, **options)
+        family = family_of(name)  # unknown names are usage errors, before any download
         if checkpoint is not None:
-            return cls.from_checkpoint(checkpoint, family_of(name), **options)
+            return cls.from_checkpoint(checkpoint, family, **options)
         from inpaint_cli import weights
 
         path = weights.ensure_model(name, progress=progress)
@@ -255,33 +287,112 @@ class Inpainter:
         output = pixels.copy()
         if not hole.any():
             return InpaintResult(output, [])
-        boxes = self.plan(hole)
+        boxes = self.plan(hole, single_pass=capture)
         result = InpaintResult(output, boxes)
-        for box in boxes:
-            captured: dict[str, torch.Tensor] | None = {} if capture and len(boxes) == 1 else None
-            filled, network_hole = self._fill_box(pixels, hole, box, captured)
-            inside = hole[box.slices]
-            output[box.slices][inside] = to_integer(filled, pixels.dtype, pixels.shape[2])[inside]
-            if captured is not None:
-                result.intermediates_hole = network_hole.cpu()
-                self._keep_intermediates(result, captured, pixels, box)
+        one_pass = len(boxes) == 1 and boxes[0].tile is None
+        for index, box in enumerate(boxes):
+            captured: dict[str, torch.Tensor] | None = {} if capture and one_pass else None
+            while (passes := self._try_fill(pixels, hole, box, result, captured)) is None:
+                box = self._after_out_of_memory(box)
+                captured = None  # the retry runs in tiles
+            result.boxes[index] = box
+            result.passes += passes
+        if capture and result.intermediates_hole is None:
+            result.intermediates_missing = (
+                f"the {self.strategy.value} plan made {result.passes} network passes; "
+                "intermediates come from a single pass (use --strategy auto or full)"
+            )
         return result
 
-    def plan(self, hole: np.ndarray) -> list[Box]:
-        """The boxes (and scales) one image is processed in."""
+    # --- planning ------------------------------------------------------------------------------------
+
+    def plan(self, hole: np.ndarray, *, single_pass: bool = False) -> list[Box]:
+        """The boxes, with their scale and tiling, one image is processed in.
+
+        `single_pass` (for intermediates) makes `auto` fill the whole image in one pass, downscaled
+        as far as the family's native side and the memory budget require.
+        """
         height, width = hole.shape
-        if self.strategy in (Strategy.FULL, Strategy.AUTO, Strategy.RESIZE):
+        whole = Box(0, 0, height, width)
+        if self.strategy is Strategy.FULL:
+            box = whole.at_scale(strategies.scale_to_fit(height, width, self.max_side))
+            self._check_budget(*box.scaled_size())
+            return [box]
+        if self.strategy is Strategy.AUTO and single_pass:
+            return [self._one_pass(whole)]
+        if self.strategy is Strategy.RESIZE:
+            return [self._within_budget(whole, self.max_side or self.native_side)]
+        if self.strategy is Strategy.TILE:
             scale = strategies.scale_to_fit(height, width, self.max_side)
-            if self.strategy is Strategy.FULL:
-                self._check_budget(round(height * scale), round(width * scale))
-            elif self.strategy is Strategy.AUTO:
-                fitted = (round(height * scale), round(width * scale))
-                try:
-                    scale *= strategies.shrink_until(self.fits_budget, *fitted)
-                except ValueError:
-                    self._check_budget(*fitted)  # nothing fits: raises the budget error
-            return strategies.whole_image(hole, scale)
-        raise UsageError(f"strategy {self.strategy.value!r} is not available yet", hint="use --strategy full")
+            return [whole.at_scale(scale).in_tiles(self._tile_side())]
+        boxes = strategies.hole_boxes(hole, self.crop_margin)
+        if self.strategy is Strategy.CROP:
+            return [self._within_budget(box, self.max_side) for box in boxes]
+        if sum(box.area for box in boxes) >= CROP_AREA_SHARE * hole.size:
+            boxes = [whole]
+        return [self._auto_box(box, hole[box.slices]) for box in boxes]
+
+    @property
+    def native_side(self) -> int:
+        """Longest side the family fills at native resolution under `auto` and `resize`."""
+        return strategies.native_side(self.network.family, self.network.training_size)
+
+    def _one_pass(self, box: Box) -> Box:
+        """`box` downscaled to the family's native side, and further until one pass fits the budget."""
+        limit = min(self.max_side or self.native_side, self.native_side)
+        box = box.at_scale(strategies.scale_to_fit(box.height, box.width, limit))
+        try:
+            return box.at_scale(box.scale * strategies.shrink_until(self.fits_budget, *box.scaled_size()))
+        except ValueError:
+            self._check_budget(*box.scaled_size())  # nothing fits: raises the budget error
+            raise
+
+    def _within_budget(self, box: Box, max_side: int | None) -> Box:
+        """`box` downscaled to `max_side`, in one pass if that fits the memory budget, else in tiles."""
+        box = box.at_scale(strategies.scale_to_fit(box.height, box.width, max_side))
+        return box if self.fits_budget(*box.scaled_size()) else box.in_tiles(self._tile_side())
+
+    def _auto_box(self, box: Box, hole: np.ndarray) -> Box:
+        """`auto` for one box: native scale while the family copes with the size and one pass fits
+        the budget; beyond that, tiles if every hole pixel has context inside a tile, else a
+        downscale (by halving the pixel count) until one of the two holds."""
+        reach = strategies.hole_reach(hole)
+        tile = self._tile_side()
+        tiles_fit = self.fits_budget(tile, tile)
+        scale = strategies.scale_to_fit(box.height, box.width, self.max_side)
+        while True:
+            height, width = box.at_scale(scale).scaled_size()
+            if max(height, width) <= self.native_side and self.fits_budget(height, width):
+                return box.at_scale(scale)
+            if tiles_fit and reach * scale <= TILE_CONTEXT_SHARE * tile:
+                return box.at_scale(scale).in_tiles(tile)
+            if min(height, width) * strategies.SHRINK_STEP < 1:
+                self._check_budget(height, width)
+                return box.at_scale(scale)
+            scale *= strategies.SHRINK_STEP
+
+    def _tile_side(self) -> int:
+        """Side of square tiles: --tile-size, else the largest that fits the memory budget and the
+        family's native side; never below the floor, nor above a side that ran out of memory."""
+        multiple = self.network.pad_multiple
+        if self.tile_size:
+            side = self.tile_size
+        else:
+            steps = max(1, self.native_side // multiple)
+            side = multiple * _largest(lambda k: self.fits_budget(k * multiple, k * multiple), steps)
+        if self._tile_cap:
+            side = min(side, self._tile_cap)
+        return max(self._tile_floor(), side // multiple * multiple)
+
+    def _tile_floor(self) -> int:
+        return padded_size(MIN_TILE_SIDE, self.network.pad_multiple, self.network.min_size)
+
+    def _batch_size(self, height: int, width: int) -> int:
+        """Tiles per network call."""
+        if self.device.type == "cpu":
+            return 1  # one tile already keeps every core busy; a batch would only raise peak memory
+        fitting = self.memory_budget // max(1, self.pass_memory(height, width))
+        return max(1, min(MAX_BATCH, fitting, self._batch_cap or MAX_BATCH))
 
     def pass_memory(self, height: int, width: int) -> int:
         """Estimated peak bytes of one network pass on an image of this size (before padding)."""
@@ -303,21 +414,133 @@ class Inpainter:
                 hint="use --strategy auto or resize, --max-side, or raise --memory-budget",
             )
 
+    # --- filling one box -----------------------------------------------------------------------------
+
+    def _try_fill(
+        self,
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        box: Box,
+        result: InpaintResult,
+        captured: dict[str, torch.Tensor] | None,
+    ) -> int | None:
+        """`_fill_box`, or None if the device ran out of memory (its tensors are released on return)."""
+        try:
+            return self._fill_box(pixels, hole, box, result, captured)
+        except torch.cuda.OutOfMemoryError:
+            return None
+
+    def _after_out_of_memory(self, box: Box) -> Box:
+        """The box again in tiles of half the side that ran out of memory; an error below the floor."""
+        height, width = box.scaled_size()
+        failed = box.tile or max(height, width)
+        multiple = self.network.pad_multiple
+        side = failed // 2 // multiple * multiple
+        if side < self._tile_floor():
+            raise InpaintError(
+                f"{self.name} ran out of {self.device} memory on {min(failed, width)}x{min(failed, height)} "
+                f"pixels, and tiles smaller than {self._tile_floor()} px are not tried",
+                hint="free memory used by other programs, use --precision fp16 or bf16, or --device cpu",
+            )
+        log.warning("out of %s memory: retrying in %dx%d tiles", self.device, side, side)
+        self._batch_cap = self._batch_size(min(failed, height), min(failed, width))
+        self._tile_cap = side
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return box.in_tiles(side)
+
     def _fill_box(
-        self, pixels: np.ndarray, hole: np.ndarray, box: Box, captured: dict[str, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network prediction for one box, as 1×3×h×w float in [0, 1] at the box's native size,
-        and the padded hole the network saw (for intermediates)."""
-        image = to_float(pixels[box.slices]).to(self.device)
-        mask = torch.from_numpy(hole[box.slices]).to(self.device)[None, None].float()
-        if box.scale < 1:
-            size = box.scaled_size()
-            image = F.interpolate(image, size=size, mode="area")
-            mask = (F.interpolate(mask, size=size, mode="area") > 0).float()
-        prediction = self.predict(image, mask, captured)
-        if box.scale < 1:
-            prediction = upscale_to_box(prediction, box)
-        return prediction.clamp(0, 1), self._pad(mask)
+        self,
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        box: Box,
+        result: InpaintResult,
+        captured: dict[str, torch.Tensor] | None,
+    ) -> int:
+        """Fill the hole pixels of one box in `result.pixels`; returns the number of network calls.
+
+        The box is run whole or in tiles (those holding a hole pixel, in batches), and the tiles'
+        feathered average is finished row band by row band: pasted straight away at native scale,
+        or kept at the reduced scale and upscaled at the hole pixels at the end.
+        """
+        image, box_hole = self._cut(pixels, hole, box)
+        height, width = box_hole.shape
+        tile_size = (min(box.tile, height), min(box.tile, width)) if box.tile else (height, width)
+        overlap = min(self.tile_overlap, min(tile_size) // 2)
+        rows = strategies.tile_rows(box_hole, *tile_size, overlap)
+        batch = self._batch_size(*tile_size)
+        blender = strategies.TileBlender(width, *tile_size, overlap)
+        reduced = to_float(image).contiguous() if box.scale < 1 else None
+        for top, lefts in [*rows, (height, [])]:
+            start = blender.top
+            values = blender.finish(top)  # no tile from this row on reaches above `top`
+            if reduced is None:
+                self._paste_rows(result.pixels, hole, box, start, values)
+            else:
+                inside = torch.from_numpy(box_hole[start:top])
+                reduced[0, :, start:top] = torch.where(inside, values, reduced[0, :, start:top])
+            for first in range(0, len(lefts), batch):
+                chunk = lefts[first : first + batch]
+                predictions = self._predict_tiles(image, box_hole, top, chunk, tile_size, captured)
+                for left, prediction in zip(chunk, predictions, strict=True):
+                    blender.add(top, left, prediction)
+        if reduced is not None:
+            self._paste_upscaled(result.pixels, hole, box, reduced)
+        if captured is not None:
+            result.intermediates_hole = self._pad(torch.from_numpy(box_hole)[None, None].float()).cpu()
+            self._keep_intermediates(result, captured, pixels, box)
+        return sum(-(-len(lefts) // batch) for _, lefts in rows)
+
+    @staticmethod
+    def _cut(pixels: np.ndarray, hole: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        """The box's pixels (still integers) and hole, at the scale the network sees them."""
+        image, inside = pixels[box.slices], hole[box.slices]
+        if box.scale == 1:
+            return image, inside
+        height, width = box.scaled_size()
+        small = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
+        # A reduced pixel is a hole if any of its pixels is one, so that no hole pixel goes unfilled.
+        covered = cv2.resize(inside.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0
+        return small.reshape(height, width, -1), covered
+
+    def _predict_tiles(
+        self,
+        image: np.ndarray,
+        box_hole: np.ndarray,
+        top: int,
+        lefts: list[int],
+        size: tuple[int, int],
+        captured: dict[str, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """One network call on the tiles of one row: the only place pixels become float tensors."""
+        rows = slice(top, top + size[0])
+        tiles = torch.cat([to_float(image[rows, left : left + size[1]]) for left in lefts])
+        holes = torch.from_numpy(np.stack([box_hole[rows, left : left + size[1]] for left in lefts]))[:, None]
+        return self.predict(tiles.to(self.device), holes.to(self.device, torch.float32), captured).cpu()
+
+    @staticmethod
+    def _paste_rows(output: np.ndarray, hole: np.ndarray, box: Box, start: int, values: torch.Tensor) -> None:
+        """Composite finished 3×n×w rows of a native-scale box: hole pixels only, in the image's precision."""
+        rows = slice(box.top + start, box.top + start + values.shape[1])
+        inside = hole[rows, box.left : box.right]
+        if inside.any():
+            target = output[rows, box.left : box.right]
+            target[inside] = to_integer(values[None], output.dtype, output.shape[2])[inside]
+
+    @staticmethod
+    def _paste_upscaled(output: np.ndarray, hole: np.ndarray, box: Box, reduced: torch.Tensor) -> None:
+        """Bicubic upscaling of a box's reduced-scale fill, at its hole pixels only, band by band."""
+        band = max(1, PASTE_CHUNK_PIXELS // box.width)
+        for start in range(box.top, box.bottom, band):
+            rows, cols = np.nonzero(hole[start : min(start + band, box.bottom), box.left : box.right])
+            if rows.size == 0:
+                continue
+            # Pixel centres in grid_sample's [-1, 1] coordinates: where F.interpolate would sample.
+            y = torch.from_numpy((rows + start - box.top) * 2 + 1).float() / box.height - 1
+            x = torch.from_numpy(cols * 2 + 1).float() / box.width - 1
+            grid = torch.stack([x, y], dim=-1)[None, None]
+            values = F.grid_sample(reduced, grid, mode="bicubic", padding_mode="border", align_corners=False)
+            output[rows + start, cols + box.left] = to_integer(values, output.dtype, output.shape[2])[0]
 
     def _pad(self, tensor: torch.Tensor) -> torch.Tensor:
         """Pad an N×C×H×W tensor at the bottom and right to the network's multiple, its way."""
