@@ -758,7 +758,7 @@ def ensure_model(name: str, *, progress: DownloadProgress | None = None, offline
             hint=f"run `inpaint weights pull {name}` while online, or `inpaint weights import {name} FILE`",
         )
     if converted_path(name).exists() and progress is not None:
-        progress.note(f"{name}: the cached file does not match its recorded checksum; fetching it again")
+        progress.note(f"{name}: the cached file failed verification; fetching it again")
     return pull(name, progress=progress, offline=offline)
 
 

@@ -598,7 +598,7 @@ def test_damaged_cache_file_is_detected_and_fetched_again(
     assert not result.ok and result.detail.startswith(f"sha256 {sha256_of(bytes(damaged))} differs from")
     notes = Notes()
     assert weights.ensure_model("toy", progress=notes) == path
-    assert notes.notes[0] == "toy: the cached file does not match its recorded checksum; fetching it again"
+    assert notes.notes[0] == "toy: the cached file failed verification; fetching it again"
     assert len(server.requests_for("/small.ckpt")) == 2
     assert_lama_converted(path, lama_state, url, sha256_of(lama_bytes))
     assert weights.verify("toy").ok
