@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from inpaint_cli import visualize
-from inpaint_cli.checkpoints import read_checkpoint
+from inpaint_cli.checkpoints import convert_checkpoint, read_checkpoint
 from inpaint_cli.engine import Inpainter
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.models import FAMILIES, load_strict, network_from_checkpoint, pconv
@@ -272,6 +272,25 @@ def test_bad_mask_kernels_are_refused(official_state_dict: dict, change, message
     with pytest.raises(CheckpointError, match=message) as error:
         pconv.convert_state_dict(state_dict)
     assert "all-ones mask_conv kernels" in error.value.hint
+
+
+def test_converted_file_loads_into_the_same_network(tmp_path: Path, network: pconv.PConvUNet) -> None:
+    converted = convert_checkpoint(
+        SMALL_CHECKPOINT,
+        tmp_path / "pconv.safetensors",
+        family="pconv",
+        variant="small",
+        source_url="",
+        source_sha256="",
+        license="MIT",
+    )
+    checkpoint = read_checkpoint(converted)
+    assert checkpoint.config == {"layer_size": 4}
+    assert not [key for key in checkpoint.state_dict if "mask_conv" in key]
+    reloaded = network_from_checkpoint(checkpoint)
+    expected = load_file(REFERENCE / "case_a.safetensors")
+    raw = _run_network(reloaded, expected["image"], expected["hole_mask"])[0]
+    assert torch.equal(raw, _run_network(network, expected["image"], expected["hole_mask"])[0])
 
 
 def test_strict_loading_reports_missing_and_unexpected_keys(official_state_dict: dict) -> None:

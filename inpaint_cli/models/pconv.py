@@ -201,7 +201,7 @@ class PConvUNet(InpaintModel):
     # the padded mask is mirrored with it, so a hole touching the border stays a hole.
     pad_mode = "symmetric"
     training_size = 256
-    activation_bytes_per_pixel = 1200
+    activation_bytes_per_pixel = 1200  # measured: about 1140 at depth 7, 512² and 1024² (peak RSS)
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
@@ -267,6 +267,11 @@ class PConvUNet(InpaintModel):
         return features
 
     def prepare_for_inference(self) -> None:
+        """Fold each layer's window size into its weight, so float16 sums cannot overflow.
+
+        The state dict then no longer holds the trained weights; converted files are written from
+        `convert_state_dict`'s output, never from a prepared network.
+        """
         for module in self.modules():
             if isinstance(module, PartialConv2d):
                 module.fold_window_size()
