@@ -29,6 +29,7 @@ import numpy as np
 from inpaint_cli import imageio, visualize
 from inpaint_cli.engine import Inpainter, InpaintResult
 from inpaint_cli.errors import InpaintError, InputError, OutputError, UsageError
+from inpaint_cli.strategies import Box
 
 PANEL_SUFFIX = "_panel"
 OUTPUT_FOLDER_SUFFIX = "_inpainted"
@@ -386,7 +387,7 @@ def save(outcome: JobOutcome, loaded: Loaded, result: InpaintResult, settings: R
             folder, result.intermediates, result.intermediates_hole, panel
         )
     elif capture:
-        outcome.warnings.append("no intermediates: the image needed several passes or had no hole")
+        outcome.warnings.append(result.intermediates_missing or "no intermediates: the mask has no hole")
 
 
 def _attempt(outcome: JobOutcome, step: Callable[[], T]) -> T | None:
@@ -414,7 +415,25 @@ def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
 def _fill_step(
     outcome: JobOutcome, inpainter: Inpainter, loaded: Loaded, capture: bool
 ) -> InpaintResult | None:
-    return _attempt(outcome, lambda: inpainter.inpaint(loaded.picture.pixels, loaded.hole, capture=capture))
+    result = _attempt(outcome, lambda: inpainter.inpaint(loaded.picture.pixels, loaded.hole, capture=capture))
+    if result is not None:
+        outcome.strategy = describe_plan(inpainter.strategy.value, result.boxes, loaded.hole.shape)
+    return result
+
+
+def describe_plan(strategy: str, boxes: Sequence[Box], size: tuple[int, int]) -> str:
+    """What a strategy did with one image, for the report: `auto: 2 crop boxes, downscaled to 0.50`."""
+    if not boxes:
+        return f"{strategy}: nothing to fill"
+    whole = len(boxes) == 1 and (boxes[0].height, boxes[0].width) == tuple(size)
+    parts = ["whole image" if whole else f"{len(boxes)} crop box{'es' if len(boxes) > 1 else ''}"]
+    smallest = min(box.scale for box in boxes)
+    if smallest < 1:
+        parts.append(f"downscaled to {smallest:.2f}")
+    tiles = sorted({box.tile for box in boxes if box.tile is not None})
+    if tiles:
+        parts.append(f"in {'/'.join(map(str, tiles))} px tiles")
+    return f"{strategy}: {', '.join(parts)}"
 
 
 def _save_step(

@@ -14,7 +14,7 @@ from PIL import Image
 from inpaint_cli import batch, imageio
 from inpaint_cli.engine import Inpainter, InpaintResult
 from inpaint_cli.errors import UsageError
-from inpaint_cli.strategies import Strategy
+from inpaint_cli.strategies import Box, Strategy
 
 HEIGHT, WIDTH = 24, 32
 
@@ -153,6 +153,16 @@ def test_single_image_finds_its_mask_in_a_folder(tmp_path: Path) -> None:
     assert "no mask found" in lonely.jobs[0].problem.one_line()
 
 
+def test_plan_description_names_boxes_scale_and_tiles() -> None:
+    assert batch.describe_plan("auto", [], (10, 20)) == "auto: nothing to fill"
+    assert batch.describe_plan("full", [Box(0, 0, 10, 20)], (10, 20)) == "full: whole image"
+    crops = [Box(0, 0, 4, 4, scale=0.5), Box(5, 5, 9, 9, tile=256)]
+    assert (
+        batch.describe_plan("auto", crops, (10, 20))
+        == "auto: 2 crop boxes, downscaled to 0.50, in 256 px tiles"
+    )
+
+
 # --- running -----------------------------------------------------------------------------------------
 
 
@@ -178,6 +188,7 @@ def test_run_jobs_fills_only_the_hole_and_reports_in_job_order(tmp_path: Path, t
         np.testing.assert_array_equal(result[~hole], original[~hole])
         assert (result[hole] != original[hole]).any()
         assert outcome.written == [outcome.job.output] and outcome.seconds > 0
+        assert outcome.strategy.startswith("auto: ")
 
     again = batch.run_jobs(telea, plan.jobs, settings, workers=1)
     assert [o.status for o in again] == [batch.Status.SKIPPED, batch.Status.FAILED, batch.Status.SKIPPED]
@@ -302,7 +313,7 @@ def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path
     assert record["image"] == str(tmp_path / "in/a.png")
     assert record["masks"] == [str(tmp_path / "masks/a_mask.png")]
     assert record["output"] == str(tmp_path / "out/a.png") and record["written"] == [record["output"]]
-    assert (record["status"], record["strategy"], record["error"]) == ("done", "auto", None)
+    assert (record["status"], record["strategy"], record["error"]) == ("done", outcomes[0].strategy, None)
     assert record["seconds"] > 0
     assert report["not_run"] == [str(tmp_path / "in/b.png")]
     assert report["unused_masks"] == [str(tmp_path / "masks/zz.png")]
