@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,8 @@ def padded_size(size: int, multiple: int, minimum: int) -> int:
 def to_float(pixels: np.ndarray) -> torch.Tensor:
     """H×W×C integer pixels -> 1×3×H×W float32 in [0, 1] (grey replicated to three channels)."""
     scale = float(np.iinfo(pixels.dtype).max)
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / scale
+    # A copy: the box is small next to its float tensor, and read-only arrays (PIL views) are fine.
+    tensor = torch.from_numpy(np.array(pixels, copy=True)).permute(2, 0, 1)[None].float() / scale
     return tensor.expand(-1, 3, -1, -1) if tensor.shape[1] == 1 else tensor
 
 
@@ -459,37 +460,58 @@ class Inpainter:
     ) -> int:
         """Fill the hole pixels of one box in `result.pixels`; returns the number of network calls.
 
-        The box is run whole or in tiles (those holding a hole pixel, in batches), and the tiles'
-        feathered average is finished row band by row band: pasted straight away at native scale,
+        The box is run whole, or in tiles (those holding a hole pixel, in batches) whose feathered
+        average comes in finished bands of rows. Values are pasted straight away at native scale,
         or kept at the reduced scale and upscaled at the hole pixels at the end.
         """
         image, box_hole = self._cut(pixels, hole, box)
         height, width = box_hole.shape
-        tile_size = (min(box.tile, height), min(box.tile, width)) if box.tile else (height, width)
-        overlap = min(self.tile_overlap, min(tile_size) // 2)
-        rows = strategies.tile_rows(box_hole, *tile_size, overlap)
-        batch = self._batch_size(*tile_size)
-        blender = strategies.TileBlender(width, *tile_size, overlap)
+        bands: Iterable[tuple[int, torch.Tensor]]
+        if box.tile is None:
+            bands = [(0, self._predict_tiles(image, box_hole, 0, [0], (height, width), captured)[0])]
+            passes = 1
+        else:
+            tile = (min(box.tile, height), min(box.tile, width))
+            overlap = min(self.tile_overlap, min(tile) // 2)
+            rows = strategies.tile_rows(box_hole, *tile, overlap)
+            batch = self._batch_size(*tile)
+            bands = self._blended_bands(image, box_hole, rows, tile, overlap, batch)
+            passes = sum(-(-len(lefts) // batch) for _, lefts in rows)
         reduced = to_float(image).contiguous() if box.scale < 1 else None
-        for top, lefts in [*rows, (height, [])]:
-            start = blender.top
-            values = blender.finish(top)  # no tile from this row on reaches above `top`
+        for start, values in bands:
             if reduced is None:
                 self._paste_rows(result.pixels, hole, box, start, values)
             else:
-                inside = torch.from_numpy(box_hole[start:top])
-                reduced[0, :, start:top] = torch.where(inside, values, reduced[0, :, start:top])
-            for first in range(0, len(lefts), batch):
-                chunk = lefts[first : first + batch]
-                predictions = self._predict_tiles(image, box_hole, top, chunk, tile_size, captured)
-                for left, prediction in zip(chunk, predictions, strict=True):
-                    blender.add(top, left, prediction)
+                rows_done = slice(start, start + values.shape[1])
+                inside = torch.from_numpy(box_hole[rows_done])
+                reduced[0, :, rows_done] = torch.where(inside, values, reduced[0, :, rows_done])
         if reduced is not None:
             self._paste_upscaled(result.pixels, hole, box, reduced)
         if captured is not None:
             result.intermediates_hole = self._pad(torch.from_numpy(box_hole)[None, None].float()).cpu()
             self._keep_intermediates(result, captured, pixels, box)
-        return sum(-(-len(lefts) // batch) for _, lefts in rows)
+        return passes
+
+    def _blended_bands(
+        self,
+        image: np.ndarray,
+        box_hole: np.ndarray,
+        rows: list[tuple[int, list[int]]],
+        tile: tuple[int, int],
+        overlap: int,
+        batch: int,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """The feathered average of the tiles' predictions, as (first row, 3×n×w values) bands
+        of finished rows, top to bottom."""
+        blender = strategies.TileBlender(box_hole.shape[1], *tile, overlap)
+        for top, lefts in [*rows, (box_hole.shape[0], [])]:
+            start = blender.top
+            yield start, blender.finish(top)  # no tile from this row on reaches above `top`
+            for first in range(0, len(lefts), batch):
+                chunk = lefts[first : first + batch]
+                predictions = self._predict_tiles(image, box_hole, top, chunk, tile, None)
+                for left, prediction in zip(chunk, predictions, strict=True):
+                    blender.add(top, left, prediction)
 
     @staticmethod
     def _cut(pixels: np.ndarray, hole: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
