@@ -73,9 +73,12 @@ def network_from_checkpoint(checkpoint: Checkpoint, family_name: str | None = No
         state_dict = checkpoint.state_dict
         config = checkpoint.config or family.config_from_state_dict(state_dict)
     else:
-        family = FAMILIES[family_name] if family_name else detect_family(checkpoint.state_dict)
-        state_dict = family.convert_state_dict(checkpoint.state_dict)
-        config = family.config_from_state_dict(state_dict)
+        try:
+            family = FAMILIES[family_name] if family_name else detect_family(checkpoint.state_dict)
+            state_dict = family.convert_state_dict(checkpoint.state_dict)
+            config = family.config_from_state_dict(state_dict)
+        except CheckpointError as exc:
+            raise CheckpointError(exc.what, path=exc.path or checkpoint.path, hint=exc.hint) from None
     model = family.build(config)
     load_strict(model, state_dict, checkpoint.path)
     model.eval()
