@@ -343,7 +343,7 @@ class Inpainter:
         limit = min(self.max_side or self.native_side, self.native_side)
         box = box.at_scale(strategies.scale_to_fit(box.height, box.width, limit))
         try:
-            return box.at_scale(box.scale * strategies.shrink_until(self.fits_budget, *box.scaled_size()))
+            return box.at_scale(box.scale * strategies.largest_scale(self.fits_budget, *box.scaled_size()))
         except ValueError:
             self._check_budget(*box.scaled_size())  # nothing fits: raises the budget error
             raise
@@ -354,23 +354,16 @@ class Inpainter:
         return box if self.fits_budget(*box.scaled_size()) else box.in_tiles(self._tile_side())
 
     def _auto_box(self, box: Box, hole: np.ndarray) -> Box:
-        """`auto` for one box: native scale while the family copes with the size and one pass fits
-        the budget; beyond that, tiles if every hole pixel has context inside a tile, else a
-        downscale (by halving the pixel count) until one of the two holds."""
-        reach = strategies.hole_reach(hole)
+        """`auto` for one box: the larger of two scales. One pass needs the box within the family's
+        native side and the memory budget; tiles need every hole pixel to have context inside a
+        tile. Native scale when one pass is possible there."""
+        one_pass = self._one_pass(box)
         tile = self._tile_side()
-        tiles_fit = self.fits_budget(tile, tile)
+        if not self.fits_budget(tile, tile):
+            return one_pass
         scale = strategies.scale_to_fit(box.height, box.width, self.max_side)
-        while True:
-            height, width = box.at_scale(scale).scaled_size()
-            if max(height, width) <= self.native_side and self.fits_budget(height, width):
-                return box.at_scale(scale)
-            if tiles_fit and reach * scale <= TILE_CONTEXT_SHARE * tile:
-                return box.at_scale(scale).in_tiles(tile)
-            if min(height, width) * strategies.SHRINK_STEP < 1:
-                self._check_budget(height, width)
-                return box.at_scale(scale)
-            scale *= strategies.SHRINK_STEP
+        tiled_scale = min(scale, TILE_CONTEXT_SHARE * tile / strategies.hole_reach(hole))
+        return box.at_scale(tiled_scale).in_tiles(tile) if tiled_scale > one_pass.scale else one_pass
 
     def _tile_side(self) -> int:
         """Side of square tiles: --tile-size, else the largest that fits the memory budget and the

@@ -76,20 +76,26 @@ def scale_to_fit(height: int, width: int, max_side: int | None) -> float:
     return max_side / max(height, width)
 
 
-SHRINK_STEP = math.sqrt(0.5)
-"""Each automatic downscale halves the pixel count."""
+SCALE_PRECISION = 1e-3
+"""`largest_scale` is exact to this (relative) precision."""
 
 
-def shrink_until(
-    fits: Callable[[int, int], bool], height: int, width: int, step: float = SHRINK_STEP
-) -> float:
-    """Largest scale in a geometric series 1, step, step², ... for which `fits(h, w)` is true."""
-    scale = 1.0
-    while not fits(max(1, round(height * scale)), max(1, round(width * scale))):
-        scale *= step
-        if min(height, width) * scale < 1:
-            raise ValueError("no scale fits")
-    return scale
+def largest_scale(fits: Callable[[int, int], bool], height: int, width: int) -> float:
+    """The largest scale <= 1 at which `fits(h, w)` holds, for a predicate that holds for smaller
+    sizes once it holds; ValueError if it fails even at a 1-pixel short side."""
+
+    def sides(scale: float) -> tuple[int, int]:
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    if fits(*sides(1.0)):
+        return 1.0
+    low, high = 1 / min(height, width), 1.0
+    if not fits(*sides(low)):
+        raise ValueError("no scale fits")
+    while high - low > SCALE_PRECISION * low:
+        middle = (low + high) / 2
+        low, high = (middle, high) if fits(*sides(middle)) else (low, middle)
+    return low
 
 
 # --- what a family copes with ---------------------------------------------------------------------

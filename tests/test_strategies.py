@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ from inpaint_cli.strategies import (
     feather,
     hole_boxes,
     hole_reach,
+    largest_scale,
     native_side,
     tile_rows,
     tile_starts,
@@ -176,6 +179,14 @@ def test_hole_reach_is_the_largest_distance_to_known_pixels():
     big = np.zeros((3000, 3000), bool)  # coarse grid path (9 MP > 4 MP)
     big[1000:1300, :] = True
     assert abs(hole_reach(big) - 150) <= 2
+
+
+def test_largest_scale_bisects_to_the_budget():
+    scale = largest_scale(lambda height, width: height * width <= 2500, 100, 100)
+    assert round(100 * scale) == 50 and round(100 * scale * 1.002) == 51
+    assert largest_scale(lambda height, width: True, 100, 100) == 1
+    with pytest.raises(ValueError, match="no scale fits"):
+        largest_scale(lambda height, width: False, 100, 100)
 
 
 def test_native_side_follows_training_size_and_family():
@@ -364,16 +375,17 @@ def test_auto_tiles_thin_holes_and_downscales_large_ones_beyond_the_native_side(
     thin[300:304, 100:1100] = True
     (box,) = auto.plan(thin)
     assert box.scale == 1 and box.tile == 256
-    # A blob 150 px from its edge to its middle: halve the pixels until one pass is native.
+    # A blob 150 px from its edge to its middle: scaled to the native side, one pass keeps more
+    # pixels than tiles could (they need the reach within a quarter tile: scale 64 / 151).
     blob = np.zeros((400, 500), bool)
     blob[50:350, 50:450] = True
     (box,) = auto.plan(blob)
-    assert box.tile is None and box.scale == pytest.approx(0.5) and box.scaled_size() == (200, 250)
-    # Bigger, with 200 px of reach: at a quarter of the size it has context in 256-px tiles.
+    assert box.tile is None and box.scale == 256 / 500 and box.scaled_size() == (205, 256)
+    # Wider, with 200 px of reach: 256-px tiles at scale 64 / 201 keep more than one pass at 256 / 1200.
     blob = np.zeros((600, 1200), bool)
     blob[100:500, 200:1000] = True
     (box,) = auto.plan(blob)
-    assert box.tile == 256 and box.scale == pytest.approx(0.25) and box.scaled_size() == (150, 300)
+    assert box.tile == 256 and box.scale == pytest.approx(64 / 201) and box.scaled_size() == (191, 382)
 
 
 def test_auto_tiles_within_the_memory_budget():
@@ -385,6 +397,16 @@ def test_auto_tiles_within_the_memory_budget():
     assert box.tile == 200
     auto.inpaint(smooth_image(600, 1200), thin)
     assert max(shape[-2] * shape[-1] for shape in network.shapes) <= 200 * 200
+
+
+def test_cpu_budget_comes_from_available_ram_and_sets_the_tile_side(monkeypatch):
+    network = ContextFill()
+    available = network.memory_estimate(203, 203) / engine.CPU_BUDGET_FRACTION
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=available))
+    planner = inpainter(network, strategy="tile")
+    assert planner.memory_budget == network.memory_estimate(203, 203)
+    (box,) = planner.plan(np.ones((1000, 1000), bool))
+    assert box.tile == 200  # the largest multiple of 8 within the budget (and the native side, 256)
 
 
 def test_capture_makes_auto_plan_a_single_pass_and_explains_otherwise():
