@@ -481,7 +481,9 @@ class Inpainter:
         if reduced is not None:
             self._paste_upscaled(result.pixels, hole, box, reduced)
         if captured is not None:
-            result.intermediates_hole = self._pad(torch.from_numpy(box_hole)[None, None].float()).cpu()
+            result.intermediates_hole = self._pad(
+                torch.tensor(box_hole, dtype=torch.float32)[None, None]
+            ).cpu()
             self._keep_intermediates(result, captured, pixels, box)
         return passes
 
