@@ -7,6 +7,10 @@ and `--device` of `inpaint run` can be given):
 - `serial`: read, fill, write one image after another in one thread (no pipeline);
 - `jobs N`: the pipeline with N decode threads and N encode threads beside the model.
 
+`--simulated-model-ms T` replaces the model by one that waits T ms without using the CPU, as a GPU
+model does from the CPU's point of view: it shows how much file work the pipeline hides even where
+the cores are too few or too busy for a CPU model and the codecs to run side by side.
+
 Variants are timed interleaved (one run of each in turn), so that load from other processes hits
 them alike; the best of the repeats is reported, with the peak resident memory of the process.
 The gain is bounded by the cores: on a 2-core machine the model and the codecs share them.
@@ -33,7 +37,8 @@ import psutil
 from PIL import Image
 
 from inpaint_cli import batch
-from inpaint_cli.engine import Inpainter
+from inpaint_cli.engine import Inpainter, InpaintResult
+from inpaint_cli.strategies import Strategy
 
 RSS_POLL_SECONDS = 0.005
 JPEG_QUALITY = 92
@@ -81,6 +86,19 @@ def peak_rss() -> Iterator[list[int]]:
         poller.join()
 
 
+class SimulatedDevice:
+    """A model that takes a fixed time and leaves the CPU free, like a network on a GPU."""
+
+    strategy = Strategy.FULL
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, *, capture: bool = False) -> InpaintResult:
+        time.sleep(self.seconds)
+        return InpaintResult(pixels.copy(), [])
+
+
 def run_serial(inpainter: Inpainter, jobs: list[batch.Job], settings: batch.RunSettings) -> None:
     for job in jobs:
         loaded = batch.load(job, settings)
@@ -107,6 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default="telea")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--simulated-model-ms", type=float, default=None)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench_batch_io_"))
@@ -114,7 +133,10 @@ def main() -> None:
         make_folder(root, args.images, args.width, args.height)
         plan = batch.plan_folder(root / "photos", root / "masks", root / "out")
         settings = batch.RunSettings(existing=batch.Existing.OVERWRITE)
-        inpainter = Inpainter.from_name(args.model, device=args.device)
+        if args.simulated_model_ms is None:
+            inpainter = Inpainter.from_name(args.model, device=args.device)
+        else:
+            inpainter = SimulatedDevice(args.simulated_model_ms / 1000)
         variants = {"serial": run_serial} | {f"jobs {n}": run_pipeline(n) for n in args.jobs}
         best = dict.fromkeys(variants, float("inf"))
         peaks = dict.fromkeys(variants, 0)
@@ -132,7 +154,8 @@ def main() -> None:
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     )
-    print(f"{args.images} JPEGs {args.width}x{args.height}, model {args.model}, best of {args.repeats}")
+    model = args.model if args.simulated_model_ms is None else f"simulated {args.simulated_model_ms:g} ms"
+    print(f"{args.images} JPEGs {args.width}x{args.height}, model {model}, best of {args.repeats}")
     print(f"{'variant':<10} {'images/s':>9} {'vs serial':>10} {'vs jobs 1':>10} {'peak RSS':>10}")
     for name, seconds in best.items():
         rate = args.images / seconds
