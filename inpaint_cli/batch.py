@@ -221,11 +221,13 @@ def plan_folder(
     *,
     recursive: bool = False,
     output_format: str | None = None,
+    written_elsewhere: Iterable[Path] = (),
 ) -> Plan:
     """Pair every image under `folder` with its mask(s) and give it an output in the mirrored tree.
 
     `mask` is a folder of masks paired by name (it may be `folder` itself or inside it) or one file
-    used for every image. Images without a mask get a `problem`, not a guess.
+    used for every image. Images without a mask get a `problem`, not a guess. The output folder and
+    `written_elsewhere` (intermediates) are never walked, so a rerun does not take results for photos.
     """
     output_folder = output_folder or default_output_folder(folder)
     if output_folder.resolve() == folder.resolve():
@@ -234,17 +236,18 @@ def plan_folder(
             path=output_folder,
             hint="give another -o: outputs would overwrite the inputs",
         )
+    ours = (output_folder, *written_elsewhere)
     unreadable: list[str] = []
     index = None
     if mask.is_dir():
         shared = mask.resolve() == folder.resolve()
         index = MaskIndex(
-            mask, recursive=recursive, shared=shared, exclude=(folder, output_folder), errors=unreadable
+            mask, recursive=recursive, shared=shared, exclude=(folder, *ours), errors=unreadable
         )
     mask_files = {path.resolve() for path in index.files} if index else {mask.resolve()}
     images = [
         path
-        for path in walk_images(folder, recursive=recursive, exclude=(mask, output_folder), errors=unreadable)
+        for path in walk_images(folder, recursive=recursive, exclude=(mask, *ours), errors=unreadable)
         if path.resolve() not in mask_files
     ]
     inputs = {path.resolve() for path in images} | mask_files

@@ -259,7 +259,7 @@ def run(
             intermediates_dir=save_intermediates,
             max_pixels=max_pixels,
         )
-        plan = _plan_run(input, mask, output, recursive, settings.output_format)
+        plan = _plan_run(input, mask, output, recursive, settings)
         if dry_run:
             _print_plan(plan, settings)
             return
@@ -324,17 +324,24 @@ def _report_batch(
 
 
 def _plan_run(
-    input: Path, mask: Path, output: Path | None, recursive: bool, output_format: str | None
+    input: Path, mask: Path, output: Path | None, recursive: bool, settings: batch.RunSettings
 ) -> batch.Plan:
     """Pair the input(s) with masks and outputs; a folder without images is a usage error."""
     from inpaint_cli import batch
     from inpaint_cli.errors import UsageError
 
     if not input.is_dir():
-        return batch.plan_single(input, mask, output, output_format)
+        return batch.plan_single(input, mask, output, settings.output_format)
     if output is not None and output.is_file():
         raise UsageError("-o must be a folder when the input is a folder", path=output)
-    plan = batch.plan_folder(input, mask, output, recursive=recursive, output_format=output_format)
+    plan = batch.plan_folder(
+        input,
+        mask,
+        output,
+        recursive=recursive,
+        output_format=settings.output_format,
+        written_elsewhere=[settings.intermediates_dir] if settings.intermediates_dir else [],
+    )
     if not plan.jobs:
         hint = None if recursive else "use --recursive to look in subfolders"
         raise UsageError("no images found", path=input, hint=hint)

@@ -109,10 +109,12 @@ def test_masks_beside_the_images_are_only_the_mask_named_files(tmp_path: Path) -
     assert "looked for" in plan.jobs[1].problem.hint and ".* and" not in plan.jobs[1].problem.hint
 
 
-def test_mask_folder_and_output_folder_inside_the_input_tree_are_not_inputs(tmp_path: Path) -> None:
+def test_mask_output_and_intermediates_folders_inside_the_input_tree_are_not_inputs(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
-    touch(photos, "a.png", "masks/a.png", "masks/sub/b.png", "sub/b.png", "out/a.png")
-    plan = batch.plan_folder(photos, photos / "masks", photos / "out", recursive=True)
+    touch(photos, "a.png", "masks/a.png", "masks/sub/b.png", "sub/b.png", "out/a.png", "debug/a/panel.png")
+    plan = batch.plan_folder(
+        photos, photos / "masks", photos / "out", recursive=True, written_elsewhere=[photos / "debug"]
+    )
     assert paired(plan, photos, photos / "masks") == {"a.png": ["a.png"], "sub/b.png": ["sub/b.png"]}
     assert plan.jobs[0].output == photos / "out/a.png"
 
