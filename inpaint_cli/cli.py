@@ -64,7 +64,7 @@ def fail(error: InpaintError) -> NoReturn:
     """Print a domain error as one line and exit with its code."""
     from inpaint_cli.errors import UsageError
 
-    console.print(f"[bold red]error:[/] {error.one_line()}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(error.one_line())}", soft_wrap=True)
     raise typer.Exit(EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
 
 
