@@ -8,12 +8,13 @@ import torch
 
 from inpaint_cli.checkpoints import Checkpoint
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models import classical, lama, pconv
+from inpaint_cli.models import classical, gatedconv, lama, pconv
 from inpaint_cli.models.base import Family, InpaintModel
 
 # Explicit name -> family table; a family is added here when its module exists.
 FAMILIES: dict[str, Family] = {
     "classical": classical.FAMILY,
+    "gatedconv": gatedconv.FAMILY,
     "lama": lama.FAMILY,
     "pconv": pconv.FAMILY,
 }

@@ -1,0 +1,542 @@
+"""DeepFill v2: gated convolutions with contextual attention.
+
+Paper: J. Yu, Z. Lin, J. Yang, X. Shen, X. Lu, T. Huang, "Free-Form Image Inpainting with Gated
+Convolution", ICCV 2019. Origin of the layout and weights: the PyTorch port nipponjo/deepfillv2-pytorch
+of JiahuiYu/generative_inpainting v2.0.0 (weights licensed CC BY-NC 4.0 by the original authors).
+
+The port ships two generator definitions with identical tensors but different names and numerics:
+`pt` (its own, fine-tuned weights: symmetric padding, fuse step on in contextual attention) and `tf`
+(the converted TensorFlow weights: TensorFlow SAME padding, no fuse, TensorFlow's align-corners
+nearest downscaling). Both are built from one layer table; the variant comes from the checkpoint's
+keys and is kept in the config. Our layout keeps the official key names of each variant, so gate
+names (`gate.<layer>`) match the checkpoint's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inpaint_cli.errors import CheckpointError
+from inpaint_cli.models.base import SIGNED_UNIT_RANGE, Family, InpaintModel, Intermediates
+
+Variant = Literal["pt", "tf"]
+VARIANTS: tuple[Variant, ...] = ("pt", "tf")
+"""In the order of the names in `Layer.names`."""
+
+NETWORK_INPUT_CHANNELS = 5
+"""Masked RGB image, a constant ones channel (the TF release's sketch slot) and the mask."""
+RGB = 3
+
+# Contextual attention hyper-parameters (identical in both variants).
+ATTENTION_RATE = 2
+"""Features are downscaled by this before matching; pasted patches are 2·rate wide."""
+ATTENTION_MATCH_KERNEL = 3
+ATTENTION_SOFTMAX_SCALE = 10.0
+ATTENTION_NORM_FLOOR = 1e-4
+FEATURE_STRIDE = 4
+"""Contextual attention runs at 1/4 of the input resolution."""
+MASK_STRIDE = FEATURE_STRIDE * ATTENTION_RATE
+"""The hole mask is sampled once per matching position, i.e. every 8 input pixels."""
+ATTENTION_CHUNK_BYTES = 256 * 2**20
+"""Memory one chunk of query positions may take in contextual attention (its L×L part)."""
+FLOAT_BYTES = 4
+SOFTMAX_ARRAYS = 2
+"""chunk×L arrays alive at once without fuse: the scores and their softmax."""
+FUSE_ARRAYS = 3
+"""Score-row arrays alive at once in a fuse pass: a block, the running sum and one shifted term."""
+FUSE_EXTRA_ROWS = 10
+"""A chunk's neighbour rows form at most 5 runs, each one longer at both ends for the second pass."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution of the generator: its official names and geometry."""
+
+    names: tuple[str, str]
+    """(pt name, tf name); the state-dict keys are `<name>.conv.weight` / `.bias`."""
+    quarters: int
+    """Feature width in units of cnum/4 (0 for the ungated to-RGB layers, which output RGB)."""
+    kernel: int = 3
+    stride: int = 1
+    dilation: int = 1
+    upsample: bool = False
+    """Nearest ×2 upsampling before the convolution."""
+    activation: Literal["elu", "relu"] = "elu"
+
+
+def _layers(*rows: tuple) -> tuple[Layer, ...]:
+    return tuple(Layer((pt, tf), *rest, **options) for pt, tf, *rest, options in rows)
+
+
+# SPEC §3, in execution order. The asymmetric widths of stage 2's down blocks are the official ones.
+STAGE1 = _layers(
+    ("stage1.conv1", "conv1", 2, 5, {}),
+    ("stage1.down_block1.conv1_downsample", "conv2_downsample", 4, 3, 2, {}),
+    ("stage1.down_block1.conv2", "conv3", 4, {}),
+    ("stage1.down_block2.conv1_downsample", "conv4_downsample", 8, 3, 2, {}),
+    ("stage1.down_block2.conv2", "conv5", 8, {}),
+    ("stage1.conv_bn1", "conv6", 8, {}),
+    ("stage1.conv_bn2", "conv7_atrous", 8, {"dilation": 2}),
+    ("stage1.conv_bn3", "conv8_atrous", 8, {"dilation": 4}),
+    ("stage1.conv_bn4", "conv9_atrous", 8, {"dilation": 8}),
+    ("stage1.conv_bn5", "conv10_atrous", 8, {"dilation": 16}),
+    ("stage1.conv_bn6", "conv11", 8, {}),
+    ("stage1.conv_bn7", "conv12", 8, {}),
+    ("stage1.up_block1.conv1_upsample.conv", "conv13_upsample.conv", 4, {"upsample": True}),
+    ("stage1.up_block1.conv2", "conv14", 4, {}),
+    ("stage1.up_block2.conv1_upsample.conv", "conv15_upsample.conv", 2, {"upsample": True}),
+    ("stage1.up_block2.conv2", "conv16", 1, {}),
+    ("stage1.conv_to_rgb", "conv17", 0, {}),
+)
+HALLUCINATION_BRANCH = _layers(
+    ("stage2.conv_conv1", "xconv1", 2, 5, {}),
+    ("stage2.conv_down_block1.conv1_downsample", "xconv2_downsample", 2, 3, 2, {}),
+    ("stage2.conv_down_block1.conv2", "xconv3", 4, {}),
+    ("stage2.conv_down_block2.conv1_downsample", "xconv4_downsample", 4, 3, 2, {}),
+    ("stage2.conv_down_block2.conv2", "xconv5", 8, {}),
+    ("stage2.conv_conv_bn1", "xconv6", 8, {}),
+    ("stage2.conv_conv_bn2", "xconv7_atrous", 8, {"dilation": 2}),
+    ("stage2.conv_conv_bn3", "xconv8_atrous", 8, {"dilation": 4}),
+    ("stage2.conv_conv_bn4", "xconv9_atrous", 8, {"dilation": 8}),
+    ("stage2.conv_conv_bn5", "xconv10_atrous", 8, {"dilation": 16}),
+)
+ATTENTION_BRANCH = _layers(
+    ("stage2.ca_conv1", "pmconv1", 2, 5, {}),
+    ("stage2.ca_down_block1.conv1_downsample", "pmconv2_downsample", 2, 3, 2, {}),
+    ("stage2.ca_down_block1.conv2", "pmconv3", 4, {}),
+    ("stage2.ca_down_block2.conv1_downsample", "pmconv4_downsample", 8, 3, 2, {}),
+    ("stage2.ca_down_block2.conv2", "pmconv5", 8, {}),
+    ("stage2.ca_conv_bn1", "pmconv6", 8, {"activation": "relu"}),
+)
+CONTEXTUAL_ATTENTION_NAMES = ("stage2.contextual_attention", "contextual_attention")
+ATTENTION_TAIL = _layers(
+    ("stage2.ca_conv_bn4", "pmconv9", 8, {}),
+    ("stage2.ca_conv_bn5", "pmconv10", 8, {}),
+)
+MERGE = _layers(
+    ("stage2.conv_bn6", "allconv11", 8, {}),
+    ("stage2.conv_bn7", "allconv12", 8, {}),
+    ("stage2.up_block1.conv1_upsample.conv", "allconv13_upsample.conv", 4, {"upsample": True}),
+    ("stage2.up_block1.conv2", "allconv14", 4, {}),
+    ("stage2.up_block2.conv1_upsample.conv", "allconv15_upsample.conv", 2, {"upsample": True}),
+    ("stage2.up_block2.conv2", "allconv16", 1, {}),
+    ("stage2.conv_to_rgb", "allconv17", 0, {}),
+)
+
+FUSE_WEIGHT_KEY = CONTEXTUAL_ATTENTION_NAMES[0] + ".fuse_weight"
+
+
+# --- modules ----------------------------------------------------------------------------------------
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow SAME padding (before, after) of one side of length `size`."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class PaddedConv(nn.Module):
+    """A convolution stored as `<name>.conv`, zero-padded the way its variant does it.
+
+    pt pads `dilation·(kernel−1)/2` on every side; tf pads SAME from the actual input size, which
+    for stride 2 on an even side puts the one padding row/column at the bottom/right only.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, layer: Layer, variant: Variant) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, layer.kernel, layer.stride, dilation=layer.dilation)
+        self.tf_same = variant == "tf"
+        self.upsample = layer.upsample
+
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        kernel, stride, dilation = self.conv.kernel_size[0], self.conv.stride[0], self.conv.dilation[0]
+        if self.tf_same:
+            top, bottom = same_padding(x.shape[-2], kernel, stride, dilation)
+            left, right = same_padding(x.shape[-1], kernel, stride, dilation)
+            if (top, left) != (bottom, right):
+                x = F.pad(x, (left, right, top, bottom))
+                top = left = 0
+            padding = (top, left)
+        else:
+            padding = (dilation * (kernel - 1) // 2,) * 2
+        return F.conv2d(x, self.conv.weight, self.conv.bias, stride, padding, dilation)
+
+    def forward(self, x: torch.Tensor, intermediates: Intermediates | None = None) -> torch.Tensor:
+        return self._convolve(x)
+
+
+class GatedConv(PaddedConv):
+    """Gated convolution: one convolution gives features (rows 0..C−1) and gates (rows C..2C−1).
+
+    Output = act(features) · sigmoid(gates). The gates are captured as `gate.<name>` when asked.
+    """
+
+    def __init__(self, in_channels: int, features: int, layer: Layer, variant: Variant, name: str) -> None:
+        super().__init__(in_channels, 2 * features, layer, variant)
+        self.activation = F.relu if layer.activation == "relu" else F.elu
+        self.name = name
+
+    def forward(self, x: torch.Tensor, intermediates: Intermediates | None = None) -> torch.Tensor:
+        features, gates = self._convolve(x).chunk(2, dim=1)
+        gates = torch.sigmoid(gates)
+        if intermediates is not None:
+            intermediates[f"gate.{self.name}"] = gates
+        return self.activation(features) * gates
+
+
+def align_corners_indices(size: int, steps: int) -> torch.Tensor:
+    """TensorFlow's align-corners nearest resize as the port computes it: float32 linspace, floor(x+0.5).
+
+    The float32 rounding of `linspace` is part of the result (it differs from exact rounding for
+    some sizes), so it is computed literally, on the CPU.
+    """
+    positions = torch.linspace(0, size - 1, steps=steps, dtype=torch.float32, device="cpu")
+    return torch.floor(positions + 0.5).long()
+
+
+class ContextualAttention(nn.Module):
+    """Fill every position with a blend of 4×4 background patches that look like its surroundings.
+
+    Matching runs at half the feature resolution on 3×3 patches (background patches are
+    L2-normalised, queries are not); only patches whose whole 3×3 window lies outside the hole
+    get weight. The score array is L×L for L = h/2·w/2, so it is computed in chunks of query
+    positions of at most about `chunk_bytes` each; the result does not depend on the chunk size.
+    """
+
+    def __init__(self, variant: Variant, chunk_bytes: int = ATTENTION_CHUNK_BYTES) -> None:
+        super().__init__()
+        self.fuse = variant == "pt"
+        self.tf_resize = variant == "tf"
+        self.chunk_bytes = chunk_bytes
+        if self.fuse:
+            # Stored by the official pt layout; always the 3×3 identity (checked on conversion),
+            # which `_Fuse` applies as sums along the diagonals.
+            self.register_buffer("fuse_weight", torch.eye(3).view(1, 1, 3, 3))
+
+    def _downscale(self, tensor: torch.Tensor, factor: int) -> torch.Tensor:
+        """Nearest downscaling by selection of rows and columns (N×C×H×W)."""
+        height, width = tensor.shape[-2:]
+        if not self.tf_resize:
+            return tensor[..., ::factor, ::factor]
+        rows = align_corners_indices(height, height // factor).to(tensor.device)
+        cols = align_corners_indices(width, width // factor).to(tensor.device)
+        return tensor.index_select(-2, rows).index_select(-1, cols)
+
+    def valid_patches(self, mask: torch.Tensor) -> torch.Tensor:
+        """1 for background patches whose zero-padded 3×3 window at 1/8 scale is entirely known (L)."""
+        small = self._downscale(mask[:1].float(), MASK_STRIDE)  # the port uses batch item 0 for all
+        known = F.max_pool2d(small, ATTENTION_MATCH_KERNEL, stride=1, padding=1) == 0
+        return known.flatten().to(mask.dtype)
+
+    def chunk_memory(self, chunk: int, height: int, width: int) -> int:
+        """Peak bytes of the score arrays for a chunk of `chunk` queries on an h'×w' grid (fp32).
+
+        Without fuse: the scores and their softmax, chunk×L each. With fuse: a score block, the
+        running sum and one shifted term, over the chunk's rows plus those of its neighbours.
+        """
+        length = height * width
+        if not self.fuse:
+            return FLOAT_BYTES * length * SOFTMAX_ARRAYS * chunk
+        rows = chunk + min(2 * chunk, 2 * width) + FUSE_EXTRA_ROWS
+        return FLOAT_BYTES * length * FUSE_ARRAYS * rows
+
+    def chunk_size(self, height: int, width: int) -> int:
+        """The most query positions per chunk that stay within `chunk_bytes` (at least 1)."""
+        low, high = 1, height * width
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.chunk_memory(middle, height, width) <= self.chunk_bytes:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: N×C×h×w features (foreground = background), mask: N×1×H×W hole mask with H = 4h."""
+        valid = self.valid_patches(mask)
+        return torch.stack([self._attend(sample, valid) for sample in x])
+
+    def _attend(self, feature: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        paste_kernel = 2 * ATTENTION_RATE
+        # Background patches to paste: 4×4 windows, stride 2, zero padding 1; L×(C·16).
+        patches = F.unfold(feature[None], paste_kernel, padding=1, stride=ATTENTION_RATE)[0].T.contiguous()
+        small = self._downscale(feature, ATTENTION_RATE)
+        # Zero-padded 3×3 windows of the downscaled map: the queries (rows, L×C·9) and, normalised,
+        # the background filters (columns, C·9×L). Scores are kept query-major: chunk × L.
+        windows = F.unfold(small[None], ATTENTION_MATCH_KERNEL, padding=1)[0]
+        filters = windows / windows.square().sum(dim=0).sqrt().clamp_min(ATTENTION_NORM_FLOOR)
+        queries = windows.T.contiguous()
+        del windows
+        length = queries.shape[0]
+        fuse = _Fuse(*small.shape[-2:], feature.device) if self.fuse else None
+        pasted = feature.new_empty(length, patches.shape[1])
+        step = self.chunk_size(*small.shape[-2:])
+        for start in range(0, length, step):
+            stop = min(start + step, length)
+            if fuse is None:
+                scores = queries[start:stop] @ filters
+            else:
+                scores = fuse.fused_scores(queries, filters, torch.arange(start, stop, device=feature.device))
+            # Invalid patches score 0 (not −inf): they still count in the softmax, then get weight 0.
+            scores.mul_(valid * ATTENTION_SOFTMAX_SCALE)
+            weights = F.softmax(scores, dim=1)
+            del scores  # SOFTMAX_ARRAYS
+            weights.mul_(valid)
+            pasted[start:stop] = weights.to(patches.dtype) @ patches
+        folded = F.fold(
+            pasted.T[None], tuple(feature.shape[-2:]), paste_kernel, padding=1, stride=ATTENTION_RATE
+        )
+        return folded[0] / paste_kernel
+
+
+class _Fuse:
+    """The fuse step (pt): two diagonal 3-term sums over the L×L score array, for a chunk of queries.
+
+    With S[p, l] (query p, background l, both flattened row-major over the h'×w' grid), the first
+    pass is T[p, l] = S[p−1, l−1] + S[p, l] + S[p+1, l+1] in row-major order, the second the same
+    sum in column-major order. Neighbours wrap across row (column) ends and out-of-range terms are
+    0, exactly as the reference's 3×3 identity convolution over the flattened array. A chunk needs
+    the score rows of its queries' neighbours and of their neighbours, nothing else. In the index
+    tables, L stands for "no neighbour".
+    """
+
+    def __init__(self, height: int, width: int, device: torch.device) -> None:
+        self.height, self.width = height, width
+        self.length = length = height * width
+        index = torch.arange(length, device=device)
+        none = torch.tensor([length], device=device)
+        self.row_prev = torch.cat([none, index[:-1]])
+        self.row_next = torch.cat([index[1:], none])
+        by_column = (index % height) * width + index // height  # row-major position of column-major rank
+        self.col_prev = torch.full_like(index, length)
+        self.col_next = torch.full_like(index, length)
+        self.col_prev[by_column[1:]] = by_column[:-1]
+        self.col_next[by_column[:-1]] = by_column[1:]
+
+    def fused_scores(self, queries: torch.Tensor, filters: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        """Fused scores U[chunk, :] from the query windows (L×C·9) and the filters (C·9×L)."""
+        first = torch.cat([chunk, self.col_prev[chunk], self.col_next[chunk]])
+        first, first_lookup = self._distinct(first)
+        scored = torch.cat([first, self.row_prev[first], self.row_next[first]])
+        scored, score_lookup = self._distinct(scored)
+        fused = self._diagonal_sum(
+            queries[scored] @ filters, score_lookup, first, self.row_prev, self.row_next, self._shift_row
+        )
+        return self._diagonal_sum(
+            fused, first_lookup, chunk, self.col_prev, self.col_next, self._shift_column
+        )
+
+    def _distinct(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted distinct real positions, and a lookup position -> its row (others -> one past the end)."""
+        distinct = torch.unique(positions[positions < self.length])
+        lookup = torch.full((self.length + 1,), len(distinct), device=positions.device)
+        lookup[distinct] = torch.arange(len(distinct), device=positions.device)
+        return distinct, lookup
+
+    @staticmethod
+    def _diagonal_sum(
+        block: torch.Tensor,
+        lookup: torch.Tensor,
+        targets: torch.Tensor,
+        prev: torch.Tensor,
+        nxt: torch.Tensor,
+        shift: Callable[[torch.Tensor, torch.Tensor, int], None],
+    ) -> torch.Tensor:
+        """B[t−1, l−1] + B[t, l] + B[t+1, l+1] for every target t and every l, neighbours per `prev`/`nxt`.
+
+        `block` holds the rows of B that `lookup` points to.
+        """
+        total = block[lookup[targets]]
+        for neighbours, offset in ((prev, -1), (nxt, 1)):
+            rows = lookup[neighbours[targets]]
+            term = block[rows.clamp(max=len(block) - 1)]
+            term[rows == len(block)] = 0
+            shift(total, term, offset)
+        return total
+
+    @staticmethod
+    def _shift_row(total: torch.Tensor, term: torch.Tensor, offset: int) -> None:
+        """total[:, l] += term[:, l + offset] in row-major order (0 beyond the ends)."""
+        if offset < 0:
+            total[:, 1:] += term[:, :-1]
+        else:
+            total[:, :-1] += term[:, 1:]
+
+    def _shift_column(self, total: torch.Tensor, term: torch.Tensor, offset: int) -> None:
+        """total[:, l] += term[:, l + offset] in column-major order, on the h'×w' grid of l."""
+        total = total.view(-1, self.height, self.width)
+        term = term.view(-1, self.height, self.width)
+        if offset < 0:  # the previous row; the top row takes the bottom of the previous column
+            total[:, 1:] += term[:, :-1]
+            total[:, 0, 1:] += term[:, -1, :-1]
+        else:
+            total[:, :-1] += term[:, 1:]
+            total[:, -1, :-1] += term[:, 0, 1:]
+
+
+# --- network -----------------------------------------------------------------------------------------
+
+
+def _attach(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Register `module` under a dotted official name, creating empty parents as needed."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        children = dict(root.named_children())
+        if part not in children:
+            root.add_module(part, nn.Module())
+        root = root.get_submodule(part)
+    root.add_module(leaf, module)
+
+
+class DeepFillV2(InpaintModel):
+    """DeepFill v2 generator: coarse gated-conv network, then refinement with contextual attention."""
+
+    family = "gatedconv"
+    normalization = SIGNED_UNIT_RANGE
+    hole_value = 1.0
+    # Symmetric (edge-including) mirroring continues textures into the at most 7 padded rows/columns,
+    # so they are plausible background for contextual attention; zeros would add flat grey patches.
+    pad_mode = "symmetric"
+    training_size = 256
+    activation_bytes_per_pixel = 720
+    """Measured peak (fp32) of everything but contextual attention's score arrays, per input pixel
+    (benchmarks/bench_gatedconv_attention.py: 690-712 at 384²-640²)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        variant = config["variant"]
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown DeepFill v2 variant {variant!r}; expected one of {VARIANTS}")
+        self.variant: Variant = variant
+        self.cnum = int(config["cnum"])
+        # Modules are registered under their official names; these tuples only give the execution order.
+        self.coarse_layers = self._build(STAGE1, NETWORK_INPUT_CHANNELS)
+        self.hallucination_layers = self._build(HALLUCINATION_BRANCH, RGB)
+        self.attention_layers = self._build(ATTENTION_BRANCH, RGB)
+        _attach(self, self._name(CONTEXTUAL_ATTENTION_NAMES), ContextualAttention(variant))
+        self.attention_tail_layers = self._build(ATTENTION_TAIL, self._width(ATTENTION_BRANCH[-1]))
+        merged = self._width(HALLUCINATION_BRANCH[-1]) + self._width(ATTENTION_TAIL[-1])
+        self.merge_layers = self._build(MERGE, merged)
+
+    @property
+    def attention_module(self) -> ContextualAttention:
+        return self.get_submodule(self._name(CONTEXTUAL_ATTENTION_NAMES))
+
+    def _name(self, names: tuple[str, str]) -> str:
+        return names[VARIANTS.index(self.variant)]
+
+    def _width(self, layer: Layer) -> int:
+        return layer.quarters * self.cnum // 4 if layer.quarters else RGB
+
+    def _build(self, layers: Sequence[Layer], in_channels: int) -> tuple[PaddedConv, ...]:
+        built = []
+        for layer in layers:
+            name = self._name(layer.names)
+            if layer.quarters:
+                module = GatedConv(in_channels, self._width(layer), layer, self.variant, name)
+            else:
+                module = PaddedConv(in_channels, RGB, layer, self.variant)
+            _attach(self, name, module)
+            built.append(module)
+            in_channels = self._width(layer)
+        return tuple(built)
+
+    @staticmethod
+    def _run(
+        layers: Sequence[PaddedConv], x: torch.Tensor, intermediates: Intermediates | None
+    ) -> torch.Tensor:
+        for layer in layers:
+            x = layer(x, intermediates)
+        return x
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
+    ) -> torch.Tensor:
+        masked = image * (1 - mask)
+        x = torch.cat([masked, torch.ones_like(mask), mask], dim=1)
+        coarse = torch.tanh(self._run(self.coarse_layers, x, intermediates))
+        if intermediates is not None:
+            intermediates["coarse"] = coarse
+        x = coarse * mask + masked * (1 - mask)
+        hallucinated = self._run(self.hallucination_layers, x, intermediates)
+        attended = self.attention_module(self._run(self.attention_layers, x, intermediates), mask)
+        attended = self._run(self.attention_tail_layers, attended, intermediates)
+        return torch.tanh(
+            self._run(self.merge_layers, torch.cat([hallucinated, attended], dim=1), intermediates)
+        )
+
+    def memory_estimate(self, height: int, width: int) -> int:
+        """Activations linear in the pixel count plus one chunk of contextual attention's scores."""
+        grid = (height // MASK_STRIDE, width // MASK_STRIDE)
+        attention = self.attention_module
+        chunk = attention.chunk_memory(attention.chunk_size(*grid), *grid)
+        return self.activation_bytes_per_pixel * height * width + chunk
+
+
+# --- checkpoint conversion ---------------------------------------------------------------------------
+
+MARKER_KEYS = {
+    variant: (f"{STAGE1[0].names[i]}.conv.weight", f"{MERGE[-1].names[i]}.conv.weight")
+    for i, variant in enumerate(VARIANTS)
+}
+"""Keys that identify a variant: its first and last layer (the port checks the first one only)."""
+
+
+def variant_of(state_dict: Mapping[str, torch.Tensor]) -> Variant | None:
+    """`pt` or `tf` by the names of the first and last layers, None for other layouts."""
+    for variant, keys in MARKER_KEYS.items():
+        if all(key in state_dict for key in keys):
+            return variant
+    return None
+
+
+def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return variant_of(state_dict) is not None
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The port's generator state dict (already unwrapped from `G`) in our layout: the same keys.
+
+    Names are kept per variant so that gate names follow the checkpoint. The pt fuse kernel must be
+    the constant 3×3 identity, which the network applies implicitly.
+    """
+    converted = dict(state_dict)
+    fuse = converted.get(FUSE_WEIGHT_KEY)
+    if fuse is not None and not torch.equal(fuse.float().reshape(-1), torch.eye(3).reshape(-1)):
+        raise CheckpointError(f"{FUSE_WEIGHT_KEY} is not the 3×3 identity the DeepFill v2 port always stores")
+    return converted
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Variant from the key names, base width `cnum` from the first layer (2 × cnum/2 outputs)."""
+    variant = variant_of(state_dict)
+    if variant is None:
+        expected = " or ".join(" + ".join(keys) for keys in MARKER_KEYS.values())
+        raise CheckpointError(
+            f"not a DeepFill v2 generator: expected {expected}",
+            hint="give the port's checkpoint (its 'G' entry is read)",
+        )
+    cnum = int(state_dict[MARKER_KEYS[variant][0]].shape[0])
+    if cnum % 4:
+        raise CheckpointError(
+            f"{MARKER_KEYS[variant][0]} has {cnum} outputs; DeepFill v2 needs a multiple of 4"
+        )
+    return {"variant": variant, "cnum": cnum}
+
+
+FAMILY = Family(
+    name="gatedconv",
+    recognizes=recognizes,
+    convert_state_dict=convert_state_dict,
+    config_from_state_dict=config_from_state_dict,
+    build=DeepFillV2,
+)
