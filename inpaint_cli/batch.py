@@ -36,7 +36,6 @@ OUTPUT_FOLDER_SUFFIX = "_inpainted"
 """Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
 MASK_NAME = re.compile(r"_mask\d*$")
 """Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
-PART_NAME = re.compile(r"\.(?P<stem>.+)\.[^.]+\.part(?P<suffix>.*)")
 """Temporary files of `imageio.atomic_path`: `.<stem>.<random>.part<suffix>`."""
 
 logger = logging.getLogger(__name__)
@@ -258,7 +257,7 @@ def plan_folder(
         output = output_folder / relative
         if output_format is not None:
             # The extension a single image's output gets for this format (`.tif` for tiff, ...).
-            output = output.with_suffix(imageio.default_output_path(image, None, output_format).suffix)
+            output = output.with_suffix(imageio.extension_for_format(output_format))
         masks = index.lookup(relative) if index else (mask,)
         target = output.resolve()
         problem = None
@@ -328,7 +327,7 @@ def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
         except OSError:  # not created yet, or not ours to list: nothing of ours to clean
             continue
         for entry in entries:
-            match = PART_NAME.fullmatch(entry)
+            match = imageio.TEMPORARY_NAME.fullmatch(entry)
             if match and match["stem"] + match["suffix"] in names:
                 (folder / entry).unlink(missing_ok=True)
                 removed.append(folder / entry)
