@@ -30,7 +30,7 @@ from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.cli import app
 from inpaint_cli.cli_weights import models_table, weights_app
 from inpaint_cli.errors import CheckpointError, WeightsError
-from inpaint_cli.models import FAMILIES, gatedconv, lama
+from inpaint_cli.models import FAMILIES, lama
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 LAMA_CKPT = REFERENCE / "lama" / "small.ckpt"
@@ -69,14 +69,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "cache"
     monkeypatch.setenv("INPAINT_HOME", str(home))
     return home
-
-
-@pytest.fixture(autouse=True)
-def registered_families(monkeypatch: pytest.MonkeyPatch) -> None:
-    # TODO(weights): drop once lama and gatedconv are registered in FAMILIES by their owners.
-    for module in (lama, gatedconv):
-        if module.FAMILY.name not in FAMILIES:
-            monkeypatch.setitem(FAMILIES, module.FAMILY.name, module.FAMILY)
 
 
 @pytest.fixture
