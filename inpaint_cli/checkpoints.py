@@ -381,25 +381,11 @@ def convert_checkpoint(
     result must load strictly into the network it describes before anything is written.
     """
     # Imported here because the model registry itself imports this module.
-    from inpaint_cli.models import FAMILIES, load_strict
+    from inpaint_cli.models import FAMILIES, load_strict, resolve_checkpoint
 
     if family not in FAMILIES:
         raise CheckpointError(f"the {family} family is not available in this version of inpaint", path=source)
-    network_family = FAMILIES[family]
-    checkpoint = read_checkpoint(source)
-    if checkpoint.is_converted:
-        if checkpoint.metadata.get("family") != family:
-            raise CheckpointError(
-                f"holds a {checkpoint.metadata.get('family')} model, not a {family} model", path=source
-            )
-        state_dict = checkpoint.state_dict
-        config = checkpoint.config or network_family.config_from_state_dict(state_dict)
-    else:
-        if not network_family.recognizes(checkpoint.state_dict):
-            sample = ", ".join(list(checkpoint.state_dict)[:3])
-            raise CheckpointError(f"not a {family} checkpoint (first keys: {sample})", path=source)
-        state_dict = network_family.convert_state_dict(checkpoint.state_dict)
-        config = network_family.config_from_state_dict(state_dict)
+    network_family, state_dict, config = resolve_checkpoint(read_checkpoint(source), family)
     load_strict(network_family.build(config), state_dict, source)
     return save_converted(
         destination,

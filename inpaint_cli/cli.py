@@ -526,7 +526,8 @@ def doctor() -> None:
     table.add_row("cached weights", ", ".join(cached) or "none")
     table.add_row("not cached", ", ".join(missing) or "none")
     for found in weights.find_foreign_checkpoints():
-        table.add_row("importable file", f"{found}  (inpaint weights import lama {found})")
+        name = weights.model_for_file(found, manifest) or "NAME"
+        table.add_row("importable file", f"{found}  (inpaint weights import {name} {found})")
     Console().print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -63,23 +64,39 @@ def load_strict(model: InpaintModel, state_dict: Mapping[str, torch.Tensor], sou
     model.load_state_dict(state_dict, strict=True)
 
 
-def network_from_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -> InpaintModel:
-    """Build the network a checkpoint describes, load it strictly, and prepare it for inference.
+def resolve_checkpoint(
+    checkpoint: Checkpoint, family_name: str | None = None
+) -> tuple[Family, dict[str, torch.Tensor], dict[str, Any]]:
+    """The family, the state dict in our layout and the architecture config of a checkpoint.
 
     Our safetensors files carry family and config in their metadata; official files are
-    recognised by their keys (or `family_name`), converted, and their architecture inferred.
+    recognised by their keys (or taken to be of `family_name`), converted, and their
+    architecture inferred from the tensors.
     """
-    if checkpoint.is_converted:
-        family = FAMILIES[checkpoint.metadata["family"]]
-        state_dict = checkpoint.state_dict
-        config = checkpoint.config or family.config_from_state_dict(state_dict)
-    else:
-        try:
-            family = FAMILIES[family_name] if family_name else detect_family(checkpoint.state_dict)
-            state_dict = family.convert_state_dict(checkpoint.state_dict)
-            config = family.config_from_state_dict(state_dict)
-        except CheckpointError as exc:
-            raise CheckpointError(exc.what, path=exc.path or checkpoint.path, hint=exc.hint) from None
+    try:
+        if checkpoint.is_converted:
+            stored = checkpoint.metadata.get("family", "")
+            if stored not in FAMILIES:
+                raise CheckpointError(f"holds a model of the unknown family {stored!r}")
+            if family_name and family_name != stored:
+                raise CheckpointError(f"holds a {stored} model, not a {family_name} model")
+            family = FAMILIES[stored]
+            state_dict = checkpoint.state_dict
+            config = checkpoint.config or family.config_from_state_dict(state_dict)
+            return family, state_dict, config
+        family = FAMILIES[family_name] if family_name else detect_family(checkpoint.state_dict)
+        if not family.recognizes(checkpoint.state_dict):
+            sample = ", ".join(list(checkpoint.state_dict)[:3])
+            raise CheckpointError(f"not a {family.name} checkpoint (first keys: {sample})")
+        state_dict = family.convert_state_dict(checkpoint.state_dict)
+        return family, state_dict, family.config_from_state_dict(state_dict)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.what, path=exc.path or checkpoint.path, hint=exc.hint) from None
+
+
+def network_from_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -> InpaintModel:
+    """Build the network a checkpoint describes, load it strictly, and prepare it for inference."""
+    family, state_dict, config = resolve_checkpoint(checkpoint, family_name)
     model = family.build(config)
     load_strict(model, state_dict, checkpoint.path)
     model.eval()
