@@ -282,20 +282,34 @@ class ContextualAttention(nn.Module):
         step = self.chunk_size(*small.shape[-2:])
         for start in range(0, length, step):
             stop = min(start + step, length)
-            if fuse is None:
-                scores = queries[start:stop] @ filters
-            else:
-                scores = fuse.fused_scores(queries, filters, torch.arange(start, stop, device=feature.device))
-            # Invalid patches score 0 (not −inf): they still count in the softmax, then get weight 0.
-            scores.mul_(valid * ATTENTION_SOFTMAX_SCALE)
-            weights = F.softmax(scores, dim=1)
-            del scores  # SOFTMAX_ARRAYS
-            weights.mul_(valid)
-            pasted[start:stop] = weights.to(patches.dtype) @ patches
+            pasted[start:stop] = (
+                self._weights(queries, filters, start, stop, fuse, valid).to(patches.dtype) @ patches
+            )
         folded = F.fold(
             pasted.T[None], tuple(feature.shape[-2:]), paste_kernel, padding=1, stride=ATTENTION_RATE
         )
         return folded[0] / paste_kernel
+
+    @staticmethod
+    def _weights(
+        queries: torch.Tensor,
+        filters: torch.Tensor,
+        start: int,
+        stop: int,
+        fuse: _Fuse | None,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention of the queries start..stop−1 over all background patches, chunk×L. A function
+        of its own so that no chunk×L array outlives it."""
+        if fuse is None:
+            scores = queries[start:stop] @ filters
+        else:
+            scores = fuse.fused_scores(queries, filters, torch.arange(start, stop, device=queries.device))
+        # Invalid patches score 0 (not −inf): they still count in the softmax, then get weight 0.
+        scores.mul_(valid * ATTENTION_SOFTMAX_SCALE)
+        weights = F.softmax(scores, dim=1)
+        del scores  # SOFTMAX_ARRAYS
+        return weights.mul_(valid)
 
 
 class _Fuse:
@@ -357,11 +371,15 @@ class _Fuse:
         """
         total = block[lookup[targets]]
         for neighbours, offset in ((prev, -1), (nxt, 1)):
-            rows = lookup[neighbours[targets]]
-            term = block[rows.clamp(max=len(block) - 1)]
-            term[rows == len(block)] = 0
-            shift(total, term, offset)
+            shift(total, _Fuse._rows(block, lookup[neighbours[targets]]), offset)
         return total
+
+    @staticmethod
+    def _rows(block: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """block[rows], with zeros for the rows one past the end ("no neighbour")."""
+        selected = block[rows.clamp(max=len(block) - 1)]
+        selected[rows == len(block)] = 0
+        return selected
 
     @staticmethod
     def _shift_row(total: torch.Tensor, term: torch.Tensor, offset: int) -> None:
