@@ -34,9 +34,12 @@ WINDOW_RATIO_EPSILON = 1e-8
 """NVIDIA adds it to sum(M) before dividing; it matters only for fractional masks."""
 
 IMAGE_CHANNELS = 3
-ENCODER_WIDTHS = (64, 128, 256, 512)
+BASE_CHANNELS = 64
+"""Output width of `enc_1` in the reference U-Net; narrower networks (the bundled demo) scale every width."""
+ENCODER_WIDTH_FACTORS = (1, 2, 4, 8)
 ENCODER_KERNELS = (7, 5, 5, 3)
-"""Output width and kernel size of `enc_1..enc_4`; every deeper encoder is 512 wide with 3×3 kernels."""
+"""Output width (× base channels) and kernel size of `enc_1..enc_4`; every deeper encoder is as
+wide as `enc_4` with 3×3 kernels."""
 DECODER_KERNEL = 3
 LEAKY_SLOPE = 0.2
 BATCH_NORM_EPSILON = 1e-5
@@ -180,15 +183,17 @@ class PConvBlock(nn.Module):
         return self.activation(self.bn(features)), mask
 
 
-def encoder_width(level: int) -> int:
+def encoder_width(level: int, base_channels: int = BASE_CHANNELS) -> int:
     """Channels of `enc_<level>`'s output; level 0 is the image."""
     if level == 0:
         return IMAGE_CHANNELS
-    return ENCODER_WIDTHS[min(level, len(ENCODER_WIDTHS)) - 1]
+    return base_channels * ENCODER_WIDTH_FACTORS[min(level, len(ENCODER_WIDTH_FACTORS)) - 1]
 
 
 class PConvUNet(InpaintModel):
     """The U-Net of `layer_size` stride-2 partial convolutions and as many decoder ones.
+
+    config: `layer_size`, and `base_channels` (`enc_1`'s width, default 64 as in the reference).
 
     Inside, the network keeps the reference's conventions (ImageNet normalisation, 1 = valid,
     sides multiples of 2^layer_size); the engine pads and converts the user's mask to them.
@@ -208,11 +213,16 @@ class PConvUNet(InpaintModel):
         self.layer_size = int(config["layer_size"])
         if self.layer_size < 1:
             raise ValueError(f"layer_size must be at least 1, not {self.layer_size}")
+        base = int(config.get("base_channels", BASE_CHANNELS))
+
+        def width(level: int) -> int:
+            return encoder_width(level, base)
+
         for level in range(1, self.layer_size + 1):
             kernel = ENCODER_KERNELS[min(level, len(ENCODER_KERNELS)) - 1]
             block = PConvBlock(
-                encoder_width(level - 1),
-                encoder_width(level),
+                width(level - 1),
+                width(level),
                 kernel,
                 stride=2,
                 batch_norm=level > 1,
@@ -222,8 +232,8 @@ class PConvUNet(InpaintModel):
         for level in range(self.layer_size, 0, -1):
             outermost = level == 1
             block = PConvBlock(
-                encoder_width(level) + encoder_width(level - 1),
-                encoder_width(level - 1),
+                width(level) + width(level - 1),
+                width(level - 1),
                 DECODER_KERNEL,
                 stride=1,
                 batch_norm=not outermost,
@@ -338,7 +348,8 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
 
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The depth is the deepest `enc_<i>`; strict loading then checks every block is there."""
+    """The depth is the deepest `enc_<i>`, the base width `enc_1`'s output channels (given only
+    when it is not the reference's 64); strict loading then checks every block is there."""
     first = state_dict.get("enc_1.conv.weight")
     if first is None:
         raise CheckpointError("not a PConv U-Net checkpoint: no enc_1.conv.weight")
@@ -347,7 +358,10 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
             f"this PConv U-Net reads {first.shape[1]}-channel images; only RGB is supported"
         )
     depths = [int(key.split(".")[0][len("enc_") :]) for key in state_dict if key.startswith("enc_")]
-    return {"layer_size": max(depths)}
+    config: dict[str, Any] = {"layer_size": max(depths)}
+    if first.shape[0] != BASE_CHANNELS:
+        config["base_channels"] = int(first.shape[0])
+    return config
 
 
 FAMILY = Family(
