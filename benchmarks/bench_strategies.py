@@ -67,6 +67,7 @@ BLOB_ASPECT = 4 / 3
 COLOUR_FIELD_CELLS = 24
 """The image is a random colour field of this many cells on its shorter side, smoothly upscaled."""
 WARM_UP_SIZE = 256
+CALIBRATION_SIZE = 256
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -106,9 +107,34 @@ def build(name: str) -> InpaintModel:
     if family not in FAMILIES:
         raise SystemExit(f"family {family!r} is not registered in inpaint_cli.models.FAMILIES")
     torch.manual_seed(0)
-    network = FAMILIES[family].build(config).eval()
+    network = FAMILIES[family].build(config)
+    calibrate_batch_norms(network)
+    network.eval()
     network.prepare_for_inference()
     return network
+
+
+@torch.no_grad()
+def calibrate_batch_norms(network: InpaintModel) -> None:
+    """Set the statistics of every `nn.BatchNorm2d` (LaMa's) from one image, with random affine maps.
+
+    With default statistics, random weights shrink activations layer after layer and LaMa's output
+    is a flat 0.5 whatever the input; calibrated, it varies with the input as a trained network's
+    does, so differences between strategies become visible.
+    """
+    norms = [module for module in network.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: the statistics of the calibration pass
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.2, 0.2)
+    image = torch.from_numpy(make_image(CALIBRATION_SIZE, CALIBRATION_SIZE, seed=2)).permute(2, 0, 1)
+    hole = torch.from_numpy(make_mask("scratches", CALIBRATION_SIZE, CALIBRATION_SIZE, seed=2))[None, None]
+    mask = hole.float() if network.hole_value == 1 else 1 - hole.float()
+    network.train()
+    network(network.normalization.to_network(image[None].float() / 255), mask)
 
 
 # --- one measurement, in a subprocess --------------------------------------------------------------
@@ -233,7 +259,13 @@ def main() -> None:
         "--sizes", nargs="+", default=["512", "2048", "6000x4000"], help="WIDTHxHEIGHT or SIDE"
     )
     parser.add_argument("--mask", choices=["scratches", "blob"], default="scratches")
-    parser.add_argument("--margins", nargs="+", type=int, default=[128], help="--crop-margin values")
+    parser.add_argument(
+        "--margins",
+        nargs="+",
+        type=int,
+        default=[128],
+        help="--crop-margin values for crop; auto gets the first",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 fp16 bf16 (CUDA)")
     parser.add_argument("--memory-budget", help="e.g. 100GB (default: the engine's, from free memory)")
@@ -250,8 +282,9 @@ def main() -> None:
     if args.quick:
         args.models, args.sizes = ["telea", "lama-small"], ["512", "2048"]
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()}"
-        f" threads, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM,"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()},"
+        f" {args.threads or torch.get_num_threads()} threads, {psutil.cpu_count()} CPUs,"
+        f" {psutil.virtual_memory().total / 2**30:.0f} GiB RAM,"
         f" device {args.device}",
         flush=True,
     )
@@ -263,7 +296,7 @@ def main() -> None:
                 for size in args.sizes:
                     height, width = parse_image_size(size)
                     for strategy in args.strategies:
-                        margins = args.margins if strategy in ("crop", "auto") else args.margins[:1]
+                        margins = args.margins if strategy == "crop" else args.margins[:1]
                         for margin in margins:
                             job = {
                                 "model": model,
