@@ -197,3 +197,69 @@ def render_mask_updates(masks: dict[str, torch.Tensor], hole: torch.Tensor, fold
 
 
 RENDERERS["mask"] = render_mask_updates
+
+
+# --- LaMa: feature energy -------------------------------------------------------------------------
+
+ENERGY_TILE_SIDE = 256
+"""Longer side, in pixels, of one energy map in `feature_<layer>.png`."""
+ENERGY_RAMP = np.array(
+    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
+)
+"""Colours from zero to the stage's top energy (an inferno-like ramp)."""
+ENERGY_TOP_QUANTILE = 0.99
+"""The colour scale of a stage ends at this quantile of its energies, so a few hot pixels do not
+darken the rest."""
+HOLE_OUTLINE_COLOUR = (0, 255, 255)
+
+
+def feature_energy(values: torch.Tensor) -> torch.Tensor:
+    """Mean squared activation over the channels of the first batch item: an h×w map."""
+    return values[0].float().pow(2).mean(dim=0)
+
+
+def _energy_tile(energy: torch.Tensor, top: float, hole: torch.Tensor) -> Image.Image:
+    """An energy map in colour, upsampled (nearest) to the tile size, with the hole outlined."""
+    scale = ENERGY_TILE_SIDE / max(energy.shape)
+    size = (max(1, round(energy.shape[0] * scale)), max(1, round(energy.shape[1] * scale)))
+    shown = F.interpolate(energy[None, None], size=size, mode="nearest")[0, 0]
+    levels = (shown / top).clamp(0, 1).numpy() * (len(ENERGY_RAMP) - 1)
+    stops = np.arange(len(ENERGY_RAMP))
+    rgb = np.stack([np.interp(levels, stops, ENERGY_RAMP[:, c]) for c in range(3)], axis=-1)
+    cells = F.interpolate(hole_at(hole[:1], tuple(energy.shape)), size=size, mode="nearest")
+    near_known = F.max_pool2d(1 - cells, 3, stride=1, padding=1)
+    rgb[((cells > 0) & (near_known > 0))[0, 0].numpy()] = HOLE_OUTLINE_COLOUR
+    return Image.fromarray(rgb.round().astype(np.uint8), "RGB")
+
+
+def _short(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def render_feature_energy(features: dict[str, torch.Tensor], hole: torch.Tensor, folder: Path) -> list[Path]:
+    """`feature_<layer>.png` per LaMa stage: the energy (mean squared activation) of its local and
+    global (spectral) branches side by side on one colour scale, the hole outlined, each labelled with
+    its mean energy inside and outside the hole. Decoder stages have a single map."""
+    stages: dict[str, dict[str, torch.Tensor]] = {}
+    for name, values in features.items():
+        layer = name.removeprefix("feature.")
+        stage, _, branch = layer.rpartition(".")
+        if branch not in ("local", "global"):
+            stage, branch = layer, "decoder"
+        stages.setdefault(stage, {})[branch] = feature_energy(values)
+    written = []
+    for stage, energies in stages.items():
+        top = torch.quantile(torch.cat([e.flatten() for e in energies.values()]), ENERGY_TOP_QUANTILE).item()
+        top = top if top > 0 else 1.0
+        tiles = []
+        for branch, energy in energies.items():
+            means = masked_means(energy[None, None], hole)
+            inside, outside = (_short(means[key]) for key in ("mean_inside_hole", "mean_outside_hole"))
+            text = f"{branch}: hole {inside}, known {outside}"
+            tiles.append(label(_energy_tile(energy, top, hole), text, size=12))
+        title = f"{stage} energy, scale 0 to {top:.3g}"
+        written.append(save_png(folder / f"feature_{stage}.png", label(hstack(tiles), title)))
+    return written
+
+
+RENDERERS["feature"] = render_feature_energy
