@@ -425,9 +425,10 @@ class DeepFillV2(InpaintModel):
     # so they are plausible background for contextual attention; zeros would add flat grey patches.
     pad_mode = "symmetric"
     training_size = 256
-    activation_bytes_per_pixel = 720
-    """Measured peak (fp32) of everything but contextual attention's score arrays, per input pixel
-    (benchmarks/bench_gatedconv_attention.py: 690-712 at 384²-640²)."""
+    activation_bytes_per_pixel = 800
+    """Peak fp32 bytes per input pixel of everything but contextual attention's score arrays, measured
+    at 256² where those are small (790-880; benchmarks/bench_gatedconv_attention.py). Adding the score
+    arrays of a chunk over-estimates larger inputs by up to 1.5×: the two peaks are not simultaneous."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
