@@ -263,3 +263,56 @@ def render_feature_energy(features: dict[str, torch.Tensor], hole: torch.Tensor,
 
 
 RENDERERS["feature"] = render_feature_energy
+
+
+# --- GatedConv: gates -----------------------------------------------------------------------------
+
+GATE_CHANNELS_SHOWN = 8
+"""Channels shown per layer beside the mean: those whose gates differ most between hole and known."""
+GATE_GRID_COLUMNS = 3
+
+
+def selective_channels(gates: torch.Tensor, hole: torch.Tensor, count: int) -> list[tuple[int, float, float]]:
+    """The `count` channels of an N×C×h×w gate tensor (first item) whose mean gate differs most
+    between hole and known cells, most selective first, as (channel, mean in hole, mean outside).
+    Empty when the layer has no hole or no known cell to compare."""
+    cells = hole_at(hole[:1], tuple(gates.shape[-2:]))[0, 0].bool()
+    if cells.all() or not cells.any():
+        return []
+    values = gates[0].float()
+    inside, outside = values[:, cells].mean(dim=1), values[:, ~cells].mean(dim=1)
+    order = (inside - outside).abs().argsort(descending=True, stable=True)[:count]
+    return [(int(c), inside[c].item(), outside[c].item()) for c in order]
+
+
+def _stack_rows(rows: list[Image.Image], gap: int = 4) -> Image.Image:
+    height = sum(row.height for row in rows) + gap * (len(rows) - 1)
+    canvas = Image.new("RGB", (max(row.width for row in rows), height), "white")
+    y = 0
+    for row in rows:
+        canvas.paste(row, (0, y))
+        y += row.height + gap
+    return canvas
+
+
+def render_gates(gates: dict[str, torch.Tensor], hole: torch.Tensor, folder: Path) -> list[Path]:
+    """`gates_<layer>.png` per gated layer: the mean gate over channels, then the channels most
+    selective for the hole (the learned soft mask), on the fixed scale 0 (suppress) to 1 (pass), the
+    hole outlined, each labelled with its mean gate inside and outside the hole."""
+    written = []
+    for name, values in gates.items():
+        layer = name.removeprefix("gate.")
+        means = masked_means(values[:1], hole)
+        inside, outside = (_short(means[key]) for key in ("mean_inside_hole", "mean_outside_hole"))
+        mean_text = f"mean of {values.shape[1]}: hole {inside}, known {outside}"
+        tiles = [label(_energy_tile(values[0].float().mean(dim=0), 1.0, hole), mean_text, size=12)]
+        for channel, inside_mean, outside_mean in selective_channels(values, hole, GATE_CHANNELS_SHOWN):
+            text = f"ch {channel}: hole {inside_mean:.2f}, known {outside_mean:.2f}"
+            tiles.append(label(_energy_tile(values[0, channel].float(), 1.0, hole), text, size=12))
+        rows = [hstack(tiles[i : i + GATE_GRID_COLUMNS]) for i in range(0, len(tiles), GATE_GRID_COLUMNS)]
+        title = f"{layer} gates, 0 (suppress) to 1 (pass)"
+        written.append(save_png(folder / f"gates_{layer}.png", label(_stack_rows(rows), title)))
+    return written
+
+
+RENDERERS["gate"] = render_gates
