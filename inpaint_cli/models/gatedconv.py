@@ -70,16 +70,17 @@ class Layer:
     activation: Literal["elu", "relu"] = "elu"
 
 
-def _layers(*rows: tuple) -> tuple[Layer, ...]:
-    return tuple(Layer((pt, tf), *rest, **options) for pt, tf, *rest, options in rows)
+def _layers(*rows: tuple[str, str, int, dict[str, Any]]) -> tuple[Layer, ...]:
+    """Layers from rows (pt name, tf name, quarters, other fields)."""
+    return tuple(Layer((pt, tf), quarters, **fields) for pt, tf, quarters, fields in rows)
 
 
 # SPEC §3, in execution order. The asymmetric widths of stage 2's down blocks are the official ones.
 STAGE1 = _layers(
-    ("stage1.conv1", "conv1", 2, 5, {}),
-    ("stage1.down_block1.conv1_downsample", "conv2_downsample", 4, 3, 2, {}),
+    ("stage1.conv1", "conv1", 2, {"kernel": 5}),
+    ("stage1.down_block1.conv1_downsample", "conv2_downsample", 4, {"stride": 2}),
     ("stage1.down_block1.conv2", "conv3", 4, {}),
-    ("stage1.down_block2.conv1_downsample", "conv4_downsample", 8, 3, 2, {}),
+    ("stage1.down_block2.conv1_downsample", "conv4_downsample", 8, {"stride": 2}),
     ("stage1.down_block2.conv2", "conv5", 8, {}),
     ("stage1.conv_bn1", "conv6", 8, {}),
     ("stage1.conv_bn2", "conv7_atrous", 8, {"dilation": 2}),
@@ -95,10 +96,10 @@ STAGE1 = _layers(
     ("stage1.conv_to_rgb", "conv17", 0, {}),
 )
 HALLUCINATION_BRANCH = _layers(
-    ("stage2.conv_conv1", "xconv1", 2, 5, {}),
-    ("stage2.conv_down_block1.conv1_downsample", "xconv2_downsample", 2, 3, 2, {}),
+    ("stage2.conv_conv1", "xconv1", 2, {"kernel": 5}),
+    ("stage2.conv_down_block1.conv1_downsample", "xconv2_downsample", 2, {"stride": 2}),
     ("stage2.conv_down_block1.conv2", "xconv3", 4, {}),
-    ("stage2.conv_down_block2.conv1_downsample", "xconv4_downsample", 4, 3, 2, {}),
+    ("stage2.conv_down_block2.conv1_downsample", "xconv4_downsample", 4, {"stride": 2}),
     ("stage2.conv_down_block2.conv2", "xconv5", 8, {}),
     ("stage2.conv_conv_bn1", "xconv6", 8, {}),
     ("stage2.conv_conv_bn2", "xconv7_atrous", 8, {"dilation": 2}),
@@ -107,10 +108,10 @@ HALLUCINATION_BRANCH = _layers(
     ("stage2.conv_conv_bn5", "xconv10_atrous", 8, {"dilation": 16}),
 )
 ATTENTION_BRANCH = _layers(
-    ("stage2.ca_conv1", "pmconv1", 2, 5, {}),
-    ("stage2.ca_down_block1.conv1_downsample", "pmconv2_downsample", 2, 3, 2, {}),
+    ("stage2.ca_conv1", "pmconv1", 2, {"kernel": 5}),
+    ("stage2.ca_down_block1.conv1_downsample", "pmconv2_downsample", 2, {"stride": 2}),
     ("stage2.ca_down_block1.conv2", "pmconv3", 4, {}),
-    ("stage2.ca_down_block2.conv1_downsample", "pmconv4_downsample", 8, 3, 2, {}),
+    ("stage2.ca_down_block2.conv1_downsample", "pmconv4_downsample", 8, {"stride": 2}),
     ("stage2.ca_down_block2.conv2", "pmconv5", 8, {}),
     ("stage2.ca_conv_bn1", "pmconv6", 8, {"activation": "relu"}),
 )
@@ -129,7 +130,7 @@ MERGE = _layers(
     ("stage2.conv_to_rgb", "allconv17", 0, {}),
 )
 
-FUSE_WEIGHT_KEY = CONTEXTUAL_ATTENTION_NAMES[0] + ".fuse_weight"
+FUSE_WEIGHT_KEY = CONTEXTUAL_ATTENTION_NAMES[VARIANTS.index("pt")] + ".fuse_weight"
 
 
 # --- modules ----------------------------------------------------------------------------------------
@@ -171,6 +172,7 @@ class PaddedConv(nn.Module):
         return F.conv2d(x, self.conv.weight, self.conv.bias, stride, padding, dilation)
 
     def forward(self, x: torch.Tensor, intermediates: Intermediates | None = None) -> torch.Tensor:
+        """The to-RGB layers: nothing to capture, and their tanh is applied by the network."""
         return self._convolve(x)
 
 
