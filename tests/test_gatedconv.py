@@ -564,3 +564,12 @@ def test_gate_pictures_rank_channels_by_hole_selectivity(tmp_path: Path) -> None
     assert [path.name for path in written] == ["gates_stage1.conv1.png"]
     with Image.open(written[0]) as picture:
         assert picture.width == 3 * visualize.ENERGY_TILE_SIDE + 2 * 4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bf16_stays_close_to_the_reference(tmp_path: Path, variant: str) -> None:
+    _, _, image, hole, expected = _case(tmp_path, variant, "case_b")
+    inpainter = Inpainter.from_checkpoint(_checkpoint(variant), device="cpu", precision="bf16")
+    result = inpainter.inpaint(image, hole).pixels
+    assert np.array_equal(result[~hole], image[~hole])
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 4 * PIXEL_TOLERANCE
