@@ -8,7 +8,7 @@ BN is a non-trivial affine map and the output is not saturated. Variants are tim
 - `unfolded fp32`: the network as loaded, BatchNorm layers separate, contiguous (NCHW) tensors;
 - `folded fp32 nchw`: BatchNorm folded into the convolutions, NCHW;
 - `folded fp32`: what `prepare_for_inference` gives (folded, channels-last);
-- `folded bf16`: the same under bf16 autocast (FFTs, encoder and last convolution stay fp32).
+- `folded bf16`: the same under bf16 autocast (FFTs, encoder and output sigmoid stay fp32).
 
 Wall time gives the throughput; speed-ups are ratios of the process's CPU time, which other
 processes on a shared machine do not inflate (with `--threads 1` it is the compute time itself).

@@ -330,7 +330,7 @@ def test_fourier_unit_keeps_its_ffts_in_fp32_under_autocast(dtype):
 def test_autocast_output_is_fp32_and_close(prepared, case_a):
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = prepared(case_a["image"], case_a["mask"])
-    assert mixed.dtype == torch.float32  # the last convolution runs in fp32
+    assert mixed.dtype == torch.float32  # the output sigmoid runs in fp32
     hole = case_a["mask"].bool().expand_as(mixed)
     assert (mixed - case_a["raw_output"]).abs()[hole].mean() < HALF_PRECISION_HOLE_ERROR
 
