@@ -218,7 +218,11 @@ def test_folding_removes_every_batch_norm_and_keeps_the_output(unprepared, prepa
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
     torch.manual_seed(0)
     image, mask = torch.rand(1, 3, 40, 56), (torch.rand(1, 1, 40, 56) > 0.7).float()  # 5×7 bottleneck
-    assert (_run(prepared, image, mask) - _run(unprepared, image, mask)).abs().max() <= SPEC_TOLERANCE
+    folded = _run(prepared, image, mask)
+    assert (folded - _run(unprepared, image, mask)).abs().max() <= SPEC_TOLERANCE
+    twice = copy.deepcopy(prepared)
+    twice.prepare_for_inference()
+    assert torch.equal(_run(twice, image, mask), folded)
     padded = _run(prepared, case_b["image_padded"], case_b["mask_padded"])
     assert (padded - case_b["raw_output_padded"]).abs().max() <= SPEC_TOLERANCE
 
