@@ -266,9 +266,10 @@ class Lama(InpaintModel):
     hole_value = 1.0
     pad_mode = "symmetric"
     training_size = 256
-    # Peak RSS growth of one prepared fp32 pass of big-lama (benchmarks/bench_lama.py): 780 B/px at
-    # 512², 653 at 1024² (bf16 autocast: 745 and 751, as FFTs, encoder and residuals stay fp32).
-    activation_bytes_per_pixel = 768
+    # Peak RSS growth of one prepared fp32 pass of big-lama (benchmarks/bench_lama.py): 826 B/px at
+    # 512², 654 at 1024². Under bf16 autocast it is not smaller (960 and 825: FFTs, encoder and the
+    # residual stream stay fp32, and the weights are cast on each pass).
+    activation_bytes_per_pixel = 832
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
