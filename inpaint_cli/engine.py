@@ -430,22 +430,34 @@ class Inpainter:
 
     def _after_out_of_memory(self, box: Box) -> Box:
         """The box again in tiles of half the side that ran out of memory; an error below the floor."""
-        height, width = box.scaled_size()
-        failed = box.tile or max(height, width)
+        (height, width), _ = self._tile_shape(box)
         multiple = self.network.pad_multiple
-        side = failed // 2 // multiple * multiple
+        side = max(height, width) // 2 // multiple * multiple
         if side < self._tile_floor():
             raise InpaintError(
-                f"{self.name} ran out of {self.device} memory on {min(failed, width)}x{min(failed, height)} "
-                f"pixels, and tiles smaller than {self._tile_floor()} px are not tried",
+                f"{self.name} ran out of {self.device} memory on {width}x{height} pixels, "
+                f"and tiles smaller than {self._tile_floor()} px are not tried",
                 hint="free memory used by other programs, use --precision fp16 or bf16, or --device cpu",
             )
-        log.warning("out of %s memory: retrying in %dx%d tiles", self.device, side, side)
-        self._batch_cap = self._batch_size(min(failed, height), min(failed, width))
+        log.warning("out of %s memory: retrying in tiles of at most %dx%d", self.device, side, side)
+        self._batch_cap = self._batch_size(height, width)
         self._tile_cap = side
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         return box.in_tiles(side)
+
+    def _tile_shape(self, box: Box) -> tuple[tuple[int, int], int]:
+        """(height, width) of the passes a box is run in, and the overlap of its tiles.
+
+        Tiles are shrunk to the smallest size that needs no more of them than `box.tile` would.
+        """
+        height, width = box.scaled_size()
+        if box.tile is None:
+            return (height, width), 0
+        overlap = min(self.tile_overlap, box.tile // 2)
+        multiple = self.network.pad_multiple
+        fitted = [strategies.fitted_tile(side, box.tile, overlap, multiple) for side in (height, width)]
+        return (fitted[0], fitted[1]), overlap
 
     def _fill_box(
         self,
@@ -468,8 +480,7 @@ class Inpainter:
             bands = [(0, self._predict_tiles(image, box_hole, 0, [0], (height, width), captured)[0])]
             passes = 1
         else:
-            tile = (min(box.tile, height), min(box.tile, width))
-            overlap = min(self.tile_overlap, min(tile) // 2)
+            tile, overlap = self._tile_shape(box)
             rows = strategies.tile_rows(box_hole, *tile, overlap)
             batch = self._batch_size(*tile)
             bands = self._blended_bands(image, box_hole, rows, tile, overlap, batch)

@@ -222,6 +222,16 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(index * (length - tile) / (count - 1)) for index in range(count)]
 
 
+def fitted_tile(length: int, tile: int, overlap: int, multiple: int) -> int:
+    """The smallest tile side (a multiple of `multiple`, at most `tile`) that covers `length` with
+    as few tiles as `tile` does: the whole length if one tile spans it."""
+    if length <= tile:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    side = math.ceil((length - overlap) / count) + overlap
+    return min(tile, -(-side // multiple) * multiple)
+
+
 def tile_rows(
     hole: np.ndarray, tile_height: int, tile_width: int, overlap: int
 ) -> list[tuple[int, list[int]]]:

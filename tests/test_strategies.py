@@ -20,6 +20,7 @@ from inpaint_cli.strategies import (
     Box,
     TileBlender,
     feather,
+    fitted_tile,
     hole_boxes,
     hole_reach,
     largest_scale,
@@ -207,6 +208,15 @@ def test_tile_starts_cover_with_full_tiles_and_enough_overlap(length, tile, over
     assert tile_starts(100, 256, 64) == [0]
 
 
+@pytest.mark.parametrize(
+    ("length", "tile", "expected"), [(2048, 1024, 768), (2048, 1100, 1056), (300, 256, 184), (200, 256, 200)]
+)
+def test_fitted_tiles_are_as_few_and_as_small_as_possible(length, tile, expected):
+    fitted = fitted_tile(length, tile, 64, multiple=8 if expected != 768 else 128)
+    assert fitted == expected
+    assert len(tile_starts(length, fitted, 64)) == len(tile_starts(length, tile, 64))
+
+
 def test_tile_rows_list_only_tiles_with_holes():
     hole = np.zeros((300, 300), bool)
     hole[10, 10] = True
@@ -259,8 +269,9 @@ def test_tiles_leave_no_seam_in_the_hole(overlap):
         pixels, hole
     )
     assert result.boxes == [Box(0, 0, 128, 640, 1.0, 128)]
-    lefts = tile_starts(640, 128, overlap)
-    borders = sorted({left for left in lefts[1:]} | {left + 128 for left in lefts[:-1]})
+    width = fitted_tile(640, 128, overlap, ContextFill().pad_multiple)
+    lefts = tile_starts(640, width, overlap)
+    borders = sorted({left for left in lefts[1:]} | {left + width for left in lefts[:-1]})
     at_border, elsewhere = border_and_inner_gradients(as_float(result.pixels), hole, borders)
     if overlap:
         assert at_border <= elsewhere
@@ -430,7 +441,9 @@ def test_out_of_memory_halves_the_tile_until_it_fits():
     result = tiler.inpaint(pixels, hole)
     assert network.shapes[0] == (1, 3, 320, 320)  # the one pass that failed
     assert result.boxes == [Box(0, 0, 320, 320, 1.0, 160)]
-    assert {shape[-2:] for shape in network.shapes[1:]} == {(160, 160)}
+    # Three tiles a side: 160 px tiles shrunk to the 152 px (a multiple of 8) that three need; the
+    # hole (columns 150-160) is in the first two columns of tiles.
+    assert {shape[-2:] for shape in network.shapes[1:]} == {(152, 152)} and result.passes == 3 * 2
     np.testing.assert_array_equal(result.pixels[~hole], pixels[~hole])
     reference = inpainter(ContextFill(), strategy="tile", tile_size=160).inpaint(pixels, hole)
     np.testing.assert_array_equal(result.pixels, reference.pixels)
@@ -441,6 +454,6 @@ def test_out_of_memory_below_the_floor_is_a_clear_error():
     pixels, hole = smooth_image(320, 320), np.zeros((320, 320), bool)
     hole[60:260, 150:160] = True
     network = OutOfMemoryAbove(limit=100 * 100)
-    with pytest.raises(InpaintError, match=r"ran out of cpu memory on 160x160 pixels.*smaller than 128 px"):
+    with pytest.raises(InpaintError, match=r"ran out of cpu memory on 152x152 pixels.*smaller than 128 px"):
         inpainter(network, strategy="full").inpaint(pixels, hole)
-    assert [shape[-1] for shape in network.shapes] == [320, 160]
+    assert [shape[-1] for shape in network.shapes] == [320, 152]
