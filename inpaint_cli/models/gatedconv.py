@@ -311,7 +311,8 @@ class ContextualAttention(nn.Module):
         scores.mul_(valid * ATTENTION_SOFTMAX_SCALE)
         weights = F.softmax(scores, dim=1)
         del scores  # SOFTMAX_ARRAYS
-        return weights.mul_(valid)
+        # In place for inference; training (tools/train_demo_models.py) needs the softmax output intact.
+        return weights * valid if weights.requires_grad else weights.mul_(valid)
 
 
 class _Fuse:
