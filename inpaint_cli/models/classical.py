@@ -25,6 +25,8 @@ DEFAULT_RADIUS = 3
 class ClassicalInpainter(InpaintModel):
     family = "classical"
     training_size = 1 << 30  # no training resolution: always process at native size
+    # The float input and output (12 B/px each) plus OpenCV's 8-bit copies and work buffers.
+    activation_bytes_per_pixel = 64
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
