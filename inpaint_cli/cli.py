@@ -162,8 +162,13 @@ def run(
         int, typer.Option(min=0, help="Overlap of neighbouring tiles, blended with feathered weights.")
     ] = 64,
     crop_margin: Annotated[
-        int, typer.Option(min=0, help="Context (pixels) kept around each hole by the crop strategy.")
-    ] = 128,
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=0,
+            help="Context (pixels) kept around each hole by the crop strategy. "
+            "Default: 1.5 hole widths, between 16 and 128.",
+        ),
+    ] = None,
     memory_budget: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(

@@ -225,7 +225,7 @@ class Inpainter:
         max_side: int | None = None,
         tile_size: int | None = None,
         tile_overlap: int = 64,
-        crop_margin: int = 128,
+        crop_margin: int | None = None,
         memory_budget: int | None = None,
     ) -> None:
         self.device = select_device(device)
@@ -326,7 +326,8 @@ class Inpainter:
         if self.strategy is Strategy.TILE:
             scale = strategies.scale_to_fit(height, width, self.max_side)
             return [whole.at_scale(scale).in_tiles(self._tile_side())]
-        boxes = strategies.hole_boxes(hole, self.crop_margin)
+        margin = self.crop_margin if self.crop_margin is not None else strategies.default_crop_margin(hole)
+        boxes = strategies.hole_boxes(hole, margin)
         if self.strategy is Strategy.CROP:
             return [self._within_budget(box, self.max_side) for box in boxes]
         if sum(box.area for box in boxes) >= CROP_AREA_SHARE * hole.size:

@@ -211,6 +211,21 @@ def hole_reach(hole: np.ndarray) -> float:
 # --- tile: overlapping tiles and their blending ---------------------------------------------------
 
 
+MIN_CROP_MARGIN = 16
+MAX_CROP_MARGIN = 128
+CONTEXT_PER_REACH = 3
+"""The default crop margin is three times the hole's reach (1.5 hole widths), within the bounds above:
+thin scratches get a little context and cost little, a tear gets the full margin."""
+
+
+def default_crop_margin(hole: np.ndarray) -> int:
+    """Context (pixels) around each hole box when `--crop-margin` is not given."""
+    reach = hole_reach(hole)
+    if math.isinf(reach):
+        return MAX_CROP_MARGIN
+    return int(min(MAX_CROP_MARGIN, max(MIN_CROP_MARGIN, round(CONTEXT_PER_REACH * reach))))
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Evenly spaced starts of `tile`-long windows covering [0, length), overlapping by >= `overlap`.
 

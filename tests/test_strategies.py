@@ -457,3 +457,18 @@ def test_out_of_memory_below_the_floor_is_a_clear_error():
     with pytest.raises(InpaintError, match=r"ran out of cpu memory on 152x152 pixels.*smaller than 128 px"):
         inpainter(network, strategy="full").inpaint(pixels, hole)
     assert [shape[-1] for shape in network.shapes] == [320, 152]
+
+
+def test_default_crop_margin_follows_the_hole_width():
+    from inpaint_cli.strategies import MAX_CROP_MARGIN, MIN_CROP_MARGIN, default_crop_margin
+
+    scratch = np.zeros((400, 600), bool)
+    scratch[100:108, 50:550] = True  # 8 px wide: reach about 4-5 px
+    assert MIN_CROP_MARGIN <= default_crop_margin(scratch) <= 3 * 6
+    blob = np.zeros((400, 600), bool)
+    blob[100:140, 100:140] = True  # 40 px wide: reach about 20 px
+    assert 50 <= default_crop_margin(blob) <= 70
+    tear = np.zeros((400, 600), bool)
+    tear[:, 200:400] = True
+    assert default_crop_margin(tear) == MAX_CROP_MARGIN
+    assert default_crop_margin(np.ones((50, 50), bool)) == MAX_CROP_MARGIN
