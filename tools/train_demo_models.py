@@ -21,7 +21,7 @@ ran several times slower than one.
 scikit-image is needed by this script only, not by `inpaint`:
 
     pip install scikit-image
-    python tools/train_demo_models.py                     # all three, ~10-15 min each on 2 cores
+    python tools/train_demo_models.py --register          # all three (8-12 min each), into the manifest
     python tools/train_demo_models.py lama-tiny --steps 50 --output /tmp/demo   # a quick try
 
 Written to `inpaint_cli/bundled/<name>.safetensors` (our format, architecture in the metadata);
