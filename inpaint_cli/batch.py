@@ -27,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 
 from inpaint_cli import imageio, visualize
+from inpaint_cli.atomic import TEMPORARY_NAME
 from inpaint_cli.engine import Inpainter, InpaintResult
 from inpaint_cli.errors import InpaintError, InputError, OutputError, UsageError
 from inpaint_cli.strategies import Box
@@ -36,7 +37,7 @@ OUTPUT_FOLDER_SUFFIX = "_inpainted"
 """Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
 MASK_NAME = re.compile(r"_mask\d*$")
 """Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
-"""Temporary files of `imageio.atomic_path`: `.<stem>.<random>.part<suffix>`."""
+"""Temporary files of `atomic.atomic_path`: `.<stem>.<random>.part<suffix>`."""
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ def output_complete(path: Path) -> bool:
 def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
     """Delete the temporary files that a killed run left beside these outputs, listing each folder once.
 
-    `imageio.atomic_path` names them `.<stem>.<random>.part<suffix>`; the random part has no dot,
+    `atomic.atomic_path` names them `.<stem>.<random>.part<suffix>`; the random part has no dot,
     so the temporary file of `x.y.png` is never taken for one of `x.png`.
     """
     names_by_folder: dict[Path, set[str]] = {}
@@ -327,7 +328,7 @@ def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
         except OSError:  # not created yet, or not ours to list: nothing of ours to clean
             continue
         for entry in entries:
-            match = imageio.TEMPORARY_NAME.fullmatch(entry)
+            match = TEMPORARY_NAME.fullmatch(entry)
             if match and match["stem"] + match["suffix"] in names:
                 (folder / entry).unlink(missing_ok=True)
                 removed.append(folder / entry)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import CheckpointError, OutputError
 
 INPAINT_FORMAT = "inpaint"
@@ -347,21 +346,15 @@ def save_converted(
         for key, value in state_dict.items()
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp_name, metadata=metadata)
-        os.replace(tmp_name, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
     except (OSError, SafetensorError) as exc:
-        Path(tmp_name).unlink(missing_ok=True)
         raise OutputError(
             f"cannot write the converted weights: {exc}",
             path=path,
             hint="free some disk space, or choose another folder (INPAINT_HOME moves the model cache)",
         ) from None
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return path
 
 

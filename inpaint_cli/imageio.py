@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
 import struct
 import threading
 import warnings
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, TiffImagePlugin, TiffTags
 
+from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import InputError, OutputError, UsageError
 
 DEFAULT_MAX_PIXELS = 250_000_000
@@ -606,26 +605,3 @@ def _write_tiff16(
         directory[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inch
     directory.save(file)
     file.write(data.data)
-
-
-PART_MARK = ".part"
-TEMPORARY_NAME = re.compile(r"\.(?P<stem>.+)\.[0-9a-f]+\.part(?P<suffix>.*)")
-"""Names `atomic_path` gives its temporary files: `.<stem>.<random hex>.part<suffix>`."""
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds.
-
-    A crash, Ctrl-C or SIGKILL at any moment leaves either the old file or the complete new one,
-    never a partial file under the final name (the temporary name starts with a dot).
-    """
-    final = Path(final)
-    tmp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}{PART_MARK}{final.suffix}")
-    # Created like any new file (0666 less the umask), not 0600 as tempfile.mkstemp would.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)

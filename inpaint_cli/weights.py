@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +33,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any, Protocol
 
+from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import CheckpointError, WeightsError
 
 try:
@@ -278,14 +278,8 @@ def _read_index() -> dict[str, Any]:
 def _write_index(index: dict[str, Any]) -> None:
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{INDEX_NAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(index, handle, indent=2, sort_keys=True)
-        os.replace(tmp_name, directory / INDEX_NAME)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(directory / INDEX_NAME) as tmp:
+        tmp.write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
 
 
 @contextlib.contextmanager
