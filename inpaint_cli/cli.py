@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from inpaint_cli.console import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
+from inpaint_cli.options import OutputFormat, Precision, StrategyName
+
 if TYPE_CHECKING:
     from inpaint_cli import batch
     from inpaint_cli.batch import JobOutcome
-    from inpaint_cli.errors import InpaintError
 
 app = typer.Typer(
     name="inpaint",
@@ -30,42 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True, highlight=False)
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 SUMMARY_NOTES = 20
 """Failures and unused masks listed under the batch summary; the JSON report has them all."""
-
-
-class Precision(str, Enum):
-    AUTO = "auto"
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-
-
-class StrategyName(str, Enum):
-    AUTO = "auto"
-    FULL = "full"
-    CROP = "crop"
-    TILE = "tile"
-    RESIZE = "resize"
-
-
-class OutputFormat(str, Enum):
-    PNG = "png"
-    JPG = "jpg"
-    TIFF = "tiff"
-    WEBP = "webp"
-
-
-def fail(error: InpaintError) -> NoReturn:
-    """Print a domain error as one line and exit with its code."""
-    from inpaint_cli.errors import UsageError
-
-    console.print(f"[bold red]error:[/] {escape(error.one_line())}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED)
 
 
 def version_callback(value: bool) -> None:

@@ -27,12 +27,12 @@ from rich.progress import (
 from rich.table import Table
 
 from inpaint_cli import weights
+from inpaint_cli.console import console, fail
 from inpaint_cli.errors import InpaintError, WeightsError
 
 weights_app = typer.Typer(
     help="Download, import, verify and remove the weights of named models.", no_args_is_help=True
 )
-console = Console(stderr=True, highlight=False)
 
 SHORT_DIGEST = 12
 CLASSICAL_LICENSE = "Apache-2.0 (OpenCV)"
@@ -105,8 +105,6 @@ def rich_download_progress(console: Console) -> weights.DownloadProgress:
 def _reported() -> Iterator[None]:
     """Domain errors become the CLI's one-line message and exit code."""
     # Imported here: cli.py mounts this sub-app, so it is loaded by the time a command runs.
-    from inpaint_cli.cli import fail
-
     try:
         yield
     except InpaintError as exc:

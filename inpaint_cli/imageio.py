@@ -24,12 +24,8 @@ from PIL import Image, TiffImagePlugin, TiffTags
 
 from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import InputError, OutputError, UsageError
+from inpaint_cli.options import DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 
-DEFAULT_MAX_PIXELS = 250_000_000
-"""Refuse larger images: a 10000 px scan fits with room to spare, a decompression bomb does not."""
-DEFAULT_MASK_THRESHOLD = 127
-"""A mask pixel is a hole where its grey value (8-bit scale) is above this."""
-DEFAULT_QUALITY = 95
 _LOSSLESS_WEBP_QUALITY = 100
 """WebP at this quality is written lossless (bit-exact); JPEG has no lossless mode."""
 

@@ -1,0 +1,41 @@
+"""Choices and defaults shared by the command line and the library, with no heavy imports.
+
+The CLI builds its options from these (so `inpaint --help` stays instant) and the library
+validates against the same values, so a default is written once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Precision(str, Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class StrategyName(str, Enum):
+    AUTO = "auto"
+    FULL = "full"
+    CROP = "crop"
+    TILE = "tile"
+    RESIZE = "resize"
+
+
+class OutputFormat(str, Enum):
+    PNG = "png"
+    JPG = "jpg"
+    TIFF = "tiff"
+    WEBP = "webp"
+
+
+DEFAULT_MAX_PIXELS = 250_000_000
+"""Refuse larger images: a 10000 px scan fits with room to spare, a decompression bomb does not."""
+DEFAULT_MASK_THRESHOLD = 127
+"""A mask pixel is a hole where its grey value (8-bit scale) is above this."""
+DEFAULT_QUALITY = 95
+"""JPEG/WebP quality of lossy outputs."""
+DEFAULT_TILE_OVERLAP = 64
+"""Pixels shared by neighbouring tiles of the tile strategy, blended with feathered weights."""
