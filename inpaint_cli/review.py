@@ -1,0 +1,489 @@
+"""The review page: one static HTML file that shows what a batch did, image by image.
+
+`build_page` takes generic `ReviewRow`s (from a batch report with `rows_from_report`, or from any
+command that has per-image results, such as detection) and writes:
+
+- `<page>.html`: the page. Jinja2 renders it with autoescaping; the rows travel as JSON inside a
+  `<script type="application/json">` element (Jinja's `tojson` escapes `<`, `>`, `&` and `'`), and
+  the page's own script shows one page of rows at a time, filling every text with `textContent`,
+  so a file named `<script>alert(1)</script>.png` is shown, never run. CSS and JS are inlined from
+  `inpaint_cli/templates/`: the page needs nothing from the network.
+- `<page stem>_files/`: thumbnails (input, mask overlay, result), each written atomically and
+  loaded lazily, and `rows.json`, the rows of the last build with what was learned from the pixels,
+  so a rebuild reuses thumbnails of unchanged files and a resumed batch keeps the rows of the
+  images an earlier run did.
+
+Rows are sorted so that failures come first, then suspicious results, then the rest by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import statistics
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inpaint_cli.atomic import atomic_path
+from inpaint_cli.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_SIDE = 256
+"""Longest side of a thumbnail: sharp enough to judge a fill, ~10 KB as JPEG."""
+THUMBNAIL_QUALITY = 80
+PAGE_SIZE = 50
+"""Rows shown at once; the others wait in the page's JSON."""
+FILES_SUFFIX = "_files"
+CACHE_NAME = "rows.json"
+CACHE_VERSION = 1
+LARGE_HOLE = 0.4
+"""A hole covering more of the image than this is suspicious: little context is left to fill it."""
+SLOW_FACTOR = 5.0
+"""An image that took this many times the median time (and over a second) is suspicious."""
+FLAT_FILL_STD = 1.5
+"""A hole filled with nearly one colour (8-bit standard deviation below this) while its surroundings
+vary (above `BUSY_SURROUNDINGS_STD`) is suspicious: a broken network or non-finite output."""
+BUSY_SURROUNDINGS_STD = 8.0
+THUMBNAIL_NAME = re.compile(r"(?P<key>[0-9a-f]{20})_(input|mask|result)\.jpg")
+FAILED = "failed"
+STATUS_ORDER = {FAILED: 0}
+"""Rank of a status in the page's order (lower first); suspicious rows come next, then the rest."""
+
+
+@dataclass
+class ReviewRow:
+    """One image on the review page. `status` is free text (`done`, `failed`, `no damage`, ...)."""
+
+    name: str
+    status: str
+    image: Path | None = None
+    masks: tuple[Path, ...] = ()
+    output: Path | None = None
+    model: str = ""
+    strategy: str = ""
+    seconds: float | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    suspicious: list[str] = field(default_factory=list)
+    """Why this result deserves a look; the builder adds its own findings from the pixels."""
+    note: str = ""
+
+
+@dataclass
+class PageSummary:
+    page: Path
+    rows: int
+    counts: dict[str, int]
+    suspicious: int
+    thumbnails_written: int
+    thumbnails_reused: int
+    seconds: float
+    page_bytes: int
+
+
+# --- rows from a batch report ------------------------------------------------------------------------
+
+
+def load_report(path: Path) -> dict:
+    """A batch report (`inpaint run --report`), checked enough to build a page from it."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such report", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the report ({exc})", path=path, hint="give a --report file") from None
+    if not isinstance(report, dict) or not isinstance(report.get("inputs"), list):
+        raise InputError("not a batch report (no 'inputs' list)", path=path, hint="give a --report file")
+    return report
+
+
+def _resolve(text: str | None, bases: Sequence[Path]) -> Path | None:
+    """A report path: absolute as is; relative to the first base where it exists (else the first)."""
+    if not text:
+        return None
+    path = Path(text)
+    if path.is_absolute() or not bases:
+        return path
+    for base in bases:
+        if (base / path).exists():
+            return base / path
+    return bases[0] / path
+
+
+def _model_of(record: dict, report: dict, default: str) -> str:
+    for source in (record, record.get("provenance") or {}, report, report.get("summary") or {}):
+        if isinstance(source, dict) and isinstance(source.get("model"), str):
+            return source["model"]
+    return default
+
+
+def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "") -> list[ReviewRow]:
+    """The rows of a batch report: one per input, plus the inputs that never ran.
+
+    Relative paths are looked up under `bases` in order (the working folder, the report's folder).
+    """
+    bases = [Path(base) for base in bases]
+    rows = []
+    for record in report["inputs"]:
+        if not isinstance(record, dict) or not record.get("image"):
+            continue
+        image = _resolve(str(record["image"]), bases)
+        output = _resolve(record.get("output"), bases)
+        rows.append(
+            ReviewRow(
+                name=str(record["image"]),
+                status=str(record.get("status") or "unknown"),
+                image=image,
+                masks=tuple(p for p in (_resolve(str(m), bases) for m in record.get("masks") or []) if p),
+                output=output,
+                model=_model_of(record, report, model),
+                strategy=str(record.get("strategy") or ""),
+                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
+                error=record.get("error") or None,
+                warnings=[str(w) for w in record.get("warnings") or []],
+            )
+        )
+    for image in report.get("not_run") or []:
+        rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
+    return rows
+
+
+# --- pixels: thumbnails and what they show -----------------------------------------------------------
+
+
+def _file_key(path: Path | None) -> str | None:
+    """Identity of a file's current content for the thumbnail cache: path, size and mtime."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _row_key(row: ReviewRow) -> str:
+    parts = [_file_key(row.image), *(_file_key(m) for m in row.masks), _file_key(row.output)]
+    return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+def _thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    height, width = pixels.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return pixels
+
+
+def _save_jpeg(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels, "RGB").save(tmp, format="JPEG", quality=THUMBNAIL_QUALITY)
+
+
+def _display(path: Path | None) -> np.ndarray | None:
+    """8-bit RGB pixels of an image file, or None if it cannot be read."""
+    from inpaint_cli import imageio, visualize
+
+    if path is None:
+        return None
+    try:
+        return np.asarray(visualize.to_display(imageio.read_image(path).pixels))
+    except (OSError, ValueError, InputError) as exc:
+        logger.info("no thumbnail of %s: %s", path, exc)
+        return None
+
+
+def _hole(row: ReviewRow, size: tuple[int, int]) -> np.ndarray | None:
+    from inpaint_cli import imageio
+
+    if not row.masks:
+        return None
+    try:
+        return imageio.read_mask(row.masks, size=size)
+    except (OSError, ValueError, InputError) as exc:
+        logger.info("no mask overlay for %s: %s", row.name, exc)
+        return None
+
+
+def _overlay(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    from inpaint_cli.visualize import HOLE_OVERLAY_ALPHA, HOLE_OVERLAY_COLOUR
+
+    shown = pixels.astype(np.float32)
+    shown[hole] = shown[hole] * (1 - HOLE_OVERLAY_ALPHA) + HOLE_OVERLAY_COLOUR * HOLE_OVERLAY_ALPHA
+    return shown.round().astype(np.uint8)
+
+
+def pixel_findings(before: np.ndarray | None, hole: np.ndarray | None, after: np.ndarray | None) -> list[str]:
+    """Reasons to look at a result, from its pixels (8-bit RGB): a large hole, a flat or unchanged fill."""
+    if hole is None or not hole.any():
+        return []
+    found = []
+    fraction = float(hole.mean())
+    if fraction > LARGE_HOLE:
+        found.append(f"hole covers {fraction:.0%} of the image")
+    if after is None or after.shape[:2] != hole.shape:
+        return found
+    import cv2
+
+    ring = cv2.dilate(hole.view(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
+    inside = after[hole].astype(np.float32)
+    if ring.any() and inside.std(axis=0).max() < FLAT_FILL_STD and after[ring].std() > BUSY_SURROUNDINGS_STD:
+        found.append("the hole is filled with one flat colour")
+    elif before is not None and before.shape == after.shape and np.array_equal(before[hole], after[hole]):
+        found.append("the hole is unchanged")
+    return found
+
+
+def _make_thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
+    """Thumbnails of one row (names relative to the page's folder) and the pixel findings."""
+    before = _display(row.image)
+    after = _display(row.output) if row.status != FAILED else None
+    hole = _hole(row, before.shape[:2]) if before is not None else None
+    written: dict[str, str | None] = {"input": None, "mask": None, "result": None}
+    pictures = {"input": before, "result": after}
+    if hole is not None:
+        pictures["mask"] = _overlay(before, hole)
+    for kind, pixels in pictures.items():
+        if pixels is None:
+            continue
+        name = f"{key}_{kind}.jpg"
+        _save_jpeg(folder / name, np.ascontiguousarray(_thumbnail(pixels, side)))
+        written[kind] = urllib.parse.quote(f"{folder.name}/{name}")
+    return {"thumbs": written, "findings": pixel_findings(before, hole, after)}
+
+
+# --- ordering and the page ----------------------------------------------------------------------------
+
+
+def _slow_findings(rows: Sequence[ReviewRow]) -> None:
+    times = [row.seconds for row in rows if row.seconds and row.status != FAILED]
+    if len(times) < 3:
+        return
+    median = statistics.median(times)
+    for row in rows:
+        if row.seconds and row.seconds > max(1.0, SLOW_FACTOR * median):
+            row.suspicious.append(f"slow: {row.seconds:.1f} s (median {median:.2f} s)")
+
+
+def _flag(row: ReviewRow) -> None:
+    """Findings that need no pixels: warnings and downscaled fills."""
+    row.suspicious += [f"warning: {warning}" for warning in row.warnings]
+    if "downscaled" in row.strategy:
+        row.suspicious.append(f"filled at reduced resolution ({row.strategy})")
+
+
+def sort_rows(rows: Iterable[ReviewRow]) -> list[ReviewRow]:
+    """Failures first, then suspicious results, then the rest; by name within each group."""
+    return sorted(rows, key=lambda r: (STATUS_ORDER.get(r.status, 2 if not r.suspicious else 1), r.name))
+
+
+def _link(path: Path | None, page_folder: Path) -> str | None:
+    """A URL to `path` relative to the page's folder (a file: URL across drives)."""
+    if path is None:
+        return None
+    try:
+        relative = os.path.relpath(path.resolve(), page_folder.resolve())
+    except ValueError:
+        return path.resolve().as_uri()
+    return urllib.parse.quote(Path(relative).as_posix())
+
+
+def _page_record(row: ReviewRow, thumbs: dict, page_folder: Path) -> dict:
+    """A row as the page's script reads it (short keys keep 10,000 rows small)."""
+    record = {
+        "n": row.name,
+        "s": row.status,
+        "m": row.model,
+        "g": row.strategy,
+        "t": row.seconds,
+        "e": row.error,
+        "w": row.warnings,
+        "q": row.suspicious,
+        "o": row.note,
+        "th": [thumbs.get("input"), thumbs.get("mask"), thumbs.get("result")],
+        "l": [_link(row.image, page_folder), _link(row.output, page_folder)],
+        "k": [_link(mask, page_folder) for mask in row.masks],
+    }
+    return {key: value for key, value in record.items() if value not in (None, "", [])}
+
+
+def _load_cache(folder: Path) -> dict:
+    try:
+        cache = json.loads((folder / CACHE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"rows": {}, "thumbs": {}}
+    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
+        return {"rows": {}, "thumbs": {}}
+    return cache
+
+
+def _row_identity(row: ReviewRow) -> str:
+    return f"{row.image}|{row.output}"
+
+
+def _keep_earlier_runs(rows: list[ReviewRow], cache: dict) -> list[ReviewRow]:
+    """A row skipped because its output exists takes the row of the run that made the output."""
+    kept = []
+    for row in rows:
+        earlier = cache["rows"].get(_row_identity(row))
+        if row.status == "skipped" and earlier and earlier.get("status") not in (None, "skipped", FAILED):
+            earlier = {**earlier, "masks": tuple(Path(m) for m in earlier.get("masks", ()))}
+            for name in ("image", "output"):
+                earlier[name] = Path(earlier[name]) if earlier.get(name) else None
+            row = ReviewRow(**{**earlier, "suspicious": [], "note": "done by an earlier run"})
+        kept.append(row)
+    return kept
+
+
+def _row_as_json(row: ReviewRow) -> dict:
+    data = asdict(row)
+    data.update(
+        image=str(row.image) if row.image else None,
+        output=str(row.output) if row.output else None,
+        masks=[str(m) for m in row.masks],
+    )
+    return data
+
+
+def build_page(
+    rows: Iterable[ReviewRow],
+    page: Path,
+    *,
+    title: str = "inpaint review",
+    thumbnails: bool = True,
+    thumbnail_side: int = THUMBNAIL_SIDE,
+    page_size: int = PAGE_SIZE,
+    workers: int | None = None,
+) -> PageSummary:
+    """Write the review page `page` and its thumbnails folder; see the module docstring."""
+    started = time.perf_counter()
+    page = Path(page)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    folder = page.with_name(page.stem + FILES_SUFFIX)
+    folder.mkdir(exist_ok=True)
+    cache = _load_cache(folder)
+    rows = _keep_earlier_runs([ReviewRow(**asdict(row)) for row in rows], cache)
+    for row in rows:
+        _flag(row)
+    _slow_findings(rows)
+    keys = [_row_key(row) for row in rows]
+    known = {key: made for key, made in cache.get("thumbs", {}).items() if _thumbs_exist(page.parent, made)}
+    todo = [(row, key) for row, key in zip(rows, keys, strict=True) if thumbnails and key not in known]
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-thumbs") as pool:
+        made = pool.map(lambda item: _make_thumbnails(item[0], folder, item[1], thumbnail_side), todo)
+        fresh = dict(zip((key for _, key in todo), made, strict=True))
+    seen: dict = {**known, **fresh}
+    for row, key in zip(rows, keys, strict=True):
+        row.suspicious += seen.get(key, {}).get("findings", [])
+    ordered = sort_rows(rows)
+    order = {id(row): key for row, key in zip(rows, keys, strict=True)}
+    records = [_page_record(r, seen.get(order[id(r)], {}).get("thumbs", {}), page.parent) for r in ordered]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    suspicious = sum(1 for row in rows if row.suspicious and row.status != FAILED)
+    html = render_page(records, title=title, counts=counts, suspicious=suspicious, page_size=page_size)
+    with atomic_path(page) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    _save_cache(folder, rows, {key: seen[key] for key in keys if key in seen})
+    _remove_unused_thumbnails(folder, set(keys))
+    return PageSummary(
+        page=page,
+        rows=len(rows),
+        counts=counts,
+        suspicious=suspicious,
+        thumbnails_written=sum(
+            sum(v is not None for v in made["thumbs"].values()) for made in fresh.values()
+        ),
+        thumbnails_reused=len(rows) - len(fresh) if thumbnails else 0,
+        seconds=time.perf_counter() - started,
+        page_bytes=page.stat().st_size,
+    )
+
+
+def _thumbs_exist(page_folder: Path, made: object) -> bool:
+    thumbs = made.get("thumbs") if isinstance(made, dict) else None
+    return isinstance(thumbs, dict) and all(
+        name is None or (page_folder / name).is_file() for name in thumbs.values()
+    )
+
+
+def _remove_unused_thumbnails(folder: Path, keys: set[str]) -> None:
+    """Thumbnails of files that changed or left the batch (only names this module gives)."""
+    for entry in os.scandir(folder):
+        match = THUMBNAIL_NAME.fullmatch(entry.name)
+        if match and match["key"] not in keys:
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _save_cache(folder: Path, rows: Sequence[ReviewRow], thumbs: dict) -> None:
+    # Rows are kept without the findings the builder adds, which are recomputed each time.
+    stored = {}
+    for row in rows:
+        data = _row_as_json(row)
+        data["suspicious"] = []
+        stored[_row_identity(row)] = data
+    cache = {"version": CACHE_VERSION, "rows": stored, "thumbs": thumbs}
+    with atomic_path(folder / CACHE_NAME) as tmp:
+        tmp.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
+
+
+def render_page(
+    records: Sequence[dict],
+    *,
+    title: str,
+    counts: dict[str, int],
+    suspicious: int,
+    page_size: int = PAGE_SIZE,
+) -> str:
+    """The page's HTML from page records (see `_page_record`); every value is escaped."""
+    from importlib.resources import files
+
+    import jinja2
+    from markupsafe import Markup
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("inpaint_cli", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}
+    assets = files("inpaint_cli") / "templates"
+    # The page's own assets, inlined: trusted files of this package, not data. The page's
+    # Content-Security-Policy lets only these exact texts run, by their hashes.
+    style = (assets / "review.css").read_text(encoding="utf-8")
+    script = (assets / "review.js").read_text(encoding="utf-8")
+    return environment.get_template("review.html.j2").render(
+        title=title,
+        rows=records,
+        total=len(records),
+        counts=sorted(counts.items(), key=lambda item: (STATUS_ORDER.get(item[0], 1), item[0])),
+        suspicious=suspicious,
+        page_size=page_size,
+        style=Markup(style),
+        script=Markup(script),
+        style_hash=_csp_hash(style),
+        script_hash=_csp_hash(script),
+    )
+
+
+def _csp_hash(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
