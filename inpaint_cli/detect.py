@@ -1,0 +1,307 @@
+"""Finding the damage: a probability of damage per pixel and a mask, from a scratch detector.
+
+Two official modes reproduce BOPBtL's `detection.py` exactly (SPEC in the scratch reference):
+`full_size` and `scale_256` both run the network at a short side of 256 px, so a 3-px scratch of a
+4000-px scan is lost there. `high_res` runs the same fully convolutional network at a chosen scale
+(1.0 = the image's own pixels) in overlapping tiles, so memory is bounded by the tile, not the image.
+
+The pipeline works on upright 8-bit RGB pixels; masks come back at the image's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from inpaint_cli.checkpoints import Checkpoint, read_checkpoint
+from inpaint_cli.errors import CheckpointError, InputError
+from inpaint_cli.models.scratch import (
+    DEFAULT_THRESHOLD,
+    FAMILY_NAME,
+    ScratchConfig,
+    ScratchUNet,
+    config_from_state_dict,
+    convert_state_dict,
+    load_weights,
+    recognizes,
+)
+
+NETWORK_SHORT_SIDE = 256
+"""Both official modes feed the network a short side of 256 px."""
+SIZE_MULTIPLE = 16
+NO_DAMAGE_FRACTION = 0.001
+"""A detected area under 0.1 % of the pixels is taken for noise: 'no damage found', empty mask."""
+DEFAULT_TILE = 512
+DEFAULT_TILE_MARGIN = 64
+"""Context (pixels) each side of a tile's kept core (a multiple of 16): the small fixture network,
+whose random weights reach farthest, differs from one pass by 2e-3 on average with 64, 2e-4 with 96."""
+_LUMA_FIXED = (19595, 38470, 7471)
+"""Pillow's convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16, bit-exact."""
+
+
+class Mode(str, Enum):
+    FULL_SIZE = "full_size"
+    SCALE_256 = "scale_256"
+    HIGH_RES = "high_res"
+
+
+def round16(value: float) -> int:
+    """BOPBtL's multiple-of-16 rounding: Python's round, halves to even."""
+    return int(round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
+def transform_size(width: int, height: int, mode: Mode) -> tuple[int, int]:
+    """(width, height) of the first, bicubic resize of an official mode."""
+    if mode is Mode.FULL_SIZE:
+        return round16(width), round16(height)
+    if width < height:
+        return NETWORK_SHORT_SIDE, round16(height / width * NETWORK_SHORT_SIDE)
+    return round16(width / height * NETWORK_SHORT_SIDE), NETWORK_SHORT_SIDE
+
+
+def network_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) the network runs at for a transform of height×width (`scale_tensor`)."""
+    if height < width:
+        return NETWORK_SHORT_SIDE, round16(width / height * NETWORK_SHORT_SIDE)
+    return round16(height / width * NETWORK_SHORT_SIDE), NETWORK_SHORT_SIDE
+
+
+def grey_u8(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 -> H×W uint8 exactly as Pillow's convert("L")."""
+    r, g, b = (rgb[..., c].astype(np.uint32) for c in range(3))
+    return ((_LUMA_FIXED[0] * r + _LUMA_FIXED[1] * g + _LUMA_FIXED[2] * b + 32768) >> 16).astype(np.uint8)
+
+
+def normalise_u8(values: np.ndarray) -> torch.Tensor:
+    """uint8 H×W(×C) -> float32 1×C×H×W in [-1, 1], computed as torchvision does: (v/255 - .5)/.5."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
+    return (tensor.to(torch.float32) / 255 - 0.5) / 0.5
+
+
+def to_rgb8(pixels: np.ndarray) -> np.ndarray:
+    """H×W×C uint8/uint16 (C = 1 or 3) -> H×W×3 uint8."""
+    if pixels.dtype == np.uint16:
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+@dataclass
+class OfficialRun:
+    """Every stage of one official-mode run (the fixtures' names), for parity checks."""
+
+    gray_u8: np.ndarray
+    net_input: torch.Tensor
+    logits: torch.Tensor
+    prob_up: torch.Tensor
+    """sigmoid(logits) nearest-resized to the transform size, 1×1×H1×W1."""
+    resized_rgb: np.ndarray
+
+
+@dataclass
+class Detection:
+    """What a detector found in one image, at the image's size."""
+
+    probability: np.ndarray
+    """H×W float32 in [0, 1]."""
+    mask: np.ndarray
+    """H×W bool, True = damage (after the no-damage rule)."""
+    raw_fraction: float
+    """Fraction of pixels at or above the threshold before the no-damage rule."""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    @property
+    def no_damage(self) -> bool:
+        return not self.mask.any()
+
+
+# --- the network -------------------------------------------------------------------------------------
+
+
+def network_from_checkpoint(checkpoint: Checkpoint) -> tuple[ScratchUNet, ScratchConfig]:
+    """A ready detector network from BOPBtL's `FT_Epoch_latest.pt` (zip or legacy) or our safetensors."""
+    try:
+        state_dict = checkpoint.state_dict
+        if checkpoint.is_converted:
+            stored = checkpoint.metadata.get("family", "")
+            if stored != FAMILY_NAME:
+                raise CheckpointError(f"holds a {stored or 'unknown'} model, not a scratch detector")
+            raw = checkpoint.config
+            config = ScratchConfig.from_json(raw) if raw is not None else config_from_state_dict(state_dict)
+        else:
+            if not recognizes(state_dict):
+                sample = ", ".join(list(state_dict)[:3])
+                raise CheckpointError(f"not a scratch detector checkpoint (first keys: {sample})")
+            state_dict = convert_state_dict(state_dict)
+            config = config_from_state_dict(state_dict)
+        network = ScratchUNet(config)
+        load_weights(network, state_dict)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.what, path=checkpoint.path, hint=exc.hint) from None
+    return network.eval(), config
+
+
+def load_network(path: str | Path) -> tuple[ScratchUNet, ScratchConfig]:
+    return network_from_checkpoint(read_checkpoint(path))
+
+
+@torch.no_grad()
+def logits_of(network: ScratchUNet, batch: torch.Tensor) -> torch.Tensor:
+    device = next(network.parameters()).device
+    return network(batch.to(device)).float().cpu()
+
+
+# --- official modes ----------------------------------------------------------------------------------
+
+
+def official_run(network: ScratchUNet, rgb: np.ndarray, mode: Mode) -> OfficialRun:
+    """BOPBtL's `detection.py` on H×W×3 uint8 pixels: bicubic to a multiple of 16 (or short side 256),
+    grey, normalise, bilinear to short side 256, network, sigmoid, nearest back to the transform size."""
+    height, width = rgb.shape[:2]
+    target = transform_size(width, height, mode)
+    if min(target) <= 0:
+        raise InputError(f"image of {width}×{height} is too small for the detector")
+    resized = rgb
+    if target != (width, height):
+        resized = np.asarray(Image.fromarray(rgb, "RGB").resize(target, Image.Resampling.BICUBIC))
+    grey = grey_u8(resized)
+    channels = network.in_channels
+    x = normalise_u8(grey if channels == 1 else resized)
+    h1, w1 = grey.shape
+    h2, w2 = network_size(h1, w1)
+    net_input = F.interpolate(x, [h2, w2], mode="bilinear") if (h2, w2) != (h1, w1) else x
+    logits = logits_of(network, net_input)
+    prob_up = F.interpolate(torch.sigmoid(logits), [h1, w1], mode="nearest")
+    return OfficialRun(grey, net_input, logits, prob_up, resized)
+
+
+def _nearest_resize(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Legacy nearest (floor of o * in/out), as F.interpolate(mode="nearest"), for 2-d arrays."""
+    rows = np.minimum((np.arange(height) * (values.shape[0] / height)).astype(np.int64), values.shape[0] - 1)
+    cols = np.minimum((np.arange(width) * (values.shape[1] / width)).astype(np.int64), values.shape[1] - 1)
+    return values[rows][:, cols]
+
+
+# --- high resolution: the same network in overlapping tiles ---------------------------------------------
+
+
+def tiles(length: int, core: int, multiple: int = 1) -> Iterator[tuple[int, int]]:
+    """[start, stop) cores covering 0..length, each at most `core` long (rounded up to `multiple`),
+    starting at multiples of `multiple`."""
+    count = max(1, math.ceil(length / core))
+    step = -(-math.ceil(length / count) // multiple) * multiple
+    for start in range(0, length, step):
+        yield start, min(start + step, length)
+
+
+def _pad_to(values: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    # Reflection as the network's own padding; symmetric for slivers too thin to reflect.
+    pad = ((top, bottom), (left, right)) + ((0, 0),) * (values.ndim - 2)
+    mode = "reflect" if min(values.shape[:2]) > max(top, bottom, left, right) else "symmetric"
+    return np.pad(values, pad, mode=mode)
+
+
+def tiled_probability(
+    network: ScratchUNet, rgb: np.ndarray, *, tile: int = DEFAULT_TILE, margin: int = DEFAULT_TILE_MARGIN
+) -> np.ndarray:
+    """sigmoid(network) over H×W×3 uint8 pixels at their own resolution, H×W float32.
+
+    Each core of at most tile×tile pixels is run with up to `margin` pixels of context on each side
+    (less at the image's border) and padded up to the network's multiple; only the core is kept.
+    """
+    height, width = rgb.shape[:2]
+    multiple, smallest = network.pad_multiple, network.min_size
+    # Tiles start on the grid of the network's downsampling, so every tile sees the pixels in the
+    # phase a single pass would: blur-pools with stride 2 are not shift-invariant.
+    margin = -(-margin // multiple) * multiple
+    probability = np.empty((height, width), dtype=np.float32)
+    for top, bottom in tiles(height, tile, multiple):
+        for left, right in tiles(width, tile, multiple):
+            y0, y1 = max(0, top - margin), min(height, bottom + margin)
+            x0, x1 = max(0, left - margin), min(width, right + margin)
+            window = rgb[y0:y1, x0:x1]
+            values = grey_u8(window) if network.in_channels == 1 else window
+            # At the image's bottom and right the window is padded to the network's multiple, as a
+            # single pass over the whole image would be; elsewhere its size is already a multiple.
+            pad_bottom = max(smallest, -(-(y1 - y0) // multiple) * multiple) - (y1 - y0)
+            pad_right = max(smallest, -(-(x1 - x0) // multiple) * multiple) - (x1 - x0)
+            padded = _pad_to(values, 0, pad_bottom, 0, pad_right)
+            logits = logits_of(network, normalise_u8(padded))
+            core = torch.sigmoid(logits[0, 0, top - y0 : bottom - y0, left - x0 : right - x0])
+            probability[top:bottom, left:right] = core.numpy()
+    return probability
+
+
+def _scaled(rgb: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, size, interpolation=interpolation)
+
+
+# --- the detector ------------------------------------------------------------------------------------
+
+
+@dataclass
+class NetworkDetector:
+    """A scratch network with its defaults: threshold, and the scale of the high-res mode."""
+
+    network: ScratchUNet
+    name: str
+    threshold: float = DEFAULT_THRESHOLD
+    scale: float = 1.0
+    tile: int = DEFAULT_TILE
+    margin: int = DEFAULT_TILE_MARGIN
+
+    @classmethod
+    def from_file(cls, path: str | Path, name: str | None = None) -> NetworkDetector:
+        network, config = load_network(path)
+        return cls(network, name or Path(path).name, threshold=config.threshold, scale=config.scale)
+
+    def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
+        """H×W float32 probability of damage for upright H×W×C uint8/uint16 pixels."""
+        rgb = to_rgb8(pixels)
+        height, width = rgb.shape[:2]
+        if mode is not Mode.HIGH_RES:
+            prob_up = official_run(self.network, rgb, mode).prob_up[0, 0].numpy()
+            return _nearest_resize(prob_up, height, width)
+        if self.scale == 1:
+            return tiled_probability(self.network, rgb, tile=self.tile, margin=self.margin)
+        small = tiled_probability(self.network, _scaled(rgb, self.scale), tile=self.tile, margin=self.margin)
+        import cv2
+
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def detect(
+        self, pixels: np.ndarray, mode: Mode = Mode.HIGH_RES, threshold: float | None = None
+    ) -> Detection:
+        probability = self.probability(pixels, mode)
+        cut = np.float32(self.threshold if threshold is None else threshold)
+        return finish(probability, probability >= cut)
+
+
+def finish(probability: np.ndarray, mask: np.ndarray) -> Detection:
+    """Apply the no-damage rule: under NO_DAMAGE_FRACTION of the pixels, the mask is emptied."""
+    raw = float(mask.mean()) if mask.size else 0.0
+    if raw < NO_DAMAGE_FRACTION:
+        mask = np.zeros_like(mask)
+    return Detection(probability, mask, raw)
