@@ -504,9 +504,12 @@ def doctor() -> None:
 
 
 def _mount_subcommands() -> None:
+    from inpaint_cli import cli_review
     from inpaint_cli.cli_weights import weights_app
 
     app.add_typer(weights_app, name="weights")
+    app.command()(cli_review.report)
+    app.command()(cli_review.compare)
 
 
 _mount_subcommands()
