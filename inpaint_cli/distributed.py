@@ -1,0 +1,352 @@
+"""Running a batch on a Ray cluster: one model per worker, bounded work in flight, lost workers replaced.
+
+The plan is made once on the driver (this process), which never loads a model. Each worker is a Ray
+actor that builds the model once with the `load_model` function it is given and then restores one job
+per call with the local batch code (`batch.run_jobs`), so pairing, skip/resume, atomic writes and the
+report records are those of a local run. The driver keeps at most `in_flight` calls queued per worker,
+so neither its memory nor the cluster's grows with the archive.
+
+A worker that dies (killed, out of memory, node lost) fails the calls queued on it. The job it was
+running is charged one attempt; all of them are queued again for the other workers, and a new worker
+is started in its place. A job whose output the lost worker had already written is not run again
+(outputs are renamed or put into place only when complete, so an existing one is whole). A job that
+loses `max_attempts` workers fails alone, like an unreadable image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from inpaint_cli import batch, storage
+from inpaint_cli.errors import InpaintError, UsageError
+
+if TYPE_CHECKING:
+    from inpaint_cli.batch import Job, JobOutcome, RunSettings
+    from inpaint_cli.engine import Inpainter
+
+INSTALL_HINT = 'pip install "inpaint[ray]"'
+DEFAULT_ADDRESS = "auto"
+"""`ray.init()`'s own choice: the cluster of RAY_ADDRESS or of `ray start` here, else a new local one."""
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a distributed batch runs."""
+
+    address: str = DEFAULT_ADDRESS
+    workers: int | None = None
+    """Actors, each with its own model; default: as many as the cluster's CPUs (or GPUs) allow."""
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    in_flight: int = 2
+    """Calls queued per worker: one running, one ready to start, so a worker never waits for the driver."""
+    max_attempts: int = 3
+    """Workers a job may lose before it fails (a job that kills every worker it meets is the problem)."""
+    max_replacements: int | None = None
+    """Workers started in place of lost ones; default: twice the number of workers."""
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, not {self.workers}")
+        if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
+            raise UsageError("--cpus-per-worker and --gpus-per-worker cannot be negative")
+        if self.in_flight < 1 or self.max_attempts < 1:
+            raise ValueError("in_flight and max_attempts must be at least 1")
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a usage error that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("--ray needs Ray, which is not installed", hint=INSTALL_HINT) from exc
+    return ray
+
+
+def connect(address: str = DEFAULT_ADDRESS) -> bool:
+    """Join the cluster at `address` (`auto`, `host:port`, `ray://host:10001`); True if this call
+    started a new local cluster (or connection) that the caller should shut down."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=None if address == DEFAULT_ADDRESS else address,
+            log_to_driver=False,  # worker logs stay in the cluster's log folder, not over the progress bar
+            logging_level=logging.WARNING,
+            include_dashboard=False if address == DEFAULT_ADDRESS else None,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"cannot join the Ray cluster at {address}: {exc}", hint="check --ray") from exc
+    return True
+
+
+def default_workers(options: RayOptions, resources: dict[str, float]) -> int:
+    """As many workers as the cluster's resources hold at the requested size (at least one)."""
+    counts = []
+    if options.gpus_per_worker > 0:
+        gpus = resources.get("GPU", 0.0)
+        if gpus < options.gpus_per_worker:
+            raise UsageError(
+                f"the Ray cluster has {gpus:g} GPU(s): too few for --gpus-per-worker "
+                f"{options.gpus_per_worker:g}",
+                hint="use --gpus-per-worker 0 for CPU workers",
+            )
+        counts.append(int(gpus // options.gpus_per_worker))
+    if options.cpus_per_worker > 0:
+        counts.append(int(resources.get("CPU", 1.0) // options.cpus_per_worker))
+    return max(1, min(counts, default=1))
+
+
+class Worker:
+    """One Ray actor: builds its model once, then restores the jobs it is given, one per call."""
+
+    def __init__(self, load_model: Callable[[], Inpainter], settings: RunSettings) -> None:
+        import ray
+
+        self.settings = settings
+        self.error: InpaintError | None = None
+        self.inpainter: Inpainter | None = None
+        context = ray.get_runtime_context()
+        self.placement = {
+            "node": ray.util.get_node_ip_address(),
+            "worker": context.get_actor_id()[:12],
+            "worker_pid": os.getpid(),
+        }
+        try:
+            self.inpainter = load_model()
+        except InpaintError as exc:  # a missing model is the user's to fix: the driver says it once
+            self.error = exc
+
+    def ready(self) -> tuple[dict[str, object], InpaintError | None]:
+        """Where this worker runs, and why it cannot work (None when its model is loaded)."""
+        return self.placement, self.error
+
+    def process(self, job: Job, settings: RunSettings | None = None) -> JobOutcome:
+        """Restore one job as a local batch would; problems with the input become its outcome."""
+        assert self.inpainter is not None, "process() called on a worker whose model did not load"
+        (outcome,) = batch.run_jobs(self.inpainter, [job], settings or self.settings, workers=1)
+        outcome.placement = dict(self.placement)
+        return outcome
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    ready: bool = False
+    queued: deque[tuple[Any, int]] = field(default_factory=deque)
+    """(call reference, job index) in the order the actor runs them: the first one is running."""
+
+
+class _Run:
+    """The driver's loop: submit, collect, replace lost workers, stop on fail-fast or Ctrl-C."""
+
+    def __init__(
+        self,
+        ray: Any,
+        load_model: Callable[[], Inpainter],
+        jobs: Sequence[Job],
+        settings: RunSettings,
+        options: RayOptions,
+        on_outcome: Callable[[JobOutcome], None] | None,
+        on_workers: Callable[[int], None] | None,
+        fail_fast: bool,
+    ) -> None:
+        self.ray, self.load_model, self.jobs, self.settings = ray, load_model, jobs, settings
+        self.options, self.fail_fast = options, fail_fast
+        self.on_outcome, self.on_workers = on_outcome, on_workers
+        self.worker_class = ray.remote(Worker)
+        self.pending: deque[int] = deque(range(len(jobs)))
+        self.attempts: dict[int, int] = {}
+        self.outcomes: dict[int, JobOutcome] = {}
+        self.actors: list[_Actor] = []
+        self.calls: dict[Any, _Actor] = {}
+        """Every unfinished reference (model loads and jobs) and the actor it runs on."""
+        self.stop = False
+        self.last_loss = ""
+        self.started = time.time()
+        workers = options.workers or default_workers(options, ray.cluster_resources())
+        self.workers = min(workers, max(1, len(jobs)))
+        self.replacements = options.max_replacements
+        if self.replacements is None:
+            self.replacements = 2 * self.workers
+
+    def run(self) -> list[JobOutcome]:
+        for _ in range(self.workers):
+            self._start_worker()
+        try:
+            while (self.pending and not self.stop) or any(actor.queued for actor in self.actors):
+                self._submit()
+                if not self.actors:
+                    self._give_up(f"no Ray worker is left and none may be started ({self.last_loss})")
+                    break
+                done, _ = self.ray.wait(list(self.calls), num_returns=1, timeout=1.0)
+                for reference in done:
+                    if reference in self.calls:  # a lost actor's other calls were handled with it
+                        self._collect(reference)
+        except BaseException:
+            # Ctrl-C or an error: queued work is cancelled and the workers stopped (their partial
+            # writes are temporary files that the next run removes).
+            for reference in list(self.calls):
+                self.ray.cancel(reference)
+            raise
+        finally:
+            for actor in self.actors:
+                self.ray.kill(actor.handle, no_restart=True)
+        return [self.outcomes[index] for index in sorted(self.outcomes)]
+
+    def _start_worker(self) -> None:
+        handle = self.worker_class.options(
+            num_cpus=self.options.cpus_per_worker,
+            num_gpus=self.options.gpus_per_worker,
+            max_restarts=0,  # a lost worker is replaced by a fresh actor here, its jobs requeued
+        ).remote(self.load_model, self.settings)
+        actor = _Actor(handle)
+        self.actors.append(actor)
+        self.calls[handle.ready.remote()] = actor
+
+    def _live(self) -> int:
+        return sum(actor.ready for actor in self.actors)
+
+    def _submit(self) -> None:
+        for actor in self.actors:
+            while (
+                actor.ready and len(actor.queued) < self.options.in_flight and self.pending and not self.stop
+            ):
+                index = self.pending.popleft()
+                reference = actor.handle.process.remote(self.jobs[index])
+                actor.queued.append((reference, index))
+                self.calls[reference] = actor
+
+    def _collect(self, reference: Any) -> None:
+        actor = self.calls.pop(reference)
+        exceptions = self.ray.exceptions
+        try:
+            result = self.ray.get(reference)
+        except exceptions.RayActorError as exc:
+            self.last_loss = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self._lose(actor)
+            return
+        except exceptions.RayTaskError as exc:  # a bug, not a bad input: this job fails, the batch goes on
+            index = self._dequeue(actor, reference)
+            job = self.jobs[index]
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=f"{job.image}: {cause}"))
+            return
+        if not actor.ready:
+            placement, error = result
+            if error is not None:
+                raise error
+            actor.ready = True
+            logger.info("worker %s ready on %s", placement["worker"], placement["node"])
+            self._workers_changed()
+            return
+        self._finish(self._dequeue(actor, reference), result)
+
+    def _dequeue(self, actor: _Actor, reference: Any) -> int:
+        for position, (queued, index) in enumerate(actor.queued):
+            if queued == reference:
+                del actor.queued[position]
+                return index
+        raise KeyError(reference)
+
+    def _lose(self, actor: _Actor) -> None:
+        """A worker died: requeue its jobs (the running one charged an attempt) and replace it."""
+        self.actors.remove(actor)
+        self.ray.kill(actor.handle, no_restart=True)
+        for reference in [ref for ref, owner in self.calls.items() if owner is actor]:
+            del self.calls[reference]
+        requeue = []
+        for position, (_, index) in enumerate(actor.queued):
+            if position == 0:
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+                if self._settled_after_loss(index):
+                    continue
+            requeue.append(index)
+        self.pending.extendleft(reversed(requeue))
+        logger.warning("a Ray worker was lost; %d job(s) queued again", len(requeue))
+        if self.replacements > 0:
+            self.replacements -= 1
+            self._start_worker()
+        self._workers_changed()
+
+    def _settled_after_loss(self, index: int) -> bool:
+        """Whether the job a lost worker was running needs no new run: its output is complete
+        (written before the loss), or it has lost too many workers."""
+        job = self.jobs[index]
+        if _written_since(job.output, self.started):
+            outcome = batch.JobOutcome(job, batch.Status.DONE, written=[job.output])
+            outcome.warnings.append(f"{job.output}: written by a worker that was lost afterwards; kept")
+            self._finish(index, outcome)
+            return True
+        attempts = self.attempts[index]
+        if attempts < self.options.max_attempts:
+            return False
+        error = f"{job.image}: {attempts} Ray workers were lost while restoring it (more memory per worker?)"
+        self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=error))
+        return True
+
+    def _finish(self, index: int, outcome: JobOutcome) -> None:
+        outcome.job = self.jobs[index]  # the driver's own object, not the worker's copy
+        self.outcomes[index] = outcome
+        if self.fail_fast and outcome.status is batch.Status.FAILED:
+            self.stop = True
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def _give_up(self, reason: str) -> None:
+        while self.pending:
+            index = self.pending.popleft()
+            job = self.jobs[index]
+            self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=f"{job.image}: {reason}"))
+
+    def _workers_changed(self) -> None:
+        if self.on_workers is not None:
+            self.on_workers(self._live())
+
+
+def _written_since(path: storage.AnyPath, started: float) -> bool:
+    """A complete output whose last change is after `started` (this run wrote it)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return stat.st_size > 0 and stat.st_mtime >= started - 1.0  # 1 s: file-system timestamp granularity
+
+
+def run_on_ray(
+    load_model: Callable[[], Inpainter],
+    jobs: Iterable[Job],
+    settings: RunSettings,
+    options: RayOptions = RayOptions(),  # frozen: sharing the default is safe
+    *,
+    on_outcome: Callable[[JobOutcome], None] | None = None,
+    on_workers: Callable[[int], None] | None = None,
+    fail_fast: bool = False,
+) -> list[JobOutcome]:
+    """Run `jobs` on Ray workers that each call `load_model()` once; outcomes in job order.
+
+    Same contract as `batch.run_jobs`: every per-input problem is a failed outcome, `on_outcome`
+    sees each outcome as it arrives (in this thread), `fail_fast` starts nothing new after a
+    failure, and Ctrl-C cancels the cluster's work and re-raises. `on_workers` sees the number of
+    live workers whenever it changes. `load_model` is pickled to the workers: a module-level
+    function or a `functools.partial` of one.
+    """
+    jobs = list(jobs)
+    ray = require_ray()
+    if not jobs:
+        return []
+    started_here = connect(options.address)
+    try:
+        return _Run(ray, load_model, jobs, settings, options, on_outcome, on_workers, fail_fast).run()
+    finally:
+        if started_here:
+            ray.shutdown()
