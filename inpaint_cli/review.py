@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +171,7 @@ def _file_key(path: Path | None) -> str | None:
         stat = path.stat()
     except OSError:
         return None
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def _row_key(row: ReviewRow) -> str:
@@ -294,18 +294,19 @@ def sort_rows(rows: Iterable[ReviewRow]) -> list[ReviewRow]:
     return sorted(rows, key=lambda r: (STATUS_ORDER.get(r.status, 2 if not r.suspicious else 1), r.name))
 
 
-def _link(path: Path | None, page_folder: Path) -> str | None:
-    """A URL to `path` relative to the page's folder (a file: URL across drives)."""
+def _link(path: Path | None, page_folder: str) -> str | None:
+    """A URL to `path` relative to the page's (absolute) folder; a file: URL across drives."""
     if path is None:
         return None
+    absolute = os.path.abspath(path)  # no symlinks resolved: 10,000 rows cost no file-system calls
     try:
-        relative = os.path.relpath(path.resolve(), page_folder.resolve())
+        relative = os.path.relpath(absolute, page_folder)
     except ValueError:
-        return path.resolve().as_uri()
-    return urllib.parse.quote(Path(relative).as_posix())
+        return Path(absolute).as_uri()
+    return urllib.parse.quote(relative.replace(os.sep, "/"))
 
 
-def _page_record(row: ReviewRow, thumbs: dict, page_folder: Path) -> dict:
+def _page_record(row: ReviewRow, thumbs: dict, page_folder: str) -> dict:
     """A row as the page's script reads it (short keys keep 10,000 rows small)."""
     record = {
         "n": row.name,
@@ -353,7 +354,7 @@ def _keep_earlier_runs(rows: list[ReviewRow], cache: dict) -> list[ReviewRow]:
 
 
 def _row_as_json(row: ReviewRow) -> dict:
-    data = asdict(row)
+    data = {item.name: getattr(row, item.name) for item in fields(ReviewRow)}
     data.update(
         image=str(row.image) if row.image else None,
         output=str(row.output) if row.output else None,
@@ -379,7 +380,9 @@ def build_page(
     folder = page.with_name(page.stem + FILES_SUFFIX)
     folder.mkdir(exist_ok=True)
     cache = _load_cache(folder)
-    rows = _keep_earlier_runs([ReviewRow(**asdict(row)) for row in rows], cache)
+    # Copies: the findings added below stay out of the caller's rows.
+    copies = [replace(row, warnings=list(row.warnings), suspicious=list(row.suspicious)) for row in rows]
+    rows = _keep_earlier_runs(copies, cache)
     for row in rows:
         _flag(row)
     _slow_findings(rows)
@@ -395,7 +398,8 @@ def build_page(
         row.suspicious += seen.get(key, {}).get("findings", [])
     ordered = sort_rows(rows)
     order = {id(row): key for row, key in zip(rows, keys, strict=True)}
-    records = [_page_record(r, seen.get(order[id(r)], {}).get("thumbs", {}), page.parent) for r in ordered]
+    where = os.path.abspath(page.parent)
+    records = [_page_record(r, seen.get(order[id(r)], {}).get("thumbs", {}), where) for r in ordered]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1

@@ -1,0 +1,220 @@
+"""The review page: rows from a batch report, thumbnails, order, escaping, size for 10,000 images,
+rebuilding and resuming, and `inpaint report`. The page in a real browser: test_review_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inpaint_cli import batch, review
+from inpaint_cli.cli import app
+
+HEIGHT, WIDTH = 300, 400
+SCRIPT_NAME = "<script>alert(1)</script>.png"
+"""A slash is a path separator: this name is the file `script>.png` in the folder `<script>alert(1)<`."""
+IMG_NAME = "<img src=x onerror=alert(2)>.png"
+NAMES = ["a.png", "flat.png", SCRIPT_NAME, IMG_NAME, "broken.png", "old.png"]
+
+
+def make_batch(root: Path) -> Path:
+    """A finished batch on disk: inputs, masks, outputs and its JSON report (`batch.write_report`).
+
+    a.png and both hostile names are done (filled with noise), flat.png is done with a flat grey fill
+    (suspicious), broken.png failed, old.png was skipped (output exists).
+    """
+    rng = np.random.default_rng(7)
+    hole = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    hole[100:160, 150:260] = True
+    outcomes = []
+    for index, name in enumerate(NAMES):
+        image, mask, output = root / "in" / name, root / "masks" / name, root / "out" / name
+        for path in (image, mask, output):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(image)
+        Image.fromarray(hole.astype(np.uint8) * 255).save(mask)
+        job = batch.Job(image, (mask,), output, relative=Path(name))
+        if name == "broken.png":
+            outcomes.append(batch.JobOutcome(job, batch.Status.FAILED, 0.01, error=f"{mask}: mask is 10x10"))
+            continue
+        filled = pixels.copy()
+        filled[hole] = 128 if name == "flat.png" else rng.integers(0, 256, (int(hole.sum()), 3))
+        Image.fromarray(filled).save(output)
+        status = batch.Status.SKIPPED if name == "old.png" else batch.Status.DONE
+        strategy = None if status is batch.Status.SKIPPED else "auto: 1 crop box"
+        seconds = 0.0 if status is batch.Status.SKIPPED else 0.5 + index / 10
+        outcomes.append(batch.JobOutcome(job, status, seconds, strategy=strategy, written=[output]))
+    return batch.write_report(root / "report.json", outcomes)
+
+
+def page_rows(page: Path) -> list[dict]:
+    """The rows the page's script shows, read back from the page's JSON."""
+    html = page.read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json" id="rows-data">(.*?)</script>', html, re.S)
+    return json.loads(data.group(1))
+
+
+def build(root: Path, report: Path, **options) -> review.PageSummary:
+    rows = review.rows_from_report(review.load_report(report), bases=[root], model="telea")
+    return review.build_page(rows, root / "review" / "page.html", **options)
+
+
+def test_page_rows_match_the_report_with_failures_and_suspicious_first(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    summary = build(tmp_path, report)
+    rows = page_rows(summary.page)
+    assert summary.counts == {"done": 4, "failed": 1, "skipped": 1}
+    reported = json.loads(report.read_text())["summary"]
+    assert summary.counts == {status: reported[status] for status in summary.counts}
+    names = [Path(row["n"]).name for row in rows]
+    assert names[:2] == ["broken.png", "flat.png"]
+    assert set(names) == {Path(name).name for name in NAMES}
+    failed, flat = rows[0], rows[1]
+    assert failed["s"] == "failed" and failed["e"].endswith("mask is 10x10")
+    assert flat["q"] == ["the hole is filled with one flat colour"]
+    assert summary.suspicious == 1
+    assert {row["m"] for row in rows} == {"telea"}
+    assert failed["th"][2] is None  # no result picture for a failure
+    done = next(row for row in rows if row["n"].endswith("a.png"))
+    assert done["g"] == "auto: 1 crop box" and done["t"] == pytest.approx(0.5)
+    assert done["l"] == ["../in/a.png", "../out/a.png"] and done["k"] == ["../masks/a.png"]
+
+
+def test_thumbnails_are_small_jpegs_beside_the_page_with_the_hole_in_red(tmp_path: Path) -> None:
+    summary = build(tmp_path, make_batch(tmp_path))
+    folder = summary.page.parent / "page_files"
+    rows = {Path(row["n"]).name: row for row in page_rows(summary.page)}
+    # 5 readable inputs with masks: input + mask overlay each; 4 results (done and skipped).
+    assert summary.thumbnails_written == 6 * 2 + 5
+    input_thumb, mask_thumb, result_thumb = (summary.page.parent / t for t in rows["a.png"]["th"])
+    with Image.open(input_thumb) as thumb:
+        assert thumb.format == "JPEG" and thumb.size == (256, 192)
+    overlay = np.asarray(Image.open(mask_thumb), dtype=np.int16)
+    # The hole (rows 100-160, columns 150-260) scaled by 0.64: rows 64-102, columns 96-166.
+    inside, outside = overlay[70:96, 102:160].mean(axis=(0, 1)), overlay[10:50, 10:80].mean(axis=(0, 1))
+    assert inside[0] - inside[1] > 100  # reddened
+    assert abs(outside[0] - outside[1]) < 10
+    assert result_thumb.is_file()
+    assert not [p for p in folder.iterdir() if ".part" in p.name]
+
+
+def test_hostile_file_names_stay_text(tmp_path: Path) -> None:
+    summary = build(tmp_path, make_batch(tmp_path), title="<b>review</b>")
+    html = summary.page.read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert html.count("<script") == 2  # the JSON data and the page's own script
+    assert "<title>&lt;b&gt;review&lt;/b&gt;</title>" in html
+    names = {row["n"] for row in page_rows(summary.page)}
+    assert str(tmp_path / "in" / SCRIPT_NAME) in names and str(tmp_path / "in" / IMG_NAME) in names
+    links = next(row["l"] for row in page_rows(summary.page) if row["n"].endswith(IMG_NAME))
+    assert links[0] == "../in/%3Cimg%20src%3Dx%20onerror%3Dalert%282%29%3E.png"
+
+
+def test_page_is_offline_and_only_its_own_script_may_run(tmp_path: Path) -> None:
+    summary = build(tmp_path, make_batch(tmp_path))
+    html = summary.page.read_text(encoding="utf-8")
+    assert re.search(r"https?://|//cdn|@import", html) is None
+    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1)
+    assert f"script-src 'sha256-{digest}'" in policy and "default-src 'none'" in policy
+
+
+def test_ten_thousand_rows_make_a_small_page(tmp_path: Path) -> None:
+    """Generation of a 10,000-image page (no pictures on disk): every row present, under 300 bytes
+    each. Its speed is measured by benchmarks/bench_review_page.py."""
+    statuses = ["done"] * 8 + ["failed", "skipped"]
+    records = [
+        {
+            "image": f"/archive/scans/box{i // 1000:02d}/scan_{i:05d}.tif",
+            "masks": [f"/archive/masks/box{i // 1000:02d}/scan_{i:05d}.png"],
+            "output": f"/archive/out/box{i // 1000:02d}/scan_{i:05d}.tif",
+            "status": statuses[i % 10],
+            "strategy": "auto: 2 crop boxes",
+            "seconds": 1.0 + (i % 7) / 10,
+            "error": "mask is 10x10 but image is 4000x3000" if i % 10 == 8 else None,
+            "warnings": [],
+        }
+        for i in range(10_000)
+    ]
+    report = {"summary": {}, "inputs": records}
+    summary = review.build_page(review.rows_from_report(report), tmp_path / "page.html", thumbnails=False)
+    rows = page_rows(summary.page)
+    assert len(rows) == summary.rows == 10_000
+    assert summary.counts == {"done": 8000, "failed": 1000, "skipped": 1000}
+    assert all(row["s"] == "failed" for row in rows[:1000])
+    assert summary.page_bytes < 10_000 * 300, summary.page_bytes
+
+
+def test_rebuild_reuses_thumbnails_and_replaces_those_of_changed_files(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    first = build(tmp_path, report)
+    again = build(tmp_path, report)
+    assert again.thumbnails_written == 0 and again.thumbnails_reused == len(NAMES)
+    assert page_rows(again.page) == page_rows(first.page)
+    before = {Path(row["n"]).name: row["th"] for row in page_rows(first.page)}
+    Image.new("RGB", (WIDTH, HEIGHT), "blue").save(tmp_path / "out" / "a.png")
+    changed = build(tmp_path, report)
+    assert changed.thumbnails_written == 3 and changed.thumbnails_reused == len(NAMES) - 1
+    after = {Path(row["n"]).name: row["th"] for row in page_rows(changed.page)}
+    assert after["a.png"] != before["a.png"] and after["old.png"] == before["old.png"]
+    assert not any((first.page.parent / name).exists() for name in before["a.png"])
+
+
+def test_a_resumed_batch_keeps_the_rows_of_images_done_before(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    build(tmp_path, report)
+    data = json.loads(report.read_text())
+    for record in data["inputs"]:
+        if record["status"] == "done":  # the rerun skips what the first run did
+            record.update(status="skipped", strategy=None, seconds=0.0)
+    rows = review.rows_from_report(data, model="telea")
+    resumed = review.build_page(rows, tmp_path / "review" / "page.html")
+    shown = {Path(row["n"]).name: row for row in page_rows(resumed.page)}
+    assert shown["a.png"]["s"] == "done" and shown["a.png"]["o"] == "done by an earlier run"
+    assert shown["a.png"]["g"] == "auto: 1 crop box"
+    assert shown["old.png"]["s"] == "skipped"  # skipped already in the first run: nothing to keep
+    assert shown["flat.png"]["q"] == ["the hole is filled with one flat colour"]
+    assert resumed.counts == {"done": 4, "failed": 1, "skipped": 1}
+
+
+def test_report_command_builds_the_page_and_refuses_bad_reports(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    runner = CliRunner()
+    page = tmp_path / "page.html"
+    result = runner.invoke(app, ["report", str(report), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "6 image(s)" in result.output
+    assert len(page_rows(page)) == 6
+    (tmp_path / "notes.json").write_text('{"inputs": 3}')
+    result = runner.invoke(app, ["report", str(tmp_path / "notes.json"), "--html", str(page)])
+    assert result.exit_code == 1
+    assert result.output.strip().endswith("not a batch report (no 'inputs' list) (give a --report file)")
+    result = runner.invoke(app, ["report", str(report), "--html", str(report)])
+    assert result.exit_code == 2 and "is the report and cannot be the page" in result.output
+    assert json.loads(report.read_text())["inputs"]
+
+
+def test_pixel_findings() -> None:
+    rng = np.random.default_rng(0)
+    before = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    hole = np.zeros((40, 40), dtype=bool)
+    hole[10:20, 10:20] = True
+    assert review.pixel_findings(before, hole, before) == ["the hole is unchanged"]
+    flat = before.copy()
+    flat[hole] = 0
+    assert review.pixel_findings(before, hole, flat) == ["the hole is filled with one flat colour"]
+    noisy = before.copy()
+    noisy[hole] = rng.integers(0, 256, (100, 3))
+    assert review.pixel_findings(before, hole, noisy) == []
+    big = np.ones((40, 40), dtype=bool)
+    big[:, :20] = False
+    assert review.pixel_findings(before, big, None) == ["hole covers 50% of the image"]
