@@ -493,8 +493,10 @@ def doctor() -> None:
     table.add_row("mps", "available" if mps is not None and mps.is_available() else "not available")
     table.add_row("cache folder", str(weights.cache_dir()))
     manifest = weights.load_manifest()
-    cached = [name for name in manifest if weights.cached_path(name) is not None]
-    missing = [name for name in manifest if name not in cached]
+    bundled = weights.bundled_names()  # shipped in the package: they work offline
+    cached = [name for name in manifest if name not in bundled and weights.cached_path(name) is not None]
+    missing = [name for name in manifest if name not in cached and name not in bundled]
+    table.add_row("bundled weights", ", ".join(bundled) or "none")
     table.add_row("cached weights", ", ".join(cached) or "none")
     table.add_row("not cached", ", ".join(missing) or "none")
     for found in weights.find_foreign_checkpoints():

@@ -28,7 +28,9 @@ from rich.table import Table
 
 from inpaint_cli import weights
 from inpaint_cli.console import console, fail
-from inpaint_cli.errors import InpaintError, WeightsError
+from inpaint_cli.errors import InpaintError, UsageError, WeightsError
+from inpaint_cli.options import CLASSICAL_METHODS
+from inpaint_cli.weights.limits import parse_bytes
 
 weights_app = typer.Typer(
     help="Download, import, verify and remove the weights of named models.", no_args_is_help=True
@@ -116,19 +118,36 @@ def _cached_size(name: str) -> str:
     return f"yes ({decimal(path.stat().st_size)})" if path else "no"
 
 
-def models_table() -> Table:
-    """Every named model of the manifest and the weight-free classical methods, for `inpaint models`."""
-    from inpaint_cli.models import classical
+def _download_column(entry: weights.ModelEntry) -> str:
+    """What a pull transfers: exact, `~` where only approximate, `by hand`, `-` for a bundled model."""
+    if entry.bundled is not None:
+        return "-"
+    size = entry.download_size()
+    if size is not None:
+        return ("~" if size[1] else "") + decimal(size[0])
+    return "by hand" if all(s.manual for s in entry.sources if not s.is_bundled) else "?"
 
+
+def _cached_column(entry: weights.ModelEntry) -> str:
+    if entry.bundled is not None:
+        return f"bundled ({decimal(entry.bundled.stat().st_size)})" if entry.bundled.is_file() else "bundled"
+    return _cached_size(entry.name)
+
+
+def models_table() -> Table:
+    """Every named model of the manifest and the weight-free classical methods, for `inpaint models`.
+
+    Torch-free: only the manifest and the cache index are read.
+    """
     table = Table(title="models", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in ("family", "variant", "download", "license", "cached"):
         table.add_column(column, overflow="fold")
     for entry in weights.load_manifest().values():
-        size = decimal(entry.download_size) if entry.download_size else "?"
-        table.add_row(entry.name, entry.family, entry.variant, size, entry.license, _cached_size(entry.name))
-    for name, config in classical.MODELS.items():
-        table.add_row(name, "classical", f"opencv {config['method']}", "-", CLASSICAL_LICENSE, "weight-free")
+        row = (entry.family, entry.variant, _download_column(entry), entry.license, _cached_column(entry))
+        table.add_row(entry.name, *row)
+    for name in CLASSICAL_METHODS:
+        table.add_row(name, "classical", f"opencv {name}", "-", CLASSICAL_LICENSE, "weight-free")
     return table
 
 
@@ -145,8 +164,18 @@ def list_weights() -> None:
             cached = weights.cached_path(entry.name) is not None
             digest = record["sha256"][:SHORT_DIGEST] if record and cached else ""
             source = record["source_url"] if record and cached else entry.sources[0].url
-            table.add_row(entry.name, _cached_size(entry.name) if cached else "no", digest, source)
+            state = _cached_size(entry.name) if cached else "bundled" if entry.bundled else "no"
+            table.add_row(entry.name, state, digest, source)
         Console().print(table)
+
+
+def _parse_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        raise UsageError(f"--max-size must be a size like 4GB or 500MB, not {text!r}") from None
 
 
 @weights_app.command()
@@ -158,12 +187,21 @@ def pull(
         Optional[float],  # noqa: UP045 - typer reads the annotation at runtime (Python 3.10)
         typer.Option(min=0.1, help="Seconds without data before a download counts as stalled."),
     ] = None,
+    max_size: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads the annotation at runtime (Python 3.10)
+        typer.Option(
+            "--max-size",
+            help="Most bytes a download of unknown size may bring, e.g. 4GB (default: INPAINT_MAX_DOWNLOAD).",
+        ),
+    ] = None,
 ) -> None:
-    """Download a model (resuming, verified, following mirrors) and convert it once."""
+    """Download a model (resuming, verified, bounded, following mirrors) and convert it once."""
     with _reported():
+        weights.get_entry(name)
+        limits = weights.limits_from_env(timeout=timeout, max_download=_parse_size(max_size))
         path = None if force else weights.cached_path(name)
         if path is None:
-            path = weights.pull(name, progress=rich_download_progress(console), timeout=timeout)
+            path = weights.pull(name, progress=rich_download_progress(console), limits=limits)
         else:
             console.print(f"{name} is already cached (use --force to download it again)")
         typer.echo(str(path))
@@ -189,7 +227,11 @@ def verify(
 ) -> None:
     """Re-hash cached models and compare them with the recorded checksums (exit 1 on a mismatch)."""
     with _reported():
-        names = [name] if name else [n for n in weights.load_manifest() if weights.converted_path(n).exists()]
+        names = (
+            [weights.get_entry(name).name]
+            if name
+            else [n for n in weights.load_manifest() if weights.converted_path(n).exists()]
+        )
         results = [weights.verify(n) for n in names]
     if not results:
         console.print("no cached models")

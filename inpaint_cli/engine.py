@@ -190,15 +190,20 @@ class InpaintResult:
 
 def family_of(name: str) -> str:
     """The family of a family name or a manifest entry name."""
-    if name in FAMILIES:
+    if name in FAMILIES and name != "classical":
         return name
     from inpaint_cli import weights
 
-    manifest = weights.load_manifest()
-    if name not in manifest:
-        known = sorted({*FAMILIES, *manifest, *classical.MODELS} - {"classical"})
-        raise UsageError(f"unknown model {name!r}", hint=f"known: {', '.join(known)}")
-    return manifest[name].family
+    # The one resolver of model names: unknown names are usage errors listing every known name.
+    entry = weights.resolve_model(name)
+    if entry is None:
+        return "classical"
+    if entry.is_detector:
+        raise UsageError(
+            f"'{name}' is a damage detector, not an inpainting model",
+            hint="see `inpaint models`",
+        )
+    return entry.family
 
 
 def _largest(fits: Callable[[int], bool], upper: int) -> int:

@@ -39,3 +39,13 @@ DEFAULT_QUALITY = 95
 """JPEG/WebP quality of lossy outputs."""
 DEFAULT_TILE_OVERLAP = 64
 """Pixels shared by neighbouring tiles of the tile strategy, blended with feathered weights."""
+
+CLASSICAL_METHODS = {
+    "telea": "fast marching (Telea 2004): thin scratches and dust",
+    "ns": "Navier-Stokes (Bertalmio et al. 2001): thin scratches and dust",
+}
+"""Weight-free OpenCV methods, by name: valid `--model` values that need no download."""
+MODEL_FAMILIES = ("lama", "gatedconv", "pconv")
+"""Inpainting network families a manifest entry may name."""
+DETECTOR_FAMILIES = ("scratch",)
+"""Damage-detector network families a manifest entry may name."""

@@ -1,4 +1,4 @@
-"""A scripted HTTP server on 127.0.0.1 for download tests: ranges, cuts, stalls, 404s, web pages.
+"""A scripted HTTP server on 127.0.0.1 for download tests: ranges, cuts, stalls, trickles, 404s, web pages.
 
 Nothing here reaches any other address. Each route says how to misbehave; every request is
 logged so tests can assert what the client asked for (a `Range` header after a cut connection).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,12 @@ class Route:
     """Send the body up to this byte, then nothing (until the server closes); resumes stall there too."""
     require_query: dict[str, str] = field(default_factory=dict)
     """Query parameters the request must carry, else 403 (a download behind a confirmation page)."""
+    send_length: bool = True
+    """Send `Content-Length` (else the body ends when the connection closes, like an endless stream)."""
+    trickle_s: float | None = None
+    """Send the body one byte at a time, this many seconds apart (a server that never quite stalls)."""
+    wrong_range: bool = False
+    """Answer a `Range` request with 206 but the whole body from byte 0 (and a Content-Range saying so)."""
 
 
 @dataclass
@@ -41,6 +48,8 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    sent: int = 0
+    """Body bytes written to the client."""
 
 
 class LocalServer:
@@ -77,7 +86,8 @@ class LocalServer:
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(parts.query))
-                server.requests.append(Request(parts.path, query, dict(self.headers)))
+                request = Request(parts.path, query, dict(self.headers))
+                server.requests.append(request)
                 route = server.routes.get(parts.path)
                 if route is None:
                     self.send_error(404, "Not Found")
@@ -88,38 +98,68 @@ class LocalServer:
                 if route.stall_before_headers:
                     server._closing.wait(STALL_LIMIT_S)
                     return
-                self._send_body(route)
+                self._send_body(route, request)
 
-            def _send_body(self, route: Route) -> None:
-                start = 0
-                requested = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-                if route.ranges and requested:
-                    start = int(requested.group(1))
-                    if start >= len(route.body):
+            def _byte_range(self, route: Route) -> tuple[int, int] | None:
+                """[start, end) asked by `Range: bytes=N-`, `bytes=N-M` or `bytes=-N`, if honoured."""
+                size = len(route.body)
+                asked = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+                if not route.ranges or not asked or asked.groups() == ("", ""):
+                    return None
+                first, last = asked.groups()
+                if first == "":
+                    return max(size - int(last), 0), size
+                return int(first), min(int(last) + 1, size) if last else size
+
+            def _send_body(self, route: Route, request: Request) -> None:
+                size = len(route.body)
+                asked = self._byte_range(route)
+                start, end = 0, size
+                if asked is not None and route.wrong_range:
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{size - 1}/{size}")
+                elif asked is not None:
+                    start, end = asked
+                    if start >= size:
                         self.send_error(416, "Range Not Satisfiable")
                         return
                     self.send_response(206)
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(route.body) - 1}/{len(route.body)}"
-                    )
+                    self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
                 else:
                     self.send_response(200)
-                payload = route.body[start:]
                 self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(payload)))
+                if route.send_length:
+                    self.send_header("Content-Length", str(end - start))
+                else:
+                    self.close_connection = True
                 self.end_headers()
                 if route.cut_after is not None and route.cuts > 0:
                     route.cuts -= 1
-                    self.wfile.write(route.body[start : route.cut_after])
-                    self.wfile.flush()
+                    self._write(request, route.body[start : route.cut_after])
                     self.close_connection = True
                     return
                 if route.stall_after is not None:
-                    self.wfile.write(route.body[start : route.stall_after])
-                    self.wfile.flush()
+                    self._write(request, route.body[start : route.stall_after])
                     server._closing.wait(STALL_LIMIT_S)
                     return
-                self.wfile.write(payload)
+                if route.trickle_s is not None:
+                    for index in range(start, end):
+                        if server._closing.is_set() or not self._write(
+                            request, route.body[index : index + 1]
+                        ):
+                            return
+                        time.sleep(route.trickle_s)
+                    return
+                self._write(request, route.body[start:end])
+
+            def _write(self, request: Request, data: bytes) -> bool:
+                try:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except OSError:  # the client hung up
+                    return False
+                request.sent += len(data)
+                return True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep test output clean

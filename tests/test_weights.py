@@ -1,7 +1,7 @@
 """Named models: manifest validation, the verified download path, the cache index, import, CLI.
 
-Every download goes to a scripted server on 127.0.0.1 (tests/http_server.py) serving the official
-fixture checkpoints from ../shared/reference, listed in a temporary manifest (INPAINT_MANIFEST).
+Every download goes to a scripted server on 127.0.0.1 (tests/http_server.py) serving the compact
+fixture checkpoints of tests/data, listed in a temporary manifest (INPAINT_MANIFEST).
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from inpaint_cli import weights
 from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.cli import app
 from inpaint_cli.cli_weights import models_table, weights_app
-from inpaint_cli.errors import CheckpointError, WeightsError
-from inpaint_cli.models import FAMILIES, lama
+from inpaint_cli.errors import CheckpointError, UsageError, WeightsError
+from inpaint_cli.models import FAMILIES
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-LAMA_CKPT = REFERENCE / "lama" / "small.ckpt"
+DATA = Path(__file__).resolve().parent / "data"
+LAMA_CKPT = DATA / "lama" / "small.ckpt"
+LAMA_CONFIG = json.loads((DATA / "lama" / "small_config.json").read_text())
 LAMA_PREFIX = "generator."
-CUT_AT = 1_000_000
-"""Byte at which scripted connections drop: inside the 2.2 MB LaMa fixture."""
+CUT_AT = 300_000
+"""Byte at which scripted connections drop: inside the 606 KB compact LaMa fixture."""
 
 
 def lama_generator_state() -> dict[str, torch.Tensor]:
@@ -141,8 +142,8 @@ def assert_lama_converted(
     assert checkpoint.metadata["source_url"] == source_url
     assert checkpoint.metadata["source_sha256"] == source_sha
     assert checkpoint.metadata["license"] == "Apache-2.0"
-    assert checkpoint.config == {**lama.config_from_state_dict(expected)}
-    assert checkpoint.config["n_blocks"] == 2 and checkpoint.config["ngf"] == 16
+    assert checkpoint.config["n_blocks"] == LAMA_CONFIG["n_blocks"]
+    assert checkpoint.config["ngf"] == LAMA_CONFIG["ngf"]
     assert checkpoint.state_dict.keys() == expected.keys()
     assert all(torch.equal(checkpoint.state_dict[k], v) for k, v in expected.items())
 
@@ -152,10 +153,10 @@ def assert_lama_converted(
 
 def test_shipped_manifest_lists_real_sources_for_every_family() -> None:
     manifest = weights.load_manifest()
-    official_names = {"lama", "lama-fourier", "gatedconv", "gatedconv-celebahq", "pconv"}
+    official_names = {"lama", "lama-fourier", "gatedconv", "gatedconv-celebahq", "pconv", "scratch-bopbtl"}
     assert official_names <= set(manifest)
     assert all(s.is_bundled for name in set(manifest) - official_names for s in manifest[name].sources)
-    assert {entry.family for entry in manifest.values()} <= set(FAMILIES)
+    assert {entry.family for entry in manifest.values()} <= {*FAMILIES, "scratch"}
     official, torchscript = manifest["lama"].sources
     assert official.url == "https://huggingface.co/smartywu/big-lama/resolve/main/big-lama.zip"
     assert (official.format, official.member, official.published_checksum()) == (
@@ -221,10 +222,15 @@ def test_manifest_that_is_not_json_says_where(tmp_path: Path, monkeypatch: pytes
         weights.load_manifest()
 
 
-def test_unknown_model_lists_the_known_ones() -> None:
-    with pytest.raises(WeightsError, match="unknown model 'big-llama'") as caught:
+def test_unknown_model_lists_the_known_ones_and_the_classical_methods() -> None:
+    with pytest.raises(UsageError, match="unknown model 'big-llama'") as caught:
         weights.ensure_model("big-llama")
-    assert "lama, lama-fourier, gatedconv" in (caught.value.hint or "")
+    assert caught.value.hint == (
+        "known models: lama, lama-fourier, gatedconv, gatedconv-celebahq, pconv, scratch-bopbtl, "
+        "lama-tiny, pconv-tiny, gatedconv-tiny, telea, ns; see `inpaint models`"
+    )
+    with pytest.raises(UsageError, match="'telea' is a weight-free classical method"):
+        weights.pull("telea")
 
 
 def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,7 +317,7 @@ def test_stall_times_out_clearly_and_a_later_pull_resumes(
     url = server.url("/small.ckpt")
     write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(url, lama_bytes)])
     monkeypatch.setenv("INPAINT_TIMEOUT", "0.3")
-    monkeypatch.setattr(weights, "DOWNLOAD_ATTEMPTS", 1)
+    monkeypatch.setattr(weights.transfer, "DOWNLOAD_ATTEMPTS", 1)
 
     started = time.monotonic()
     with pytest.raises(WeightsError) as caught:
@@ -339,7 +345,7 @@ def test_stall_before_any_header_times_out(
     started = time.monotonic()
     with pytest.raises(WeightsError, match=r"sent nothing for 0\.2 s \(download stalled\)"):
         weights.pull("toy", timeout=0.2)
-    assert len(server.requests_for("/slow")) == weights.DOWNLOAD_ATTEMPTS
+    assert len(server.requests_for("/slow")) == weights.transfer.DOWNLOAD_ATTEMPTS
     assert time.monotonic() - started < 5
 
 
@@ -437,7 +443,7 @@ def test_disk_full_aborts_cleanly(
         def __exit__(self, *exc: object) -> None:
             self._file.close()
 
-    monkeypatch.setattr(weights, "open", FullDisk, raising=False)
+    monkeypatch.setattr(weights.transfer, "open", FullDisk, raising=False)
 
     with pytest.raises(WeightsError) as caught:
         weights.pull("toy")
@@ -481,10 +487,11 @@ def test_zip_member_is_extracted_and_a_missing_member_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer, cache: Path, lama_state
 ) -> None:
     archive = tmp_path / "big-lama.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         zipped.writestr("big-lama/config.yaml", "generator:\n  kind: ffc_resnet\n")
         zipped.write(LAMA_CKPT, "big-lama/models/best.ckpt")
     data = archive.read_bytes()
+    member_sha = sha256_of(LAMA_CKPT.read_bytes())
     server.routes["/big-lama.zip"] = Route(data)
     url = server.url("/big-lama.zip")
     write_manifest(
@@ -494,14 +501,17 @@ def test_zip_member_is_extracted_and_a_missing_member_named(
         other=[source(url, data, member="lama/best.ckpt")],
     )
 
-    assert_lama_converted(weights.pull("toy"), lama_state, url, sha256_of(data))
+    # Only the member is fetched (byte ranges), and its own SHA-256 is what gets pinned.
+    assert_lama_converted(weights.pull("toy"), lama_state, url, member_sha)
+    assert weights.cache.pinned(f"{url}#big-lama/models/best.ckpt") == member_sha
     # The same archive downloaded by hand imports under the checksum pinned by the first download.
     weights.remove("toy")
     notes = Notes()
-    assert_lama_converted(
-        weights.import_file("toy", archive, progress=notes), lama_state, url, sha256_of(data)
-    )
-    assert notes.notes == [f"big-lama.zip: sha256 matches the one recorded at the first download of {url}"]
+    assert_lama_converted(weights.import_file("toy", archive, progress=notes), lama_state, url, member_sha)
+    assert notes.notes == [
+        "big-lama.zip: sha256 of big-lama/models/best.ckpt matches the one recorded at the first download "
+        f"of {url}"
+    ]
     with pytest.raises(
         WeightsError, match=r"the archive has no lama/best\.ckpt; it has big-lama/models/best\.ckpt"
     ):
@@ -565,7 +575,8 @@ def test_offline_refuses_to_download_and_says_how(
     with pytest.raises(WeightsError, match="INPAINT_OFFLINE forbids downloading it") as caught:
         weights.ensure_model("toy")
     assert caught.value.hint == (
-        "run `inpaint weights pull toy` while online, or `inpaint weights import toy FILE`"
+        "run `inpaint weights pull toy` while online, or `inpaint weights import toy FILE`; "
+        + weights.works_offline_hint()
     )
     with pytest.raises(WeightsError, match="needs the network and INPAINT_OFFLINE is set"):
         weights.pull("toy")
@@ -618,7 +629,7 @@ def test_bundled_source_needs_no_network(
     bundled_dir.mkdir()
     shipped = bundled_dir / "lama-demo.ckpt"
     shipped.write_bytes(LAMA_CKPT.read_bytes())
-    monkeypatch.setattr(weights, "BUNDLED_DIR", bundled_dir)
+    monkeypatch.setattr(weights.manifest, "BUNDLED_DIR", bundled_dir)
     digest = weights.file_sha256(shipped)
     write_manifest(
         tmp_path / "m.json", monkeypatch, toy=[source("bundled:lama-demo.ckpt", shipped.read_bytes())]
@@ -643,7 +654,7 @@ def test_bundled_source_needs_no_network(
 def test_other_families_convert_from_their_official_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer, family: str, fixture: str
 ) -> None:
-    data = (REFERENCE / fixture).read_bytes()
+    data = (DATA / fixture).read_bytes()
     server.routes["/official.pth"] = Route(data)
     manifest = write_manifest(
         tmp_path / "m.json", monkeypatch, toy=[source(server.url("/official.pth"), data, fmt="torch-pth")]
@@ -654,9 +665,8 @@ def test_other_families_convert_from_their_official_files(
 
     converted = read_checkpoint(weights.pull("toy"))
 
-    expected = FAMILIES[family].convert_state_dict(read_checkpoint(REFERENCE / fixture).state_dict)
+    expected = FAMILIES[family].convert_state_dict(read_checkpoint(DATA / fixture).state_dict)
     assert converted.metadata["family"] == family
-    assert converted.config == FAMILIES[family].config_from_state_dict(expected)
     assert converted.state_dict.keys() == expected.keys()
     assert all(torch.equal(converted.state_dict[k], v) for k, v in expected.items())
 
@@ -686,7 +696,8 @@ class JitWrapper(nn.Module):
 @pytest.fixture(scope="module")
 def traced_big_lama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = lama_generator_state()
-    network = lama.FAMILY.build(lama.config_from_state_dict(state))
+    lama = FAMILIES["lama"]
+    network = lama.build(lama.config_from_state_dict(state))
     network.load_state_dict(state)
     torch.manual_seed(0)
     example = (torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.5).float())
@@ -762,8 +773,8 @@ def test_import_of_a_file_of_another_family_is_refused(
 ) -> None:
     write_manifest(tmp_path / "m.json", monkeypatch, toy=[source("https://example.org/x.ckpt")])
     with pytest.raises(CheckpointError, match="not a lama checkpoint") as caught:
-        weights.import_file("toy", REFERENCE / "pconv" / "small.pth")
-    assert caught.value.path == REFERENCE / "pconv" / "small.pth"
+        weights.import_file("toy", DATA / "pconv" / "small.pth")
+    assert caught.value.path == DATA / "pconv" / "small.pth"
 
 
 def test_find_foreign_checkpoints_in_torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -838,11 +849,20 @@ def test_models_table_lists_manifest_and_classical_methods(
     assert rows["toy"] == [
         "lama",
         "small-fixture",
-        f"{len(lama_bytes) / 1e6:.1f} MB",
+        f"{len(lama_bytes) / 1e3:.1f} kB",
         "Apache-2.0",
-        f"yes ({size / 1e6:.1f} MB)",
+        f"yes ({size / 1e3:.1f} kB)",
     ]
     assert rows["other"] == ["lama", "small-fixture", "?", "Apache-2.0", "no"]
+    # Bundled models stay listed under a private manifest, as bundled, not as "not cached".
+    tiny = weights.get_entry("lama-tiny").bundled
+    assert rows["lama-tiny"] == [
+        "lama",
+        "demo",
+        "-",
+        "Apache-2.0",
+        f"bundled ({tiny.stat().st_size / 1e6:.1f} MB)",
+    ]
     assert rows["telea"] == ["classical", "opencv telea", "-", "Apache-2.0 (OpenCV)", "weight-free"]
     assert rows["ns"][-1] == "weight-free"
 
@@ -852,8 +872,8 @@ def test_run_with_a_named_model_pulls_it_first_then_works_offline(
 ) -> None:
     server.routes["/small.ckpt"] = Route(lama_bytes)
     write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(server.url("/small.ckpt"), lama_bytes)])
-    image, mask = REFERENCE / "lama" / "case_b_image.png", REFERENCE / "lama" / "case_b_mask.png"
-    expected = np.asarray(Image.open(REFERENCE / "lama" / "case_b_result.png"), dtype=np.int16)
+    image, mask = DATA / "lama" / "case_b_image.png", DATA / "lama" / "case_b_mask.png"
+    expected = np.asarray(Image.open(DATA / "lama" / "case_b_result.png"), dtype=np.int16)
     runner = CliRunner()
 
     for run, offline in enumerate(("0", "1")):
