@@ -173,13 +173,16 @@ def test_unwritable_output_folder_is_reported(photo, tmp_path):
     assert "out.png" in one_line_error(result.output)
 
 
-def test_output_in_a_path_that_cannot_be_a_folder_is_reported(photo, tmp_path):
+def test_output_inside_a_file_is_a_usage_error_before_anything_runs(photo, tmp_path):
     image_path, mask_path, _, _ = photo
     blocker = tmp_path / "file_not_folder"
     blocker.write_text("x")
     result = invoke("run", image_path, "--mask", mask_path, "--model", "telea", "-o", blocker / "out.png")
-    assert result.exit_code == 1
-    assert "file_not_folder" in one_line_error(result.output)
+    assert result.exit_code == 2  # found before anything runs, not "File exists" after the fill
+    assert one_line_error(result.output) == (
+        f"error: {blocker / 'out.png'}: {blocker} is a file, "
+        "so -o cannot be written inside it (give another -o)"
+    )
 
 
 def test_existing_output_is_refused_unless_overwrite_and_input_is_never_the_output(photo, tmp_path):

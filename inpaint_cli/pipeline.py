@@ -1,0 +1,287 @@
+"""`inpaint run` as one library call: a `RunOptions` in, outputs written, a `RunResult` out.
+
+The path of one image: the options are checked (`RunOptions`, then the paths here), the input is
+paired with its mask(s) and output (`batch.plan_single` / `plan_folder`), the model is loaded once
+(`engine.Inpainter`), and `batch.run_jobs` reads, fills and writes each job while `RunEvents` hears
+about every step (the CLI renders them; a Python caller may ignore them).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inpaint_cli.errors import InpaintError, UsageError
+from inpaint_cli.run_options import DEFAULT_MODEL, RunOptions
+
+if TYPE_CHECKING:
+    from inpaint_cli import batch
+    from inpaint_cli.batch import Job, JobOutcome, Status
+    from inpaint_cli.engine import Inpainter
+    from inpaint_cli.weights import DownloadProgress
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The loaded model, for `-v` and the demo-model note."""
+
+    name: str
+    family: str
+    device: str
+    precision: str
+    threads: int
+    load_seconds: float
+    demo_note: str | None = None
+    """Set when the model is a bundled demo-quality one: what to use for real work."""
+
+
+@dataclass(frozen=True)
+class DryRunRow:
+    """What a run would do with one image (or one unused mask), without loading a model."""
+
+    image: str
+    masks: str
+    output: str
+    action: str
+    fails: bool = False
+
+
+@dataclass
+class RunResult:
+    """What one `inpaint run` did, in input order."""
+
+    plan: batch.Plan
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    not_run: list[Job] = field(default_factory=list)
+    """Jobs never started (`--fail-fast`, Ctrl-C)."""
+    interrupted: bool = False
+    model: ModelInfo | None = None
+    dry_run: list[DryRunRow] | None = None
+    """The pairing table of `--dry-run` (nothing else ran)."""
+    seconds: float = 0.0
+    """Time of the jobs, from the first read to the last write (the model load is in `model`)."""
+    report_error: str | None = None
+
+    def counts(self) -> dict[Status, int]:
+        from inpaint_cli.batch import status_counts
+
+        return status_counts(self.outcomes)
+
+    @property
+    def failed(self) -> bool:
+        from inpaint_cli.batch import Status
+
+        dry_failed = any(row.fails for row in self.dry_run or ())
+        return dry_failed or self.report_error is not None or self.counts()[Status.FAILED] > 0
+
+
+class RunEvents:
+    """What a run tells as it goes; every method may be overridden, none is required."""
+
+    download_progress: DownloadProgress | None = None
+    """Progress of a model download, if the model is not cached yet."""
+
+    def jobs_planned(self, jobs: list[Job]) -> None:
+        """The inputs are paired: these jobs will run (before the model is loaded)."""
+
+    def model_loaded(self, model: ModelInfo) -> None:
+        """The model is loaded and about to fill the first image."""
+
+    def job_started(self, job: Job) -> None:
+        """The model takes this job."""
+
+    def job_progress(self, job: Job, done: int, total: int) -> None:
+        """`done` of the `total` network passes (boxes or tiles) of this job are finished."""
+
+    def job_finished(self, outcome: JobOutcome) -> None:
+        """A job is done, skipped or failed (in the order they finish)."""
+
+
+def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
+    """Fill the holes of every input of `options`, write the outputs (and report), return what happened.
+
+    Usage problems (missing files, contradicting options, an unknown model) raise `UsageError` before
+    anything is written; a problem with one input fails that input only. Ctrl-C ends the run early
+    with `interrupted` set: outputs written so far are complete.
+    """
+    from inpaint_cli import batch
+
+    events = events or RunEvents()
+    check_paths(options)
+    settings = job_settings(options)
+    plan = plan_jobs(options, settings)
+    if options.dry_run:
+        return RunResult(plan, dry_run=dry_run_rows(plan, settings))
+    events.jobs_planned(plan.jobs)
+    inpainter, model = load_model(options, events.download_progress)
+    events.model_loaded(model)
+    started = time.perf_counter()
+    ran = batch.run_jobs(
+        inpainter,
+        plan.jobs,
+        settings,
+        on_outcome=events.job_finished,
+        fail_fast=options.fail_fast,
+        workers=options.jobs,
+        on_start=events.job_started,
+        made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
+    )
+    result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
+    result.seconds = time.perf_counter() - started
+    if options.report is not None:
+        try:
+            batch.write_report(
+                options.report, result.outcomes, not_run=result.not_run, unused_masks=plan.unused_masks
+            )
+        except InpaintError as error:
+            result.report_error = error.one_line()
+        except OSError as error:
+            result.report_error = f"{options.report}: cannot write the report ({error.strerror or error})"
+    return result
+
+
+# --- before anything runs ----------------------------------------------------------------------------
+
+
+def check_paths(options: RunOptions) -> None:
+    """The files named on the command line exist, and every path to write can become a file."""
+    if not options.input.exists():
+        raise UsageError("no such file or folder", path=options.input)
+    if not options.mask.exists():
+        raise UsageError("no such mask file or folder", path=options.mask)
+    if options.checkpoint is not None and not options.checkpoint.is_file():
+        raise UsageError("no such checkpoint file", path=options.checkpoint)
+    targets = {
+        "-o": options.output,
+        "--report": options.report,
+        "--save-intermediates": options.intermediates_dir,
+    }
+    for flag, target in targets.items():
+        if target is not None:
+            _check_creatable(target, flag)
+
+
+def _check_creatable(path: Path, flag: str) -> None:
+    """A path whose missing folders can be created: no existing file where a folder must be."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(
+                    f"{parent} is a file, so {flag} cannot be written inside it",
+                    path=path,
+                    hint=f"give another {flag}",
+                )
+            return
+
+
+def job_settings(options: RunOptions) -> batch.RunSettings:
+    """The per-input settings of the jobs: the fields of `batch.RunSettings`, taken from the options."""
+    from inpaint_cli import batch
+
+    if options.overwrite is None:
+        existing = batch.Existing.SKIP if options.is_batch else batch.Existing.ERROR
+    else:
+        existing = batch.Existing.OVERWRITE if options.overwrite else batch.Existing.SKIP
+    return batch.RunSettings(**projected(options, _field_names(batch.RunSettings)), existing=existing)
+
+
+def projected(options: RunOptions, names: set[str]) -> dict[str, Any]:
+    """The options' values under `names` (enums as their plain values): one field, one name, everywhere."""
+    values = {spec.name: getattr(options, spec.name) for spec in fields(options) if spec.name in names}
+    return {name: value.value if isinstance(value, enum.Enum) else value for name, value in values.items()}
+
+
+def _field_names(target: type | Callable[..., Any]) -> set[str]:
+    if hasattr(target, "__dataclass_fields__"):
+        return {spec.name for spec in fields(target)}
+    return set(inspect.signature(target).parameters)
+
+
+def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
+    """Pair the input(s) with masks and outputs, and check every planned read and write (`batch.plan_run`):
+    nothing read is written, no two writes share a target, every write can happen."""
+    from inpaint_cli import batch
+    from inpaint_cli.targets import Access
+
+    reads = [] if options.checkpoint is None else [Access(options.checkpoint, "the checkpoint")]
+    return batch.plan_run(
+        options.input,
+        options.mask,
+        options.output,
+        settings,
+        recursive=options.recursive,
+        report=options.report,
+        reads=reads,
+    )
+
+
+def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings) -> list[DryRunRow]:
+    """The pairing table: per image its mask(s), output and what a run would do."""
+    from inpaint_cli import batch
+
+    rows = []
+    for job in plan.jobs:
+        action, fails = batch.dry_run_action(job, settings)  # names and file headers, no decoding
+        rows.append(
+            DryRunRow(str(job.image), ", ".join(map(str, job.masks)) or "-", str(job.output), action, fails)
+        )
+    rows += [DryRunRow("-", str(mask), "-", "unused: no image has this name") for mask in plan.unused_masks]
+    rows += [DryRunRow("-", "-", "-", message, fails=True) for message in plan.unreadable]
+    return rows
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+
+def load_model(options: RunOptions, progress: DownloadProgress | None = None) -> tuple[Inpainter, ModelInfo]:
+    """The model of `--model` / `--checkpoint` on the chosen device, and what to say about it.
+
+    Without `--model`, a checkpoint's family is recognised from the file; else the default model.
+    """
+    import torch
+
+    from inpaint_cli.engine import Inpainter, InpaintOptions
+
+    if options.threads:
+        torch.set_num_threads(options.threads)  # the process's setting, made here, not in a constructor
+    engine_options: dict[str, Any] = projected(options, {"device", "precision"})
+    engine_options["options"] = InpaintOptions(**projected(options, _field_names(InpaintOptions)))
+    started = time.perf_counter()
+    if options.model is None and options.checkpoint is not None:
+        inpainter = Inpainter.from_checkpoint(options.checkpoint, None, **engine_options)
+    else:
+        inpainter = Inpainter.from_name(
+            options.model or DEFAULT_MODEL, checkpoint=options.checkpoint, progress=progress, **engine_options
+        )
+    seconds = time.perf_counter() - started
+    name = options.model or (options.checkpoint.name if options.checkpoint else DEFAULT_MODEL)
+    model = ModelInfo(
+        name=name,
+        family=inpainter.network.family,
+        device=str(inpainter.device),
+        precision=str(inpainter.dtype).removeprefix("torch."),
+        threads=torch.get_num_threads(),
+        load_seconds=seconds,
+        demo_note=demo_note(options.model) if options.checkpoint is None else None,
+    )
+    return inpainter, model
+
+
+def demo_note(name: str | None) -> str | None:
+    """For a bundled demo-quality model: which model to use for real restorations."""
+    if name is None:
+        return None
+    from inpaint_cli import weights
+
+    entry = weights.load_manifest().get(name)
+    if entry is None or entry.variant != "demo":
+        return None
+    return (
+        f"{name} is a small demo-quality model bundled for trying the tool offline; "
+        f"for real restorations use --model {entry.family} (inpaint weights pull {entry.family})"
+    )
