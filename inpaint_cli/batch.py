@@ -98,6 +98,8 @@ class JobOutcome:
     warnings: list[str] = field(default_factory=list)
     strategy: str | None = None
     written: list[Path] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds per step (`read`, `fill`, `write`), for `-v`."""
 
     def as_record(self) -> dict:
         """The JSON report entry of this input."""
@@ -393,8 +395,9 @@ def save(outcome: JobOutcome, loaded: Loaded, result: InpaintResult, settings: R
         outcome.warnings.append(result.intermediates_missing or "no intermediates: the mask has no hole")
 
 
-def _attempt(outcome: JobOutcome, step: Callable[[], T]) -> T | None:
-    """Run one step of a job, adding its time; a problem with this input fails the outcome."""
+def _attempt(outcome: JobOutcome, step: Callable[[], T], stage: str) -> T | None:
+    """Run one step of a job, adding its time (in total and to its stage); a problem with this
+    input fails the outcome."""
     started = time.perf_counter()
     try:
         return step()
@@ -403,13 +406,15 @@ def _attempt(outcome: JobOutcome, step: Callable[[], T]) -> T | None:
     except OSError as exc:  # unreadable file, full disk: this input fails, the batch goes on
         outcome.error = f"{exc.filename or outcome.job.image}: {exc.strerror or exc}"
     finally:
-        outcome.seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        outcome.seconds += seconds
+        outcome.stages[stage] = outcome.stages.get(stage, 0.0) + seconds
     outcome.status = Status.FAILED
     return None
 
 
 def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
-    loaded = _attempt(outcome, lambda: load(outcome.job, settings))
+    loaded = _attempt(outcome, lambda: load(outcome.job, settings), "read")
     if loaded is not None and not loaded.hole.any():
         outcome.warnings.append(f"{outcome.job.masks[0]}: mask has no hole pixels; image copied through")
     return loaded
@@ -418,7 +423,9 @@ def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
 def _fill_step(
     outcome: JobOutcome, inpainter: Inpainter, loaded: Loaded, capture: bool
 ) -> InpaintResult | None:
-    result = _attempt(outcome, lambda: inpainter.inpaint(loaded.picture.pixels, loaded.hole, capture=capture))
+    result = _attempt(
+        outcome, lambda: inpainter.inpaint(loaded.picture.pixels, loaded.hole, capture=capture), "fill"
+    )
     if result is not None:
         outcome.strategy = describe_plan(inpainter.strategy.value, result.boxes, loaded.hole.shape)
     return result
@@ -442,8 +449,26 @@ def describe_plan(strategy: str, boxes: Sequence[Box], size: tuple[int, int]) ->
 def _save_step(
     outcome: JobOutcome, loaded: Loaded, result: InpaintResult, settings: RunSettings
 ) -> JobOutcome:
-    _attempt(outcome, lambda: save(outcome, loaded, result, settings))
+    _attempt(outcome, lambda: save(outcome, loaded, result, settings), "write")
     return outcome
+
+
+class Outcomes(list[JobOutcome]):
+    """The outcomes of `run_jobs` in job order, and what did not run."""
+
+    def __init__(self, outcomes: Iterable[JobOutcome], not_run: list[Job], interrupted: bool) -> None:
+        super().__init__(outcomes)
+        self.not_run = not_run
+        """Jobs never started (`fail_fast`, Ctrl-C), in job order."""
+        self.interrupted = interrupted
+
+
+def status_counts(outcomes: Iterable[JobOutcome]) -> dict[Status, int]:
+    """How many outcomes have each status: the one count behind the report and the summary."""
+    counts = dict.fromkeys(Status, 0)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return counts
 
 
 # --- many jobs: decode ahead and encode behind in threads, the model in the calling thread ------------
@@ -463,14 +488,14 @@ def run_jobs(
     *,
     workers: int = 1,
     on_start: Callable[[Job], None] | None = None,
-) -> list[JobOutcome]:
-    """Run jobs, returning their outcomes in job order.
+) -> Outcomes:
+    """Run jobs, returning their outcomes in job order (with the jobs never started, if any).
 
     `workers` threads decode the next images and `workers` more encode finished ones while the
     model fills the current one. `on_start` sees each job as the model takes it and `on_outcome`
     each result as it comes (both in the calling thread). With `fail_fast`, nothing new starts
-    after a failure; outputs being written are finished. Ctrl-C cancels what has not started and
-    re-raises.
+    after a failure; outputs being written are finished. Ctrl-C cancels what has not started,
+    lets the writes under way finish and returns with `interrupted` set.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
@@ -511,6 +536,7 @@ def run_jobs(
             finish(index, future.result())
 
     capture = settings.intermediates_dir is not None
+    interrupted = False
     try:
         read_ahead()
         while loading:
@@ -533,6 +559,8 @@ def run_jobs(
                     dropped.cancel()
                 loading.clear()
         collect_saved(block_above=0)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
@@ -540,7 +568,8 @@ def run_jobs(
         for index, future in saving:
             if not future.cancelled():
                 finish(index, future.result())
-    return [outcomes[index] for index in sorted(outcomes)]
+    not_run = [job for index, job in enumerate(jobs) if index not in outcomes]
+    return Outcomes((outcomes[index] for index in sorted(outcomes)), not_run, interrupted)
 
 
 def write_report(
@@ -552,7 +581,7 @@ def write_report(
 ) -> Path:
     """The JSON report: a summary and one record per input, plus inputs never started
     (`--fail-fast`, Ctrl-C) and masks that matched no image."""
-    counts = {status.value: sum(o.status is status for o in outcomes) for status in Status}
+    counts = {status.value: count for status, count in status_counts(outcomes).items()}
     report = {
         "summary": {**counts, "not_run": len(not_run), "unused_masks": len(unused_masks)},
         "inputs": [o.as_record() for o in outcomes],
