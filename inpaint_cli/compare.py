@@ -29,6 +29,9 @@ CROP_SIDE = 384
 """Largest side of the full-size crop around the hole in the grid."""
 CROP_MARGIN = 24
 """Known pixels shown around the hole's bounding box in the crop."""
+CROP_AREA_SHARE = 0.5
+"""A crop covering more of the image than this would repeat the whole picture: zoom in instead."""
+CROP_MIN_SIDE = 64
 COLUMN_MIN = 256
 """Narrowest grid column: the whole picture stays readable when the hole is small."""
 WHOLE_MAX_HEIGHT = 384
@@ -137,9 +140,11 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(H×W×C pixels, H×W bool hole) -> filled pixels of the same shape and dtype."""
 
 
-def load_models(names: Sequence[str], **options: Any) -> tuple[dict[str, Filler], dict[str, float]]:
-    """Load each named model once; returns fill functions and load times. Unknown names fail here,
-    before any image is processed. `options` go to the loader (device, precision, strategy, ...)."""
+def load_models(
+    names: Sequence[str], *, device: str = "auto", precision: str = "auto", strategy: str = "auto"
+) -> tuple[dict[str, Filler], dict[str, float]]:
+    """Load each named model once: fill functions and load times. Unknown names fail here, before any
+    image is processed. `strategy` is the resolution strategy of every fill (see `inpaint run`)."""
     from inpaint_cli.engine import Inpainter
 
     if not names:
@@ -147,13 +152,24 @@ def load_models(names: Sequence[str], **options: Any) -> tuple[dict[str, Filler]
     duplicates = sorted({name for name in names if list(names).count(name) > 1})
     if duplicates:
         raise UsageError(f"model named twice: {', '.join(duplicates)}")
+    options = None
+    if strategy != "auto":
+        from inpaint_cli.strategies import InpaintOptions
+
+        options = InpaintOptions(strategy=strategy)
     fillers: dict[str, Filler] = {}
     load_seconds: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
-        inpainter = Inpainter.from_name(name, **options)
+        inpainter = Inpainter.from_name(name, device=device, precision=precision)
         load_seconds[name] = time.perf_counter() - started
-        fillers[name] = lambda pixels, hole, inpainter=inpainter: inpainter.inpaint(pixels, hole).pixels
+
+        def fill(pixels: np.ndarray, hole: np.ndarray, inpainter: Inpainter = inpainter) -> np.ndarray:
+            if options is None:
+                return inpainter.inpaint(pixels, hole).pixels
+            return inpainter.inpaint(pixels, hole, options=options).pixels
+
+        fillers[name] = fill
     return fillers, load_seconds
 
 
@@ -360,8 +376,10 @@ class Grid:
 def crop_box(
     hole: np.ndarray, max_side: int = CROP_SIDE, margin: int = CROP_MARGIN
 ) -> tuple[int, int, int, int]:
-    """(top, left, height, width): the hole's bounding box plus `margin`, at most `max_side` a side,
-    centred on the largest hole region when it must be cut; the whole image when there is no hole."""
+    """(top, left, height, width) of the grid's full-size crop: the hole's bounding box plus `margin`,
+    at most `max_side` a side. When that would show most of the image anyway (scratches all over),
+    a window of half the image's shorter side is used instead. A cut window is centred on the largest
+    hole region. Without a hole: the top-left corner."""
     import cv2
 
     height, width = hole.shape
@@ -370,16 +388,20 @@ def crop_box(
     rows, columns = np.nonzero(hole)
     top, bottom = rows.min() - margin, rows.max() + 1 + margin
     left, right = columns.min() - margin, columns.max() + 1 + margin
-    if bottom - top > max_side or right - left > max_side:
+    covered = (min(bottom, height) - max(top, 0)) * (min(right, width) - max(left, 0))
+    limit = max_side
+    if covered > CROP_AREA_SHARE * height * width:
+        limit = min(max_side, max(CROP_MIN_SIDE, min(height, width) // 2))
+    if bottom - top > limit or right - left > limit:
         count, _, stats, centroids = cv2.connectedComponentsWithStats(hole.view(np.uint8), connectivity=8)
         largest = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))
         centre_x, centre_y = centroids[largest]
-        if bottom - top > max_side:
-            top = round(centre_y - max_side / 2)
-            bottom = top + max_side
-        if right - left > max_side:
-            left = round(centre_x - max_side / 2)
-            right = left + max_side
+        if bottom - top > limit:
+            top = round(centre_y - limit / 2)
+            bottom = top + limit
+        if right - left > limit:
+            left = round(centre_x - limit / 2)
+            right = left + limit
 
     def clamp(start: int, stop: int, size: int) -> tuple[int, int]:
         length = min(stop - start, size)
