@@ -65,13 +65,26 @@ def make_messy(root: Path) -> tuple[Path, Path]:
     return photos, masks
 
 
+RECORD_SUFFIX = ".inpaint.json"
+"""Hidden provenance records beside outputs (they name their own paths, so they differ by folder)."""
+
+
 def tree_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under `folder` by relative path, hidden (temporary) files included."""
+    """SHA-256 of every visible file under `folder`, by relative path."""
     return {
         path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and not path.name.startswith(".")
     }
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden files under `folder` that are not provenance records: temporaries of unfinished writes."""
+    return sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob(".*")
+        if path.is_file() and not path.name.endswith(RECORD_SUFFIX)
+    )
 
 
 def free_port() -> int:
@@ -134,10 +147,16 @@ def upload_tree(folder: Path, url: str) -> None:
 
 
 def remote_hashes(url: str) -> dict[str, str]:
-    """SHA-256 of every object under `url` by relative key (like `tree_hashes`)."""
+    """SHA-256 of every object under `url` by relative key; any hidden object other than a provenance
+    record (a temporary) is listed under its name with the value `LEFTOVER`."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url)
-    return {
-        key[len(root) + 1 :]: hashlib.sha256(fs.cat_file(key)).hexdigest() for key in sorted(fs.find(root))
-    }
+    found = {}
+    for key in sorted(fs.find(root)):
+        name = key[len(root) + 1 :]
+        if not name.rsplit("/", 1)[-1].startswith("."):
+            found[name] = hashlib.sha256(fs.cat_file(key)).hexdigest()
+        elif not name.endswith(RECORD_SUFFIX):
+            found[name] = "LEFTOVER"
+    return found

@@ -1,0 +1,287 @@
+"""Distributed batches on a local Ray cluster started here: the same outcomes and bytes as the local
+batch, a driver that never loads a model, lost workers, bounded memory, fail-fast, Ctrl-C, and S3."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import itertools
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+from storage_helpers import (
+    BAD,
+    GOOD,
+    NO_MASK,
+    leftovers,
+    make_hole,
+    make_messy,
+    remote_hashes,
+    tree_hashes,
+    upload_tree,
+)
+
+from inpaint_cli import batch, distributed, engine, storage
+from inpaint_cli.distributed import RayOptions
+from inpaint_cli.engine import Inpainter
+from inpaint_cli.errors import UsageError
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason='Ray is not installed (pip install -e ".[ray]")')
+SKIP = batch.RunSettings(existing=batch.Existing.SKIP)
+TELEA = functools.partial(Inpainter.from_name, "telea", device="cpu")
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    with pytest.raises(UsageError) as missing:
+        distributed.require_ray()
+    assert missing.value.one_line() == '--ray needs Ray, which is not installed (pip install "inpaint[ray]")'
+
+
+@pytest.fixture(scope="module")
+def cluster() -> object:
+    """A two-CPU local cluster, started after the S3 server so that its workers reach it too."""
+    if not HAVE_RAY:
+        pytest.skip('Ray is not installed (pip install -e ".[ray]")')
+    import ray
+    from storage_helpers import s3_server
+
+    # Functions and classes of this module reach the workers by value (tests/ is not importable there).
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with s3_server() as endpoint:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield endpoint
+        finally:
+            ray.shutdown()
+
+
+def local_run(photos: Path, masks: Path | str, out: Path) -> batch.Outcomes:
+    plan = batch.plan_folder(photos, Path(masks), out, recursive=True)
+    return batch.run_jobs(TELEA(), plan.jobs, SKIP)
+
+
+def by_name(outcomes: list[batch.JobOutcome]) -> dict[str, batch.JobOutcome]:
+    return {outcome.job.relative.as_posix(): outcome for outcome in outcomes}
+
+
+def never_load(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the driver loaded a model")
+
+
+@needs_ray
+def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, masks = make_messy(tmp_path)
+    local = by_name(local_run(photos, masks, tmp_path / "local"))
+    plan = batch.plan_folder(photos, masks, tmp_path / "ray", recursive=True)
+    monkeypatch.setattr(engine.Inpainter, "from_name", never_load)  # in this process only
+    live: list[int] = []
+
+    outcomes = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2), on_workers=live.append)
+
+    found = by_name(outcomes)
+    assert [o.job for o in outcomes] == plan.jobs  # one outcome per job, in plan order
+    assert {name: o.status for name, o in found.items()} == {name: o.status for name, o in local.items()}
+    assert {name: o.error for name, o in found.items()} == {name: o.error for name, o in local.items()}
+    assert {name for name, o in found.items() if o.status is batch.Status.DONE} == set(GOOD)
+    for name, problem in BAD.items():
+        assert f"{photos / name}: {problem}" in found[name].error
+    assert found[NO_MASK].error.startswith(f"{photos / NO_MASK}: no mask found")
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")  # byte-identical
+    assert leftovers(tmp_path / "ray") == []
+    pids = set()
+    for name in GOOD:
+        record = found[name].as_record()
+        assert record["node"] and len(record["worker"]) == 12 and record["seconds"] > 0, record
+        pids.add(record["worker_pid"])
+    assert os.getpid() not in pids and max(live) == 2 and 1 <= len(pids) <= 2
+
+    again = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2))
+    assert {o.job.relative.as_posix() for o in again if o.status is batch.Status.SKIPPED} == set(GOOD)
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
+
+
+@needs_ray
+def test_a_bundled_network_gives_the_same_bytes_on_ray_as_locally(cluster: str, tmp_path: Path) -> None:
+    photos, masks = make_messy(tmp_path)
+    pconv = functools.partial(Inpainter.from_name, "pconv-tiny", device="cpu")
+    jobs = [job for job in batch.plan_folder(photos, masks, tmp_path / "local").jobs if job.problem is None]
+    local = batch.run_jobs(pconv(), jobs, SKIP)
+    assert sum(o.status is batch.Status.DONE for o in local) == len(GOOD) - 1  # all but the nested one
+    ray_jobs = batch.plan_folder(photos, masks, tmp_path / "ray").jobs
+
+    outcomes = distributed.run_on_ray(
+        pconv, [j for j in ray_jobs if j.problem is None], SKIP, RayOptions(workers=1)
+    )
+
+    assert [o.status for o in outcomes] == [o.status for o in local]
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
+
+
+def save_photos(folder: Path, count: int, size: tuple[int, int]) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{index:05}.png")
+    mask = folder.parent / "mask.png"
+    hole = np.zeros(size, dtype=np.uint8)
+    hole[size[0] // 4 : size[0] // 2, size[1] // 4 : size[1] // 2] = 255
+    Image.fromarray(hole).save(mask)
+    return mask
+
+
+@needs_ray
+def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
+    cluster: str, tmp_path: Path
+) -> None:
+    mask = save_photos(tmp_path / "photos", 40, (96, 128))
+    local_run(tmp_path / "photos", mask, tmp_path / "local")
+    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "ray").jobs
+    written: dict[Path, tuple[int, int]] = {}
+    killed: list[int] = []
+    live: list[int] = []
+
+    def kill_one_worker(outcome: batch.JobOutcome) -> None:
+        written[outcome.job.output] = _identity(outcome.job.output)
+        if len(written) == 3 and not killed:
+            killed.append(outcome.placement["worker_pid"])
+            os.kill(killed[0], signal.SIGKILL)
+
+    outcomes = distributed.run_on_ray(
+        TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=kill_one_worker, on_workers=live.append
+    )
+
+    assert killed and any(after < before for before, after in itertools.pairwise(live))  # a loss seen
+    assert [o.job for o in outcomes] == jobs and {o.status for o in outcomes} == {batch.Status.DONE}
+    assert all(o.placement.get("worker_pid") != killed[0] for o in outcomes[-10:])
+    # Nothing missing, partial or corrupt: the same bytes as the local run and no temporary files...
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
+    assert leftovers(tmp_path / "ray") == []
+    # ... and nothing written twice: each output is the file that was there when it was reported.
+    assert {path: _identity(path) for path in written} == written
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class PoisonedTelea:
+    """Telea, except that an image 13 px wide kills the process that fills it (as a crash would)."""
+
+    def __init__(self) -> None:
+        self.inner = Inpainter.from_name("telea", device="cpu")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, **options: object) -> object:
+        if pixels.shape[1] == 13:
+            os._exit(1)
+        return self.inner.inpaint(pixels, hole, **options)
+
+
+@needs_ray
+def test_an_image_that_kills_every_worker_fails_alone(cluster: str, tmp_path: Path) -> None:
+    mask = save_photos(tmp_path / "photos", 6, (16, 20))
+    Image.fromarray(np.zeros((16, 13, 3), np.uint8)).save(tmp_path / "photos" / "00002.png")
+    Image.fromarray(make_hole(16, 13).astype(np.uint8) * 255).save(tmp_path / "narrow_mask.png")
+    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    jobs[2] = batch.Job(jobs[2].image, (tmp_path / "narrow_mask.png",), jobs[2].output, jobs[2].relative)
+
+    outcomes = distributed.run_on_ray(PoisonedTelea, jobs, SKIP, RayOptions(workers=2, max_attempts=2))
+
+    statuses = [o.status.value for o in outcomes]
+    assert statuses == ["done", "done", "failed", "done", "done", "done"]
+    assert outcomes[2].error == (
+        f"{jobs[2].image}: 2 Ray workers were lost while restoring it (more memory per worker?)"
+    )
+    assert sorted(tree_hashes(tmp_path / "out")) == [f"0000{i}.png" for i in (0, 1, 3, 4, 5)]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_driver_memory_stays_flat_over_2000_images(cluster: str, tmp_path: Path) -> None:
+    mask = save_photos(tmp_path / "photos", 2000, (8, 8))
+    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    process = psutil.Process()
+    rss: dict[int, int] = {}
+
+    def sample(outcome: batch.JobOutcome) -> None:
+        count = len(rss) + 1
+        rss[count] = process.memory_info().rss if count % 100 == 0 else 0
+
+    outcomes = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=sample)
+
+    assert sum(o.status is batch.Status.DONE for o in outcomes) == 2000
+    growth = (max(rss.values()) - rss[500]) / 2**20
+    print(f"driver RSS at 500 images {rss[500] / 2**20:.0f} MiB, growth to 2000 images {growth:.1f} MiB")
+    assert growth < 24, f"driver RSS grew {growth:.1f} MiB from image 500 to 2000"
+
+
+@needs_ray
+def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Path) -> None:
+    import ray
+
+    mask = save_photos(tmp_path / "photos", 30, (64, 64))
+    (tmp_path / "photos" / "00003.png").write_bytes(b"not a png")
+    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+
+    stopped = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), fail_fast=True)
+
+    assert len(stopped) < len(jobs) and stopped[3].status is batch.Status.FAILED
+    ran = {o.job.output.name for o in stopped if o.status is batch.Status.DONE}
+    assert set(tree_hashes(tmp_path / "out")) == ran  # never-run jobs wrote nothing
+
+    seen: list[batch.JobOutcome] = []
+
+    def interrupt(outcome: batch.JobOutcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=interrupt)
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the interrupted run's workers are being stopped
+    assert ray.available_resources().get("CPU", 0) == 2
+    local_run(tmp_path / "photos", mask, tmp_path / "local")
+    reference = tree_hashes(tmp_path / "local")
+    assert all(reference[name] == digest for name, digest in tree_hashes(tmp_path / "out").items())
+
+    finished = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2))  # the same call resumes
+    assert sum(o.status is batch.Status.FAILED for o in finished) == 1
+    assert tree_hashes(tmp_path / "out") == reference and leftovers(tmp_path / "out") == []
+
+
+@needs_ray
+@pytest.mark.slow
+def test_s3_folders_on_ray_give_the_local_outputs(cluster: str, tmp_path: Path) -> None:
+    import fsspec
+
+    photos, masks = make_messy(tmp_path)
+    local_run(photos, masks, tmp_path / "local")
+    fsspec.filesystem("s3").mkdir("ray-archive")
+    upload_tree(photos, "s3://ray-archive/photos")
+    upload_tree(masks, "s3://ray-archive/masks")
+    remote = {name: storage.location(f"s3://ray-archive/{name}") for name in ("photos", "masks", "out")}
+    plan = batch.plan_folder(remote["photos"], remote["masks"], remote["out"], recursive=True)
+
+    outcomes = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2))
+
+    done = {o.job.relative.as_posix() for o in outcomes if o.status is batch.Status.DONE}
+    assert done == set(GOOD)
+    failed = {o.job.relative.as_posix(): o.error for o in outcomes if o.status is batch.Status.FAILED}
+    assert failed["corrupt.png"].startswith("s3://ray-archive/photos/corrupt.png: image data is truncated")
+    assert remote_hashes("s3://ray-archive/out") == tree_hashes(tmp_path / "local")
