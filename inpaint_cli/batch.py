@@ -421,14 +421,34 @@ def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
 
 
 def _fill_step(
-    outcome: JobOutcome, inpainter: Inpainter, loaded: Loaded, capture: bool
+    outcome: JobOutcome, inpainter: Inpainter, loaded: Loaded, capture: bool, watch: Watch
 ) -> InpaintResult | None:
-    result = _attempt(
-        outcome, lambda: inpainter.inpaint(loaded.picture.pixels, loaded.hole, capture=capture), "fill"
-    )
+    job = outcome.job
+
+    def fill() -> InpaintResult:
+        plan = inpainter.plan(loaded.hole, capture=capture)
+        if watch.on_plan is not None:
+            watch.on_plan(job, plan.describe(), inpainter.estimate_seconds(plan))
+        on_progress = watch.on_progress
+        progress = None if on_progress is None else lambda done, total: on_progress(job, done, total)
+        pixels = loaded.picture.pixels
+        return inpainter.inpaint(pixels, loaded.hole, capture=capture, plan=plan, progress=progress)
+
+    result = _attempt(outcome, fill, "fill")
     if result is not None:
-        outcome.strategy = describe_plan(inpainter.strategy.value, result.boxes, loaded.hole.shape)
+        outcome.strategy = result.plan.describe() if result.plan is not None else None
+        outcome.stages.update({f"fill: {stage}": seconds for stage, seconds in result.seconds.items()})
     return result
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Who hears about a job while the model fills it (all in the calling thread)."""
+
+    on_plan: Callable[[Job, str, float | None], None] | None = None
+    """Before filling: the plan in words and its estimated seconds (None when too quick to estimate)."""
+    on_progress: Callable[[Job, int, int], None] | None = None
+    """After each network call: passes done of the plan's total."""
 
 
 def describe_plan(strategy: str, boxes: Sequence[Box], size: tuple[int, int]) -> str:
@@ -488,11 +508,13 @@ def run_jobs(
     *,
     workers: int = 1,
     on_start: Callable[[Job], None] | None = None,
+    watch: Watch | None = None,
 ) -> Outcomes:
     """Run jobs, returning their outcomes in job order (with the jobs never started, if any).
 
     `workers` threads decode the next images and `workers` more encode finished ones while the
-    model fills the current one. `on_start` sees each job as the model takes it and `on_outcome`
+    model fills the current one. `on_start` sees each job as the model takes it, `watch` its plan
+    and progress, and `on_outcome`
     each result as it comes (both in the calling thread). With `fail_fast`, nothing new starts
     after a failure; outputs being written are finished. Ctrl-C cancels what has not started,
     lets the writes under way finish and returns with `interrupted` set.
@@ -547,7 +569,7 @@ def run_jobs(
             if loaded is not None:
                 if on_start is not None:
                     on_start(outcome.job)
-                result = _fill_step(outcome, inpainter, loaded, capture)
+                result = _fill_step(outcome, inpainter, loaded, capture, watch or Watch())
             if result is None:
                 finish(index, outcome)
             else:
