@@ -68,9 +68,16 @@ def verbose_lines(outcome: JobOutcome) -> list[str]:
     lines = []
     if outcome.strategy:
         lines.append(f"  plan: {text(outcome.strategy)}")
-    if outcome.stages:
-        stages = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in outcome.stages.items())
-        lines.append(f"  time: {stages}")
+    steps = {name: seconds for name, seconds in outcome.stages.items() if ": " not in name}
+    parts = []
+    for step, seconds in steps.items():
+        inner = [
+            (name.partition(": ")[2], s) for name, s in outcome.stages.items() if name.startswith(f"{step}: ")
+        ]
+        detail = f" ({', '.join(f'{name} {s:.2f} s' for name, s in inner)})" if inner else ""
+        parts.append(f"{step} {seconds:.2f} s{detail}")
+    if parts:
+        lines.append(f"  time: {', '.join(parts)}")
     return lines
 
 

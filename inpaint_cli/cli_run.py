@@ -134,9 +134,9 @@ class Display(RunEvents):
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, current=str(job.name))
 
-    def job_planned(self, job: Job, description: str, seconds: float) -> None:
+    def job_planned(self, job: Job, description: str, seconds: float | None) -> None:
         """Before a long plan: a warning with the estimate, so a silent minute is expected."""
-        if seconds >= LONG_PLAN_SECONDS and not self.options.quiet:
+        if seconds is not None and seconds >= LONG_PLAN_SECONDS and not self.options.quiet:
             self.say(
                 f"[yellow]warning:[/] {cli_render.text(job.image)}: {cli_render.text(description)} "
                 f"will take about {_duration(seconds)} (a smaller --max-side or another --strategy is faster)"

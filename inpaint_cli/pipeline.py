@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from inpaint_cli.weights import DownloadProgress
 
 
+DTYPE_NAMES = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+"""Compute dtypes as `--precision` names them."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The loaded model, for `-v` and the demo-model note."""
@@ -95,6 +99,10 @@ class RunEvents:
     def job_started(self, job: Job) -> None:
         """The model takes this job."""
 
+    def job_planned(self, job: Job, description: str, seconds: float | None) -> None:
+        """Before the model fills this job: its plan in words and the estimated seconds (None when
+        too quick to be worth estimating)."""
+
     def job_progress(self, job: Job, done: int, total: int) -> None:
         """`done` of the `total` network passes (boxes or tiles) of this job are finished."""
 
@@ -129,6 +137,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
         fail_fast=options.fail_fast,
         workers=options.jobs,
         on_start=events.job_started,
+        watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
         made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
     )
     result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
@@ -245,28 +254,25 @@ def load_model(options: RunOptions, progress: DownloadProgress | None = None) ->
     """
     import torch
 
-    from inpaint_cli.engine import Inpainter, InpaintOptions
+    from inpaint_cli.engine import Inpainter
+    from inpaint_cli.strategies import InpaintOptions
 
     if options.threads:
         torch.set_num_threads(options.threads)  # the process's setting, made here, not in a constructor
-    engine_options: dict[str, Any] = projected(options, {"device", "precision"})
-    engine_options["options"] = InpaintOptions(**projected(options, _field_names(InpaintOptions)))
-    started = time.perf_counter()
+    planning = InpaintOptions(**projected(options, _field_names(InpaintOptions)))
+    settings = {"device": options.device, "precision": options.precision.value, "options": planning}
     if options.model is None and options.checkpoint is not None:
-        inpainter = Inpainter.from_checkpoint(options.checkpoint, None, **engine_options)
+        inpainter = Inpainter.from_checkpoint(options.checkpoint, None, **settings)
     else:
-        inpainter = Inpainter.from_name(
-            options.model or DEFAULT_MODEL, checkpoint=options.checkpoint, progress=progress, **engine_options
-        )
-    seconds = time.perf_counter() - started
-    name = options.model or (options.checkpoint.name if options.checkpoint else DEFAULT_MODEL)
+        name = options.model or DEFAULT_MODEL
+        inpainter = Inpainter.from_name(name, checkpoint=options.checkpoint, progress=progress, **settings)
     model = ModelInfo(
-        name=name,
+        name=options.model or (options.checkpoint.name if options.checkpoint else DEFAULT_MODEL),
         family=inpainter.network.family,
         device=str(inpainter.device),
-        precision=str(inpainter.dtype).removeprefix("torch."),
+        precision=DTYPE_NAMES.get(str(inpainter.dtype), str(inpainter.dtype)),
         threads=torch.get_num_threads(),
-        load_seconds=seconds,
+        load_seconds=inpainter.load_seconds,
         demo_note=demo_note(options.model) if options.checkpoint is None else None,
     )
     return inpainter, model

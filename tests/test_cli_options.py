@@ -4,7 +4,17 @@ runs, and is documented; the package's imports go one way; `--help` stays instan
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inpaint_cli import pipeline
+from inpaint_cli.cli import app
+from inpaint_cli.options import OutputFormat, Precision, StrategyName
+from inpaint_cli.run_options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "inpaint_cli"
@@ -95,3 +105,150 @@ def test_library_modules_never_import_the_command_line() -> None:
     for name, targets in graph.items():
         if name not in command_line and name != "inpaint_cli.__main__":
             assert not targets & command_line, f"{name} imports {targets & command_line}"
+
+
+# --- every option reaches the library ----------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    image, mask = tmp_path / "photo.png", tmp_path / "photo_mask.png"
+    Image.new("RGB", (32, 24), "grey").save(image)
+    Image.new("L", (32, 24), 255).save(mask)
+    checkpoint = tmp_path / "weights.safetensors"
+    checkpoint.write_bytes(b"not read: the library is replaced")
+    return {"image": image, "mask": mask, "checkpoint": checkpoint, "dir": tmp_path}
+
+
+def given(files: dict[str, Path]) -> dict[str, tuple[list[str], object]]:
+    """For every option of `run`: what to type, and the value the options object must then hold."""
+    out = files["dir"]
+    return {
+        "model": (["--model", "pconv"], "pconv"),
+        "checkpoint": (["--checkpoint", str(files["checkpoint"])], files["checkpoint"]),
+        "output": (["--output", str(out / "o.png")], out / "o.png"),
+        "output_format": (["--format", "webp"], OutputFormat.WEBP),
+        "quality": (["--quality", "80"], 80),
+        "device": (["--device", "cuda:1"], "cuda:1"),
+        "threads": (["--threads", "3"], 3),
+        "precision": (["--precision", "bf16"], Precision.BF16),
+        "strategy": (["--strategy", "tile"], StrategyName.TILE),
+        "max_side": (["--max-side", "1024"], 1024),
+        "tile_size": (["--tile-size", "384"], 384),
+        "tile_overlap": (["--tile-overlap", "32"], 32),
+        "crop_margin": (["--crop-margin", "40"], 40),
+        "memory_budget": (["--memory-budget", "2GiB"], 2 * 2**30),
+        "mask_threshold": (["--mask-threshold", "10"], 10),
+        "invert_mask": (["--invert-mask"], True),
+        "dilate": (["--dilate", "3"], 3),
+        "intermediates_dir": (["--save-intermediates", str(out / "inter")], out / "inter"),
+        "panel": (["--panel"], True),
+        "overwrite": (["--skip-existing"], False),
+        "report": (["--report", str(out / "r.json")], out / "r.json"),
+        "fail_fast": (["--fail-fast"], True),
+        "recursive": (["-r"], True),
+        "jobs": (["-j", "5"], 5),
+        "dry_run": (["--dry-run"], True),
+        "max_pixels": (["--max-pixels", "1000"], 1000),
+        "quiet": (["-q"], True),
+        "verbose": (["-v"], True),
+    }
+
+
+@pytest.fixture
+def received(monkeypatch: pytest.MonkeyPatch) -> list[RunOptions]:
+    """The options objects the single library entry point was called with (it does nothing)."""
+    calls: list[RunOptions] = []
+
+    def fake_run(options: RunOptions, events: object = None) -> pipeline.RunResult:
+        calls.append(options)
+        return pipeline.RunResult(plan=None, dry_run=[])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    return calls
+
+
+def test_the_table_below_covers_every_field_of_the_options(files: dict[str, Path]) -> None:
+    assert set(given(files)) | {"input", "mask"} == {spec.name for spec in dataclasses.fields(RunOptions)}
+
+
+def test_every_option_reaches_the_library_with_its_value_and_nothing_else_changes(
+    files: dict[str, Path], received: list[RunOptions]
+) -> None:
+    defaults = RunOptions(input=files["image"], mask=files["mask"])
+    for name, (typed, expected) in given(files).items():
+        result = runner.invoke(app, ["run", str(files["image"]), "--mask", str(files["mask"]), *typed])
+        assert result.exit_code == 0, (name, result.output)
+        options = received.pop()
+        assert getattr(options, name) == expected, name
+        assert getattr(defaults, name) != expected, f"{name}: the test value is the default"
+        changed = {
+            spec.name
+            for spec in dataclasses.fields(RunOptions)
+            if getattr(options, spec.name) != getattr(defaults, spec.name)
+        }
+        assert changed == {name}, name
+    assert received == []
+
+
+def test_all_options_at_once_and_the_short_flags(files: dict[str, Path], received: list[RunOptions]) -> None:
+    table = given(files)
+    del table["quiet"]  # contradicts --verbose
+    typed = [word for words, _ in table.values() for word in words]
+    result = runner.invoke(app, ["run", str(files["image"]), "-m", str(files["mask"]), *typed, "-o", "x.png"])
+    assert result.exit_code == 0, result.output
+    (options,) = received
+    assert {name: getattr(options, name) for name in table} == {
+        **{name: value for name, (_, value) in table.items()},
+        "output": Path("x.png"),  # the last of -o / --output wins
+    }
+    assert (options.input, options.mask) == (files["image"], files["mask"])
+
+
+def test_the_options_object_is_projected_onto_the_engine_and_the_jobs(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the entry point: the engine's planning options and the per-input settings get the values."""
+    from inpaint_cli import engine
+    from inpaint_cli.strategies import InpaintOptions
+
+    typed = given(files)
+    options = RunOptions(
+        input=files["image"],
+        mask=files["mask"],
+        **{name: value for name, (_, value) in typed.items() if name not in ("quiet", "checkpoint")},
+    )
+    settings = pipeline.job_settings(options)
+    for name in (
+        "mask_threshold",
+        "invert_mask",
+        "dilate",
+        "quality",
+        "panel",
+        "intermediates_dir",
+        "max_pixels",
+    ):
+        assert getattr(settings, name) == getattr(options, name), name
+    assert settings.output_format == "webp"
+    seen: dict[str, object] = {}
+
+    def fake_from_name(name: str, **kwargs: object) -> None:
+        seen.update(kwargs, name=name)
+        raise SystemExit  # stop before a model is built
+
+    monkeypatch.setattr(engine.Inpainter, "from_name", fake_from_name)
+    monkeypatch.setattr("torch.set_num_threads", lambda threads: seen.update(threads=threads))
+    with pytest.raises(SystemExit):
+        pipeline.load_model(options)
+    assert seen["name"] == "pconv" and seen["device"] == "cuda:1" and seen["precision"] == "bf16"
+    assert seen["threads"] == 3
+    assert seen["options"] == InpaintOptions(
+        strategy=StrategyName.TILE,
+        max_side=1024,
+        tile_size=384,
+        tile_overlap=32,
+        crop_margin=40,
+        memory_budget=2 * 2**30,
+    )
