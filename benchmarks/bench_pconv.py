@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpaint_cli.models import load_strict, pconv
+from inpaint_cli.loading import load_strict
+from inpaint_cli.models import pconv
 from inpaint_cli.models.base import IMAGENET
 
 RSS_SAMPLE_SECONDS = 0.005
@@ -72,10 +73,13 @@ class ReferenceBlock(nn.Module):
 class ReferencePConvUNet(nn.Module):
     """naoto0804 `PConvUNet` in its official state-dict layout, 3-channel masks throughout (SPEC §2)."""
 
-    def __init__(self, layer_size: int) -> None:
+    def __init__(self, layer_size: int, base_channels: int = pconv.BASE_CHANNELS) -> None:
         super().__init__()
         self.layer_size = layer_size
-        width = pconv.encoder_width
+
+        def width(level: int) -> int:
+            return pconv.encoder_width(level, base_channels)
+
         for level in range(1, layer_size + 1):
             kernel = pconv.ENCODER_KERNELS[min(level, len(pconv.ENCODER_KERNELS)) - 1]
             block = ReferenceBlock(width(level - 1), width(level), kernel, 2, bn=level > 1, activ="relu")
@@ -186,8 +190,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     reference = randomize_(ReferencePConvUNet(args.depth), args.seed).eval()
-    converted = pconv.convert_state_dict(reference.state_dict())
-    ours = pconv.FAMILY.build(pconv.config_from_state_dict(converted))
+    converted = pconv.PConvUNet.convert_state_dict(reference.state_dict())
+    ours = pconv.PConvUNet.build(pconv.PConvUNet.config_from_state_dict(converted))
     load_strict(ours, converted)
     ours.eval()
     ours.prepare_for_inference()

@@ -27,7 +27,7 @@ from PIL import Image
 
 from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.engine import Inpainter
-from inpaint_cli.models import network_from_checkpoint
+from inpaint_cli.loading import network_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

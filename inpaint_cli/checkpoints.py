@@ -13,6 +13,7 @@ of HTTP or caches.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import pickle
 import re
@@ -67,8 +68,22 @@ class Checkpoint:
 
     @property
     def config(self) -> dict[str, Any] | None:
+        """The metadata's config as a JSON object (its fields are checked by the family's config)."""
         raw = self.metadata.get("config")
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            config = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(
+                f"invalid config in the metadata: not JSON ({exc})", path=self.path
+            ) from None
+        if not isinstance(config, dict):
+            raise CheckpointError(
+                f"invalid config in the metadata: a JSON {type(config).__name__}, not an object",
+                path=self.path,
+            )
+        return config
 
 
 class ForeignObject:
@@ -324,13 +339,18 @@ def save_converted(
     *,
     family: str,
     variant: str,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | Any,
     source_url: str = "",
     source_sha256: str = "",
     license: str = "",
 ) -> Path:
-    """Write our safetensors file (architecture in the metadata) atomically."""
+    """Write our safetensors file (architecture in the metadata) atomically.
+
+    `config` is a mapping or a config dataclass (stored as the JSON of its fields).
+    """
     path = Path(path)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
     metadata = {
         "format": INPAINT_FORMAT,
         "inpaint_format_version": INPAINT_FORMAT_VERSION,
@@ -357,37 +377,3 @@ def save_converted(
             hint="free some disk space, or choose another folder (INPAINT_HOME moves the model cache)",
         ) from None
     return path
-
-
-def convert_checkpoint(
-    source: Path,
-    destination: Path,
-    *,
-    family: str,
-    variant: str,
-    source_url: str,
-    source_sha256: str,
-    license: str,
-) -> Path:
-    """Turn an official checkpoint (or one of ours) into our safetensors file, once.
-
-    The tensors are mapped onto our layout, the architecture is inferred from them, and the
-    result must load strictly into the network it describes before anything is written.
-    """
-    # Imported here because the model registry itself imports this module.
-    from inpaint_cli.models import FAMILIES, load_strict, resolve_checkpoint
-
-    if family not in FAMILIES:
-        raise CheckpointError(f"the {family} family is not available in this version of inpaint", path=source)
-    network_family, state_dict, config = resolve_checkpoint(read_checkpoint(source), family)
-    load_strict(network_family.build(config), state_dict, source)
-    return save_converted(
-        destination,
-        state_dict,
-        family=family,
-        variant=variant,
-        config=config,
-        source_url=source_url,
-        source_sha256=source_sha256,
-        license=license,
-    )

@@ -24,16 +24,22 @@ from inpaint_cli import visualize
 from inpaint_cli.checkpoints import read_checkpoint, save_converted
 from inpaint_cli.engine import Inpainter
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models import FAMILIES, load_strict, network_from_checkpoint
+from inpaint_cli.loading import load_strict, network_from_checkpoint
+from inpaint_cli.models import FAMILIES
 from inpaint_cli.models import gatedconv as gc
 from inpaint_cli.models.base import SIGNED_UNIT_RANGE
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepfill"
+REFERENCE = Path(__file__).resolve().parent / "data" / "deepfill"
+"""The compact fixtures (FIXTURES.md there): the port's generators at cnum 8, smaller images."""
+FIXTURE_CNUM = 8
+FULL_CNUM = 48
+"""The released weights' width, which the key tables describe."""
 VARIANTS = ("pt", "tf")
 FLOAT_TOLERANCE = 1e-4
 """SPEC §8: float tensors in [−1, 1] / [0, 1]."""
 CHUNK_TOLERANCE = 1e-5
+"""For the small synthetic attention inputs below; a real layer's tolerance is derived from its magnitudes."""
 PIXEL_TOLERANCE = 1
 GATED_LAYERS = 40
 
@@ -148,28 +154,41 @@ def test_stride_two_padding_differs_between_variants() -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_key_table_builds_loads_strictly_and_round_trips(variant: str, tmp_path: Path) -> None:
-    torch.manual_seed(0)
+def test_key_table_builds_and_loads_strictly(variant: str) -> None:
+    """Shapes only: the released layout's tensors and network live on the `meta` device."""
     table = _key_table(variant)
-    state_dict = {key: torch.randn(shape) for key, shape in table}
+    state_dict = {key: torch.empty(shape, device="meta") for key, shape in table}
     if variant == "pt":
-        state_dict[gc.FUSE_WEIGHT_KEY] = torch.eye(3).view(1, 1, 3, 3)
+        state_dict[gc.FUSE_WEIGHT_KEY] = torch.eye(3).view(1, 1, 3, 3)  # checked by value on conversion
     assert FAMILIES["gatedconv"].recognizes(state_dict)
-    converted = gc.convert_state_dict(state_dict)
-    config = gc.config_from_state_dict(converted)
-    assert config == {"variant": variant, "cnum": 48}
-    network = gc.DeepFillV2(config)
-    load_strict(network, converted)
+    converted = gc.DeepFillV2.convert_state_dict(state_dict)
+    config = gc.DeepFillV2.config_from_state_dict(converted)
+    assert config == gc.GatedConvConfig(variant, FULL_CNUM)
+    with torch.device("meta"):
+        network = gc.DeepFillV2(config)
+    converted.pop(gc.FUSE_WEIGHT_KEY, None)  # a real tensor, checked above; the network holds it as a buffer
+    load_strict(
+        network, {**converted, **{k: v for k, v in network.state_dict().items() if k == gc.FUSE_WEIGHT_KEY}}
+    )
     ours = network.state_dict()
     assert [(key, tuple(value.shape)) for key, value in ours.items()] == table
     assert sum(p.numel() for p in network.parameters()) == 4_052_478
 
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_converted_file_round_trips(variant: str, tmp_path: Path) -> None:
+    official = read_checkpoint(_checkpoint(variant)).state_dict
+    network = network_from_checkpoint(read_checkpoint(_checkpoint(variant)))
+    assert network.config == gc.GatedConvConfig(variant, FIXTURE_CNUM)
+    ours = network.state_dict()
     path = save_converted(
-        tmp_path / "g.safetensors", ours, family="gatedconv", variant=variant, config=config
+        tmp_path / "g.safetensors", ours, family="gatedconv", variant=variant, config=network.config
     )
     reloaded = network_from_checkpoint(read_checkpoint(path))
-    assert reloaded.variant == variant and list(reloaded.state_dict()) == [key for key, _ in table]
-    assert all(torch.equal(reloaded.state_dict()[key], value) for key, value in ours.items())
+    assert reloaded.variant == variant and list(reloaded.state_dict()) == [
+        key for key, _ in _key_table(variant)
+    ]
+    assert all(torch.equal(reloaded.state_dict()[key], official[key]) for key in ours)
 
 
 def test_official_container_is_unwrapped_and_the_discriminator_ignored() -> None:
@@ -186,19 +205,22 @@ def test_wrong_or_missing_keys_are_named(variant: str) -> None:
     del state_dict[missing]
     state_dict[renamed.replace(".conv.", ".conf.")] = state_dict.pop(renamed)
     with pytest.raises(CheckpointError) as error:
-        load_strict(gc.DeepFillV2(gc.config_from_state_dict(state_dict)), gc.convert_state_dict(state_dict))
+        load_strict(
+            gc.DeepFillV2(gc.DeepFillV2.config_from_state_dict(state_dict)),
+            gc.DeepFillV2.convert_state_dict(state_dict),
+        )
     assert f"missing {missing}, {renamed}" in error.value.what
     assert f"unexpected {renamed.replace('.conv.', '.conf.')}" in error.value.what
 
 
 def test_foreign_layouts_and_odd_fuse_kernels_are_refused() -> None:
     with pytest.raises(CheckpointError, match="not a DeepFill v2 generator"):
-        gc.config_from_state_dict({"conv1.conv.weight": torch.zeros(48, 5, 5, 5)})
-    assert not gc.recognizes({"conv1.conv.weight": torch.zeros(48, 5, 5, 5)})
+        gc.DeepFillV2.config_from_state_dict({"conv1.conv.weight": torch.zeros(48, 5, 5, 5)})
+    assert not gc.DeepFillV2.recognizes({"conv1.conv.weight": torch.zeros(48, 5, 5, 5)})
     state_dict = dict(read_checkpoint(_checkpoint("pt")).state_dict)
     state_dict[gc.FUSE_WEIGHT_KEY] = torch.ones(1, 1, 3, 3)
     with pytest.raises(CheckpointError, match=re.escape(gc.FUSE_WEIGHT_KEY)):
-        gc.convert_state_dict(state_dict)
+        gc.DeepFillV2.convert_state_dict(state_dict)
 
 
 def test_family_geometry(network: gc.DeepFillV2) -> None:
@@ -262,10 +284,11 @@ def test_variants_give_different_results_from_the_same_weights() -> None:
             strict=True,
         )
     )
-    pt_network = gc.DeepFillV2({"variant": "pt", "cnum": 48}).eval()
+    pt_network = gc.DeepFillV2({"variant": "pt", "cnum": tf_network.cnum}).eval()
     pt_network.load_state_dict(as_pt | {gc.FUSE_WEIGHT_KEY: torch.eye(3).view(1, 1, 3, 3)})
     by_pt, _ = _run(pt_network, fixture, capture=False)
-    assert (by_tf - by_pt).abs().max() > 0.1  # SPEC §7: 0.27
+    # Far beyond the fixtures' tolerance: 0.06 at the compact width (measured), 0.27 at 48 (SPEC §7).
+    assert (by_tf - by_pt).abs().max() > 100 * FLOAT_TOLERANCE
 
 
 # --- contextual attention ---------------------------------------------------------------------------
@@ -357,7 +380,13 @@ def test_chunks_of_a_real_layer_agree_with_one_chunk(variant: str) -> None:
     whole = attention(feature, mask)
     attention.chunk_bytes = attention.chunk_memory(37, 20, 26)
     assert attention.chunk_size(20, 26) == 37
-    torch.testing.assert_close(attention(feature, mask), whole, atol=CHUNK_TOLERANCE, rtol=0)
+    # fp32 sums of C·9 products in another order (CPUs differ) shift each score by about
+    # eps·sqrt(C·9) relative to the output's scale; the softmax multiplies shifts by its scale.
+    terms = feature.shape[1] * gc.ATTENTION_MATCH_KERNEL**2
+    eps = torch.finfo(torch.float32).eps
+    tolerance = eps * gc.ATTENTION_SOFTMAX_SCALE * terms**0.5 * whole.abs().max().item()
+    assert tolerance < 1e-3  # far below what a wrong chunk boundary gives (differences of order 1)
+    torch.testing.assert_close(attention(feature, mask), whole, atol=tolerance, rtol=0)
 
 
 def test_linspace_indices_are_the_float32_ones() -> None:
@@ -540,7 +569,7 @@ def test_sizes_off_the_multiple_come_back_whole(tmp_path: Path) -> None:
     hole = _read_png(REFERENCE / "tf_case_c_mask.png") > 127
     inpainter = Inpainter.from_checkpoint(_checkpoint("tf"), device="cpu", precision="fp32")
     result = inpainter.inpaint(image, hole).pixels
-    assert image.shape == result.shape == (77, 109, 3)
+    assert image.shape == result.shape == (45, 61, 3)  # FIXTURES.md: case C is not a multiple of 8
     assert np.array_equal(result[~hole], image[~hole])
     assert (result[hole] != image[hole]).any()
 

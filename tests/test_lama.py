@@ -21,18 +21,14 @@ from inpaint_cli.checkpoints import read_checkpoint, save_converted
 from inpaint_cli.cli import app
 from inpaint_cli.engine import Inpainter, pad_bottom_right, padded_size
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models import FAMILIES, detect_family, load_strict, network_from_checkpoint
+from inpaint_cli.loading import load_strict, network_from_checkpoint
+from inpaint_cli.models import FAMILIES, detect_family
 from inpaint_cli.models.base import UNIT_RANGE
-from inpaint_cli.models.lama import (
-    FAMILY,
-    FourierUnit,
-    Lama,
-    config_from_state_dict,
-    convert_lama_state_dict,
-    recognizes,
-)
+from inpaint_cli.models.lama import FourierUnit, Lama, LamaConfig, convert_lama_state_dict
+from inpaint_cli.strategies import InpaintOptions
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lama"
+REFERENCE = Path(__file__).resolve().parent / "data" / "lama"
+"""The compact fixtures (FIXTURES.md there): big-lama's layout at ngf 8, smaller images."""
 SMALL_CHECKPOINT = REFERENCE / "small.ckpt"
 SPEC_TOLERANCE = 1e-4
 """SPEC §7: float outputs within 1e-4 of the official ones."""
@@ -42,13 +38,14 @@ HALF_PRECISION_HOLE_ERROR = 1 / 255
 SMALL_CONFIG = {
     "input_nc": 4,
     "output_nc": 3,
-    "ngf": 16,
+    "ngf": 8,
     "n_downsampling": 3,
     "n_blocks": 2,
-    "max_features": 128,
-    "global_channels": 96,
+    "max_features": 64,
+    "global_channels": 48,
     "enable_lfu": False,
 }
+"""The compact fixture's generator (FIXTURES.md: ngf 8, bottleneck 64 = local 16 + global 48)."""
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -80,7 +77,7 @@ def case_b() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def unprepared(official) -> Lama:
     state_dict = convert_lama_state_dict(official)
-    model = Lama(config_from_state_dict(state_dict))
+    model = Lama(Lama.config_from_state_dict(state_dict))
     load_strict(model, state_dict)
     return model.eval()
 
@@ -94,7 +91,9 @@ def prepared(unprepared) -> Lama:
 
 @pytest.fixture(scope="module")
 def inpainter() -> Inpainter:
-    return Inpainter.from_checkpoint(SMALL_CHECKPOINT, device="cpu", precision="fp32", strategy="full")
+    return Inpainter.from_checkpoint(
+        SMALL_CHECKPOINT, device="cpu", precision="fp32", options=InpaintOptions(strategy="full")
+    )
 
 
 def _run(model: Lama, image: torch.Tensor, mask: torch.Tensor, **intermediates) -> torch.Tensor:
@@ -126,39 +125,41 @@ def test_conversion_keeps_exactly_the_generator_entries(official):
 
 def test_family_is_recognised_with_or_without_prefix(official):
     converted = convert_lama_state_dict(official)
-    assert recognizes(official) and recognizes(converted)
-    assert detect_family(official) is FAMILY and FAMILIES["lama"] is FAMILY
-    assert not recognizes({"enc_1.conv.weight": torch.zeros(1)})
+    assert Lama.recognizes(official) and Lama.recognizes(converted)
+    assert detect_family(official) is Lama and FAMILIES["lama"] is Lama
+    assert not Lama.recognizes({"enc_1.conv.weight": torch.zeros(1)})
     with pytest.raises(CheckpointError, match=r"not a LaMa generator: no model\.1\.ffc\.convl2l\.weight"):
-        config_from_state_dict({"enc_1.conv.weight": torch.zeros(1)})
+        Lama.config_from_state_dict({"enc_1.conv.weight": torch.zeros(1)})
 
 
 def test_config_is_inferred_from_the_small_checkpoint(official):
-    assert config_from_state_dict(convert_lama_state_dict(official)) == SMALL_CONFIG
+    assert Lama.config_from_state_dict(convert_lama_state_dict(official)) == LamaConfig(**SMALL_CONFIG)
     official_config = json.loads((REFERENCE / "small_config.json").read_text())
     assert SMALL_CONFIG["ngf"] == official_config["ngf"]
     assert SMALL_CONFIG["n_blocks"] == official_config["n_blocks"]
-    assert SMALL_CONFIG["global_channels"] == int(128 * official_config["resnet_conv_kwargs"]["ratio_gin"])
+    bottleneck = SMALL_CONFIG["ngf"] * 2 ** official_config["n_downsampling"]
+    assert SMALL_CONFIG["global_channels"] == int(
+        bottleneck * official_config["resnet_conv_kwargs"]["ratio_gin"]
+    )
 
 
 @pytest.mark.parametrize(
     ("table", "n_blocks"), [("keys_big_lama.tsv", 18), ("keys_lama_fourier.tsv", 9)], ids=["big", "fourier"]
 )
 def test_official_key_tables_build_and_load_strictly(table, n_blocks):
+    """Shapes only: tensors and network live on the `meta` device, so nothing is allocated or initialised."""
     rows = [line.split("\t") for line in (REFERENCE / table).read_text().splitlines()]
     official = {
-        key: torch.zeros(json.loads(shape), dtype=getattr(torch, dtype)) for key, shape, dtype in rows
+        key: torch.empty(json.loads(shape), dtype=getattr(torch, dtype), device="meta")
+        for key, shape, dtype in rows
     }
     state_dict = convert_lama_state_dict(official)
-    config = config_from_state_dict(state_dict)
-    assert config == {
-        **SMALL_CONFIG,
-        "ngf": 64,
-        "n_blocks": n_blocks,
-        "max_features": 512,
-        "global_channels": 384,
-    }
-    model = Lama(config)
+    config = Lama.config_from_state_dict(state_dict)
+    assert config == LamaConfig(
+        **{**SMALL_CONFIG, "ngf": 64, "n_blocks": n_blocks, "max_features": 512, "global_channels": 384}
+    )
+    with torch.device("meta"):
+        model = Lama(config)
     ours = model.state_dict()
     assert list(ours) == [key.removeprefix("generator.") for key, _, _ in rows]  # same keys, same order
     assert all(ours[key].shape == value.shape for key, value in state_dict.items())
@@ -188,7 +189,7 @@ def test_every_container_loads_the_same_network(layout, official, case_a, tmp_pa
             generator,
             family="lama",
             variant="small",
-            config=config_from_state_dict(generator),
+            config=Lama.config_from_state_dict(generator),
         )
     model = network_from_checkpoint(read_checkpoint(path), None if layout == "ours" else "lama")
     output = _run(model, case_a["image"], case_a["mask"])
@@ -276,8 +277,11 @@ def test_cli_reproduces_the_official_png_and_saves_intermediates(tmp_path):
     _assert_matches_official_png(_read_png(output))
     saved = folder / "case_b_image"
     tensors = load_file(saved / "intermediates.safetensors")
-    assert tensors["feature.model.5.local"].shape == (1, 32, 8, 12)
-    assert tensors["feature.model.5.global"].shape == (1, 96, 8, 12)
+    height, width = _read_png(REFERENCE / "case_b_image.png").shape[:2]
+    bottleneck = (-(-height // 8), -(-width // 8))  # padded to multiples of 2^3, then 3 halvings
+    local = SMALL_CONFIG["max_features"] - SMALL_CONFIG["global_channels"]
+    assert tensors["feature.model.5.local"].shape == (1, local, *bottleneck)
+    assert tensors["feature.model.5.global"].shape == (1, SMALL_CONFIG["global_channels"], *bottleneck)
     stages = ["1", "2", "3", "4", "5", "6", "8", "11", "14"]
     assert sorted(p.name for p in saved.glob("feature_*.png")) == sorted(
         f"feature_model.{s}.png" for s in stages
@@ -308,7 +312,9 @@ def test_any_size_comes_back_at_its_own_size(inpainter, height, width, channels,
 def test_bf16_inpainter_stays_close_to_fp32(inpainter):
     image = _read_png(REFERENCE / "case_b_image.png")
     hole = _read_png(REFERENCE / "case_b_mask.png") > 0
-    half = Inpainter.from_checkpoint(SMALL_CHECKPOINT, device="cpu", precision="bf16", strategy="full")
+    half = Inpainter.from_checkpoint(
+        SMALL_CHECKPOINT, device="cpu", precision="bf16", options=InpaintOptions(strategy="full")
+    )
     reference, filled = inpainter.inpaint(image, hole).pixels, half.inpaint(image, hole).pixels
     np.testing.assert_array_equal(filled[~hole], image[~hole])
     difference = np.abs(filled.astype(int) - reference.astype(int))[hole]
@@ -366,7 +372,7 @@ def test_lfu_variant_is_inferred_tiles_its_spectrum_and_folds():
     _randomise_batch_norms(model)
     state_dict = model.state_dict()
     assert "model.5.conv1.ffc.convg2g.lfu.conv_layer.weight" in state_dict
-    assert config_from_state_dict(state_dict) == config
+    assert Lama.config_from_state_dict(state_dict) == LamaConfig(**config)
     spectral = model.model[5].conv1.ffc.convg2g
     local = spectral._local_fourier(torch.randn(1, spectral.fu.conv_layer.in_channels // 2, 6, 6))
     torch.testing.assert_close(local[..., :3, :3], local[..., 3:, 3:], rtol=0, atol=0)  # 2×2 tiling
@@ -424,7 +430,7 @@ def test_intermediates_folder_has_raw_tensors_and_stats(prepared, case_b, tmp_pa
     saved = load_file(tmp_path / "intermediates.safetensors")
     assert torch.equal(saved["feature.model.5.global"], features["feature.model.5.global"])
     local = features["feature.model.5.local"].mean(dim=1, keepdim=True)
-    cells = visualize.hole_at(case_b["mask_padded"], (8, 12))
+    cells = visualize.hole_at(case_b["mask_padded"], tuple(local.shape[-2:]))
     inside = (local * cells).sum() / cells.sum()
     assert stats["layers"]["feature.model.5.local"]["mean_inside_hole"] == pytest.approx(
         inside.item(), rel=1e-5

@@ -16,14 +16,21 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from inpaint_cli import visualize
-from inpaint_cli.checkpoints import convert_checkpoint, read_checkpoint
+from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.engine import Inpainter
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models import FAMILIES, load_strict, network_from_checkpoint, pconv
+from inpaint_cli.loading import convert_checkpoint, load_strict, network_from_checkpoint
+from inpaint_cli.models import FAMILIES, pconv
 from inpaint_cli.models.base import IMAGENET
+from inpaint_cli.models.pconv import PConvConfig, PConvUNet
+from inpaint_cli.strategies import InpaintOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pconv"
+REFERENCE = Path(__file__).resolve().parent / "data" / "pconv"
+"""The compact fixtures (FIXTURES.md there): the reference U-Net with every width scaled by 8/64."""
+FIXTURE_BASE_CHANNELS = 8
+"""`enc_1`'s width in the compact fixtures (FIXTURES.md: WIDTH_BASE = 8)."""
+FIXTURE_CONFIG = PConvConfig(layer_size=4, base_channels=FIXTURE_BASE_CHANNELS)
 SMALL_CHECKPOINT = REFERENCE / "small.pth"
 NETWORK_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 LAYER_TOLERANCE = 1e-5
@@ -194,9 +201,13 @@ def test_small_checkpoint_has_the_reference_keys(official_state_dict: dict) -> N
     layer_size = json.loads((REFERENCE / "small_config.json").read_text())["layer_size"]
     deeper = tuple(f"{side}_{level}." for side in ("enc", "dec") for level in range(layer_size + 1, 8))
     expected = [(key, shape) for key, shape, _ in _key_table() if not key.startswith(deeper)]
-    assert [(key, list(value.shape)) for key, value in official_state_dict.items()] == expected
-    converted = pconv.convert_state_dict(official_state_dict)
-    assert pconv.config_from_state_dict(converted) == {"layer_size": layer_size}
+    # Same keys in the same order; the widths are scaled (FIXTURES.md), the kernels are the table's.
+    assert list(official_state_dict) == [key for key, _ in expected]
+    kernels = [(key, shape[2:]) for key, shape in expected]
+    assert [(key, list(value.shape[2:])) for key, value in official_state_dict.items()] == kernels
+    assert official_state_dict["enc_1.conv.input_conv.weight"].shape == (FIXTURE_BASE_CHANNELS, 3, 7, 7)
+    converted = PConvUNet.convert_state_dict(official_state_dict)
+    assert PConvUNet.config_from_state_dict(converted) == PConvConfig(layer_size, FIXTURE_BASE_CHANNELS)
     assert FAMILIES["pconv"].recognizes(official_state_dict) and FAMILIES["pconv"].recognizes(converted)
     assert not FAMILIES["pconv"].recognizes({"generator.model.1.weight": torch.zeros(1)})
 
@@ -209,8 +220,8 @@ def test_full_size_key_table_maps_onto_our_network() -> None:
         key: torch.ones(1, dtype=getattr(torch, dtype)).expand(shape) if shape else torch.tensor(0)
         for key, shape, dtype in table
     }
-    converted = pconv.convert_state_dict(official)
-    assert pconv.config_from_state_dict(converted) == {"layer_size": 7}
+    converted = PConvUNet.convert_state_dict(official)
+    assert PConvUNet.config_from_state_dict(converted) == PConvConfig(7)
     with torch.device("meta"):
         model = pconv.PConvUNet({"layer_size": 7})
     ours = {key: list(value.shape) for key, value in model.state_dict().items()}
@@ -228,17 +239,17 @@ def test_full_size_key_table_maps_onto_our_network() -> None:
 
 
 def test_convert_drops_constant_tensors_and_is_idempotent(official_state_dict: dict) -> None:
-    converted = pconv.convert_state_dict(official_state_dict)
+    converted = PConvUNet.convert_state_dict(official_state_dict)
     assert not [k for k in converted if "mask_conv" in k or "num_batches_tracked" in k or "input_conv" in k]
     assert len(converted) == len(official_state_dict) - 8 - 6  # 8 mask kernels, 6 BN counters
-    assert pconv.convert_state_dict(converted).keys() == converted.keys()
+    assert PConvUNet.convert_state_dict(converted).keys() == converted.keys()
 
 
 def test_checkpoint_without_batch_counters_loads(official_state_dict: dict, network: pconv.PConvUNet) -> None:
     """Files saved by torch < 0.4.1 lack `num_batches_tracked` (SPEC §4)."""
     old = {k: v for k, v in official_state_dict.items() if not k.endswith("num_batches_tracked")}
-    model = pconv.PConvUNet({"layer_size": 4})
-    load_strict(model, pconv.convert_state_dict(old))
+    model = PConvUNet(FIXTURE_CONFIG)
+    load_strict(model, PConvUNet.convert_state_dict(old))
     model.eval()
     model.prepare_for_inference()
     image, hole = (
@@ -261,8 +272,8 @@ def test_checkpoint_without_batch_counters_loads(official_state_dict: dict, netw
             "dec_2.conv.mask_conv.weight is not all ones",
         ),
         (
-            lambda sd: sd.__setitem__("dec_1.conv.mask_conv.weight", torch.ones(3, 67, 1, 1)),
-            r"dec_1.conv.mask_conv.weight \(3, 67, 1, 1\) != input_conv \(3, 67, 3, 3\)",
+            lambda sd: sd.__setitem__("dec_1.conv.mask_conv.weight", torch.ones(3, 11, 1, 1)),
+            r"dec_1.conv.mask_conv.weight \(3, 11, 1, 1\) != input_conv \(3, 11, 3, 3\)",
         ),
     ],
 )
@@ -270,7 +281,7 @@ def test_bad_mask_kernels_are_refused(official_state_dict: dict, change, message
     state_dict = {k: v.clone() for k, v in official_state_dict.items()}
     change(state_dict)
     with pytest.raises(CheckpointError, match=message) as error:
-        pconv.convert_state_dict(state_dict)
+        PConvUNet.convert_state_dict(state_dict)
     assert "all-ones mask_conv kernels" in error.value.hint
 
 
@@ -285,7 +296,7 @@ def test_converted_file_loads_into_the_same_network(tmp_path: Path, network: pco
         license="MIT",
     )
     checkpoint = read_checkpoint(converted)
-    assert checkpoint.config == {"layer_size": 4}
+    assert checkpoint.config == FIXTURE_CONFIG.to_json()
     assert not [key for key in checkpoint.state_dict if "mask_conv" in key]
     reloaded = network_from_checkpoint(checkpoint)
     expected = load_file(REFERENCE / "case_a.safetensors")
@@ -297,16 +308,16 @@ def test_strict_loading_reports_missing_and_unexpected_keys(official_state_dict:
     state_dict = dict(official_state_dict)
     del state_dict["dec_2.bn.running_var"]
     state_dict["dec_2.bn.extra"] = torch.zeros(64)
-    converted = pconv.convert_state_dict(state_dict)
+    converted = PConvUNet.convert_state_dict(state_dict)
     with pytest.raises(CheckpointError, match=r"missing dec_2\.bn\.running_var; unexpected dec_2\.bn\.extra"):
-        load_strict(pconv.PConvUNet(pconv.config_from_state_dict(converted)), converted)
+        load_strict(pconv.PConvUNet(PConvUNet.config_from_state_dict(converted)), converted)
 
 
 def test_non_rgb_checkpoint_is_refused(official_state_dict: dict) -> None:
-    converted = pconv.convert_state_dict(official_state_dict)
+    converted = PConvUNet.convert_state_dict(official_state_dict)
     converted["enc_1.conv.weight"] = torch.zeros(64, 4, 7, 7)
     with pytest.raises(CheckpointError, match="reads 4-channel images; only RGB"):
-        pconv.config_from_state_dict(converted)
+        PConvUNet.config_from_state_dict(converted)
 
 
 # --- the U-Net ---------------------------------------------------------------------------------------
@@ -345,8 +356,8 @@ def test_prepared_network_equals_the_trained_form(
     official_state_dict: dict, network: pconv.PConvUNet
 ) -> None:
     expected = load_file(REFERENCE / "case_a_rect.safetensors")
-    unprepared = pconv.PConvUNet({"layer_size": 4})
-    load_strict(unprepared, pconv.convert_state_dict(official_state_dict))
+    unprepared = PConvUNet(FIXTURE_CONFIG)
+    load_strict(unprepared, PConvUNet.convert_state_dict(official_state_dict))
     unprepared.eval()
     as_trained = _run_network(unprepared, expected["image"], expected["hole_mask"])[0]
     prepared = _run_network(network, expected["image"], expected["hole_mask"])[0]
@@ -372,7 +383,7 @@ def test_captured_intermediates_do_not_change_the_output(network: pconv.PConvUNe
 
 def test_reference_formula_oracle_matches_fixture(official_state_dict: dict) -> None:
     """The benchmark's straightforward reference implementation reproduces the official outputs."""
-    reference = bench.ReferencePConvUNet(4)
+    reference = bench.ReferencePConvUNet(4, FIXTURE_BASE_CHANNELS)
     reference.load_state_dict(official_state_dict, strict=True)
     reference.eval()
     expected = load_file(REFERENCE / "case_a.safetensors")
@@ -387,9 +398,9 @@ def test_depth_five_network_from_synthetic_keys() -> None:
     reference = bench.randomize_(bench.ReferencePConvUNet(5), seed=5).eval()
     official = reference.state_dict()
     assert "enc_5.conv.mask_conv.weight" in official and "enc_6.conv.input_conv.weight" not in official
-    converted = pconv.convert_state_dict(official)
-    config = pconv.config_from_state_dict(converted)
-    assert config == {"layer_size": 5}
+    converted = PConvUNet.convert_state_dict(official)
+    config = PConvUNet.config_from_state_dict(converted)
+    assert config == PConvConfig(5)
     model = FAMILIES["pconv"].build(config)
     load_strict(model, converted)
     model.eval()
@@ -429,7 +440,9 @@ def _assert_matches_case_b(
 
 def test_engine_reproduces_case_b_png(case_b) -> None:
     image, hole, expected = case_b
-    inpainter = Inpainter.from_checkpoint(SMALL_CHECKPOINT, device="cpu", precision="fp32", strategy="full")
+    inpainter = Inpainter.from_checkpoint(
+        SMALL_CHECKPOINT, device="cpu", precision="fp32", options=InpaintOptions(strategy="full")
+    )
     result = inpainter.inpaint(image, hole, capture=True)
     _assert_matches_case_b(result.pixels, image, hole, expected)
     assert sorted(result.intermediates) == sorted(
@@ -441,7 +454,7 @@ def test_engine_pads_odd_sizes_symmetrically_and_crops_back(network: pconv.PConv
     image, hole, _ = case_b
     image, hole = image[:75, 3:56], hole[:75, 3:56]
     assert hole.any() and not hole.all()
-    inpainter = Inpainter(network, device="cpu", precision="fp32", strategy="full")
+    inpainter = Inpainter(network, device="cpu", precision="fp32", options=InpaintOptions(strategy="full"))
     result = inpainter.inpaint(image, hole, capture=True)
     assert result.pixels.shape == image.shape
     assert np.array_equal(result.pixels[~hole], image[~hole])

@@ -46,7 +46,8 @@ import torch
 from torch import nn
 
 from inpaint_cli.checkpoints import read_checkpoint, save_converted
-from inpaint_cli.models import FAMILIES, load_strict, network_from_checkpoint
+from inpaint_cli.loading import load_strict, network_from_checkpoint
+from inpaint_cli.models import FAMILIES
 from inpaint_cli.models.base import InpaintModel
 
 ROOT = Path(__file__).resolve().parents[1]

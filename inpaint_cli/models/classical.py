@@ -9,35 +9,59 @@ Both are registered models of the engine like the neural families; they work on 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import torch
 
-from inpaint_cli.models.base import Family, InpaintModel, Intermediates
+from inpaint_cli.models.base import FamilyConfig, InpaintModel, Intermediates, bounded
 
-METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+Method = Literal["telea", "ns"]
+METHODS: dict[str, int] = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 DEFAULT_RADIUS = 3
 """Neighbourhood radius in pixels (OpenCV's `inpaintRadius`)."""
+UNLIMITED_SIDE = 2**31 - 1
+"""`native_side` of a method without a training resolution: larger than any side an image file can
+store (PNG and TIFF keep sides as 32-bit integers), so a box is never downscaled for quality."""
+OPERATIONS_PER_NEIGHBOUR = 10
+"""Rough floating-point work per neighbour a method weighs (gradient, distance and direction terms)."""
+
+
+@dataclass(frozen=True)
+class ClassicalConfig(FamilyConfig):
+    method: Method
+    radius: int = bounded(1, 64, default=DEFAULT_RADIUS)
 
 
 class ClassicalInpainter(InpaintModel):
+    """A weight-free OpenCV method behind the same contract as the networks."""
+
     family = "classical"
-    training_size = 1 << 30  # no training resolution: always process at native size
+    Config = ClassicalConfig
+    config: ClassicalConfig
+    needs_weights = False
+    training_size = None
     # The float input and output (12 B/px each) plus OpenCV's 8-bit copies and work buffers.
     activation_bytes_per_pixel = 64
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: ClassicalConfig | Mapping[str, Any]) -> None:
         super().__init__(config)
-        if config["method"] not in METHODS:
-            raise ValueError(f"unknown classical method {config['method']!r}; choose from {sorted(METHODS)}")
-        self.flags = METHODS[config["method"]]
-        self.radius = int(config.get("radius", DEFAULT_RADIUS))
+        self.flags = METHODS[self.config.method]
+        self.radius = self.config.radius
 
     @property
     def pad_multiple(self) -> int:
         return 1
+
+    @property
+    def native_side(self) -> int:
+        return UNLIMITED_SIDE
+
+    def macs_per_pixel(self) -> float:
+        """An upper bound: every pixel a hole pixel weighing its whole (2r+1)² neighbourhood."""
+        return OPERATIONS_PER_NEIGHBOUR / 2 * (2 * self.radius + 1) ** 2
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
@@ -51,22 +75,5 @@ class ClassicalInpainter(InpaintModel):
         return torch.stack(filled).to(image.device)
 
 
-def _no_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return False
-
-
-def _no_conversion(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    raise ValueError("classical methods have no weights")
-
-
-FAMILY = Family(
-    name="classical",
-    recognizes=_no_state_dict,
-    convert_state_dict=_no_conversion,
-    config_from_state_dict=_no_conversion,
-    build=ClassicalInpainter,
-    needs_weights=False,
-)
-
-MODELS: dict[str, dict[str, Any]] = {name: {"method": name, "radius": DEFAULT_RADIUS} for name in METHODS}
+MODELS: dict[str, ClassicalConfig] = {name: ClassicalConfig(method=name) for name in METHODS}
 """Named weight-free models: `--model telea`, `--model ns`."""

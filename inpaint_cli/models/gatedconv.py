@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models.base import SIGNED_UNIT_RANGE, Family, InpaintModel, Intermediates
+from inpaint_cli.models.base import (
+    SIGNED_UNIT_RANGE,
+    FamilyConfig,
+    InpaintModel,
+    Intermediates,
+    bounded,
+)
 
 Variant = Literal["pt", "tf"]
 VARIANTS: tuple[Variant, ...] = ("pt", "tf")
@@ -52,6 +58,9 @@ FUSE_ARRAYS = 3
 """Score-row arrays alive at once in a fuse pass: a block, the running sum and one shifted term."""
 FUSE_EXTRA_ROWS = 10
 """A chunk's neighbour rows form at most 5 runs, each one longer at both ends for the second pass."""
+PASTE_KERNEL = 2 * ATTENTION_RATE
+FUSE_PASSES = 2
+"""The fuse step sums 3 terms along the diagonals twice (row-major, then column-major)."""
 
 
 @dataclass(frozen=True)
@@ -418,10 +427,26 @@ def _attach(root: nn.Module, path: str, module: nn.Module) -> None:
     root.add_module(leaf, module)
 
 
+@dataclass(frozen=True)
+class GatedConvConfig(FamilyConfig):
+    """The port's variant and base width (48 in the released weights)."""
+
+    variant: Variant
+    cnum: int = bounded(4, 256)
+
+    def validate(self) -> None:
+        if self.cnum % 4:
+            raise CheckpointError(f"config cnum = {self.cnum}: DeepFill v2 needs a multiple of 4")
+
+
 class DeepFillV2(InpaintModel):
     """DeepFill v2 generator: coarse gated-conv network, then refinement with contextual attention."""
 
     family = "gatedconv"
+    Config = GatedConvConfig
+    config: GatedConvConfig
+    max_parameters = 200_000_000
+    """The released generator (cnum 48) has 4.1 M parameters."""
     normalization = SIGNED_UNIT_RANGE
     hole_value = 1.0
     # Symmetric (edge-including) mirroring continues textures into the at most 7 padded rows/columns,
@@ -433,21 +458,39 @@ class DeepFillV2(InpaintModel):
     at 256² where those are small (790-880; benchmarks/bench_gatedconv_attention.py). Adding the score
     arrays of a chunk over-estimates larger inputs by up to 1.5×: the two peaks are not simultaneous."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: GatedConvConfig | Mapping[str, Any]) -> None:
         super().__init__(config)
-        variant = config["variant"]
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown DeepFill v2 variant {variant!r}; expected one of {VARIANTS}")
-        self.variant: Variant = variant
-        self.cnum = int(config["cnum"])
+        self.variant: Variant = self.config.variant
+        self.cnum = self.config.cnum
+        self._conv_shares: list[tuple[PaddedConv, float]] = []
+        """Every convolution with the share of the input's pixels it computes (for the cost model)."""
         # Modules are registered under their official names; these tuples only give the execution order.
         self.coarse_layers = self._build(STAGE1, NETWORK_INPUT_CHANNELS)
         self.hallucination_layers = self._build(HALLUCINATION_BRANCH, RGB)
         self.attention_layers = self._build(ATTENTION_BRANCH, RGB)
-        _attach(self, self._name(CONTEXTUAL_ATTENTION_NAMES), ContextualAttention(variant))
-        self.attention_tail_layers = self._build(ATTENTION_TAIL, self._width(ATTENTION_BRANCH[-1]))
+        _attach(self, self._name(CONTEXTUAL_ATTENTION_NAMES), ContextualAttention(self.variant))
+        bottleneck = FEATURE_STRIDE**-2
+        self.attention_tail_layers = self._build(
+            ATTENTION_TAIL, self._width(ATTENTION_BRANCH[-1]), bottleneck
+        )
         merged = self._width(HALLUCINATION_BRANCH[-1]) + self._width(ATTENTION_TAIL[-1])
-        self.merge_layers = self._build(MERGE, merged)
+        self.merge_layers = self._build(MERGE, merged, bottleneck)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    @classmethod
+    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        return variant_of(state_dict) is not None
+
+    @classmethod
+    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return convert_deepfill_state_dict(state_dict)
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> GatedConvConfig:
+        return deepfill_config_from_state_dict(state_dict)
+
+    # --- network ------------------------------------------------------------------------------------
 
     @property
     def attention_module(self) -> ContextualAttention:
@@ -459,9 +502,11 @@ class DeepFillV2(InpaintModel):
     def _width(self, layer: Layer) -> int:
         return layer.quarters * self.cnum // 4 if layer.quarters else RGB
 
-    def _build(self, layers: Sequence[Layer], in_channels: int) -> tuple[PaddedConv, ...]:
+    def _build(self, layers: Sequence[Layer], in_channels: int, share: float = 1.0) -> tuple[PaddedConv, ...]:
+        """The layers' modules; `share` is the input's pixel count relative to the network input's."""
         built = []
         for layer in layers:
+            share *= (4.0 if layer.upsample else 1.0) / layer.stride**2
             name = self._name(layer.names)
             if layer.quarters:
                 module = GatedConv(in_channels, self._width(layer), layer, self.variant, name)
@@ -469,6 +514,7 @@ class DeepFillV2(InpaintModel):
                 module = PaddedConv(in_channels, RGB, layer, self.variant)
             _attach(self, name, module)
             built.append(module)
+            self._conv_shares.append((module, share))
             in_channels = self._width(layer)
         return tuple(built)
 
@@ -503,6 +549,22 @@ class DeepFillV2(InpaintModel):
         chunk = attention.chunk_memory(attention.chunk_size(*grid), *grid)
         return self.activation_bytes_per_pixel * height * width + chunk
 
+    def macs_per_pixel(self) -> float:
+        return sum(conv.conv.weight.numel() * share for conv, share in self._conv_shares)
+
+    def cost_estimate(self, height: int, width: int) -> float:
+        """Convolutions (linear) plus contextual attention, quadratic in the pixel count.
+
+        Over L = (h/8)·(w/8) positions, matching multiplies every 3×3 query window with every
+        background one (L²·9C) and pasting blends L 4×4 patches per position (L²·16C), C being
+        the attention features' width; the pt fuse step adds two 3-term diagonal sums (L²·4).
+        """
+        length = (height // MASK_STRIDE) * (width // MASK_STRIDE)
+        channels = self._width(ATTENTION_BRANCH[-1])
+        per_pair = channels * (ATTENTION_MATCH_KERNEL**2 + PASTE_KERNEL**2)
+        attention = 2 * length**2 * per_pair + (2 * FUSE_PASSES * length**2 if self.variant == "pt" else 0)
+        return super().cost_estimate(height, width) + attention / 1e9
+
 
 # --- checkpoint conversion ---------------------------------------------------------------------------
 
@@ -521,11 +583,7 @@ def variant_of(state_dict: Mapping[str, torch.Tensor]) -> Variant | None:
     return None
 
 
-def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return variant_of(state_dict) is not None
-
-
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_deepfill_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The port's generator state dict (already unwrapped from `G`) in our layout: the same keys.
 
     Names are kept per variant so that gate names follow the checkpoint. The pt fuse kernel must be
@@ -538,7 +596,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     return converted
 
 
-def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def deepfill_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> GatedConvConfig:
     """Variant from the key names, base width `cnum` from the first layer (2 × cnum/2 outputs)."""
     variant = variant_of(state_dict)
     if variant is None:
@@ -552,13 +610,4 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
         raise CheckpointError(
             f"{MARKER_KEYS[variant][0]} has {cnum} outputs; DeepFill v2 needs a multiple of 4"
         )
-    return {"variant": variant, "cnum": cnum}
-
-
-FAMILY = Family(
-    name="gatedconv",
-    recognizes=recognizes,
-    convert_state_dict=convert_state_dict,
-    config_from_state_dict=config_from_state_dict,
-    build=DeepFillV2,
-)
+    return GatedConvConfig.from_json({"variant": variant, "cnum": cnum})

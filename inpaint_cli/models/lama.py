@@ -14,15 +14,16 @@ channel split, LFU) is read back from the tensors. Reference: shared/reference/l
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models.base import UNIT_RANGE, Family, InpaintModel, Intermediates
+from inpaint_cli.models.base import UNIT_RANGE, FamilyConfig, InpaintModel, Intermediates, bounded
 
 OFFICIAL_PREFIX = "generator."
 """The Lightning module stores the generator under this attribute; every other entry is ignored."""
@@ -30,6 +31,13 @@ FIRST_KEY = "model.1.ffc.convl2l.weight"
 INIT_KERNEL = 7
 """The first and last convolutions are 7×7 behind a ReflectionPad2d(3)."""
 BN_EPS = 1e-5
+NATIVE_SIDE_FACTOR = 8
+"""LaMa's Fourier convolutions see the whole input and carry over to ~2k px from 256-px training
+crops (Suvorov et al., 2022), twice as far as the other families."""
+FFT_FLOP_FACTOR = 2.5
+"""A real FFT of N points costs about 2.5·N·log2(N) floating-point operations."""
+SPECTRUM_SHARE = 0.5
+"""A real spectrum has W/2 + 1 columns: about half the pixels of its input."""
 
 Branches = tuple[torch.Tensor, torch.Tensor | None]
 """(local, global) activations; a branch with no channels is None (the official code uses the integer 0)."""
@@ -254,37 +262,67 @@ class ConcatBranches(nn.Module):
         return x_local if x_global is None else torch.cat([x_local, x_global], dim=1)
 
 
-class Lama(InpaintModel):
-    """The LaMa generator (`FFCResNetGenerator` with the big-lama / lama-fourier settings).
+@dataclass(frozen=True)
+class LamaConfig(FamilyConfig):
+    """`FFCResNetGenerator`'s architecture. Ceilings are far above big-lama's (64, 3, 18, 512, 384)."""
 
-    config: `input_nc`, `output_nc`, `ngf`, `n_downsampling`, `n_blocks`, `max_features` (width
-    cap), `global_channels` (global share of the bottleneck), `enable_lfu`.
-    """
+    ngf: int = bounded(1, 256)
+    n_downsampling: int = bounded(1, 6)
+    n_blocks: int = bounded(0, 64)
+    max_features: int = bounded(1, 2048)
+    """Cap on the width of every level."""
+    global_channels: int = bounded(0, 2048)
+    """Channels of the bottleneck's global (Fourier) branch."""
+    enable_lfu: bool = False
+    input_nc: int = bounded(4, 4, default=4)
+    """The masked RGB image and the mask."""
+    output_nc: int = bounded(3, 3, default=3)
+
+    @property
+    def bottleneck_width(self) -> int:
+        return min(self.max_features, self.ngf * 2**self.n_downsampling)
+
+    def validate(self) -> None:
+        # A global branch of one channel would have an empty spectral transform (half its width).
+        if not 0 <= self.global_channels < self.bottleneck_width or self.global_channels == 1:
+            raise CheckpointError(
+                f"config global_channels = {self.global_channels} must be 0 or 2 to "
+                f"{self.bottleneck_width - 1} (the bottleneck is {self.bottleneck_width} wide)"
+            )
+
+
+class Lama(InpaintModel):
+    """The LaMa generator (`FFCResNetGenerator` with the big-lama / lama-fourier settings)."""
 
     family = "lama"
+    Config = LamaConfig
+    config: LamaConfig
     normalization = UNIT_RANGE
     hole_value = 1.0
     pad_mode = "symmetric"
     training_size = 256
+    max_parameters = 500_000_000
+    """big-lama's generator has 51 M parameters."""
     # Peak RSS growth of one prepared fp32 pass of big-lama (benchmarks/bench_lama.py): 826 B/px at
     # 512², 654 at 1024². Under bf16 autocast it is not smaller (960 and 825: FFTs, encoder and the
     # residual stream stay fp32, and the weights are cast on each pass).
     activation_bytes_per_pixel = 832
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: LamaConfig | Mapping[str, object]) -> None:
         super().__init__(config)
-        ngf, depth = config["ngf"], config["n_downsampling"]
-        widths = [min(config["max_features"], ngf * 2**level) for level in range(depth + 1)]
-        bottleneck = (widths[-1] - config["global_channels"], config["global_channels"])
+        config = self.config
+        ngf, depth = config.ngf, config.n_downsampling
+        widths = [min(config.max_features, ngf * 2**level) for level in range(depth + 1)]
+        bottleneck = (widths[-1] - config.global_channels, config.global_channels)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(INIT_KERNEL // 2),
             # The explicit ReflectionPad2d before it does the padding of the 7×7 convolution.
-            FFCNormAct((config["input_nc"], 0), (ngf, 0), INIT_KERNEL, padding=0),
+            FFCNormAct((config.input_nc, 0), (ngf, 0), INIT_KERNEL, padding=0),
         ]
         for level in range(depth):
             out = bottleneck if level == depth - 1 else (widths[level + 1], 0)
             layers.append(FFCNormAct((widths[level], 0), out, stride=2))
-        layers += [FFCResnetBlock(bottleneck, config["enable_lfu"]) for _ in range(config["n_blocks"])]
+        layers += [FFCResnetBlock(bottleneck, config.enable_lfu) for _ in range(config.n_blocks)]
         layers.append(ConcatBranches())
         for level in reversed(range(depth)):
             layers += [
@@ -296,7 +334,7 @@ class Lama(InpaintModel):
             ]
         layers += [
             nn.ReflectionPad2d(INIT_KERNEL // 2),
-            nn.Conv2d(ngf, config["output_nc"], INIT_KERNEL),
+            nn.Conv2d(ngf, config.output_nc, INIT_KERNEL),
             nn.Sigmoid(),
         ]
         self.model = nn.Sequential(*layers)
@@ -307,6 +345,23 @@ class Lama(InpaintModel):
         # for about 5 % of the speed-up). The residual stream then stays fp32 too (fp32 + bf16 -> fp32).
         self.full_precision_layers = {*range(1, 2 + depth), len(self.model) - 1}
         self.channels_last = False
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    @classmethod
+    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """An official LaMa state dict (with or without `generator.`) or one of ours."""
+        return FIRST_KEY in state_dict or OFFICIAL_PREFIX + FIRST_KEY in state_dict
+
+    @classmethod
+    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return convert_lama_state_dict(state_dict)
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> LamaConfig:
+        return lama_config_from_state_dict(state_dict)
+
+    # --- geometry and cost ------------------------------------------------------------------------
 
     def _stages(self) -> Iterator[tuple[int, str]]:
         """(index after which a stage ends, its name): FFC layers and blocks, then upsampling triplets.
@@ -321,12 +376,53 @@ class Lama(InpaintModel):
 
     @property
     def pad_multiple(self) -> int:
-        return 2 ** self.config["n_downsampling"]
+        return 2**self.config.n_downsampling
 
     @property
     def min_size(self) -> int:
         # The bottleneck must be at least 2 pixels wide: reflect padding of 1 needs a neighbour.
         return 2 * self.pad_multiple
+
+    @property
+    def native_side(self) -> int:
+        return NATIVE_SIDE_FACTOR * self.training_size
+
+    def _fourier_units(self) -> Iterator[tuple[FourierUnit, float]]:
+        """Every Fourier unit with the share of the input's pixels its spectrum covers."""
+        bottleneck_share = 4.0**-self.config.n_downsampling
+        for module in self.modules():
+            if isinstance(module, SpectralTransform):
+                yield module.fu, bottleneck_share
+                if module.lfu is not None:  # a quarter of the channels, cut into 2×2 tiles
+                    yield module.lfu, bottleneck_share / 4
+
+    def macs_per_pixel(self) -> float:
+        """Each convolution at its level's resolution; a 1×1 convolution in a spectrum on half its pixels."""
+        share, total = 1.0, 0.0
+        fourier = {id(unit.conv_layer) for unit, _ in self._fourier_units()}
+        for layer in self.model:
+            if isinstance(layer, nn.ConvTranspose2d):
+                total += layer.weight.numel() * share  # every input pixel scatters one kernel
+                share *= 4
+                continue
+            convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
+            if convs and convs[0].stride[0] == 2:
+                share /= 4
+            for conv in convs:
+                if id(conv) in fourier:
+                    continue
+                total += conv.weight.numel() * share
+        for unit, unit_share in self._fourier_units():
+            total += unit.conv_layer.weight.numel() * unit_share * SPECTRUM_SHARE
+        return total
+
+    def cost_estimate(self, height: int, width: int) -> float:
+        """Convolutions, plus a forward and an inverse real FFT per channel of every Fourier unit."""
+        fft = 0.0
+        for unit, share in self._fourier_units():
+            points = max(height * width * share, 2.0)
+            fft += 2 * unit.conv_layer.in_channels / 2 * FFT_FLOP_FACTOR * points * math.log2(points)
+        return super().cost_estimate(height, width) + fft / 1e9
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
@@ -377,11 +473,6 @@ def _capture(intermediates: Intermediates, name: str, x: torch.Tensor | Branches
 # --- checkpoints ----------------------------------------------------------------------------------
 
 
-def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """An official LaMa state dict (with or without `generator.`) or one of ours."""
-    return FIRST_KEY in state_dict or OFFICIAL_PREFIX + FIRST_KEY in state_dict
-
-
 def convert_lama_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official Lightning `state_dict` -> ours: keep exactly the `generator.` entries, prefix stripped.
 
@@ -402,7 +493,7 @@ def _indices(state_dict: Mapping[str, torch.Tensor], pattern: str) -> list[int]:
     return sorted(found)
 
 
-def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def lama_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> LamaConfig:
     """Read width, depths, channel split and LFU from the tensor shapes of a state dict in our layout."""
     if FIRST_KEY not in state_dict:
         raise CheckpointError(f"not a LaMa generator: no {FIRST_KEY}")
@@ -412,6 +503,8 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
     depth = len(down)
     if down != list(range(2, 2 + depth)) or blocks != list(range(2 + depth, 2 + depth + len(blocks))):
         raise CheckpointError("LaMa layers are not numbered like FFCResNetGenerator's (model.<index>)")
+    if depth == 0:
+        raise CheckpointError("LaMa state dict has no downsampling layer (model.2)")
     last_down = f"model.{1 + depth}.ffc"
     local = state_dict[f"{last_down}.convl2l.weight"].shape[0]
     global_key = f"{last_down}.convl2g.weight"
@@ -419,22 +512,15 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
     final_conv = f"model.{4 + 4 * depth + len(blocks)}.weight"
     if final_conv not in state_dict:
         raise CheckpointError(f"LaMa state dict has no final convolution {final_conv}")
-    return {
-        "input_nc": int(input_nc),
-        "output_nc": int(state_dict[final_conv].shape[0]),
-        "ngf": int(ngf),
-        "n_downsampling": depth,
-        "n_blocks": len(blocks),
-        "max_features": int(local + global_channels),
-        "global_channels": int(global_channels),
-        "enable_lfu": any(".convg2g.lfu." in key for key in state_dict),
-    }
-
-
-FAMILY = Family(
-    name="lama",
-    recognizes=recognizes,
-    convert_state_dict=convert_lama_state_dict,
-    config_from_state_dict=config_from_state_dict,
-    build=Lama,
-)
+    return LamaConfig.from_json(
+        {
+            "input_nc": int(input_nc),
+            "output_nc": int(state_dict[final_conv].shape[0]),
+            "ngf": int(ngf),
+            "n_downsampling": depth,
+            "n_blocks": len(blocks),
+            "max_features": int(local + global_channels),
+            "global_channels": int(global_channels),
+            "enable_lfu": any(".convg2g.lfu." in key for key in state_dict),
+        }
+    )

@@ -16,7 +16,9 @@ here the count is one single-channel box filter per layer, and those kernels are
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models.base import IMAGENET, Family, InpaintModel, Intermediates
+from inpaint_cli.models.base import IMAGENET, FamilyConfig, InpaintModel, Intermediates, bounded
 
 Renormalization = Literal["mask_sum", "window_ratio"]
 """`mask_sum`: divide by sum(M) (naoto0804, the U-Net's checkpoint); `window_ratio`: multiply by
@@ -190,16 +192,27 @@ def encoder_width(level: int, base_channels: int = BASE_CHANNELS) -> int:
     return base_channels * ENCODER_WIDTH_FACTORS[min(level, len(ENCODER_WIDTH_FACTORS)) - 1]
 
 
+@dataclass(frozen=True)
+class PConvConfig(FamilyConfig):
+    """Depth (7 in the released weights) and `enc_1`'s width (64 in the reference)."""
+
+    layer_size: int = bounded(1, 10)
+    """A 10-deep U-Net already needs sides that are multiples of 1024."""
+    base_channels: int = bounded(1, 512, default=BASE_CHANNELS)
+
+
 class PConvUNet(InpaintModel):
     """The U-Net of `layer_size` stride-2 partial convolutions and as many decoder ones.
-
-    config: `layer_size`, and `base_channels` (`enc_1`'s width, default 64 as in the reference).
 
     Inside, the network keeps the reference's conventions (ImageNet normalisation, 1 = valid,
     sides multiples of 2^layer_size); the engine pads and converts the user's mask to them.
     """
 
     family = "pconv"
+    Config = PConvConfig
+    config: PConvConfig
+    max_parameters = 1_000_000_000
+    """The released U-Net (depth 7, width 64) has 25.8 M parameters."""
     normalization = IMAGENET
     hole_value = 0.0
     # Mirrored content next to the border is plausible context for the partial convolutions;
@@ -208,12 +221,10 @@ class PConvUNet(InpaintModel):
     training_size = 256
     activation_bytes_per_pixel = 1500  # measured 1140-1460 (peak RSS of a depth-7 pass at 512² and 1024²)
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: PConvConfig | Mapping[str, Any]) -> None:
         super().__init__(config)
-        self.layer_size = int(config["layer_size"])
-        if self.layer_size < 1:
-            raise ValueError(f"layer_size must be at least 1, not {self.layer_size}")
-        base = int(config.get("base_channels", BASE_CHANNELS))
+        self.layer_size = self.config.layer_size
+        base = self.config.base_channels
 
         def width(level: int) -> int:
             return encoder_width(level, base)
@@ -245,6 +256,31 @@ class PConvUNet(InpaintModel):
     @property
     def pad_multiple(self) -> int:
         return 2**self.layer_size
+
+    def macs_per_pixel(self) -> float:
+        """`enc_<i>` computes at 1/4^i of the input's pixels, `dec_<i>` at 1/4^(i-1)."""
+        total = 0.0
+        for level in range(1, self.layer_size + 1):
+            total += getattr(self, f"enc_{level}").conv.weight.numel() * 4.0**-level
+            total += getattr(self, f"dec_{level}").conv.weight.numel() * 4.0 ** -(level - 1)
+        return total
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    @classmethod
+    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """The naoto0804 layout (`enc_1.conv.input_conv.weight`) or ours (`enc_1.conv.weight` + `dec_1`)."""
+        return "enc_1.conv.input_conv.weight" in state_dict or (
+            "enc_1.conv.weight" in state_dict and "dec_1.conv.bias" in state_dict
+        )
+
+    @classmethod
+    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return convert_naoto_state_dict(state_dict)
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> PConvConfig:
+        return pconv_config_from_state_dict(state_dict)
 
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
@@ -300,13 +336,6 @@ OUR_CONV = ".conv."
 BATCH_COUNTER = ".num_batches_tracked"
 
 
-def recognizes(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """The naoto0804 layout (`enc_1.conv.input_conv.weight`) or ours (`enc_1.conv.weight` + `dec_1`)."""
-    return "enc_1.conv.input_conv.weight" in state_dict or (
-        "enc_1.conv.weight" in state_dict and "dec_1.conv.bias" in state_dict
-    )
-
-
 def _mask_kernel_problems(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     """Every official partial convolution needs its all-ones mask kernel of the same shape."""
     problems = []
@@ -327,7 +356,7 @@ def _mask_kernel_problems(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     return problems
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_naoto_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """naoto0804 `PConvUNet` state dict (or ours) -> ours.
 
     `X.conv.input_conv.*` becomes `X.conv.*`; the all-ones `mask_conv` kernels are checked and
@@ -347,9 +376,9 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     }
 
 
-def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The depth is the deepest `enc_<i>`, the base width `enc_1`'s output channels (given only
-    when it is not the reference's 64); strict loading then checks every block is there."""
+def pconv_config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> PConvConfig:
+    """The depth is the deepest `enc_<i>`, the base width `enc_1`'s output channels; strict
+    loading then checks every block is there."""
     first = state_dict.get("enc_1.conv.weight")
     if first is None:
         raise CheckpointError("not a PConv U-Net checkpoint: no enc_1.conv.weight")
@@ -357,17 +386,5 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, 
         raise CheckpointError(
             f"this PConv U-Net reads {first.shape[1]}-channel images; only RGB is supported"
         )
-    depths = [int(key.split(".")[0][len("enc_") :]) for key in state_dict if key.startswith("enc_")]
-    config: dict[str, Any] = {"layer_size": max(depths)}
-    if first.shape[0] != BASE_CHANNELS:
-        config["base_channels"] = int(first.shape[0])
-    return config
-
-
-FAMILY = Family(
-    name="pconv",
-    recognizes=recognizes,
-    convert_state_dict=convert_state_dict,
-    config_from_state_dict=config_from_state_dict,
-    build=PConvUNet,
-)
+    depths = [int(match.group(1)) for key in state_dict if (match := re.match(r"enc_(\d{1,6})\.", key))]
+    return PConvConfig.from_json({"layer_size": max(depths), "base_channels": int(first.shape[0])})
