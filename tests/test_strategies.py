@@ -1,111 +1,88 @@
-"""Resolution strategies: crop boxes, tiles and their blending, resize, auto, memory budget, OOM retries."""
+"""The planner on numbers alone: hole regions, boxes, scales, tiles, costs, out-of-memory retries.
+
+No torch here: the planner is pure (a subprocess test checks that importing it loads no torch).
+Runner behaviour (blending, pasting, what the network sees) is in tests/test_engine.py.
+"""
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+import subprocess
+import sys
 
 import cv2
 import numpy as np
-import psutil
 import pytest
-import torch
-import torch.nn.functional as F
 
-from inpaint_cli import engine
-from inpaint_cli.engine import Inpainter
-from inpaint_cli.errors import InpaintError
-from inpaint_cli.models.base import InpaintModel
-from inpaint_cli.strategies import (
+from inpaint_cli.errors import InpaintError, UsageError
+from inpaint_cli.regions import (
+    MAX_CROP_MARGIN,
+    MIN_CROP_MARGIN,
     Box,
-    TileBlender,
-    feather,
+    default_crop_margin,
     fitted_tile,
     hole_boxes,
     hole_reach,
+    hole_regions,
     largest_scale,
-    native_side,
+    scaled_tile_rows,
     tile_rows,
     tile_starts,
 )
+from inpaint_cli.strategies import (
+    PASS_COST_LIMIT,
+    InpaintOptions,
+    Limits,
+    NetworkGeometry,
+    after_out_of_memory,
+    format_bytes,
+    native_side,
+    plan,
+)
+
+GB = 10**9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test networks are too small to gain from threads, and lose much to them on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def linear(
+    native: int = 256, multiple: int = 8, bytes_per_pixel: int = 4096, name: str = "net"
+) -> NetworkGeometry:
+    """A network whose memory and cost grow with its pixels (LaMa, PConv, the test networks)."""
+    return NetworkGeometry(
+        name=name,
+        pad_multiple=multiple,
+        min_size=multiple,
+        native_side=native,
+        memory=lambda h, w: bytes_per_pixel * h * w,
+        cost=lambda h, w: float(h * w),
+    )
 
 
-class ContextFill(InpaintModel):
-    """Fills the hole with a normalised Gaussian average of the known pixels (its receptive field
-    is `radius` pixels) and records the shape of every input it gets."""
-
-    family = "context-fill"
-    training_size = 64
-
-    def __init__(self, sigma: float = 4.0, multiple: int = 8) -> None:
-        super().__init__({})
-        self.radius = math.ceil(3 * sigma)
-        offsets = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
-        self.kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-        self.multiple = multiple
-        self.shapes: list[tuple[int, ...]] = []
-
-    @property
-    def pad_multiple(self) -> int:
-        return self.multiple
-
-    def blur(self, x: torch.Tensor) -> torch.Tensor:
-        channels = x.shape[1]
-        rows = self.kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-        x = F.conv2d(x, rows, padding=(self.radius, 0), groups=channels)
-        return F.conv2d(x, rows.transpose(2, 3), padding=(0, self.radius), groups=channels)
-
-    def forward(self, image, mask, intermediates=None):
-        self.shapes.append(tuple(image.shape))
-        known = 1 - mask
-        fill = self.blur(image * known) / self.blur(known).clamp(min=1e-6)
-        if intermediates is not None:
-            intermediates["feature.fill"] = fill
-        return image * known + fill * mask
+LAMA = linear(native=2048, bytes_per_pixel=832, name="big-lama")
 
 
-class OutOfMemoryAbove(ContextFill):
-    """Raises CUDA's out-of-memory error for inputs of more than `limit` pixels."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def forward(self, image, mask, intermediates=None):
-        if image.shape[-2] * image.shape[-1] > self.limit:
-            self.shapes.append(tuple(image.shape))
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return super().forward(image, mask, intermediates)
+def deepfill(cnum: int = 48) -> NetworkGeometry:
+    """DeepFill v2's shape: convolutions linear in the pixels, attention quadratic (L = h/8 · w/8)."""
+    return NetworkGeometry(
+        name="gatedconv",
+        pad_multiple=8,
+        min_size=8,
+        native_side=1024,
+        memory=lambda h, w: 800 * h * w,
+        cost=lambda h, w: 100.0 * cnum * h * w + 2 * 25 * 4 * cnum * ((h // 8) * (w // 8)) ** 2,
+    )
 
 
-def inpainter(network: InpaintModel, **options) -> Inpainter:
-    return Inpainter(network, device="cpu", precision="fp32", **options)
+def plan_boxes(hole: np.ndarray, geometry: NetworkGeometry, budget: int = 64 * GB, **options) -> list[Box]:
+    return list(plan(hole, geometry, InpaintOptions(**options), budget).boxes)
 
 
-def smooth_image(height: int, width: int, dtype=np.uint16) -> np.ndarray:
-    """A smooth colour image: a diagonal ramp plus slow waves, different in each channel."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    channels = [
-        0.2 + 0.5 * (x + y) / (height + width) + 0.1 * np.sin(2 * np.pi * x / 170 + phase) * np.cos(y / 60)
-        for phase in (0.0, 1.0, 2.0)
-    ]
-    return np.round(np.stack(channels, axis=-1) * np.iinfo(dtype).max).astype(dtype)
+def test_the_planner_imports_no_torch():
+    code = "import sys, inpaint_cli.strategies, inpaint_cli.regions; print('torch' in sys.modules)"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "False"
 
 
-def as_float(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float64) / np.iinfo(pixels.dtype).max
-
-
-# --- crop boxes ------------------------------------------------------------------------------------
+# --- hole regions and crop boxes ---------------------------------------------------------------------
 
 
 def test_hole_boxes_grow_merge_and_clip():
@@ -114,11 +91,7 @@ def test_hole_boxes_grow_merge_and_clip():
     hole[70:75, 165:180] = True  # B: 35 px right of A; merges with A at margin 20 (40 px of context)
     hole[300:310, 400:420] = True  # C: far away
     hole[395:400, 590:600] = True  # D: touches the bottom-right corner, merges with nothing
-    assert hole_boxes(hole, 20) == [
-        Box(30, 80, 95, 200),
-        Box(280, 380, 330, 440),
-        Box(375, 570, 400, 600),
-    ]
+    assert hole_boxes(hole, 20) == [Box(30, 80, 95, 200), Box(280, 380, 330, 440), Box(375, 570, 400, 600)]
     assert hole_boxes(hole, 10) == [
         Box(40, 90, 70, 140),
         Box(60, 155, 85, 190),
@@ -182,6 +155,38 @@ def test_hole_reach_is_the_largest_distance_to_known_pixels():
     assert abs(hole_reach(big) - 150) <= 2
 
 
+def test_each_region_has_its_own_extent_and_reach():
+    hole = np.zeros((3000, 3000), bool)
+    hole[100:104, 100:2900] = True  # a 4 px scratch: 2 px to the known rows, + 1 px of rounding
+    hole[1000:1400, 500:900] = True  # a 400 px blob: reach 200 (+1), measured exactly
+    hole[1800:2900, 1000:2900] = True  # 2 MP: measured on the 8 px grid, to within a cell
+    scratch, blob, tear = hole_regions(hole)
+    assert (scratch.top, scratch.left, scratch.bottom, scratch.right) == (100, 100, 104, 2900)
+    assert scratch.reach == 3
+    assert (blob.top, blob.bottom, blob.reach) == (1000, 1400, 201)
+    assert 551 <= tear.reach <= 551 + 8 + 1
+
+
+def test_default_crop_margin_follows_the_hole_width():
+    scratch = np.zeros((400, 600), bool)
+    scratch[100:108, 50:550] = True  # 8 px wide: reach about 4-5 px
+    assert MIN_CROP_MARGIN <= default_crop_margin(scratch) <= 3 * 6
+    blob = np.zeros((400, 600), bool)
+    blob[100:140, 100:140] = True  # 40 px wide: reach about 20 px
+    assert 50 <= default_crop_margin(blob) <= 70
+    tear = np.zeros((400, 600), bool)
+    tear[:, 200:400] = True
+    assert default_crop_margin(tear) == MAX_CROP_MARGIN
+    assert default_crop_margin(np.ones((50, 50), bool)) == MAX_CROP_MARGIN
+
+
+def test_crop_margins_are_per_region():
+    hole = np.zeros((1000, 1000), bool)
+    hole[100:103, 100:400] = True  # a scratch: 16 px of context
+    hole[600:700, 600:700] = True  # a blob of reach 50: the full 128 px
+    assert plan_boxes(hole, linear(), strategy="crop") == [Box(84, 84, 119, 416), Box(472, 472, 828, 828)]
+
+
 def test_largest_scale_bisects_to_the_budget():
     scale = largest_scale(lambda height, width: height * width <= 2500, 100, 100)
     assert round(100 * scale) == 50 and round(100 * scale * 1.002) == 51
@@ -190,13 +195,13 @@ def test_largest_scale_bisects_to_the_budget():
         largest_scale(lambda height, width: False, 100, 100)
 
 
-def test_native_side_follows_training_size_and_family():
+def test_native_side_fallback_follows_training_size_and_family():
     assert native_side("gatedconv", 256) == 1024
     assert native_side("pconv", 256) == 1024
     assert native_side("lama", 256) == 2048
 
 
-# --- tiles and blending ----------------------------------------------------------------------------
+# --- tiles -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(1000, 256, 64), (257, 256, 64), (512, 128, 0)])
@@ -226,72 +231,25 @@ def test_tile_rows_list_only_tiles_with_holes():
     assert rows == [(0, [0]), (86, []), (172, [172])]
 
 
-def test_feather_ramps_over_the_overlap():
-    weights = feather(10, 3)
-    torch.testing.assert_close(weights, torch.tensor([1, 2, 3, 4, 4, 4, 4, 3, 2, 1]) / 4)
-    assert torch.equal(feather(5, 0), torch.ones(5))
-
-
-def test_blender_is_a_partition_of_unity_and_ramps_between_tiles():
-    width, tile, overlap = 200, 64, 16
-    lefts = tile_starts(width, tile, overlap)
-    blender = TileBlender(width, tile, tile, overlap)
-    for index, left in enumerate(lefts):
-        blender.add(0, left, torch.full((3, tile, tile), float(index)))
-    values = blender.finish(tile)
-    assert values.shape == (3, tile, width)
-    row = values[0, tile // 2]
-    # Alone, a tile's value comes back; where two overlap, it moves monotonically between them.
-    torch.testing.assert_close(row[: lefts[1]], torch.zeros(lefts[1]))
-    torch.testing.assert_close(row[lefts[-2] + tile :], torch.full((width - lefts[-2] - tile,), 3.0))
-    assert torch.all(torch.diff(row) >= -1e-6)
-    with pytest.raises(ValueError, match="rows from 64"):
-        blender.add(0, 0, torch.zeros(3, tile, tile))
-
-
-def border_and_inner_gradients(
-    values: np.ndarray, hole: np.ndarray, borders: list[int]
-) -> tuple[float, float]:
-    """Largest horizontal step inside the hole across tile borders, and everywhere else in the hole."""
-    step = np.abs(np.diff(values, axis=1)).max(axis=-1)
-    inside = hole[:, 1:] & hole[:, :-1]
-    at_border = np.zeros_like(inside)
-    at_border[:, [column - 1 for column in borders]] = True
-    return float(step[inside & at_border].max()), float(step[inside & ~at_border].max())
-
-
-@pytest.mark.parametrize("overlap", [0, 32])
-def test_tiles_leave_no_seam_in_the_hole(overlap):
-    pixels = smooth_image(128, 640)
-    hole = np.zeros((128, 640), bool)
-    hole[50:70, 20:620] = True  # crosses every tile border; every hole pixel is near known ones
-    result = inpainter(ContextFill(), strategy="tile", tile_size=128, tile_overlap=overlap).inpaint(
-        pixels, hole
+def test_tiles_of_a_downscaled_box_include_every_tile_the_reduced_hole_needs():
+    rng = np.random.default_rng(3)
+    hole = np.zeros((900, 1300), bool)
+    for _ in range(12):
+        top, left = rng.integers(0, 880), rng.integers(0, 1280)
+        hole[top : top + 15, left : left + 15] = True
+    box = Box(50, 70, 890, 1270, scale=0.37)
+    height, width = box.scaled_size()
+    reduced = (
+        cv2.resize(hole[box.slices].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0
     )
-    assert result.boxes == [Box(0, 0, 128, 640, 1.0, 128)]
-    width = fitted_tile(640, 128, overlap, ContextFill().pad_multiple)
-    lefts = tile_starts(640, width, overlap)
-    borders = sorted({left for left in lefts[1:]} | {left + width for left in lefts[:-1]})
-    at_border, elsewhere = border_and_inner_gradients(as_float(result.pixels), hole, borders)
-    if overlap:
-        assert at_border <= elsewhere
-    else:  # the test can see seams: abutting tiles without blending make one
-        assert at_border > 1.5 * elsewhere
+    needed = tile_rows(reduced, 128, 128, 32)
+    planned = scaled_tile_rows(hole, box, 128, 128, 32)
+    assert [top for top, _ in planned] == [top for top, _ in needed]
+    for (_, lefts), (_, kept) in zip(needed, planned, strict=True):
+        assert set(lefts) <= set(kept) and len(kept) <= len(lefts) + 2
 
 
-def test_batched_tiles_give_the_same_result(monkeypatch):
-    pixels, hole = smooth_image(200, 300), np.zeros((200, 300), bool)
-    hole[40:160:7, 30:270] = True
-    one = inpainter(ContextFill(), strategy="tile", tile_size=128).inpaint(pixels, hole)
-    network = ContextFill()
-    batched = inpainter(network, strategy="tile", tile_size=128)
-    monkeypatch.setattr(batched, "_batch_size", lambda height, width: 2)
-    result = batched.inpaint(pixels, hole)
-    assert np.abs(result.pixels.astype(int) - one.pixels).max() <= 1  # float rounding only
-    assert {shape[0] for shape in network.shapes} == {2} and 2 * result.passes == one.passes == 12
-
-
-# --- crop ------------------------------------------------------------------------------------------
+# --- the strategies ----------------------------------------------------------------------------------
 
 
 def scratches(height: int, width: int) -> np.ndarray:
@@ -302,67 +260,9 @@ def scratches(height: int, width: int) -> np.ndarray:
     return hole
 
 
-def test_crop_equals_full_inside_the_hole_when_the_margin_covers_the_receptive_field(monkeypatch):
-    pixels, hole = smooth_image(1000, 1500), scratches(1000, 1500)
-    converted: list[tuple[int, ...]] = []
-    to_float = engine.to_float
-    monkeypatch.setattr(engine, "to_float", lambda array: converted.append(array.shape) or to_float(array))
-    network = ContextFill()
-    crop = inpainter(network, strategy="crop", crop_margin=network.radius + 4).inpaint(pixels, hole)
-    # Only the three boxes became float tensors, and the network saw nothing bigger (after padding).
-    assert [(box.height, box.width) for box in crop.boxes] == [(332, 35), (36, 432), (42, 42)]
-    assert [shape[:2] for shape in converted] == [(332, 35), (36, 432), (42, 42)]
-    assert [shape[-2:] for shape in network.shapes] == [(336, 40), (40, 432), (48, 48)]
-    full = inpainter(ContextFill(), strategy="full").inpaint(pixels, hole)
-    np.testing.assert_array_equal(crop.pixels[~hole], pixels[~hole])
-    difference = np.abs(crop.pixels[hole].astype(int) - full.pixels[hole].astype(int))
-    assert difference.max() <= 1  # float rounding only
-
-
-# --- resize ----------------------------------------------------------------------------------------
-
-
-def test_resize_fills_at_low_resolution_and_pastes_only_hole_pixels():
-    pixels, hole = smooth_image(600, 900), np.zeros((600, 900), bool)
-    hole[200:260, 300:420] = True
-    network = ContextFill()
-    result = inpainter(network, strategy="resize", max_side=300).inpaint(pixels, hole)
-    assert result.boxes == [Box(0, 0, 600, 900, 1 / 3)]
-    assert network.shapes == [(1, 3, 200, 304)]
-    np.testing.assert_array_equal(result.pixels[~hole], pixels[~hole])
-    # Reference: area downscale (a reduced pixel is a hole if any of its pixels is), fill, keep the
-    # known reduced pixels, bicubic upscale.
-    small = torch.from_numpy(as_float(cv2.resize(pixels, (300, 200), interpolation=cv2.INTER_AREA)))
-    small = small.permute(2, 0, 1)[None].float()
-    small_hole = cv2.resize(hole.astype(np.float32), (300, 200), interpolation=cv2.INTER_AREA) > 0
-    mask = torch.from_numpy(small_hole)[None, None].float()
-    reduced = ContextFill()(small, mask)
-    upscaled = F.interpolate(reduced, size=(600, 900), mode="bicubic", align_corners=False)
-    expected = np.round(upscaled[0].permute(1, 2, 0).clamp(0, 1).numpy() * 65535)
-    assert np.abs(result.pixels[hole] - expected[hole]).max() <= 1
-
-
-def test_upscaled_fill_matches_bicubic_interpolation_at_hole_pixels():
-    torch.manual_seed(0)
-    reduced = torch.rand(1, 3, 40, 60)
-    box = Box(10, 20, 130, 200, scale=1 / 3)
-    hole = np.zeros((150, 220), bool)
-    hole[30:110, 40:180] = True
-    output = np.zeros((150, 220, 3), np.uint16)
-    Inpainter._paste_upscaled(output, hole, box, reduced)
-    expected = F.interpolate(reduced, size=(box.height, box.width), mode="bicubic", align_corners=False)
-    expected = np.round(expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 65535)
-    inside = hole[box.slices]
-    assert np.abs(output[box.slices][inside] - expected[inside]).max() <= 1
-    assert not output[~hole].any()
-
-
-# --- auto ------------------------------------------------------------------------------------------
-
-
 def test_auto_crops_small_damage_at_native_resolution():
     hole = scratches(1000, 1500)
-    boxes = inpainter(ContextFill(), crop_margin=100).plan(hole)  # training size 64: native side 256
+    boxes = plan_boxes(hole, linear(), crop_margin=100)  # native side 256
     # The long thin scratches are beyond the native side but have context in every tile.
     assert boxes == [
         Box(0, 100, 500, 303, tile=256),
@@ -375,100 +275,184 @@ def test_auto_crops_small_damage_at_native_resolution():
 def test_auto_takes_the_whole_image_when_boxes_would_cover_most_of_it():
     hole = np.zeros((200, 240), bool)
     hole[20:30, 20:30] = hole[170:180, 210:220] = True
-    assert inpainter(ContextFill(), crop_margin=80).plan(hole) == [Box(0, 0, 200, 240)]
-    assert len(inpainter(ContextFill(), crop_margin=78).plan(hole)) == 2  # 2 * 108² < 200 * 240 / 2
+    assert plan_boxes(hole, linear(), crop_margin=80) == [Box(0, 0, 200, 240)]
+    assert len(plan_boxes(hole, linear(), crop_margin=78)) == 2  # 2 * 108² < 200 * 240 / 2
 
 
 def test_auto_tiles_thin_holes_and_downscales_large_ones_beyond_the_native_side():
-    network = ContextFill()  # training size 64: native side 256
-    auto = inpainter(network)
     thin = np.zeros((600, 1200), bool)
     thin[300:304, 100:1100] = True
-    (box,) = auto.plan(thin)
+    (box,) = plan_boxes(thin, linear())
     assert box.scale == 1 and box.tile == 256
     # A blob 150 px from its edge to its middle: scaled to the native side, one pass keeps more
     # pixels than tiles could (they need the reach within a quarter tile: scale 64 / 151).
     blob = np.zeros((400, 500), bool)
     blob[50:350, 50:450] = True
-    (box,) = auto.plan(blob)
+    (box,) = plan_boxes(blob, linear())
     assert box.tile is None and box.scale == 256 / 500 and box.scaled_size() == (205, 256)
     # Wider, with 200 px of reach: 256-px tiles at scale 64 / 201 keep more than one pass at 256 / 1200.
     blob = np.zeros((600, 1200), bool)
     blob[100:500, 200:1000] = True
-    (box,) = auto.plan(blob)
+    (box,) = plan_boxes(blob, linear())
     assert box.tile == 256 and box.scale == pytest.approx(64 / 201) and box.scaled_size() == (191, 382)
 
 
-def test_auto_tiles_within_the_memory_budget():
-    network = ContextFill()
-    auto = inpainter(network, memory_budget=network.memory_estimate(200, 200))
+def torn_scan() -> np.ndarray:
+    """A 6000×4000 scan: eight thin scratches (3-4 px wide, 100 px or more apart) and the bottom-right
+    corner torn off (798 px legs)."""
+    hole = np.zeros((4000, 6000), bool)
+    for index in range(5):
+        left = 400 + 1000 * index
+        hole[300 + 500 * index : 1800 + 500 * index, left : left + 3] = True  # 1500 px, vertical
+    for index in range(3):
+        left = 500 + 1000 * index
+        hole[500 + 1000 * index : 504 + 1000 * index, left : left + 800] = True  # 800 px, horizontal
+    rows, cols = np.mgrid[0:4000, 0:6000]
+    hole |= rows + cols > 9200
+    return hole
+
+
+def corner_box(boxes: list[Box]) -> Box:
+    (corner,) = [box for box in boxes if box.bottom == 4000 and box.right == 6000]
+    return corner
+
+
+def test_auto_fills_thin_scratches_at_native_resolution_and_gives_a_torn_corner_its_own_box():
+    hole = torn_scan()
+    budget = 8 * GB
+    boxes = plan_boxes(hole, LAMA, budget)
+    # Every scratch has its own box at full resolution; the tear's box has as much context as its
+    # reach (566 px: the corner is that far from the torn edge), and fits LaMa's 2048 px at scale 1.
+    assert len(boxes) == 9 and all(box.scale == 1 for box in boxes)
+    corner = corner_box(boxes)
+    assert (corner.top, corner.left) == (3202 - 566, 5202 - 566)
+    assert corner.tile is None and corner.area < 0.1 * hole.size
+    assert sum(box.area for box in boxes) < 0.12 * hole.size
+    # DeepFill v2 (native 1024): scratches still at full resolution (tiled where longer than a
+    # tile), the corner downscaled only as far as its own box needs.
+    boxes = plan_boxes(hole, deepfill(), budget)
+    corner = corner_box(boxes)
+    assert corner.scale == pytest.approx(1024 / 1364, rel=1e-3) and corner.tile is None
+    scratch_boxes = [box for box in boxes if box != corner]
+    assert len(scratch_boxes) == 8 and all(box.scale == 1 for box in scratch_boxes)
+    assert {box.tile for box in scratch_boxes} == {None, 1024}  # 1532 px long boxes in tiles, 832 px whole
+
+
+def test_no_pass_runs_quadratic_attention_on_a_huge_grid():
+    geometry = deepfill()
+    hole = np.zeros((2048, 2048), bool)
+    hole[100:1950, 100:1950] = True  # grown by 128 px of context, the crop box is the whole image
+    with pytest.raises(
+        InpaintError, match=r"2048x2048 pass of gatedconv costs \d\.\d times as much per pixel"
+    ):
+        plan(hole, geometry, InpaintOptions(strategy="full"), 64 * GB)
+    for strategy in ("crop", "auto", "resize", "tile"):
+        result = plan(hole, geometry, InpaintOptions(strategy=strategy), 64 * GB)
+        sizes = [
+            box.scaled_size() if tiling is None else (tiling.height, tiling.width)
+            for box, tiling in zip(result.boxes, result.tilings, strict=True)
+        ]
+        assert all(geometry.cost_growth(*size) <= PASS_COST_LIMIT for size in sizes), strategy
+    crop = plan(hole, geometry, InpaintOptions(strategy="crop"), 64 * GB)
+    assert crop.boxes == (Box(0, 0, 2048, 2048, tile=1024),) and crop.passes == 9
+    # The same box with a linear model is one pass: only the cost model tells them apart.
+    assert plan(hole, linear(native=1024), InpaintOptions(strategy="crop"), 64 * GB).single_pass
+
+
+def test_plan_cost_counts_the_tiles_that_run():
+    hole = np.zeros((1000, 1000), bool)
+    hole[100:110, :] = True  # one row of tiles
+    result = plan(hole, linear(), InpaintOptions(strategy="tile", tile_size=256, tile_overlap=0), GB)
+    (tiling,) = result.tilings
+    assert (tiling.height, tiling.width) == (256, 256) and tiling.tiles == 4 and result.passes == 4
+    assert result.cost == 4 * 256 * 256
+    assert result.describe() == "tile: whole image, in 256 px tiles; 4 passes"
+
+
+def test_descriptions_name_boxes_scales_and_tiles():
+    hole = torn_scan()
+    result = plan(hole, deepfill(), InpaintOptions(), 8 * GB)
+    assert result.describe() == (
+        "auto: 9 crop boxes (9% of the image), 8 at native scale, 1 downscaled to 0.75, "
+        "in 1024 px tiles; 14 passes"
+    )
+    nothing = plan(np.zeros((10, 10), bool), linear(), InpaintOptions(), GB)
+    assert nothing.describe() == "auto: nothing to fill" and nothing.passes == 0 and nothing.cost == 0
+
+
+def test_memory_budget_full_refuses_with_readable_units_and_auto_downscales():
+    hole = np.zeros((64, 64), bool)
+    hole[16:32, 20:40] = True
+    geometry = linear()
+    with pytest.raises(InpaintError, match=r"needs about 17 MB, over the memory budget of 4\.2 MB"):
+        plan(hole, geometry, InpaintOptions(strategy="full"), geometry.memory(32, 32))
+    with pytest.raises(InpaintError, match=r"over the memory budget of 1 B"):
+        plan(hole, geometry, InpaintOptions(strategy="full"), 1)
+    (box,) = plan(hole, geometry, InpaintOptions(), geometry.memory(32, 32)).boxes
+    assert box.scale < 1 and geometry.pass_memory(*box.scaled_size()) <= geometry.memory(32, 32)
+
+
+def test_resize_and_max_side():
+    hole = np.zeros((600, 900), bool)
+    hole[200:260, 300:420] = True
+    assert plan_boxes(hole, linear(), strategy="resize", max_side=300) == [Box(0, 0, 600, 900, 1 / 3)]
+    assert plan_boxes(hole, linear(), strategy="full", max_side=450) == [Box(0, 0, 600, 900, 0.5)]
+
+
+def test_single_pass_for_intermediates_downscales_to_the_native_side():
+    (box,) = plan(scratches(1000, 1500), linear(), InpaintOptions(), GB, single_pass=True).boxes
+    assert box == Box(0, 0, 1000, 1500, 256 / 1500) and box.scaled_size() == (171, 256)
+
+
+def test_tiles_within_the_memory_budget_and_a_learned_cap():
     thin = np.zeros((600, 1200), bool)
     thin[300:304, 100:1100] = True
-    (box,) = auto.plan(thin)
-    assert box.tile == 200
-    auto.inpaint(smooth_image(600, 1200), thin)
-    assert max(shape[-2] * shape[-1] for shape in network.shapes) <= 200 * 200
+    geometry = linear()
+    assert plan_boxes(thin, geometry, geometry.memory(203, 203))[0].tile == 200
+    capped = plan(thin, geometry, InpaintOptions(), GB, limits=Limits(tile_cap=160))
+    assert capped.boxes[0].tile == 160
 
 
-def test_cpu_budget_comes_from_available_ram_and_sets_the_tile_side(monkeypatch):
-    network = ContextFill()
-    available = network.memory_estimate(203, 203) / engine.CPU_BUDGET_FRACTION
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=available))
-    planner = inpainter(network, strategy="tile")
-    assert planner.memory_budget == network.memory_estimate(203, 203)
-    (box,) = planner.plan(np.ones((1000, 1000), bool))
-    assert box.tile == 200  # the largest multiple of 8 within the budget (and the native side, 256)
+def test_out_of_memory_halves_the_tile_down_to_the_floor():
+    geometry = linear()
+    box = Box(0, 0, 320, 320)
+    retry, limits = after_out_of_memory(box, None, geometry, Limits(), "cuda")
+    assert retry == Box(0, 0, 320, 320, tile=160) and limits == Limits(tile_cap=160, batch_cap=1)
+    with pytest.raises(InpaintError, match=r"ran out of cuda memory on 152x152 pixels.*smaller than 128 px"):
+        after_out_of_memory(Box(0, 0, 320, 320, tile=160), _tiling(152), geometry, limits, "cuda")
 
 
-def test_capture_makes_auto_plan_a_single_pass_and_explains_otherwise():
-    pixels, hole = smooth_image(1000, 1500), scratches(1000, 1500)
-    result = inpainter(ContextFill()).inpaint(pixels, hole, capture=True)
-    assert result.passes == 1 and result.intermediates_missing is None
-    assert result.intermediates["feature.fill"].shape == (1, 3, 176, 256)
-    crop = inpainter(ContextFill(), strategy="crop").inpaint(pixels, hole, capture=True)
-    assert crop.intermediates == {} and crop.passes == 3
-    assert crop.intermediates_missing.startswith("the crop plan made 3 network passes")
+def _tiling(side: int):
+    from inpaint_cli.strategies import Tiling
+
+    return Tiling(side, side, 32, ((0, (0,)),))
 
 
-# --- out of memory ---------------------------------------------------------------------------------
+def test_batches_on_accelerators_follow_the_budget():
+    hole = np.zeros((1000, 1000), bool)
+    hole[100:900:50, :] = True
+    geometry = NetworkGeometry("net", 8, 8, 256, lambda h, w: h * w, lambda h, w: float(h * w), batches=True)
+    result = plan(hole, geometry, InpaintOptions(strategy="tile", tile_size=256), 3 * 256 * 256)
+    assert result.tilings[0].batch == 3
+    assert plan(hole, linear(), InpaintOptions(strategy="tile", tile_size=256), GB).tilings[0].batch == 1
 
 
-def test_out_of_memory_halves_the_tile_until_it_fits():
-    pixels, hole = smooth_image(320, 320), np.zeros((320, 320), bool)
-    hole[60:260, 150:160] = True
-    network = OutOfMemoryAbove(limit=200 * 200)
-    tiler = inpainter(network, strategy="full")
-    result = tiler.inpaint(pixels, hole)
-    assert network.shapes[0] == (1, 3, 320, 320)  # the one pass that failed
-    assert result.boxes == [Box(0, 0, 320, 320, 1.0, 160)]
-    # Three tiles a side: 160 px tiles shrunk to the 152 px (a multiple of 8) that three need; the
-    # hole (columns 150-160) is in the first two columns of tiles.
-    assert {shape[-2:] for shape in network.shapes[1:]} == {(152, 152)} and result.passes == 3 * 2
-    np.testing.assert_array_equal(result.pixels[~hole], pixels[~hole])
-    reference = inpainter(ContextFill(), strategy="tile", tile_size=160).inpaint(pixels, hole)
-    np.testing.assert_array_equal(result.pixels, reference.pixels)
-    assert tiler._tile_side() == 160  # later images start from what fitted
+# --- options ------------------------------------------------------------------------------------------
 
 
-def test_out_of_memory_below_the_floor_is_a_clear_error():
-    pixels, hole = smooth_image(320, 320), np.zeros((320, 320), bool)
-    hole[60:260, 150:160] = True
-    network = OutOfMemoryAbove(limit=100 * 100)
-    with pytest.raises(InpaintError, match=r"ran out of cpu memory on 152x152 pixels.*smaller than 128 px"):
-        inpainter(network, strategy="full").inpaint(pixels, hole)
-    assert [shape[-1] for shape in network.shapes] == [320, 152]
+def test_options_are_validated_once():
+    assert InpaintOptions(strategy="crop").strategy.value == "crop"
+    with pytest.raises(UsageError, match="unknown strategy 'sideways'"):
+        InpaintOptions(strategy="sideways")
+    with pytest.raises(UsageError, match="max-side must be a positive whole number"):
+        InpaintOptions(max_side=0)
+    with pytest.raises(UsageError, match="tile overlap 128 must be smaller than the tile size"):
+        InpaintOptions(tile_size=128, tile_overlap=128)
 
 
-def test_default_crop_margin_follows_the_hole_width():
-    from inpaint_cli.strategies import MAX_CROP_MARGIN, MIN_CROP_MARGIN, default_crop_margin
-
-    scratch = np.zeros((400, 600), bool)
-    scratch[100:108, 50:550] = True  # 8 px wide: reach about 4-5 px
-    assert MIN_CROP_MARGIN <= default_crop_margin(scratch) <= 3 * 6
-    blob = np.zeros((400, 600), bool)
-    blob[100:140, 100:140] = True  # 40 px wide: reach about 20 px
-    assert 50 <= default_crop_margin(blob) <= 70
-    tear = np.zeros((400, 600), bool)
-    tear[:, 200:400] = True
-    assert default_crop_margin(tear) == MAX_CROP_MARGIN
-    assert default_crop_margin(np.ones((50, 50), bool)) == MAX_CROP_MARGIN
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(1, "1 B"), (999, "999 B"), (52_000_000, "52 MB"), (4.2e6, "4.2 MB"), (3.4e9, "3.4 GB")],
+)
+def test_format_bytes(count, text):
+    assert format_bytes(count) == text
