@@ -144,14 +144,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Run one inpainting job; report seconds, network pixels, plan and peak memory."""
     device = torch.device(job["device"])
     network = build(job["model"])
-    options = {
-        "device": job["device"],
-        "precision": job["precision"],
-        "strategy": job["strategy"],
-        "crop_margin": job["margin"],
-        "memory_budget": job["budget"],
-    }
-    inpainter = Inpainter(network, name=job["model"], threads=job["threads"], **options)
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    options = InpaintOptions(strategy=job["strategy"], crop_margin=job["margin"], memory_budget=job["budget"])
+    inpainter = Inpainter(
+        network, name=job["model"], device=job["device"], precision=job["precision"], options=options
+    )
     warm = make_image(WARM_UP_SIZE, WARM_UP_SIZE, seed=1)
     inpainter.inpaint(warm, make_mask("scratches", WARM_UP_SIZE, WARM_UP_SIZE, seed=1))
     fed = []  # pixels of every network input, padding included
