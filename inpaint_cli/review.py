@@ -8,10 +8,10 @@ command that has per-image results, such as detection) and writes:
   the page's own script shows one page of rows at a time, filling every text with `textContent`,
   so a file named `<script>alert(1)</script>.png` is shown, never run. CSS and JS are inlined from
   `inpaint_cli/templates/`: the page needs nothing from the network.
-- `<page stem>_files/`: thumbnails (input, mask overlay, result), each written atomically and
-  loaded lazily, and `rows.json`, the rows of the last build with what was learned from the pixels,
-  so a rebuild reuses thumbnails of unchanged files and a resumed batch keeps the rows of the
-  images an earlier run did.
+- `<page stem>_files/`: thumbnails (input, mask overlay, result; `review_pixels`), each written
+  atomically and loaded lazily, and `rows.json`, the rows of the last build with what was learned
+  from the pixels, so a rebuild reuses thumbnails of unchanged files and a resumed batch keeps the
+  rows of the images an earlier run did.
 
 Rows are sorted so that failures come first, then suspicious results, then the rest by name.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import os
 import re
 import statistics
@@ -31,30 +30,21 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from inpaint_cli import review_pixels
 from inpaint_cli.atomic import atomic_path
-from inpaint_cli.errors import InputError
-
-logger = logging.getLogger(__name__)
+from inpaint_cli.errors import InputError, UsageError
 
 THUMBNAIL_SIDE = 256
 """Longest side of a thumbnail: sharp enough to judge a fill, ~10 KB as JPEG."""
-THUMBNAIL_QUALITY = 80
 PAGE_SIZE = 50
 """Rows shown at once; the others wait in the page's JSON."""
 FILES_SUFFIX = "_files"
 CACHE_NAME = "rows.json"
 CACHE_VERSION = 1
-LARGE_HOLE = 0.4
-"""A hole covering more of the image than this is suspicious: little context is left to fill it."""
 SLOW_FACTOR = 5.0
 """An image that took this many times the median time (and over a second) is suspicious."""
-FLAT_FILL_STD = 1.5
-"""A hole filled with nearly one colour (8-bit standard deviation below this) while its surroundings
-vary (above `BUSY_SURROUNDINGS_STD`) is suspicious: a broken network or non-finite output."""
-BUSY_SURROUNDINGS_STD = 8.0
 THUMBNAIL_NAME = re.compile(r"(?P<key>[0-9a-f]{20})_(input|mask|result)\.jpg")
 FAILED = "failed"
 STATUS_ORDER = {FAILED: 0}
@@ -160,7 +150,36 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
     return rows
 
 
-# --- pixels: thumbnails and what they show -----------------------------------------------------------
+def rows_from_outcomes(
+    outcomes: Iterable[Any], *, not_run: Iterable[Any] = (), model: str = ""
+) -> list[ReviewRow]:
+    """The rows of a run that just finished: `batch.JobOutcome`s and the jobs never started, read
+    through the same records as the JSON report."""
+    report = {
+        "inputs": [outcome.as_record() for outcome in outcomes],
+        "not_run": [str(job.image) for job in not_run],
+    }
+    return rows_from_report(report, model=model)
+
+
+def check_page_target(page: Path, taken: Iterable[Path | None]) -> None:
+    """Refuse a page whose file or thumbnails folder is a file of the run (input, mask, output, report)."""
+    page = Path(page)
+    if page.is_dir():
+        raise UsageError("is a folder", path=page, hint="give --html a file name such as review.html")
+    own = os.path.realpath(page)
+    folder = os.path.realpath(page.with_name(page.stem + FILES_SUFFIX)) + os.sep
+    for path in taken:
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real == own or real.startswith(folder):
+            raise UsageError(
+                f"would overwrite {path}, a file of this run", path=page, hint="give another --html"
+            )
+
+
+# --- thumbnails cache keys ----------------------------------------------------------------------------
 
 
 def _file_key(path: Path | None) -> str | None:
@@ -177,96 +196,6 @@ def _file_key(path: Path | None) -> str | None:
 def _row_key(row: ReviewRow) -> str:
     parts = [_file_key(row.image), *(_file_key(m) for m in row.masks), _file_key(row.output)]
     return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
-
-
-def _thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    height, width = pixels.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    return pixels
-
-
-def _save_jpeg(path: Path, pixels: np.ndarray) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels, "RGB").save(tmp, format="JPEG", quality=THUMBNAIL_QUALITY)
-
-
-def _display(path: Path | None) -> np.ndarray | None:
-    """8-bit RGB pixels of an image file, or None if it cannot be read."""
-    from inpaint_cli import imageio, visualize
-
-    if path is None:
-        return None
-    try:
-        return np.asarray(visualize.to_display(imageio.read_image(path).pixels))
-    except (OSError, ValueError, InputError) as exc:
-        logger.info("no thumbnail of %s: %s", path, exc)
-        return None
-
-
-def _hole(row: ReviewRow, size: tuple[int, int]) -> np.ndarray | None:
-    from inpaint_cli import imageio
-
-    if not row.masks:
-        return None
-    try:
-        return imageio.read_mask(row.masks, size=size)
-    except (OSError, ValueError, InputError) as exc:
-        logger.info("no mask overlay for %s: %s", row.name, exc)
-        return None
-
-
-def _overlay(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    from inpaint_cli.visualize import HOLE_OVERLAY_ALPHA, HOLE_OVERLAY_COLOUR
-
-    shown = pixels.astype(np.float32)
-    shown[hole] = shown[hole] * (1 - HOLE_OVERLAY_ALPHA) + HOLE_OVERLAY_COLOUR * HOLE_OVERLAY_ALPHA
-    return shown.round().astype(np.uint8)
-
-
-def pixel_findings(before: np.ndarray | None, hole: np.ndarray | None, after: np.ndarray | None) -> list[str]:
-    """Reasons to look at a result, from its pixels (8-bit RGB): a large hole, a flat or unchanged fill."""
-    if hole is None or not hole.any():
-        return []
-    found = []
-    fraction = float(hole.mean())
-    if fraction > LARGE_HOLE:
-        found.append(f"hole covers {fraction:.0%} of the image")
-    if after is None or after.shape[:2] != hole.shape:
-        return found
-    import cv2
-
-    ring = cv2.dilate(hole.view(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
-    inside = after[hole].astype(np.float32)
-    if ring.any() and inside.std(axis=0).max() < FLAT_FILL_STD and after[ring].std() > BUSY_SURROUNDINGS_STD:
-        found.append("the hole is filled with one flat colour")
-    elif before is not None and before.shape == after.shape and np.array_equal(before[hole], after[hole]):
-        found.append("the hole is unchanged")
-    return found
-
-
-def _make_thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
-    """Thumbnails of one row (names relative to the page's folder) and the pixel findings."""
-    before = _display(row.image)
-    after = _display(row.output) if row.status != FAILED else None
-    hole = _hole(row, before.shape[:2]) if before is not None else None
-    written: dict[str, str | None] = {"input": None, "mask": None, "result": None}
-    pictures = {"input": before, "result": after}
-    if hole is not None:
-        pictures["mask"] = _overlay(before, hole)
-    for kind, pixels in pictures.items():
-        if pixels is None:
-            continue
-        name = f"{key}_{kind}.jpg"
-        _save_jpeg(folder / name, np.ascontiguousarray(_thumbnail(pixels, side)))
-        written[kind] = urllib.parse.quote(f"{folder.name}/{name}")
-    return {"thumbs": written, "findings": pixel_findings(before, hole, after)}
 
 
 # --- ordering and the page ----------------------------------------------------------------------------
@@ -391,7 +320,7 @@ def build_page(
     todo = [(row, key) for row, key in zip(rows, keys, strict=True) if thumbnails and key not in known]
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-thumbs") as pool:
-        made = pool.map(lambda item: _make_thumbnails(item[0], folder, item[1], thumbnail_side), todo)
+        made = pool.map(lambda item: _thumbnails(item[0], folder, item[1], thumbnail_side), todo)
         fresh = dict(zip((key for _, key in todo), made, strict=True))
     seen: dict = {**known, **fresh}
     for row, key in zip(rows, keys, strict=True):
@@ -421,6 +350,11 @@ def build_page(
         seconds=time.perf_counter() - started,
         page_bytes=page.stat().st_size,
     )
+
+
+def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
+    output = None if row.status == FAILED else row.output
+    return review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side)
 
 
 def _thumbs_exist(page_folder: Path, made: object) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inpaint_cli import batch, review
+from inpaint_cli import batch, review, review_pixels
 from inpaint_cli.cli import app
 
 HEIGHT, WIDTH = 300, 400
@@ -208,13 +208,13 @@ def test_pixel_findings() -> None:
     before = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
     hole = np.zeros((40, 40), dtype=bool)
     hole[10:20, 10:20] = True
-    assert review.pixel_findings(before, hole, before) == ["the hole is unchanged"]
+    assert review_pixels.pixel_findings(before, hole, before) == ["the hole is unchanged"]
     flat = before.copy()
     flat[hole] = 0
-    assert review.pixel_findings(before, hole, flat) == ["the hole is filled with one flat colour"]
+    assert review_pixels.pixel_findings(before, hole, flat) == ["the hole is filled with one flat colour"]
     noisy = before.copy()
     noisy[hole] = rng.integers(0, 256, (100, 3))
-    assert review.pixel_findings(before, hole, noisy) == []
+    assert review_pixels.pixel_findings(before, hole, noisy) == []
     big = np.ones((40, 40), dtype=bool)
     big[:, :20] = False
-    assert review.pixel_findings(before, big, None) == ["hole covers 50% of the image"]
+    assert review_pixels.pixel_findings(before, big, None) == ["hole covers 50% of the image"]
