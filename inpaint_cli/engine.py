@@ -178,34 +178,16 @@ def family_of(name: str) -> str:
 
 
 def geometry_of(network: InpaintModel, name: str, device: torch.device) -> NetworkGeometry:
-    """What the planner needs of a network. Reads `native_side` and `cost_estimate` where the
-    family declares them, else the pre-family-class fallbacks."""
-    native = getattr(network, "native_side", None)
-    if not isinstance(native, int):
-        native = strategies.native_side(network.family, network.training_size)
-    cost = getattr(network, "cost_estimate", None) or _fallback_cost(network)
+    """What the planner needs of a network: its declared geometry and cost and memory models."""
     return NetworkGeometry(
         name=name,
         pad_multiple=network.pad_multiple,
         min_size=network.min_size,
-        native_side=min(native, strategies.NO_NATIVE_LIMIT),
+        native_side=min(network.native_side, strategies.NO_NATIVE_LIMIT),
         memory=network.memory_estimate,
-        cost=cost,
+        cost=network.cost_estimate,
         batches=device.type != "cpu",
     )
-
-
-ATTENTION_COST_PER_CNUM = 0.7
-"""DeepFill v2's cost model before its family declares one: pixels + (0.7 / cnum) · L² with L the
-attention grid's positions (h/8 · w/8); fitted to gatedconv-tiny (cnum 16) at 256-768 px on a CPU."""
-
-
-def _fallback_cost(network: InpaintModel) -> Callable[[int, int], float]:
-    grid = getattr(network, "attention_module", None)
-    if grid is None:
-        return lambda height, width: float(height * width)
-    weight = ATTENTION_COST_PER_CNUM / network.config.get("cnum", 48)
-    return lambda height, width: height * width + weight * ((height // 8) * (width // 8)) ** 2
 
 
 class Inpainter:

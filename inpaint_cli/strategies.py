@@ -452,15 +452,3 @@ def format_bytes(count: float) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}" if count < 10 * size else f"{count / size:.0f} {unit}"
     return f"{count:.0f} B"
-
-
-def native_side(family: str, training_size: int) -> int:
-    """Longest side a family fills well without downscaling, for networks that do not declare
-    `native_side` (before the family classes): 4 × the training crop, 8 × for LaMa."""
-    return NATIVE_SIDE_FACTORS.get(family, NATIVE_SIDE_FACTOR) * training_size
-
-
-NATIVE_SIDE_FACTOR = 4
-"""DeepFill v2 and PConv (trained on 256-px crops) degrade beyond about 1 MP."""
-NATIVE_SIDE_FACTORS = {"lama": 8}
-"""LaMa's Fourier convolutions see the whole input and carry over to ~2k px (Suvorov et al., 2022)."""

@@ -36,7 +36,6 @@ from inpaint_cli.strategies import (
     NetworkGeometry,
     after_out_of_memory,
     format_bytes,
-    native_side,
     plan,
 )
 
@@ -193,12 +192,6 @@ def test_largest_scale_bisects_to_the_budget():
     assert largest_scale(lambda height, width: True, 100, 100) == 1
     with pytest.raises(ValueError, match="no scale fits"):
         largest_scale(lambda height, width: False, 100, 100)
-
-
-def test_native_side_fallback_follows_training_size_and_family():
-    assert native_side("gatedconv", 256) == 1024
-    assert native_side("pconv", 256) == 1024
-    assert native_side("lama", 256) == 2048
 
 
 # --- tiles -------------------------------------------------------------------------------------------
