@@ -123,6 +123,12 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     check_paths(options)
     settings = job_settings(options)
     plan = plan_jobs(options, settings)
+    if options.html is not None:
+        from inpaint_cli import review
+
+        taken = [options.input, options.mask, options.report, options.checkpoint]
+        taken += [path for job in plan.jobs for path in (job.image, *job.masks, job.output)]
+        review.check_page_target(options.html, taken)
     if options.dry_run:
         return RunResult(plan, dry_run=dry_run_rows(plan, settings))
     events.jobs_planned(plan.jobs)
@@ -151,7 +157,20 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
             result.report_error = error.one_line()
         except OSError as error:
             result.report_error = f"{options.report}: cannot write the report ({error.strerror or error})"
+    if options.html is not None:
+        _write_page(options, result)
     return result
+
+
+def _write_page(options: RunOptions, result: RunResult) -> None:
+    """The review page (`--html`), from the same records as the report; a rerun updates it."""
+    from inpaint_cli import review
+
+    try:
+        rows = review.rows_from_outcomes(result.outcomes, not_run=result.not_run, model=options.model or "")
+        review.build_page(rows, options.html)
+    except OSError as error:
+        result.report_error = f"{options.html}: cannot write the review page ({error.strerror or error})"
 
 
 # --- before anything runs ----------------------------------------------------------------------------
@@ -169,6 +188,7 @@ def check_paths(options: RunOptions) -> None:
         "-o": options.output,
         "--report": options.report,
         "--save-intermediates": options.intermediates_dir,
+        "--html": options.html,
     }
     for flag, target in targets.items():
         if target is not None:

@@ -147,7 +147,18 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
         )
     for image in report.get("not_run") or []:
         rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
+    _shorten_names(rows)
     return rows
+
+
+def _shorten_names(rows: list[ReviewRow]) -> None:
+    """Name images by their path under the folder all of them share (the batch's input folder)."""
+    images = [os.path.abspath(row.image) for row in rows if row.image is not None]
+    if not images or len(images) != len(rows):
+        return
+    common = os.path.commonpath([os.path.dirname(image) for image in images])
+    for row, image in zip(rows, images, strict=True):
+        row.name = os.path.relpath(image, common)
 
 
 def rows_from_outcomes(

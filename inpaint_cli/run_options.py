@@ -210,6 +210,14 @@ class RunOptions:
             "Write a JSON report (status, output, masks, time, error per input).", metavar="FILE.json"
         ),
     )
+    html: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Write a review page: per image the input, mask and result thumbnails, status, time; "
+            "failures and suspicious results first (a rerun updates it).",
+            metavar="FILE.html",
+        ),
+    )
     fail_fast: bool = field(default=False, metadata=cli("Stop at the first failed input."))
     recursive: bool = field(
         default=False, metadata=cli("Batch: also process the input folder's subfolders.", "--recursive", "-r")

@@ -74,9 +74,9 @@ def test_page_rows_match_the_report_with_failures_and_suspicious_first(tmp_path:
     assert summary.counts == {"done": 4, "failed": 1, "skipped": 1}
     reported = json.loads(report.read_text())["summary"]
     assert summary.counts == {status: reported[status] for status in summary.counts}
-    names = [Path(row["n"]).name for row in rows]
+    names = [row["n"] for row in rows]
     assert names[:2] == ["broken.png", "flat.png"]
-    assert set(names) == {Path(name).name for name in NAMES}
+    assert set(names) == set(NAMES)
     failed, flat = rows[0], rows[1]
     assert failed["s"] == "failed" and failed["e"].endswith("mask is 10x10")
     assert flat["q"] == ["the hole is filled with one flat colour"]
@@ -113,7 +113,7 @@ def test_hostile_file_names_stay_text(tmp_path: Path) -> None:
     assert html.count("<script") == 2  # the JSON data and the page's own script
     assert "<title>&lt;b&gt;review&lt;/b&gt;</title>" in html
     names = {row["n"] for row in page_rows(summary.page)}
-    assert str(tmp_path / "in" / SCRIPT_NAME) in names and str(tmp_path / "in" / IMG_NAME) in names
+    assert SCRIPT_NAME in names and IMG_NAME in names  # named by their path in the input folder
     links = next(row["l"] for row in page_rows(summary.page) if row["n"].endswith(IMG_NAME))
     assert links[0] == "../in/%3Cimg%20src%3Dx%20onerror%3Dalert%282%29%3E.png"
 
@@ -218,3 +218,34 @@ def test_pixel_findings() -> None:
     big = np.ones((40, 40), dtype=bool)
     big[:, :20] = False
     assert review_pixels.pixel_findings(before, big, None) == ["hole covers 50% of the image"]
+
+
+def test_run_html_writes_the_page_and_a_resumed_batch_updates_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    hole = np.zeros((48, 64), dtype=np.uint8)
+    hole[10:20, 10:30] = 255
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            tmp_path / "in" / f"{name}.png"
+        )
+        Image.fromarray(hole if name != "c" else hole[:8, :8]).save(tmp_path / "masks" / f"{name}.png")
+    page = tmp_path / "review.html"
+    args = ["run", str(tmp_path / "in"), "--mask", str(tmp_path / "masks"), "-o", str(tmp_path / "out")]
+    args += ["--model", "telea", "--html", str(page)]
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 1  # c.png fails
+    rows = {row["n"]: row for row in page_rows(page)}
+    assert [row["n"] for row in page_rows(page)] == ["c.png", "a.png", "b.png"]
+    assert rows["c.png"]["s"] == "failed" and "8x8" in rows["c.png"]["e"]
+    assert rows["a.png"]["s"] == "done" and rows["a.png"]["m"] == "telea" and len(rows["a.png"]["th"]) == 3
+    (tmp_path / "out" / "b.png").unlink()
+    assert runner.invoke(app, args).exit_code == 1  # resumed: a.png skipped, b.png redone
+    rows = {row["n"]: row for row in page_rows(page)}
+    assert rows["a.png"]["s"] == "done" and rows["a.png"]["o"] == "done by an earlier run"
+    assert rows["b.png"]["s"] == "done" and "o" not in rows["b.png"]
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    result = runner.invoke(app, [*args[:-1], str(tmp_path / "in" / "a.png")])
+    assert result.exit_code == 2 and "a file of this run (give another --html)" in result.output
+    assert (tmp_path / "in" / "a.png").read_bytes() == before

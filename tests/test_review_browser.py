@@ -138,8 +138,7 @@ def test_hostile_names_stay_text(opened) -> None:
         names += page.locator("article.row .name").all_text_contents()
         if not page.locator("#next").is_disabled():
             page.click("#next")
-    assert any(name.endswith("/in/" + SCRIPT_NAME) for name in names)
-    assert any(name.endswith("/in/" + IMG_NAME) for name in names)
+    assert SCRIPT_NAME in names and IMG_NAME in names
     assert page.locator("img[src='x']").count() == 0
     assert page.evaluate("document.querySelectorAll('script').length") == 2
     assert page.evaluate("typeof window.alert") == "function" and problems == []  # no dialog was opened
