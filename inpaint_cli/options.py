@@ -49,3 +49,19 @@ MODEL_FAMILIES = ("lama", "gatedconv", "pconv")
 """Inpainting network families a manifest entry may name."""
 DETECTOR_FAMILIES = ("scratch",)
 """Damage-detector network families a manifest entry may name."""
+
+
+class DetectorName(str, Enum):
+    """Damage detectors of `inpaint detect` and `inpaint run --mask auto`."""
+
+    SCRATCH_TINY = "scratch-tiny"
+    SCRATCH_BOPBTL = "scratch-bopbtl"
+    CLASSICAL = "classical"
+
+
+DEFAULT_DETECTOR = DetectorName.SCRATCH_TINY
+"""Bundled, so `--mask auto` works offline on a fresh install."""
+DETECTOR_DILATE = {"scratch-tiny": 2, "scratch-bopbtl": 3, "classical": 2}
+"""Pixels a detected mask grows by before filling (`--dilate` overrides): the fill must cover the
+soft edge of a scratch that the detector's threshold leaves out. BOPBtL's restoration dilates its
+masks by 3 (`Global/test.py`, 3x3 kernel, 3 iterations, at --HR)."""

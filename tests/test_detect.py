@@ -185,12 +185,12 @@ def test_detector_masks_come_back_at_the_image_size() -> None:
 def test_tiles_reproduce_one_pass_given_enough_context() -> None:
     network, _ = load_network(SMALL)
     rng = np.random.default_rng(3)
-    rgb = rng.integers(0, 256, (160, 232, 3), dtype=np.uint8)  # 232: padded to 240 at the right
+    rgb = rng.integers(0, 256, (112, 168, 3), dtype=np.uint8)  # 168: padded to 176 at the right
     whole = tiled_probability(network, rgb, tile=1024, margin=0)
     errors = {}
     for margin in (16, 96):
         tiled = tiled_probability(network, rgb, tile=64, margin=margin)
-        assert tiled.shape == (160, 232)
+        assert tiled.shape == (112, 168)
         errors[margin] = np.abs(whole - tiled)
     # Tiles start on the downsampling grid; with 96 px of context the seams vanish.
     assert errors[96].mean() < 1e-3 and np.quantile(errors[96], 0.99) < 1e-2
@@ -204,3 +204,193 @@ def test_checkpoint_zip_root_name_is_not_hard_coded(tmp_path: Path) -> None:
             target.writestr(item.filename.replace("small_detection/", "anything/", 1), source.read(item))
     network, _ = load_network(renamed)
     assert network.depth == 4
+
+
+# --- the classical detector -------------------------------------------------------------------------
+
+
+def _smooth_photo(height: int = 240, width: int = 320, grain: float = 2.0, seed: int = 0) -> np.ndarray:
+    """A smooth colour gradient with film grain (8-bit RGB): nothing in it is damage."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([60 + 120 * x / width, 80 + 90 * y / height, 140 - 60 * x / width], axis=-1)
+    return np.clip(base + rng.normal(0, grain, (height, width, 1)), 0, 255).round().astype(np.uint8)
+
+
+def _scratched(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-px white scratch and three dark dust specks, with their exact footprint."""
+    import cv2
+
+    truth = np.zeros(photo.shape[:2], np.uint8)
+    cv2.line(truth, (30, 40), (290, 200), 1, 2)
+    for centre in ((60, 180), (200, 60), (250, 120)):
+        cv2.circle(truth, centre, 2, 2, -1)
+    damaged = photo.copy()
+    damaged[truth == 1] = 250
+    damaged[truth == 2] = 15
+    return damaged, truth > 0
+
+
+def test_classical_finds_a_scratch_and_dust_and_nothing_else() -> None:
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    damaged, truth = _scratched(_smooth_photo())
+    detection = ClassicalDetector().detect(damaged)
+    found = detection.mask
+    precision = (found & truth).sum() / found.sum()
+    recall = (found & truth).sum() / truth.sum()
+    assert precision > 0.9 and recall > 0.9, (precision, recall)
+    assert detection.probability.shape == truth.shape and detection.probability.max() <= 1
+
+
+def test_classical_reports_no_damage_on_a_grainy_clean_photo() -> None:
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    detection = ClassicalDetector().detect(_smooth_photo(grain=6.0))
+    assert detection.raw_fraction < 0.001
+    assert detection.no_damage and not detection.mask.any()
+
+
+def test_no_damage_rule_empties_masks_under_a_thousandth() -> None:
+    from inpaint_cli.detect import finish
+
+    probability = np.zeros((100, 100), np.float32)
+    mask = np.zeros((100, 100), bool)
+    mask[0, :9] = True  # 0.09 %
+    assert finish(probability, mask).no_damage
+    mask[0, :10] = True  # 0.1 %
+    kept = finish(probability, mask)
+    assert not kept.no_damage and kept.fraction == pytest.approx(0.001)
+
+
+# --- inpaint detect --------------------------------------------------------------------------------
+
+
+def _invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli import app
+
+    return CliRunner().invoke(app, ["detect", *map(str, args)])
+
+
+def _grey(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        assert picture.mode == "L"
+        return np.asarray(picture)
+
+
+def test_detect_one_image_with_the_official_checkpoint(tmp_path: Path) -> None:
+    image = tmp_path / "photo.png"
+    image.write_bytes((DATA / "case_b_image.png").read_bytes())
+    result = _invoke(image, "--checkpoint", SMALL, "--official-scale")
+    assert result.exit_code == 0, result.output
+    mask = _grey(tmp_path / "photo_mask.png")
+    assert mask.shape == (300, 420) and set(np.unique(mask)) == {0, 255}
+    expected = NetworkDetector.from_file(SMALL).detect(imageio.read_image(image).pixels, Mode.FULL_SIZE)
+    assert np.array_equal(mask == 255, expected.mask)
+    assert f"{expected.fraction:.2%} damaged" in result.output
+    overlay = np.asarray(Image.open(tmp_path / "photo_overlay.jpg").convert("RGB")).astype(int)
+    original = imageio.read_image(image).pixels.astype(int)
+    # Damage is tinted red, the rest is the photo (up to JPEG, whose colour bleeds next to red).
+    assert (overlay[expected.mask, 0] - overlay[expected.mask, 1]).mean() > 60
+    assert np.median(np.abs(overlay[~expected.mask] - original[~expected.mask])) <= 3
+    # A second run refuses to replace the mask of a single image; --overwrite does.
+    again = _invoke(image, "--checkpoint", SMALL, "--official-scale")
+    assert again.exit_code == 1
+    assert (
+        f"error: {tmp_path / 'photo_mask.png'}: mask exists (use --overwrite to replace it)" in again.output
+    )
+    assert _invoke(image, "--checkpoint", SMALL, "--overwrite", "--threshold", "0.99").exit_code == 0
+    assert (_grey(tmp_path / "photo_mask.png") == 255).sum() < expected.mask.sum()
+
+
+def test_detect_masks_have_the_upright_size_of_exif_rotated_photos(tmp_path: Path) -> None:
+    damaged, truth = _scratched(_smooth_photo())
+    picture = Image.fromarray(np.ascontiguousarray(np.rot90(damaged)))  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and tagged "rotate 90° clockwise to view"
+    picture.save(tmp_path / "scan.jpg", quality=98, exif=exif.tobytes())
+    result = _invoke(tmp_path / "scan.jpg", "--detector", "classical", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    mask = _grey(tmp_path / "out" / "scan_mask.png") == 255
+    assert mask.shape == truth.shape == (240, 320)
+    assert (mask & truth).sum() / truth.sum() > 0.8 and (mask & truth).sum() / mask.sum() > 0.8
+
+
+def test_detect_a_folder_recursively_resumes_and_reports(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "album").mkdir(parents=True)
+    damaged, _ = _scratched(_smooth_photo())
+    Image.fromarray(damaged).save(photos / "a.png")
+    Image.fromarray(_smooth_photo(grain=6.0, seed=1)).save(photos / "album" / "clean.png")
+    (photos / "album" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(photos / "a_mask.png")  # a mask, not a photo
+    report = tmp_path / "report.json"
+
+    dry = _invoke(photos, "--detector", "classical", "-r", "--dry-run")
+    assert dry.exit_code == 0
+    masks = tmp_path / "photos_masks"
+    assert dry.output.splitlines() == [
+        f"{photos / 'a.png'}\t{masks / 'a_mask.png'}\tdetect",
+        f"{photos / 'album' / 'broken.jpg'}\t{masks / 'album' / 'broken_mask.png'}\tdetect",
+        f"{photos / 'album' / 'clean.png'}\t{masks / 'album' / 'clean_mask.png'}\tdetect",
+    ]
+    assert not masks.exists()
+
+    result = _invoke(photos, "--detector", "classical", "-r", "--report", report)
+    assert result.exit_code == 1
+    assert f"error: {photos / 'album' / 'broken.jpg'}: " in result.output
+    assert "Traceback" not in result.output
+    assert "no damage found" in result.output
+    assert "2 done (1 without damage), 0 skipped, 1 failed" in result.output
+    assert not _grey(masks / "album" / "clean_mask.png").any()
+    assert (_grey(masks / "a_mask.png") == 255).sum() > 500
+    records = {Path(r["image"]).name: r for r in json.loads(report.read_text())["inputs"]}
+    assert records["clean.png"]["no_damage"] is True and records["clean.png"]["damage_fraction"] == 0
+    assert records["a.png"]["damage_fraction"] > 0.005 and records["broken.jpg"]["status"] == "failed"
+
+    written = (masks / "a_mask.png").stat().st_mtime_ns
+    rerun = _invoke(photos, "--detector", "classical", "-r")
+    assert rerun.exit_code == 1  # the broken file fails again; the others are skipped
+    assert "0 done (0 without damage), 2 skipped, 1 failed" in rerun.output
+    assert (masks / "a_mask.png").stat().st_mtime_ns == written
+
+
+def test_detect_saves_the_probability_map(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file as load_numpy
+
+    image = tmp_path / "photo.png"
+    image.write_bytes((DATA / "case_b_image.png").read_bytes())
+    folder = tmp_path / "intermediates"
+    result = _invoke(image, "--checkpoint", SMALL, "--official-scale", "--save-intermediates", folder)
+    assert result.exit_code == 0, result.output
+    probability = load_numpy(folder / "photo" / "probability.safetensors")["probability"]
+    expected = NetworkDetector.from_file(SMALL).probability(imageio.read_image(image).pixels, Mode.FULL_SIZE)
+    assert np.array_equal(probability, expected)
+    assert np.array_equal(
+        _grey(folder / "photo" / "probability.png"), np.round(expected * 255).astype(np.uint8)
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["missing.png"], 2, "missing.png: no such file or folder"),
+        (["{image}", "--detector", "classical", "--checkpoint", "{image}"], 2, "takes no --checkpoint"),
+        (["{image}", "--checkpoint", "{image}"], 1, "error: {image}: "),
+        (["{image}", "--threshold", "1.5"], 2, "less than or equal to 1"),
+    ],
+)
+def test_detect_bad_usage_is_one_line(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    image = tmp_path / "photo.png"
+    image.write_bytes((DATA / "case_b_image.png").read_bytes())
+    result = _invoke(
+        *(a.format(image=image) if "{" in a else str(tmp_path / a) if a == "missing.png" else a for a in args)
+    )
+    assert result.exit_code == code, result.output
+    assert message.format(image=image) in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    if "error:" in result.output:
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "photo_mask.png").exists()

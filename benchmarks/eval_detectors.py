@@ -1,0 +1,208 @@
+"""Evaluate the damage detectors on held-out photos with held-out synthetic damage; print the tables.
+
+Photos: the wallpapers `tools/train_scratch_tiny.py` holds out (never trained on), fetched the same
+way (Debian's plasma-workspace-wallpapers). Damage: the training generator with other seeds.
+
+1. Per damage kind: pixel precision, recall, F1 and IoU against the ground truth (summed over all
+   images of the kind), for `classical`, `scratch-tiny` and the BOPBtL architecture with the small
+   fixture weights (random weights: a sanity floor, not the published detector).
+2. Clean photos (plain, grainy, sepia): the detected area per photo, before and after the
+   0.1 % "no damage" rule.
+3. Thin scratches (1-3 px) on 3000-6000 px pictures: official scale vs high-res.
+
+    python benchmarks/eval_detectors.py [--data DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from inpaint_cli.detect import Mode, NetworkDetector
+from inpaint_cli.detect_classical import ClassicalDetector
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "data" / "scratch" / "small_detection.pt"
+TINY = ROOT / "inpaint_cli" / "bundled" / "scratch-tiny.safetensors"
+EVAL_SEED = 1_000_003
+"""Damage seeds far from the training seed."""
+CROP = 512
+
+
+def _training_module():
+    spec = importlib.util.spec_from_file_location(
+        "train_scratch_tiny", ROOT / "tools" / "train_scratch_tiny.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+T = _training_module()
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.tp = self.fp = self.fn = 0
+
+    def add(self, found: np.ndarray, truth: np.ndarray) -> None:
+        self.tp += int(np.count_nonzero(found & truth))
+        self.fp += int(np.count_nonzero(found & ~truth))
+        self.fn += int(np.count_nonzero(~found & truth))
+
+    def row(self) -> str:
+        precision = self.tp / max(self.tp + self.fp, 1)
+        recall = self.tp / max(self.tp + self.fn, 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+        iou = self.tp / max(self.tp + self.fp + self.fn, 1)
+        return f"{precision:5.2f} {recall:5.2f} {f1:5.2f} {iou:5.2f}"
+
+    @property
+    def f1(self) -> float:
+        precision = self.tp / max(self.tp + self.fp, 1)
+        recall = self.tp / max(self.tp + self.fn, 1)
+        return 2 * precision * recall / max(precision + recall, 1e-9)
+
+
+def detectors() -> dict[str, tuple[object, Mode]]:
+    found: dict[str, tuple[object, Mode]] = {"classical": (ClassicalDetector(), Mode.HIGH_RES)}
+    if TINY.is_file():
+        tiny = NetworkDetector.from_file(TINY, "scratch-tiny")
+        found["scratch-tiny"] = (tiny, Mode.HIGH_RES)
+    small = NetworkDetector.from_file(FIXTURE, "bopbtl-arch (fixture weights)")
+    found["bopbtl-arch full_size"] = (small, Mode.FULL_SIZE)
+    found["bopbtl-arch high-res"] = (small, Mode.HIGH_RES)
+    return found
+
+
+def held_out_photos(data: Path, max_side: int | None) -> dict[str, np.ndarray]:
+    wallpapers = {w["name"]: w for w in T.list_wallpapers(T.fetch_wallpapers(data))}
+    return {name: T.load_rgb(wallpapers[name]["file"], max_side) for name in T.HELD_OUT if name in wallpapers}
+
+
+def per_kind(photos: dict[str, np.ndarray], found: dict, repeats: int) -> dict[str, dict[str, Counts]]:
+    """Counts per detector and kind; each image carries one kind of damage."""
+    table = {name: {kind: Counts() for kind in T.KINDS} for name in found}
+    rng = np.random.default_rng(EVAL_SEED)
+    for photo in photos.values():
+        for kind in T.KINDS:
+            for _ in range(repeats):
+                y = rng.integers(0, photo.shape[0] - CROP + 1)
+                x = rng.integers(0, photo.shape[1] - CROP + 1)
+                crop = np.ascontiguousarray(photo[y : y + CROP, x : x + CROP])
+                damaged, truths = T.synthesize(crop, [kind], rng)
+                for name, (detector, mode) in found.items():
+                    table[name][kind].add(detector.detect(damaged, mode).mask, truths[kind])
+    return table
+
+
+def print_per_kind(table: dict[str, dict[str, Counts]]) -> None:
+    print("\n## Per damage kind (P R F1 IoU)\n")
+    names = list(table)
+    print("| kind | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for kind in T.KINDS:
+        print(f"| {kind} | " + " | ".join(table[name][kind].row() for name in names) + " |")
+    overall = {}
+    for name in names:
+        total = Counts()
+        for counts in table[name].values():
+            total.tp, total.fp, total.fn = total.tp + counts.tp, total.fp + counts.fp, total.fn + counts.fn
+        overall[name] = total
+    print("| **overall** | " + " | ".join(overall[name].row() for name in names) + " |")
+    print("\noverall F1: " + ", ".join(f"{name} {overall[name].f1:.3f}" for name in names))
+
+
+def clean_variants(photo: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    image = photo.astype(np.float32) / 255
+    grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    sepia = np.clip(grey[..., None] * np.array([1.0, 0.87, 0.68], np.float32), 0, 1)
+    grainy = np.clip(image + rng.normal(0, 0.04, (*image.shape[:2], 1)).astype(np.float32), 0, 1)
+    return {
+        "plain": photo,
+        "grainy": np.round(grainy * 255).astype(np.uint8),
+        "sepia": np.round(sepia * 255).astype(np.uint8),
+    }
+
+
+def clean_false_positives(photos: dict[str, np.ndarray], found: dict) -> None:
+    print("\n## Clean photos: detected area (raw -> after the 0.1 % rule)\n")
+    names = list(found)
+    print("| photo | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    rng = np.random.default_rng(EVAL_SEED + 1)
+    flagged = dict.fromkeys(names, 0)
+    total = 0
+    for photo_name, photo in photos.items():
+        for variant, pixels in clean_variants(photo, rng).items():
+            cells = []
+            total += 1
+            for name, (detector, mode) in found.items():
+                detection = detector.detect(pixels, mode)
+                flagged[name] += not detection.no_damage
+                cells.append(f"{detection.raw_fraction:.3%} -> {detection.fraction:.3%}")
+            print(f"| {photo_name} ({variant}) | " + " | ".join(cells) + " |")
+    print("\nclean photos with damage reported: " + ", ".join(f"{n} {flagged[n]}/{total}" for n in names))
+
+
+def thin_scratches(data: Path, found: dict, sizes: tuple[int, ...]) -> None:
+    """Thin light and dark scratches (1-3 px) on large pictures: official scale vs high-res."""
+    print("\n## Thin scratches on large pictures (P R F1 IoU, seconds)\n")
+    wallpapers = {w["name"]: w for w in T.list_wallpapers(T.fetch_wallpapers(data))}
+    rng = np.random.default_rng(EVAL_SEED + 2)
+    runs = {}
+    for name, (detector, _) in found.items():
+        if isinstance(detector, NetworkDetector):
+            runs[f"{name.split(' ')[0]} official"] = (detector, Mode.FULL_SIZE)
+            runs[f"{name.split(' ')[0]} high-res"] = (detector, Mode.HIGH_RES)
+        else:
+            runs[name] = (detector, Mode.HIGH_RES)
+    counts = {run: Counts() for run in runs}
+    seconds = dict.fromkeys(runs, 0.0)
+    for side, photo_name in zip(sizes, ("Volna", "Shell", "Path"), strict=False):
+        photo = T.load_rgb(wallpapers[photo_name]["file"])
+        scale = side / max(photo.shape[:2])
+        photo = cv2.resize(
+            photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)), cv2.INTER_AREA
+        )
+        image = photo.astype(np.float32) / 255
+        truth = np.zeros(photo.shape[:2], bool)
+        for kind in ("scratch_light", "scratch_dark"):
+            image, mask = T.add_damage(image, kind, rng)
+            truth |= mask
+        damaged = T.to_u8(T.nuisances(image, rng), rng)
+        print(f"{photo_name} at {photo.shape[1]}x{photo.shape[0]}: {truth.mean():.3%} scratched", flush=True)
+        for run, (detector, mode) in runs.items():
+            started = time.perf_counter()
+            counts[run].add(detector.detect(damaged, mode).mask, truth)
+            seconds[run] += time.perf_counter() - started
+    print("\n| detector, mode | P R F1 IoU | seconds |\n|---|---|---|")
+    for run in runs:
+        print(f"| {run} | {counts[run].row()} | {seconds[run]:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=T.DEFAULT_DATA)
+    parser.add_argument("--quick", action="store_true", help="one repeat, smaller pictures")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    found = detectors()
+    photos = held_out_photos(args.data, 1024)
+    print(f"held-out photos: {', '.join(photos)}; detectors: {', '.join(found)}")
+    print_per_kind(per_kind(photos, found, repeats=1 if args.quick else 2))
+    clean_false_positives(photos, found)
+    thin_scratches(args.data, found, (3000,) if args.quick else (3000, 4500, 6000))
+
+
+if __name__ == "__main__":
+    main()

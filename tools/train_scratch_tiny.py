@@ -1,0 +1,475 @@
+"""Train the bundled damage detector `scratch-tiny` on CPU, on photos with synthetic old-photo damage.
+
+The network is BOPBtL's detection U-Net (`inpaint_cli.models.scratch`), narrow (wf = 3: 8 stem
+channels, 0.6 M parameters, 2.4 MB) and fed RGB so that it sees the colour of foxing stains. It runs
+at the photo's own resolution in the detector's high-res mode.
+
+Data: the photographs and renderings of Debian's `plasma-workspace-wallpapers` (LGPL-3 and
+CC-BY-SA-4.0, as each wallpaper's `metadata.json` states), fetched by this script with
+`apt-get download` and unpacked with `dpkg -x` into --data (nothing is installed). `HELD_OUT` never
+reaches training; the evaluation (`benchmarks/eval_detectors.py`) uses them. Every image's licence is
+written to the training record beside the weights.
+
+Damage (`synthesize`): thin light and dark scratches, cracks, creases, dust, spots, tears, missing
+corners and foxing, each with its ground-truth mask; then what is *not* damage, applied to damaged
+and clean crops alike: sepia or grey toning, paper texture, film grain, blur and JPEG artefacts.
+Loss: binary cross-entropy (damage weighted 3x) plus soft Dice. Adam, cosine decay, one thread.
+
+    python tools/train_scratch_tiny.py --minutes 35 --register   # about 35 min on one core
+    python tools/train_scratch_tiny.py --minutes 2 --output /tmp/try   # a quick try
+
+Written to `inpaint_cli/bundled/scratch-tiny.safetensors` (our format, config in the metadata) and
+`scratch-tiny.json` (seed, steps, loss, images and their licences); `--register` records size and
+SHA-256 in `inpaint_cli/weights_manifest.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inpaint_cli.checkpoints import read_checkpoint, save_converted
+from inpaint_cli.models.scratch import ScratchConfig, ScratchUNet
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_DIR = ROOT / "inpaint_cli" / "bundled"
+MANIFEST = ROOT / "inpaint_cli" / "weights_manifest.json"
+NAME = "scratch-tiny"
+LICENSE = "Apache-2.0"
+PACKAGE = "plasma-workspace-wallpapers"
+DEFAULT_DATA = Path.home() / ".cache" / "inpaint-train" / "wallpapers"
+HELD_OUT = ("Path", "Kite", "ColorfulCups", "MilkyWay", "Volna", "Shell")
+"""Wallpapers kept for the evaluation (photos and renderings)."""
+MAX_SIDE = 2560
+"""Photos are kept in memory at most this long (and at half that), to crop from."""
+CONFIG = ScratchConfig(in_channels=3, out_channels=1, depth=4, wf=3, threshold=0.5, scale=1.0)
+CROP = 128
+BATCH = 8
+DAMAGE_WEIGHT = 3.0
+KINDS = (
+    "scratch_light",
+    "scratch_dark",
+    "crack",
+    "crease",
+    "dust",
+    "spots",
+    "tear",
+    "corner",
+    "foxing",
+)
+TRUTH_ALPHA = 0.3
+"""A pixel is damage in the ground truth where the damage layer covers at least this much of it."""
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def fetch_wallpapers(data: Path) -> Path:
+    """`apt-get download` and `dpkg -x` the wallpaper package into `data` once; its wallpapers folder."""
+    folder = data / "usr" / "share" / "wallpapers"
+    if folder.is_dir():
+        return folder
+    data.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", PACKAGE], cwd=data, check=True, timeout=900)
+    package = next(data.glob(f"{PACKAGE}_*.deb"))
+    subprocess.run(["dpkg", "-x", str(package), str(data)], check=True, timeout=900)
+    return folder
+
+
+def list_wallpapers(folder: Path) -> list[dict[str, str]]:
+    """Each wallpaper's largest picture and the licence its metadata states (unstated ones are skipped)."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        metadata = entry / "metadata.json"
+        images = list((entry / "contents" / "images").glob("*x*.*"))
+        if not metadata.is_file() or not images:
+            continue
+        licence = json.loads(metadata.read_text()).get("KPlugin", {}).get("License", "")
+        if not licence:
+            continue
+
+        def pixels(path: Path) -> int:
+            width, height = path.stem.split("x")
+            return int(width) * int(height)
+
+        largest = max(images, key=pixels)
+        found.append({"name": entry.name, "file": str(largest), "license": licence})
+    return found
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    picture = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if picture is None:
+        raise OSError(f"cannot read {path}")
+    picture = cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+    if max_side and max(picture.shape[:2]) > max_side:
+        scale = max_side / max(picture.shape[:2])
+        size = (round(picture.shape[1] * scale), round(picture.shape[0] * scale))
+        picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+    return picture
+
+
+# --- synthetic damage -------------------------------------------------------------------------------
+
+
+def _curve(rng: np.random.Generator, height: int, width: int, length: float, bend: float) -> np.ndarray:
+    """A smooth random polyline of about `length` pixels; `bend` is the turning per step (radians)."""
+    steps = max(2, int(length / 4))
+    angle = rng.uniform(0, 2 * math.pi)
+    turn = np.cumsum(rng.normal(0, bend, steps))
+    x, y = rng.uniform(0, width), rng.uniform(0, height)
+    points = [(x, y)]
+    for delta in turn:
+        x += 4 * math.cos(angle + delta)
+        y += 4 * math.sin(angle + delta)
+        points.append((x, y))
+    return np.array(points, dtype=np.float32)
+
+
+def _draw(layer: np.ndarray, points: np.ndarray, thickness: int) -> None:
+    # 16x sub-pixel coordinates and anti-aliasing: thin lines get fractional coverage.
+    shift = 4
+    pts = np.round(points * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.polylines(layer, [pts], False, 1.0, thickness, cv2.LINE_AA, shift)
+
+
+def scratches(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(1, 5)):
+        length = rng.uniform(0.3, 1.5) * max(h, w)
+        _draw(layer, _curve(rng, h, w, length, rng.uniform(0.0, 0.03)), int(rng.choice([1, 1, 2, 2, 3])))
+    return layer
+
+
+def cracks(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(1, 3)):
+        trunk = _curve(rng, h, w, rng.uniform(0.2, 0.8) * max(h, w), 0.2)
+        _draw(layer, trunk, int(rng.choice([1, 2])))
+        for _ in range(rng.integers(0, 4)):
+            start = trunk[rng.integers(len(trunk))]
+            branch = _curve(rng, h, w, rng.uniform(0.05, 0.3) * max(h, w), 0.4)
+            _draw(layer, branch - branch[0] + start, 1)
+    return layer
+
+
+def creases(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    _draw(layer, _curve(rng, h, w, 1.5 * max(h, w), 0.01), int(rng.integers(3, 7)))
+    return cv2.GaussianBlur(layer, (0, 0), 1.0)
+
+
+def dust(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(5, 40)):
+        centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+        axes = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        cv2.ellipse(layer, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
+    return layer
+
+
+def spots(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(1, 6)):
+        centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+        axes = (int(rng.integers(3, 12)), int(rng.integers(3, 12)))
+        cv2.ellipse(layer, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(layer, (0, 0), 1.0)
+
+
+def _jagged(rng: np.random.Generator, start: np.ndarray, end: np.ndarray, roughness: float) -> np.ndarray:
+    count = max(3, int(np.linalg.norm(end - start) / 3))
+    t = np.linspace(0, 1, count)[:, None]
+    normal = np.array([-(end - start)[1], (end - start)[0]]) / (np.linalg.norm(end - start) + 1e-6)
+    wobble = np.cumsum(rng.normal(0, roughness, count))
+    wobble -= np.linspace(wobble[0], wobble[-1], count)
+    return start + t * (end - start) + wobble[:, None] * normal
+
+
+def tears(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A jagged strip torn off along one edge."""
+    layer = np.zeros((h, w), np.float32)
+    depth = rng.uniform(0.05, 0.25)
+    side = rng.integers(4)
+    a, b = sorted(rng.uniform(0, 1, 2))
+    if side in (0, 1):  # top or bottom
+        y = depth * h if side == 0 else (1 - depth) * h
+        edge = _jagged(rng, np.array([a * w, y]), np.array([max(b, a + 0.2) * w, y]), 1.5)
+        cap = 0 if side == 0 else h
+        polygon = np.vstack([[edge[0][0], cap], edge, [edge[-1][0], cap]])
+    else:
+        x = depth * w if side == 2 else (1 - depth) * w
+        edge = _jagged(rng, np.array([x, a * h]), np.array([x, max(b, a + 0.2) * h]), 1.5)
+        cap = 0 if side == 2 else w
+        polygon = np.vstack([[cap, edge[0][1]], edge, [cap, edge[-1][1]]])
+    cv2.fillPoly(layer, [np.round(polygon).astype(np.int32)], 1.0, cv2.LINE_AA)
+    return layer
+
+
+def corners(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    corner = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)[rng.integers(4)]
+    reach = rng.uniform(0.15, 0.45, 2) * np.array([w, h])
+    along_x = np.array([w - corner[0] if corner[0] == 0 else -corner[0], 0]) / w * reach[0]
+    along_y = np.array([0, h - corner[1] if corner[1] == 0 else -corner[1]]) / h * reach[1]
+    edge = _jagged(rng, corner + along_x, corner + along_y, 1.5)
+    cv2.fillPoly(layer, [np.round(np.vstack([corner, edge])).astype(np.int32)], 1.0, cv2.LINE_AA)
+    return layer
+
+
+def foxing(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(rng.integers(1, 6)):
+        centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+        radius = int(rng.integers(3, 14))
+        cv2.circle(layer, centre, radius, float(rng.uniform(0.6, 1.0)), -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(layer, (0, 0), rng.uniform(1.0, 3.0))
+
+
+LAYERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+    "scratch_light": scratches,
+    "scratch_dark": scratches,
+    "crack": cracks,
+    "crease": creases,
+    "dust": dust,
+    "spots": spots,
+    "tear": tears,
+    "corner": corners,
+    "foxing": foxing,
+}
+
+
+def _colour(kind: str, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The colour a damage layer paints (RGB in [0, 1])."""
+    if kind in ("scratch_light", "crease") or (kind == "dust" and rng.random() < 0.6):
+        return np.full(3, rng.uniform(0.8, 1.0), np.float32)
+    if kind in ("scratch_dark", "crack", "dust"):
+        return np.full(3, rng.uniform(0.0, 0.25), np.float32)
+    if kind == "foxing":
+        return np.array([0.55, 0.35, 0.15], np.float32) * rng.uniform(0.8, 1.2)
+    if kind in ("tear", "corner"):
+        if rng.random() < 0.3:
+            return np.full(3, rng.uniform(0.0, 0.15), np.float32)
+        paper = rng.uniform(0.85, 1.0)
+        return np.array([paper, paper, paper * rng.uniform(0.85, 1.0)], np.float32)
+    tone = 1.0 - float(image.mean()) if rng.random() < 0.5 else rng.uniform(0, 1)
+    return np.full(3, tone, np.float32)
+
+
+def add_damage(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paint one kind of damage over H×W×3 float32 pixels in [0, 1]; returns (pixels, truth mask)."""
+    h, w = image.shape[:2]
+    layer = LAYERS[kind](rng, h, w)
+    strength = 1.0 if kind in ("tear", "corner") else rng.uniform(0.55, 1.0)
+    if kind == "foxing":
+        strength = rng.uniform(0.35, 0.7)
+    alpha = np.clip(layer * strength, 0, 1)[..., None]
+    painted = image * (1 - alpha) + _colour(kind, rng, image) * alpha
+    return painted.astype(np.float32), layer * strength >= TRUTH_ALPHA
+
+
+def nuisances(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What is not damage: toning, paper texture, grain, blur; float32 in [0, 1] in and out."""
+    h, w = image.shape[:2]
+    if rng.random() < 0.4:
+        grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
+        tint = np.array([1.0, 0.87, 0.68], np.float32) if rng.random() < 0.6 else np.ones(3, np.float32)
+        image = grey[..., None] * tint
+    if rng.random() < 0.5:
+        low = cv2.resize(rng.normal(0, 1, (max(2, h // 32), max(2, w // 32))).astype(np.float32), (w, h))
+        fine = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 0.8)
+        image = image * (1 + rng.uniform(0, 0.06) * low[..., None] + rng.uniform(0, 0.04) * fine[..., None])
+    if rng.random() < 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.0))
+    if rng.random() < 0.7:
+        sigma = rng.uniform(0.005, 0.05)
+        mono = rng.random() < 0.6
+        noise = rng.normal(0, sigma, (h, w, 1) if mono else (h, w, 3)).astype(np.float32)
+        image = image + noise
+    return np.clip(image, 0, 1)
+
+
+def to_u8(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Quantise, with JPEG artefacts half of the time."""
+    pixels = np.round(image * 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        quality = int(rng.integers(30, 92))
+        ok, encoded = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            pixels = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+    return np.ascontiguousarray(pixels)
+
+
+def synthesize(
+    clean_u8: np.ndarray, kinds: list[str], rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Damage a clean uint8 RGB picture with `kinds`; (damaged uint8 RGB, truth mask per kind)."""
+    image = clean_u8.astype(np.float32) / 255
+    truths = {}
+    for kind in kinds:
+        image, truths[kind] = add_damage(image, kind, rng)
+    return to_u8(nuisances(image, rng), rng), truths
+
+
+# --- training ---------------------------------------------------------------------------------------
+
+
+class Crops:
+    """Random training crops: a photo, a scale, a position, a flip; then damage and nuisances."""
+
+    def __init__(self, photos: list[np.ndarray], rng: np.random.Generator) -> None:
+        halves = [cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2), cv2.INTER_AREA) for p in photos]
+        self.photos = photos + halves
+        self.rng = rng
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng
+        photo = self.photos[rng.integers(len(self.photos))]
+        side = int(CROP * rng.uniform(1.0, 2.0))
+        y = rng.integers(0, photo.shape[0] - side)
+        x = rng.integers(0, photo.shape[1] - side)
+        crop = cv2.resize(photo[y : y + side, x : x + side], (CROP, CROP), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        kinds = [] if rng.random() < 0.2 else list(rng.choice(KINDS, size=rng.integers(1, 4), replace=False))
+        damaged, truths = synthesize(np.ascontiguousarray(crop), kinds, rng)
+        truth = np.zeros((CROP, CROP), bool)
+        for mask in truths.values():
+            truth |= mask
+        return damaged, truth
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, truths = zip(*(self.sample() for _ in range(BATCH)), strict=True)
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        y = torch.from_numpy(np.stack(truths)).float()[:, None]
+        return (x - 0.5) / 0.5, y
+
+
+def loss_of(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    weight = torch.tensor(DAMAGE_WEIGHT)
+    bce = F.binary_cross_entropy_with_logits(logits, truth, pos_weight=weight)
+    probability = torch.sigmoid(logits)
+    dice = 1 - (2 * (probability * truth).sum() + 1) / (probability.sum() + truth.sum() + 1)
+    return bce + dice
+
+
+def train(
+    photos: list[np.ndarray], minutes: float, seed: int, log: Callable[[str], None], start: Path | None = None
+) -> tuple[ScratchUNet, dict]:
+    """Train for `minutes` of wall time (from `start`'s weights if given)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    network = ScratchUNet(CONFIG)
+    if start is not None:
+        network.load_state_dict(read_checkpoint(start).state_dict)
+    crops = Crops(photos, rng)
+    optimiser = torch.optim.Adam(network.parameters(), lr=2e-3)
+    deadline = time.monotonic() + minutes * 60
+    started = time.monotonic()
+    step, recent = 0, []
+    network.train()
+    while time.monotonic() < deadline:
+        progress = (time.monotonic() - started) / (minutes * 60)
+        for group in optimiser.param_groups:
+            group["lr"] = 2e-3 * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        x, y = crops.batch()
+        loss = loss_of(network(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        recent.append(float(loss.detach()))
+        step += 1
+        if step % 200 == 0:
+            log(f"step {step}: loss {np.mean(recent[-200:]):.4f} ({time.monotonic() - started:.0f} s)")
+    network.eval()
+    return network, {"steps": step, "final_loss": float(np.mean(recent[-200:])) if recent else None}
+
+
+def register(path: Path) -> None:
+    """Record the file's size and SHA-256 in the manifest's `scratch-tiny` entry (created if missing)."""
+    manifest = json.loads(MANIFEST.read_text())
+    entry = manifest["models"].setdefault(
+        NAME,
+        {
+            "family": "scratch",
+            "variant": "tiny",
+            "license": LICENSE,
+            "paper": "Wan et al., Bringing Old Photos Back to Life, CVPR 2020 (architecture), "
+            "https://arxiv.org/abs/2004.09484",
+            "homepage": "https://github.com/microsoft/Bringing-Old-Photos-Back-to-Life",
+            "sources": [],
+        },
+    )
+    entry["sources"] = [
+        {
+            "url": f"bundled:{path.name}",
+            "format": "safetensors",
+            "size": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "md5": None,
+        }
+    ]
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=35.0, help="training time budget")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="where the wallpapers are unpacked")
+    parser.add_argument("--output", type=Path, default=BUNDLED_DIR)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--register", action="store_true", help="record size and SHA-256 in the manifest")
+    parser.add_argument("--resume", type=Path, help="continue from these weights (a previous output)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    chosen = [w for w in list_wallpapers(fetch_wallpapers(args.data)) if w["name"] not in HELD_OUT]
+    photos = [load_rgb(w["file"], MAX_SIDE) for w in chosen]
+    print(f"{len(photos)} training pictures; held out: {', '.join(HELD_OUT)}", flush=True)
+    network, record = train(
+        photos, args.minutes, args.seed, lambda line: print(line, flush=True), args.resume
+    )
+    if args.resume is not None:
+        previous = json.loads(args.resume.with_suffix(".json").read_text())
+        record["steps"] += previous["steps"]
+        args.minutes += previous["minutes"]
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = save_converted(
+        args.output / f"{NAME}.safetensors",
+        network.state_dict(),
+        family="scratch",
+        variant="tiny",
+        config=CONFIG.to_json(),
+        license=LICENSE,
+    )
+    record.update(
+        seed=args.seed,
+        minutes=args.minutes,
+        crop=CROP,
+        batch=BATCH,
+        config=CONFIG.to_json(),
+        package=PACKAGE,
+        held_out=list(HELD_OUT),
+        images=[{"name": w["name"], "file": Path(w["file"]).name, "license": w["license"]} for w in chosen],
+    )
+    (args.output / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path} ({path.stat().st_size} bytes), {record['steps']} steps", flush=True)
+    if args.register:
+        register(path)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
