@@ -1,1 +1,46 @@
-"""inpaint: photo restoration by neural inpainting."""
+"""inpaint: photo restoration by neural inpainting.
+
+The public API (imported on first use, so `import inpaint_cli` loads neither torch nor OpenCV):
+
+    import inpaint_cli
+
+    inpaint_cli.available_models()                       # ['big-lama', ..., 'telea', 'ns']
+    model = inpaint_cli.load_model("lama-tiny", device="cpu")
+    picture = inpaint_cli.read_image("photo.png")        # pixels (H×W×C uint8/uint16) + metadata
+    hole = inpaint_cli.read_mask("mask.png", size=picture.size)
+    filled = model.inpaint(picture.pixels, hole, strategy="auto")
+    inpaint_cli.write_image("restored.png", picture.with_pixels(filled))
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "available_models": "inpaint_cli.api",
+    "load_model": "inpaint_cli.api",
+    "Model": "inpaint_cli.api",
+    "InpaintOptions": "inpaint_cli.strategies",
+    "Plan": "inpaint_cli.strategies",
+    "read_image": "inpaint_cli.imageio",
+    "read_mask": "inpaint_cli.imageio",
+    "write_image": "inpaint_cli.imageio",
+    "Picture": "inpaint_cli.imageio",
+    "InpaintError": "inpaint_cli.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inpaint_cli' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
