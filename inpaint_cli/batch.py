@@ -1,12 +1,18 @@
-"""Jobs: one image, its mask(s) and its output, and running many of them without losing anything.
+"""Running jobs without losing anything: decode ahead, fill, encode behind, resume, report.
 
-A single `inpaint run photo.jpg --mask m.png` is a batch of one. A folder is walked, each image is
-paired with its mask(s) by name (DESIGN.md, "Batch pairing") and its output mirrors the input tree.
-Every per-input problem becomes a failed `JobOutcome` (the batch goes on). Outputs are written
-atomically, so a run killed at any moment leaves only complete outputs, and a rerun skips them.
+Planning (pairing images with masks and outputs, and checking every read and write before anything
+runs) is in `jobs.py`; its names are re-exported here. Every per-input problem becomes a failed
+`JobOutcome` (the batch goes on). Outputs are written atomically, each with a provenance record
+(`provenance.py`), so a run killed at any moment leaves only complete outputs, and a rerun skips
+those made with the same settings, redoes those missing an artefact asked for (a panel,
+intermediates) and refuses to mix in outputs made otherwise.
 
 `workers` threads decode the next images and as many encode finished ones while the model works in
 the calling thread, so it never waits for a file; at most `2 * workers + 1` decoded images are held.
+
+Types other features plug into: `jobs.Plan` (the jobs and unused masks), `jobs.Job` (one image,
+its masks, its output), `JobOutcome` (what happened to one job; `as_record()` is its report entry),
+`Outcomes` (all of them, with `not_run` and `interrupted`), `write_report`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -22,34 +27,39 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from inpaint_cli import imageio, visualize
-from inpaint_cli.atomic import TEMPORARY_NAME
+from inpaint_cli import headers, imageio, provenance, storage, visualize
+from inpaint_cli.atomic import TEMPORARY_NAME, remove_if_abandoned
 from inpaint_cli.engine import Inpainter, InpaintResult
-from inpaint_cli.errors import InpaintError, InputError, OutputError, UsageError
+from inpaint_cli.errors import InpaintError, InputError, OutputError
+from inpaint_cli.jobs import (  # noqa: F401 - re-exported: the batch's planning types and functions
+    MASK_NAME,
+    OUTPUT_FOLDER_SUFFIX,
+    PANEL_SUFFIX,
+    Existing,
+    Job,
+    MaskIndex,
+    Plan,
+    RunSettings,
+    artefacts,
+    check_plan,
+    default_output_folder,
+    intermediates_folder,
+    panel_path,
+    plan_folder,
+    plan_run,
+    plan_single,
+    walk_images,
+)
+from inpaint_cli.provenance import Provenance
 from inpaint_cli.strategies import Box
-
-PANEL_SUFFIX = "_panel"
-OUTPUT_FOLDER_SUFFIX = "_inpainted"
-"""Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
-MASK_NAME = re.compile(r"_mask\d*$")
-"""Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
-"""Temporary files of `atomic.atomic_path`: `.<stem>.<random>.part<suffix>`."""
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Existing(str, Enum):
-    """What to do when an output file already exists."""
-
-    ERROR = "error"
-    SKIP = "skip"
-    OVERWRITE = "overwrite"
 
 
 class Status(str, Enum):
@@ -58,39 +68,10 @@ class Status(str, Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Per-input options of `inpaint run` (everything but the model)."""
-
-    mask_threshold: int = 127
-    invert_mask: bool = False
-    dilate: int = 0
-    output_format: str | None = None
-    quality: int = 95
-    existing: Existing = Existing.ERROR
-    panel: bool = False
-    intermediates_dir: Path | None = None
-    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
-
-
-@dataclass(frozen=True)
-class Job:
-    image: Path
-    masks: tuple[Path, ...]
-    output: Path
-    relative: Path | None = None
-    """The image's path inside the input folder (a batch mirrors it); None for a single image."""
-    problem: InpaintError | None = None
-    """Why this input cannot be processed, found while pairing (no mask, clashing output)."""
-
-    @property
-    def name(self) -> Path:
-        """The image's name as shown to users and mirrored in intermediates folders."""
-        return self.relative or Path(self.image.name)
-
-
 @dataclass
 class JobOutcome:
+    """What happened to one job. `as_record()` is its entry in the JSON report (README, "Batches")."""
+
     job: Job
     status: Status
     seconds: float = 0.0
@@ -100,193 +81,27 @@ class JobOutcome:
     written: list[Path] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     """Seconds per step (`read`, `fill`, `write`), for `-v`."""
+    placement: dict[str, str] = field(default_factory=dict)
+    """Where a distributed batch ran this input (`node`, `worker`); empty for a local run."""
+    provenance: dict[str, Any] | None = None
+    """What made the output: this run's settings when done, the recorded ones when skipped."""
 
     def as_record(self) -> dict:
-        """The JSON report entry of this input."""
+        """The JSON report entry of this input; every path absolute."""
+        shown = provenance.absolute
         return {
-            "image": str(self.job.image),
-            "masks": [str(m) for m in self.job.masks],
-            "output": str(self.job.output),
+            "image": shown(self.job.image),
+            "masks": [shown(m) for m in self.job.masks],
+            "output": shown(self.job.output),
             "status": self.status.value,
             "strategy": self.strategy,
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "warnings": self.warnings,
-            "written": [str(p) for p in self.written],
+            "written": [shown(p) for p in self.written],
+            "provenance": self.provenance,
+            **self.placement,
         }
-
-
-@dataclass
-class Plan:
-    """The jobs of one `inpaint run`, and what pairing found but could not use."""
-
-    jobs: list[Job]
-    unused_masks: list[Path] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-    """Folders that could not be listed, as one-line messages."""
-
-
-def panel_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}{PANEL_SUFFIX}.png")
-
-
-def default_output_folder(folder: Path) -> Path:
-    """`<folder>_inpainted` beside the input folder: never inside the tree it mirrors."""
-    resolved = folder.resolve()
-    return resolved.parent / f"{resolved.name}{OUTPUT_FOLDER_SUFFIX}"
-
-
-# --- pairing ---------------------------------------------------------------------------------------
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def walk_images(
-    root: Path, *, recursive: bool, exclude: Iterable[Path] = (), errors: list[str] | None = None
-) -> list[Path]:
-    """Image files (by extension) under `root`, sorted; hidden names and the `exclude` folders that
-    lie inside `root` are left out. Folders that cannot be listed are appended to `errors`.
-    """
-    top = root.resolve()
-    excluded = [path.resolve() for path in exclude if top in path.resolve().parents]
-
-    def listing_failed(error: OSError) -> None:
-        if errors is not None:
-            errors.append(f"{error.filename}: cannot list folder ({error.strerror})")
-
-    found: list[Path] = []
-    for folder, subfolders, files in os.walk(root, onerror=listing_failed):
-        subfolders[:] = sorted(
-            name
-            for name in subfolders
-            if recursive
-            and not name.startswith(".")  # version control, editors, caches
-            and not any(_is_inside((Path(folder) / name).resolve(), skip) for skip in excluded)
-        )
-        found += (path for path in map(Path(folder).joinpath, files) if imageio.is_image_file(path))
-    return sorted(found)
-
-
-class MaskIndex:
-    """The mask files of a mask folder, found by the relative path of the image they belong to.
-
-    For `a/b.jpg` the masks are `a/b.<ext>`, `a/b_mask.<ext>` and `a/b_mask<N>.<ext>`. When masks
-    sit beside the images (`shared`), only the `_mask` names are masks: `a/b.png` is another image.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        recursive: bool,
-        shared: bool = False,
-        exclude: Iterable[Path] = (),
-        errors: list[str] | None = None,
-    ) -> None:
-        self.root = root
-        self.shared = shared
-        self.files: list[Path] = []
-        self._by_key: dict[tuple[Path, str], list[Path]] = {}
-        self._used: set[Path] = set()
-        for path in walk_images(root, recursive=recursive, exclude=exclude, errors=errors):
-            relative = path.relative_to(root)
-            base = MASK_NAME.sub("", relative.stem)
-            if shared and base == relative.stem:
-                continue
-            self.files.append(path)
-            for stem in {relative.stem, base}:
-                self._by_key.setdefault((relative.parent, stem), []).append(path)
-
-    def lookup(self, relative: Path) -> tuple[Path, ...]:
-        """The masks of the image at `relative` (OR-ed by the reader), sorted; marks them used."""
-        masks = tuple(sorted(self._by_key.get((relative.parent, relative.stem), [])))
-        self._used.update(masks)
-        return masks
-
-    def unused(self) -> list[Path]:
-        return [path for path in self.files if path not in self._used]
-
-    def describe_search(self, relative: Path) -> str:
-        """Where `lookup` looked, for the 'no mask' message."""
-        stem = self.root / relative.parent / relative.stem
-        if self.shared:
-            return f"looked for {stem}_mask*.*"
-        return f"looked for {stem}.* and {stem}_mask*.*"
-
-
-def plan_folder(
-    folder: Path,
-    mask: Path,
-    output_folder: Path | None = None,
-    *,
-    recursive: bool = False,
-    output_format: str | None = None,
-    written_elsewhere: Iterable[Path] = (),
-) -> Plan:
-    """Pair every image under `folder` with its mask(s) and give it an output in the mirrored tree.
-
-    `mask` is a folder of masks paired by name (it may be `folder` itself or inside it) or one file
-    used for every image. Images without a mask get a `problem`, not a guess. The output folder and
-    `written_elsewhere` (intermediates) are never walked, so a rerun does not take results for photos.
-    """
-    output_folder = output_folder or default_output_folder(folder)
-    if output_folder.resolve() == folder.resolve():
-        raise UsageError(
-            "the output folder is the input folder",
-            path=output_folder,
-            hint="give another -o: outputs would overwrite the inputs",
-        )
-    ours = (output_folder, *written_elsewhere)
-    unreadable: list[str] = []
-    index = None
-    if mask.is_dir():
-        shared = mask.resolve() == folder.resolve()
-        index = MaskIndex(
-            mask, recursive=recursive, shared=shared, exclude=(folder, *ours), errors=unreadable
-        )
-    mask_files = {path.resolve() for path in index.files} if index else {mask.resolve()}
-    images = [
-        path
-        for path in walk_images(folder, recursive=recursive, exclude=(mask, *ours), errors=unreadable)
-        if path.resolve() not in mask_files
-    ]
-    inputs = {path.resolve() for path in images} | mask_files
-    claimed: dict[Path, Path] = {}
-    jobs = []
-    for image in images:
-        relative = image.relative_to(folder)
-        output = output_folder / relative
-        if output_format is not None:
-            # The extension a single image's output gets for this format (`.tif` for tiff, ...).
-            output = output.with_suffix(imageio.extension_for_format(output_format))
-        masks = index.lookup(relative) if index else (mask,)
-        target = output.resolve()
-        problem = None
-        if not masks:
-            problem = InputError("no mask found", path=image, hint=index.describe_search(relative))
-        elif target in inputs:
-            problem = OutputError("output would overwrite an input", path=output, hint="give another -o")
-        elif target in claimed:
-            problem = OutputError(f"same output as {claimed[target]}", path=output, hint="rename one of them")
-        claimed.setdefault(target, image)
-        jobs.append(Job(image, masks, output, relative=relative, problem=problem))
-    return Plan(jobs, unused_masks=index.unused() if index else [], unreadable=unreadable)
-
-
-def plan_single(
-    image: Path, mask: Path, output: Path | None = None, output_format: str | None = None
-) -> Plan:
-    """The plan of one image; `mask` is its mask file or a folder holding it by name."""
-    output = imageio.default_output_path(image, output, output_format)
-    if not mask.is_dir():
-        return Plan([Job(image, (mask,), output)])
-    index = MaskIndex(mask, recursive=False, shared=mask.resolve() == image.parent.resolve())
-    relative = Path(image.name)
-    masks = index.lookup(relative)
-    problem = None if masks else InputError("no mask found", path=image, hint=index.describe_search(relative))
-    return Plan([Job(image, masks, output, problem=problem)])
 
 
 # --- one job in three steps: read, fill, write ------------------------------------------------------
@@ -298,15 +113,12 @@ class Loaded:
 
     picture: imageio.Picture
     hole: np.ndarray
-
-
-def _outputs(job: Job, settings: RunSettings) -> list[Path]:
-    """The files a job writes beside its output (intermediates go to their own folder)."""
-    return [job.output, panel_path(job.output)] if settings.panel else [job.output]
+    notes: list[str] = field(default_factory=list)
+    """Warnings about the files (only the first frame of an APNG or multi-page TIFF is used)."""
 
 
 def output_complete(path: Path) -> bool:
-    """Whether an existing output can be kept: outputs are renamed into place only once fully
+    """Whether an existing output file is whole: outputs are renamed into place only once fully
     written, so any non-empty file under the final name is complete."""
     try:
         return path.stat().st_size > 0
@@ -315,84 +127,191 @@ def output_complete(path: Path) -> bool:
 
 
 def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
-    """Delete the temporary files that a killed run left beside these outputs, listing each folder once.
+    """Delete the temporary files that killed runs left beside these outputs, listing each folder once.
 
     `atomic.atomic_path` names them `.<stem>.<random>.part<suffix>`; the random part has no dot,
-    so the temporary file of `x.y.png` is never taken for one of `x.png`.
+    so the temporary file of `x.y.png` is never taken for one of `x.png`. A temporary file that a
+    live process holds (a second batch on the same folder) is left alone.
     """
     names_by_folder: dict[Path, set[str]] = {}
     for output in outputs:
         names_by_folder.setdefault(output.parent, set()).add(output.name)
     removed = []
     for folder, names in names_by_folder.items():
+        if storage.is_remote(folder):  # object stores get whole objects in one put: no temporary files
+            continue
         try:
             entries = os.listdir(folder)
         except OSError:  # not created yet, or not ours to list: nothing of ours to clean
             continue
         for entry in entries:
             match = TEMPORARY_NAME.fullmatch(entry)
-            if match and match["stem"] + match["suffix"] in names:
-                (folder / entry).unlink(missing_ok=True)
+            if match and match["stem"] + match["suffix"] in names and remove_if_abandoned(folder / entry):
                 removed.append(folder / entry)
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
     return sorted(removed)
 
 
-def precheck(job: Job, settings: RunSettings) -> JobOutcome | None:
-    """The outcome of a job decided without reading its image: a known problem or an existing output."""
+def precheck(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> JobOutcome | None:
+    """The outcome of a job decided without reading its image: a known problem or an existing output.
+
+    With `Existing.SKIP` (a resume) an existing output is skipped only if its provenance record says
+    it was made with the same settings as `made_with` and has every artefact asked for now; it is
+    redone if its record shows it was cut short or lacks an artefact (a panel), and refused if it
+    was made otherwise or by something else: `--overwrite` redoes it.
+    """
     problem = job.problem
     if problem is None and job.output.resolve() == job.image.resolve():
         problem = OutputError("output would overwrite the input", path=job.output, hint="choose another -o")
     if problem is None and job.output.exists():
-        if settings.existing is Existing.SKIP and output_complete(job.output):
-            return JobOutcome(job, Status.SKIPPED)
         if settings.existing is Existing.ERROR:
             problem = OutputError("output exists", path=job.output, hint="use --overwrite to replace it")
+        elif settings.existing is Existing.SKIP:
+            return _resume(job, settings, made_with)
     if problem is not None:
         return JobOutcome(job, Status.FAILED, error=problem.one_line())
     return None
 
 
+def _resume(job: Job, settings: RunSettings, made_with: Provenance | None) -> JobOutcome | None:
+    """The outcome of a job whose output exists, in a resumed batch; None: (re)do it."""
+    if not output_complete(job.output):
+        return None
+    record = provenance.read_record(job.output)
+    redo = "use --overwrite to redo it, or choose another -o"
+    if record is None:
+        problem = OutputError(
+            "output exists and has no provenance record (made by another program or an older inpaint)",
+            path=job.output,
+            hint=redo,
+        )
+        return JobOutcome(job, Status.FAILED, error=problem.one_line())
+    if not record["complete"]:
+        return None  # ours, cut short before its panel or intermediates: redo with these settings
+    differences = made_with.differences(record["provenance"]) if made_with is not None else []
+    if differences:
+        problem = OutputError(
+            f"output made with other settings: {', '.join(differences)}", path=job.output, hint=redo
+        )
+        return JobOutcome(job, Status.FAILED, error=problem.one_line())
+    panel = panel_path(job.output) if settings.panel else None
+    if provenance.missing_artefacts(record, panel, intermediates_folder(job, settings)):
+        return None  # same settings, so the redone output is the same; the missing artefacts appear
+    return JobOutcome(job, Status.SKIPPED, provenance=record["provenance"])
+
+
+def dry_run_action(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> tuple[str, bool]:
+    """What a run would do with a job, judged from names and file headers only (milliseconds per
+    file): `("run", False)`, `("skip: ...", False)`, or the one-line error and True if it would fail."""
+    decided = precheck(job, settings, made_with)
+    if decided is not None:
+        failed = decided.status is Status.FAILED
+        return (decided.error if failed else "skip: output exists, made with the same settings"), failed
+    problem = header_problem(job, settings)
+    return ("run", False) if problem is None else (problem, True)
+
+
+def header_problem(job: Job, settings: RunSettings) -> str | None:
+    """Why a job's files would fail, seen in their headers: not an image, too large, truncated, a
+    mask of another size. None if the headers look fine (decoding may still find damage)."""
+    if storage.is_remote(job.image) or any(map(storage.is_remote, job.masks)):
+        return None  # headers of objects in a store are not fetched for a dry run
+    try:
+        image = headers.read_header(job.image, max_pixels=settings.max_pixels)
+        for path, header in [(job.image, image)] + [
+            (mask, headers.read_header(mask, max_pixels=settings.max_pixels)) for mask in job.masks
+        ]:
+            if header.truncated:
+                raise InputError("file is truncated", path=path, hint="re-export or re-scan it")
+            if header.size != image.size:
+                raise imageio.size_mismatch(path, header.size, image.size, job.image)
+    except InpaintError as error:
+        return error.one_line()
+    return None
+
+
 def load(job: Job, settings: RunSettings) -> Loaded:
     """Decode the image and its mask(s) into a hole of the image's size."""
-    picture = imageio.read_image(job.image, max_pixels=settings.max_pixels)
-    hole = imageio.read_mask(
-        job.masks,
-        size=picture.pixels.shape[:2],
-        threshold=settings.mask_threshold,
-        invert=settings.invert_mask,
-        dilate=settings.dilate,
-    )
-    return Loaded(picture, hole)
+    # Files behind URLs are read from local copies (the codecs need files); local ones in place.
+    notes: list[str] = []
+    with storage.local_copies([job.image, *job.masks]) as (image, *masks):
+        picture = imageio.read_image(image, max_pixels=settings.max_pixels)
+        hole = imageio.read_mask(
+            masks,
+            size=picture.pixels.shape[:2],
+            threshold=settings.mask_threshold,
+            invert=settings.invert_mask,
+            dilate=settings.dilate,
+            max_pixels=settings.max_pixels,
+            image=job.image,
+            notes=notes,
+        )
+    return Loaded(picture, hole, [*picture.notes, *notes])
 
 
-def save(outcome: JobOutcome, loaded: Loaded, result: InpaintResult, settings: RunSettings) -> None:
-    """Write the output (and panel, intermediates) of a filled image, each atomically."""
+def save(
+    outcome: JobOutcome,
+    loaded: Loaded,
+    result: InpaintResult,
+    settings: RunSettings,
+    made_with: Provenance | None = None,
+) -> None:
+    """Write the output (and panel, intermediates) of a filled image, each atomically, between two
+    provenance records: `complete: false` first (the files that follow are ours even if cut short),
+    `complete: true` last (everything it lists is there)."""
     job = outcome.job
+    folder = intermediates_folder(job, settings)
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    outcome.written.append(
+    if made_with is not None:
+        _write_record(job, made_with, [], folder, complete=False)
+    # A URL output is written locally, then put as one object (storage.staged_write).
+    with storage.staged_write(job.output) as output:
         imageio.write_image(
-            job.output,
+            output,
             loaded.picture.with_pixels(result.pixels),
             format=settings.output_format,
             quality=settings.quality,
-            # Reaching here with SKIP means the existing file was found incomplete.
+            # Reaching here with SKIP means the existing output is ours and to be redone.
             overwrite=settings.existing is not Existing.ERROR,
         )
-    )
-    capture = settings.intermediates_dir is not None
+    outcome.written.append(job.output)
+    outcome.warnings += _depth_lost(loaded.picture, job.output, settings.output_format)
+    capture = folder is not None
     if settings.panel or capture:
         panel = visualize.make_panel(loaded.picture.pixels, loaded.hole, result.pixels, result.coarse)
     if settings.panel:
-        outcome.written.append(visualize.save_png(panel_path(job.output), panel))
+        with storage.staged_write(panel_path(job.output)) as staged:
+            visualize.save_png(staged, panel)
+        outcome.written.append(panel_path(job.output))
     if capture and result.intermediates_hole is not None:
-        folder = settings.intermediates_dir / job.name.with_suffix("")
         outcome.written += visualize.save_intermediates(
             folder, result.intermediates, result.intermediates_hole, panel
         )
     elif capture:
         outcome.warnings.append(result.intermediates_missing or "no intermediates: the mask has no hole")
+    if made_with is not None:
+        _write_record(job, made_with, outcome.written, folder, complete=True)
+        outcome.provenance = made_with.as_dict()
+
+
+def _write_record(
+    job: Job, made_with: Provenance, written: list[Path], folder: Path | None, *, complete: bool
+) -> None:
+    record = provenance.record_path(job.output)
+    with storage.staged_write(record) as staged:
+        provenance.write_record(
+            staged, made_with, image=job.image, written=written, intermediates=folder, complete=complete
+        )
+
+
+def _depth_lost(picture: imageio.Picture, output: Path, output_format: str | None) -> list[str]:
+    """A warning when 16-bit samples go into a format that holds only 8 (JPEG, WebP)."""
+    written_as = imageio.output_format(output, output_format)
+    if picture.pixels.dtype != np.uint16 or written_as not in ("JPEG", "WEBP"):
+        return []
+    keep = "use --format png or tiff to keep 16 bits"
+    return [f"{output}: the 16-bit image was written as 8-bit {written_as} ({keep})"]
 
 
 def _attempt(outcome: JobOutcome, step: Callable[[], T], stage: str) -> T | None:
@@ -415,6 +334,8 @@ def _attempt(outcome: JobOutcome, step: Callable[[], T], stage: str) -> T | None
 
 def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
     loaded = _attempt(outcome, lambda: load(outcome.job, settings), "read")
+    if loaded is not None:
+        outcome.warnings += loaded.notes
     if loaded is not None and not loaded.hole.any():
         outcome.warnings.append(f"{outcome.job.masks[0]}: mask has no hole pixels; image copied through")
     return loaded
@@ -467,9 +388,13 @@ def describe_plan(strategy: str, boxes: Sequence[Box], size: tuple[int, int]) ->
 
 
 def _save_step(
-    outcome: JobOutcome, loaded: Loaded, result: InpaintResult, settings: RunSettings
+    outcome: JobOutcome,
+    loaded: Loaded,
+    result: InpaintResult,
+    settings: RunSettings,
+    made_with: Provenance | None,
 ) -> JobOutcome:
-    _attempt(outcome, lambda: save(outcome, loaded, result, settings), "write")
+    _attempt(outcome, lambda: save(outcome, loaded, result, settings, made_with), "write")
     return outcome
 
 
@@ -509,6 +434,7 @@ def run_jobs(
     workers: int = 1,
     on_start: Callable[[Job], None] | None = None,
     watch: Watch | None = None,
+    made_with: Provenance | None = None,
 ) -> Outcomes:
     """Run jobs, returning their outcomes in job order (with the jobs never started, if any).
 
@@ -518,11 +444,16 @@ def run_jobs(
     each result as it comes (both in the calling thread). With `fail_fast`, nothing new starts
     after a failure; outputs being written are finished. Ctrl-C cancels what has not started,
     lets the writes under way finish and returns with `interrupted` set.
+
+    `made_with` is recorded beside each output and compared on resume (`precheck`); by default it is
+    built from `inpainter` (`provenance_of`), which knows a named model's checksum but not that of a
+    `--checkpoint` file: pass `provenance_of(inpainter, settings, checkpoint=...)` then.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     jobs = list(jobs)
-    remove_stale_parts(output for job in jobs for output in _outputs(job, settings))
+    made_with = made_with or provenance_of(inpainter, settings)
+    remove_stale_parts(output for job in jobs for output in artefacts(job, settings))
     pending = iter(enumerate(jobs))
     outcomes: dict[int, JobOutcome] = {}
     loading: deque[tuple[int, JobOutcome, Future[Loaded | None]]] = deque()
@@ -544,7 +475,7 @@ def run_jobs(
             index, job = next(pending, (None, None))
             if job is None:
                 return
-            decided = precheck(job, settings)
+            decided = precheck(job, settings, made_with)
             if decided is not None:
                 finish(index, decided)
                 continue
@@ -574,7 +505,9 @@ def run_jobs(
                 finish(index, outcome)
             else:
                 collect_saved(block_above=workers - 1)
-                saving.append((index, writers.submit(_save_step, outcome, loaded, result, settings)))
+                saving.append(
+                    (index, writers.submit(_save_step, outcome, loaded, result, settings, made_with))
+                )
             collect_saved(block_above=workers)
             if stop:
                 for _, _, dropped in loading:
@@ -602,15 +535,34 @@ def write_report(
     unused_masks: Sequence[Path] = (),
 ) -> Path:
     """The JSON report: a summary and one record per input, plus inputs never started
-    (`--fail-fast`, Ctrl-C) and masks that matched no image."""
+    (`--fail-fast`, Ctrl-C) and masks that matched no image. Every path in it is absolute."""
     counts = {status.value: count for status, count in status_counts(outcomes).items()}
     report = {
         "summary": {**counts, "not_run": len(not_run), "unused_masks": len(unused_masks)},
         "inputs": [o.as_record() for o in outcomes],
-        "not_run": [str(job.image) for job in not_run],
-        "unused_masks": [str(mask) for mask in unused_masks],
+        "not_run": [provenance.absolute(job.image) for job in not_run],
+        "unused_masks": [provenance.absolute(mask) for mask in unused_masks],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     with imageio.atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+def provenance_of(
+    inpainter: Inpainter, settings: RunSettings, *, checkpoint: Path | None = None
+) -> Provenance:
+    """The provenance of outputs this inpainter makes with these settings."""
+    return provenance.for_run(
+        model=inpainter.name,
+        weights_sha256=provenance.weights_checksum(inpainter.name, checkpoint),
+        strategy=inpainter.strategy.value,
+        precision=str(inpainter.dtype).removeprefix("torch."),
+        settings=settings,
+        plan_options={
+            "max_side": inpainter.max_side,
+            "tile_size": inpainter.tile_size,
+            "tile_overlap": inpainter.tile_overlap,
+            "crop_margin": inpainter.crop_margin,
+        },
+        device=str(inpainter.device),
+    )

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as one line of safe text: control characters (a newline in a file name, a terminal
+    escape) are shown as Python escapes (`\\n`, `\\x1b`), so a message stays one line."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)  # str: a RemotePath
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def _is_url(path: object) -> bool:
+    """A URL (`s3://...` text or a `storage.RemotePath`) stays as written: a `Path` would fold its `//`."""
+    return not isinstance(path, os.PathLike) and "://" in str(path)
 
 
 class InpaintError(Exception):
     """A problem with one input, output or model that the user can act on.
 
-    Rendered as `error: <file>: <what> (<hint>)`.
+    Rendered as `error: <file>: <what> (<hint>)`, always on one line.
     """
 
     def __init__(self, what: str, *, path: str | Path | None = None, hint: str | None = None) -> None:
         self.what = what
-        self.path = Path(path) if path is not None else None
+        self.path = path if path is None or _is_url(path) else Path(path)
         self.hint = hint
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        text = f"{self.path}: {self.what}" if self.path is not None else self.what
-        return f"{text} ({self.hint})" if self.hint else text
+        text = f"{display_path(self.path)}: {self.what}" if self.path is not None else self.what
+        text = f"{text} ({self.hint})" if self.hint else text
+        return display_path(text)
 
 
 class InputError(InpaintError):

@@ -2,28 +2,28 @@
 
 Pillow decodes, encodes and carries the metadata of everything it can represent. Colour or alpha at
 16 bits per sample is beyond Pillow's modes: such pixels are decoded by OpenCV and encoded by the two
-small PNG and TIFF writers at the end of this file, while Pillow still reads their metadata.
+small PNG and TIFF writers of `writers16`, while Pillow still reads their metadata.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import threading
-import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, TiffImagePlugin, TiffTags
+from PIL import Image, TiffImagePlugin
 
+from inpaint_cli import headers, storage, writers16
 from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import InputError, OutputError, UsageError
+from inpaint_cli.headers import AXES_SWAPPING_ORIENTATIONS as _AXES_SWAPPING_ORIENTATIONS
+from inpaint_cli.headers import ORIENTATION_TAG
+from inpaint_cli.headers import UPRIGHT as _UPRIGHT
 from inpaint_cli.options import DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 
 _LOSSLESS_WEBP_QUALITY = 100
@@ -32,7 +32,6 @@ _LOSSLESS_WEBP_QUALITY = 100
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 """Extensions of the files `read_image` opens (lower case, with the dot)."""
 
-_READABLE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 _FORMAT_BY_NAME = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "tiff": "TIFF", "webp": "WEBP"}
 _EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp"}
 _EIGHT_BIT_FORMATS = frozenset({"JPEG", "WEBP"})
@@ -43,9 +42,6 @@ _8BIT_TO_16BIT = _MAX_16BIT // _MAX_8BIT  # 257: 0xAB -> 0xABAB
 _LUMA_PER_MILLE = (299, 587, 114)
 """ITU-R 601 luma weights × 1000, the formula of Pillow's convert("L")."""
 
-ORIENTATION_TAG = 0x0112
-_UPRIGHT = 1
-_AXES_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 # Array operation that turns a stored image upright, per EXIF orientation (as Pillow's exif_transpose).
 _UPRIGHT_TRANSFORMS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -78,13 +74,7 @@ _PILLOW_TARGET_MODES = {
     "YCbCr": "RGB",
 }
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-_PNG16_ZLIB_LEVEL = 1
-"""On photos, within 7 % of level 6's size in a third of its time (Up-filtered 16-bit scanlines)."""
 _CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
-
-# Pillow's decompression-bomb limit is a module global; it is raised to the caller's limit only while
-# a header is parsed, one thread at a time, and restored at once.
-_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,8 @@ class Picture:
     dpi: tuple[float, float] | None = None
     source_mode: str = ""
     """Pillow's mode of the file (P, CMYK, I;16B, ...), or RGB;16, RGBA;16, LA;16 for 16-bit colour."""
+    notes: tuple[str, ...] = ()
+    """Warnings about the file: an APNG or a multi-page TIFF of which only the first frame is used."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -120,7 +112,7 @@ class Picture:
 
 def is_image_file(path: Path) -> bool:
     """True for a visible file with an image extension (skips `.name.part.png` and `._name.jpg`)."""
-    path = Path(path)
+    path = path if storage.is_remote(path) else Path(path)  # an s3://... object (fsspec caches listings)
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
@@ -135,11 +127,12 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     larger ones are taken as 16-bit values). Raises InputError naming the file and the problem.
     """
     path = Path(path)
-    _require_nonempty_file(path)
-    with _open_image(path, max_pixels) as image:
+    headers.require_nonempty_file(path)
+    with headers.open_image(path, max_pixels) as image:
+        frames = headers.frame_count(image)
         try:
             image.load()
-            orientation = _orientation(image)
+            orientation = headers.orientation(image)
             exif = _upright_exif(image, orientation)
             deep_layout = _sixteen_bit_colour_layout(image, path)
             if deep_layout is None:
@@ -168,7 +161,13 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
         path=path,
         dpi=None if dpi is None else (float(dpi[0]), float(dpi[1])),
         source_mode=source_mode,
+        notes=_frames_note(path, source_format, frames),
     )
+
+
+def _frames_note(path: Path, source_format: str, frames: int) -> tuple[str, ...]:
+    header = headers.Header(path, source_format, "", (0, 0), frames, truncated=False)
+    return () if header.frames_note is None else (header.frames_note,)
 
 
 def read_mask(
@@ -178,6 +177,9 @@ def read_mask(
     threshold: int = DEFAULT_MASK_THRESHOLD,
     invert: bool = False,
     dilate: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    image: Path | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """The hole (H×W bool, True = fill) described by one or several mask files, OR-ed together.
 
@@ -186,8 +188,10 @@ def read_mask(
     scale; a 16-bit mask is compared with `threshold * 257`, so the 8- and 16-bit versions of a
     mask give the same hole. Grey is ITU-R 601 luma for colour masks; a mask with alpha and a
     uniform colour uses its alpha instead. Masks are turned upright by their EXIF orientation and
-    must then have the image's `size` (height, width). `dilate` grows the hole by that many pixels
-    (a disc).
+    must then have the image's `size` (height, width): this is checked from the header, before any
+    pixel is decoded, and the error is filed under `image` when given. `max_pixels` applies to masks
+    as to images. `dilate` grows the hole by that many pixels (a disc). Warnings (a multi-page mask)
+    are appended to `notes`.
     """
     if not 0 <= threshold <= _MAX_8BIT:
         raise UsageError(f"mask threshold {threshold} is outside 0..255")
@@ -198,13 +202,12 @@ def read_mask(
         raise UsageError("no mask file given")
     hole = np.zeros(size, dtype=bool)
     for mask_path in mask_paths:
-        picture = read_image(mask_path)
-        if picture.size != tuple(size):
-            raise InputError(
-                f"mask is {_width_x_height(picture.size)} but image is {_width_x_height(size)}",
-                path=mask_path,
-                hint="a mask must have the image's size once both are turned upright by EXIF",
-            )
+        header = headers.read_header(mask_path, max_pixels=max_pixels)
+        if header.size != tuple(size):
+            raise size_mismatch(mask_path, header.size, size, image)
+        picture = read_image(mask_path, max_pixels=max_pixels)
+        if notes is not None:
+            notes += picture.notes
         mask_hole = _mask_levels(picture) > threshold * _scale_from_8bit(picture.pixels.dtype)
         hole |= ~mask_hole if invert else mask_hole
     if dilate:
@@ -213,56 +216,22 @@ def read_mask(
     return hole
 
 
-def _require_nonempty_file(path: Path) -> None:
-    if path.is_dir():
-        raise InputError("is a folder, not an image file", path=path)
-    try:
-        empty = path.stat().st_size == 0
-    except FileNotFoundError:
-        raise InputError("file not found", path=path, hint="check the path") from None
-    except OSError as error:
-        raise InputError(f"cannot read the file ({error.strerror})", path=path) from error
-    if empty:
-        raise InputError("file is empty (0 bytes)", path=path, hint="the copy or download may have failed")
-
-
-@contextlib.contextmanager
-def _open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
-    """Open (header only) a file of a readable format no larger than `max_pixels`."""
-    over_limit = InputError(
-        f"image has more than {max_pixels:,} pixels",
-        path=path,
-        hint="refused as a possible decompression bomb; raise the pixel limit if the image is genuine",
+def size_mismatch(
+    mask: Path, mask_size: Sequence[int], image_size: Sequence[int], image: Path | None = None
+) -> InputError:
+    """The error for a mask whose upright size is not the image's, filed under the image if known."""
+    hint = "a mask must have the image's size once both are turned upright by EXIF"
+    if image is None:
+        return InputError(
+            f"mask is {_width_x_height(mask_size)} but image is {_width_x_height(image_size)}",
+            path=mask,
+            hint=hint,
+        )
+    return InputError(
+        f"its mask {mask} is {_width_x_height(mask_size)} but the image is {_width_x_height(image_size)}",
+        path=image,
+        hint=hint,
     )
-    try:
-        with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
-            # Pillow warns between 1x and 2x its limit and raises above; the exact check is ours below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
-            try:
-                image = Image.open(path, formats=_READABLE_FORMATS)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved_limit
-    except Image.DecompressionBombError as error:
-        raise over_limit from error
-    except Image.UnidentifiedImageError as error:
-        raise InputError(
-            "not a PNG, JPEG, TIFF or WebP image (or a damaged one)",
-            path=path,
-            hint="convert it to PNG or JPEG",
-        ) from error
-    except OSError as error:
-        raise InputError(f"cannot read the file ({error.strerror or error})", path=path) from error
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise over_limit
-        yield image
-
-
-def _orientation(image: Image.Image) -> int:
-    orientation = image.getexif().get(ORIENTATION_TAG, _UPRIGHT)
-    return orientation if orientation in _UPRIGHT_TRANSFORMS else _UPRIGHT
 
 
 def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -475,7 +444,7 @@ def write_image(
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             if samples.dtype == np.uint16 and samples.shape[2] > 1:
-                writer = _write_png16 if image_format == "PNG" else _write_tiff16
+                writer = writers16.write_png16 if image_format == "PNG" else writers16.write_tiff16
                 with tmp.open("wb") as file:
                     writer(file, samples, picture.icc_profile, picture.exif, picture.dpi)
             else:
@@ -526,78 +495,3 @@ def _same_file(first: Path, second: Path) -> bool:
     if first.exists() and second.exists():
         return os.path.samefile(first, second)
     return first.resolve() == second.resolve()
-
-
-def _write_png16(
-    file: BinaryIO,
-    samples: np.ndarray,
-    icc_profile: bytes | None,
-    exif: bytes | None,
-    dpi: tuple[float, float] | None,
-) -> None:
-    """A 16-bit PNG (grey + alpha, RGB or RGBA) with its ICC profile, EXIF and physical size."""
-    height, width, channels = samples.shape
-    colour_type = {2: 4, 3: 2, 4: 6}[channels]
-    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
-    # Every scanline uses the "Up" filter (byte-wise difference with the row above): simple, and
-    # photos compress much better than unfiltered.
-    scanlines = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
-    scanlines[:, 0] = 2
-    scanlines[:, 1:] = rows
-    scanlines[1:, 1:] -= rows[:-1]
-    file.write(b"\x89PNG\r\n\x1a\n")
-    _png_chunk(file, b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
-    if icc_profile:
-        _png_chunk(file, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile))
-    if exif:
-        _png_chunk(file, b"eXIf", exif.removeprefix(_EXIF_HEADER))
-    if dpi:
-        per_metre = [round(d / 0.0254) for d in dpi]
-        _png_chunk(file, b"pHYs", struct.pack(">IIB", *per_metre, 1))
-    _png_chunk(file, b"IDAT", zlib.compress(scanlines.data, _PNG16_ZLIB_LEVEL))
-    _png_chunk(file, b"IEND", b"")
-
-
-def _png_chunk(file: BinaryIO, kind: bytes, data: bytes) -> None:
-    file.write(struct.pack(">I", len(data)) + kind + data)
-    file.write(struct.pack(">I", zlib.crc32(kind + data)))
-
-
-def _write_tiff16(
-    file: BinaryIO,
-    samples: np.ndarray,
-    icc_profile: bytes | None,
-    exif: bytes | None,
-    dpi: tuple[float, float] | None,
-) -> None:
-    """An uncompressed 16-bit TIFF (grey + alpha, RGB or RGBA) with ICC profile, EXIF and resolution."""
-    height, width, channels = samples.shape
-    data = np.ascontiguousarray(samples, dtype="<u2")
-    directory = TiffImagePlugin.ImageFileDirectory_v2()  # little-endian, like `data`
-    if exif:
-        tags = Image.Exif()
-        tags.load(exif)
-        for tag, value in tags.items():
-            directory[tag] = tags.get_ifd(tag) if tag in (_EXIF_IFD, _GPS_IFD) else value
-    # Layout tags come last so that none copied from the EXIF block can contradict them.
-    for tag in (TiffImagePlugin.STRIPOFFSETS, TiffImagePlugin.STRIPBYTECOUNTS):
-        directory.tagtype[tag] = TiffTags.LONG
-    directory[TiffImagePlugin.IMAGEWIDTH] = width
-    directory[TiffImagePlugin.IMAGELENGTH] = height
-    directory[TiffImagePlugin.BITSPERSAMPLE] = (16,) * channels
-    directory[TiffImagePlugin.COMPRESSION] = 1
-    directory[TiffImagePlugin.PHOTOMETRIC_INTERPRETATION] = 2 if channels >= 3 else 1
-    directory[TiffImagePlugin.SAMPLESPERPIXEL] = channels
-    if channels in (2, 4):
-        directory[TiffImagePlugin.EXTRASAMPLES] = 2  # the extra sample is unassociated alpha
-    directory[TiffImagePlugin.ROWSPERSTRIP] = height
-    directory[TiffImagePlugin.PLANAR_CONFIGURATION] = 1
-    directory[TiffImagePlugin.STRIPOFFSETS] = 0  # relative to the end of the directory, fixed up by Pillow
-    directory[TiffImagePlugin.STRIPBYTECOUNTS] = data.nbytes
-    if icc_profile:
-        directory[TiffImagePlugin.ICCPROFILE] = icc_profile
-    if dpi:
-        directory[TiffImagePlugin.X_RESOLUTION], directory[TiffImagePlugin.Y_RESOLUTION] = dpi
-        directory[TiffImagePlugin.RESOLUTION_UNIT] = 2  # inch
-    directory.save(file)
-    file.write(data.data)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inpaint_cli import batch, imageio
+from inpaint_cli import batch, imageio, provenance
 from inpaint_cli.engine import Inpainter, InpaintResult
 from inpaint_cli.errors import UsageError
 from inpaint_cli.strategies import Box, Strategy
+from inpaint_cli.targets import Access, check_targets
 
 HEIGHT, WIDTH = 24, 32
 
@@ -129,14 +133,16 @@ def test_one_mask_file_serves_every_image_and_is_not_an_image_itself(tmp_path: P
     ]
 
 
-def test_format_changes_extensions_and_clashing_outputs_are_refused(tmp_path: Path) -> None:
+def test_format_changes_extensions_and_clashing_outputs_are_a_usage_error(tmp_path: Path) -> None:
     touch(tmp_path / "in", "p.jpg", "p.png", "q.jpg")
     touch(tmp_path / "masks", "p.png", "q.png")
     plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", output_format="tiff")
     assert [job.output.name for job in plan.jobs] == ["p.tif", "p.tif", "q.tif"]
-    assert plan.jobs[0].problem is None
-    assert plan.jobs[1].problem.one_line() == (
-        f"{tmp_path / 'out/p.tif'}: same output as {tmp_path / 'in/p.jpg'} (rename one of them)"
+    with pytest.raises(UsageError) as caught:
+        batch.check_plan(plan, batch.RunSettings())
+    assert caught.value.one_line() == (
+        f"{tmp_path / 'out/p.tif'}: is the output of {tmp_path / 'in/p.jpg'} "
+        f"and cannot be the output of {tmp_path / 'in/p.png'} (choose another -o)"
     )
 
 
@@ -200,6 +206,9 @@ class RecordingInpainter:
     """Stands in for the model: copies the image through slowly and records when it ran."""
 
     strategy = Strategy.FULL
+    name, dtype, device = "recording", "torch.float32", "cpu"
+    max_side = tile_size = crop_margin = None
+    tile_overlap = 64
 
     def __init__(self, events: list[tuple[str, str]]) -> None:
         self.events = events
@@ -264,39 +273,131 @@ def test_fail_fast_starts_nothing_after_a_failure(tmp_path: Path, telea: Inpaint
         ("a.png", "done"),
         ("b.png", "failed"),
     ]
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".a.png.inpaint.json", "a.png"]
 
 
-def test_existing_outputs_are_skipped_refused_or_redone_when_empty(tmp_path: Path, telea: Inpainter) -> None:
+def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: Inpainter) -> None:
     save_photo(tmp_path / "a.png", 1)
     save_mask(tmp_path / "m.png")
-    complete = tmp_path / "done.png"
-    complete.write_bytes(b"kept as is")
-    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), complete)
+    output = tmp_path / "done.png"
+    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), output)
+    skip = batch.RunSettings(existing=batch.Existing.SKIP)
 
-    skipped = batch.restore(telea, job, batch.RunSettings(existing=batch.Existing.SKIP))
-    assert skipped.status is batch.Status.SKIPPED and complete.read_bytes() == b"kept as is"
+    made = batch.restore(telea, job, skip)
+    assert made.status is batch.Status.DONE and made.provenance["model"] == "telea"
+    written = output.read_bytes()
+    skipped = batch.restore(telea, job, skip)
+    assert skipped.status is batch.Status.SKIPPED and output.read_bytes() == written
     refused = batch.restore(telea, job, batch.RunSettings(existing=batch.Existing.ERROR))
-    assert refused.error == f"{complete}: output exists (use --overwrite to replace it)"
+    assert refused.error == f"{output}: output exists (use --overwrite to replace it)"
 
-    complete.write_bytes(b"")  # an empty file is not a finished output
-    redone = batch.restore(telea, job, batch.RunSettings(existing=batch.Existing.SKIP))
-    assert redone.status is batch.Status.DONE
-    assert Image.open(complete).size == (WIDTH, HEIGHT)
+    output.write_bytes(b"")  # an empty file is not a finished output
+    redone = batch.restore(telea, job, skip)
+    assert redone.status is batch.Status.DONE and output.read_bytes() == written
+
+    provenance.record_path(output).unlink()  # a file of unknown origin is never replaced on resume
+    foreign = batch.restore(telea, job, skip)
+    assert foreign.error == (
+        f"{output}: output exists and has no provenance record (made by another program or an older "
+        "inpaint) (use --overwrite to redo it, or choose another -o)"
+    )
+    assert output.read_bytes() == written
 
 
-def test_stale_temporary_files_of_our_outputs_are_removed_and_no_others(tmp_path: Path) -> None:
+def test_resume_refuses_outputs_made_with_other_settings(tmp_path: Path, telea: Inpainter) -> None:
+    save_photo(tmp_path / "a.png", 1)
+    save_mask(tmp_path / "m.png")
+    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), tmp_path / "out.png")
+    skip = batch.RunSettings(existing=batch.Existing.SKIP)
+    assert batch.restore(telea, job, skip).status is batch.Status.DONE
+    written = job.output.read_bytes()
+
+    ns = Inpainter.from_name("ns", device="cpu")
+    other = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.SKIP, dilate=2))
+    assert other.status is batch.Status.FAILED
+    assert other.error == (
+        f"{job.output}: output made with other settings: model telea (now ns), mask dilate 0 (now 2) "
+        "(use --overwrite to redo it, or choose another -o)"
+    )
+    assert job.output.read_bytes() == written
+    redone = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.OVERWRITE, dilate=2))
+    assert redone.status is batch.Status.DONE and job.output.read_bytes() != written
+    record = json.loads(provenance.record_path(job.output).read_text())
+    assert record["complete"] is True and record["written"] == [str(job.output)]
+    assert record["provenance"]["model"] == "ns" and record["provenance"]["mask"]["dilate"] == 2
+    assert record["provenance"]["precision"] == "float32" and record["provenance"]["weights_sha256"] is None
+
+
+def test_a_resume_recreates_a_missing_panel_and_an_output_cut_short(tmp_path: Path, telea: Inpainter) -> None:
+    for name in ["a.png", "b.png"]:
+        save_photo(tmp_path / "in" / name, 1)
+    save_mask(tmp_path / "m.png")
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
+    settings = batch.RunSettings(existing=batch.Existing.SKIP, panel=True)
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["done", "done"]
+    panel_a, output_b = tmp_path / "out/a_panel.png", tmp_path / "out/b.png"
+    panel_bytes = panel_a.read_bytes()
+    panel_a.unlink()  # lost after the run
+    record_b = provenance.record_path(output_b)  # b was killed after its output, before its panel
+    record_b.write_text(record_b.read_text().replace('"complete": true', '"complete": false'))
+
+    again = batch.run_jobs(telea, plan.jobs, settings)
+
+    assert [o.status.value for o in again] == ["done", "done"]
+    assert panel_a.read_bytes() == panel_bytes
+    assert json.loads(record_b.read_text())["complete"] is True
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["skipped", "skipped"]
+    # Asking for intermediates on a model that has none is complete once tried (nothing to write).
+    with_intermediates = batch.RunSettings(
+        existing=batch.Existing.SKIP, panel=True, intermediates_dir=tmp_path / "debug"
+    )
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == ["done", "done"]
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == [
+        "skipped",
+        "skipped",
+    ]
+
+
+HOLD_A_WRITE = """
+import sys, time
+from pathlib import Path
+from inpaint_cli.atomic import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"half")
+    print(tmp.name, flush=True)
+    if sys.argv[2] == "kill":
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def start_writer(target: Path, how: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_WRITE, str(target), how], stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_stale_temporary_files_are_removed_but_not_those_of_a_live_batch(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    killed_write = imageio.atomic_path(out / "x.png")  # entered and never left: a SIGKILL mid-write
-    stale = killed_write.__enter__()
-    stale.write_bytes(b"half a PNG")
-    other_write = imageio.atomic_path(out / "x.y.png")
-    not_ours = other_write.__enter__()
-    (out / ".keep").touch()
+    killed = start_writer(out / "x.png", "kill")  # a batch killed mid-write
+    stale = out / killed.stdout.readline().strip()
+    killed.wait()
+    live = start_writer(out / "y.png", "hold")  # a second batch on the same folder, writing now
+    try:
+        in_flight = out / live.stdout.readline().strip()
+        other_write = imageio.atomic_path(out / "x.y.png")  # of another output, held by this process
+        not_ours = other_write.__enter__()
+        (out / ".keep").touch()
 
-    assert batch.remove_stale_parts([out / "x.png", tmp_path / "missing/z.png"]) == [stale]
-    assert sorted(path.name for path in out.iterdir()) == sorted([".keep", not_ours.name])
+        removed = batch.remove_stale_parts([out / "x.png", out / "y.png", tmp_path / "missing/z.png"])
+
+        assert removed == [stale]
+        assert sorted(path.name for path in out.iterdir()) == sorted([".keep", in_flight.name, not_ours.name])
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path, telea: Inpainter) -> None:
@@ -307,7 +408,7 @@ def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path
     plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
     outcomes = batch.run_jobs(telea, plan.jobs[:1], batch.RunSettings())
     path = batch.write_report(
-        tmp_path / "r/report.json", outcomes, not_run=plan.jobs[1:], unused_masks=plan.unused_masks
+        tmp_path / "report.json", outcomes, not_run=plan.jobs[1:], unused_masks=plan.unused_masks
     )
     report = json.loads(path.read_text(encoding="utf-8"))
     assert report["summary"] == {"done": 1, "skipped": 0, "failed": 0, "not_run": 1, "unused_masks": 1}
@@ -319,3 +420,125 @@ def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path
     assert record["seconds"] > 0
     assert report["not_run"] == [str(tmp_path / "in/b.png")]
     assert report["unused_masks"] == [str(tmp_path / "masks/zz.png")]
+    assert record["provenance"]["model"] == "telea" and record["provenance"]["strategy"]["name"] == "auto"
+
+
+def test_report_paths_are_all_absolute_when_the_run_was_given_relative_ones(
+    tmp_path: Path, telea: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "in/a.png", 2)
+    save_mask(tmp_path / "masks/a.png")
+    plan = batch.plan_run(Path("in"), Path("masks"), None, batch.RunSettings())
+    outcomes = batch.run_jobs(telea, plan.jobs, batch.RunSettings())
+    (record,) = json.loads(batch.write_report(Path("r.json"), outcomes).read_text())["inputs"]
+    assert (record["image"], record["masks"], record["output"], record["written"]) == (
+        str(tmp_path / "in/a.png"),
+        [str(tmp_path / "masks/a.png")],
+        str(tmp_path / "in_inpainted/a.png"),
+        [str(tmp_path / "in_inpainted/a.png")],
+    )
+
+
+# --- nothing read is written, no two writes share a target --------------------------------------------
+
+
+def test_targets_are_compared_by_file_identity(tmp_path: Path) -> None:
+    touch(tmp_path, "p.png", "m.png")
+    os.link(tmp_path / "m.png", tmp_path / "hard.png")
+    (tmp_path / "sym.png").symlink_to(tmp_path / "m.png")
+    (tmp_path / "dir").symlink_to(tmp_path)
+    reads = [Access(tmp_path / "p.png", "the image"), Access(tmp_path / "m.png", "the mask of p.png")]
+    for spelling in ["hard.png", "sym.png", "dir/m.png", "dir/./m.png", "m.png"]:
+        with pytest.raises(UsageError) as caught:
+            check_targets(reads, [Access(tmp_path / spelling, "the output", option="-o")])
+        assert caught.value.what == "is the mask of p.png and cannot be the output", spelling
+        assert caught.value.path == tmp_path / "m.png" and caught.value.hint == "choose another -o"
+    check_targets(reads, [Access(tmp_path / "out.png", "the output")])  # a new file: fine
+
+    folder_write = Access(tmp_path / "dir", "the intermediates folder", folder=True)
+    with pytest.raises(UsageError, match="is the image and cannot be the intermediates folder"):
+        check_targets(reads, [folder_write])
+    inside = Access(tmp_path / "debug/a/panel.png", "the panel")
+    with pytest.raises(UsageError, match="is the intermediates folder and cannot be the panel"):
+        check_targets([], [Access(tmp_path / "debug/a", "the intermediates folder", folder=True), inside])
+
+
+def test_a_panel_and_another_images_output_clash_before_anything_runs(tmp_path: Path) -> None:
+    touch(tmp_path / "in", "a.png", "a_panel.png")
+    touch(tmp_path, "m.png")
+    settings = batch.RunSettings(panel=True)
+    with pytest.raises(UsageError) as caught:
+        batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), settings)
+    assert caught.value.one_line() == (
+        f"{tmp_path / 'out/a_panel.png'}: is the panel of {tmp_path / 'in/a.png'} "
+        f"and cannot be the output of {tmp_path / 'in/a_panel.png'} (choose another -o)"
+    )
+    assert not (tmp_path / "out").exists()
+    batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), batch.RunSettings())
+
+
+# --- output path rules -------------------------------------------------------------------------------
+
+
+def test_output_path_rules(tmp_path: Path) -> None:
+    touch(tmp_path, "in/a.png", "p.png", "m.png", "file.txt")
+    single, folder, mask = tmp_path / "p.png", tmp_path / "in", tmp_path / "m.png"
+    settings = batch.RunSettings()
+
+    plan = batch.plan_run(single, mask, str(tmp_path / "new") + "/", settings)  # a folder, created later
+    assert plan.jobs[0].output == tmp_path / "new/p_inpainted.png" and not (tmp_path / "new").exists()
+    assert batch.plan_run(folder, mask, str(tmp_path / "out.d/"), settings).jobs[0].output == (
+        tmp_path / "out.d/a.png"
+    )
+    for output, message in [
+        (tmp_path / "single.png", "-o names an image file, but the input is a folder"),
+        (tmp_path / "file.txt", "-o must be a folder when the input is a folder"),
+        (tmp_path / "typo/out", f"folder {tmp_path / 'typo'} does not exist"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            batch.plan_run(folder, mask, str(output), settings)
+    with pytest.raises(UsageError, match=f"folder {tmp_path / 'typo'} does not exist"):
+        batch.plan_run(single, mask, str(tmp_path / "typo/p.png"), settings)
+    with pytest.raises(UsageError, match="the report must be a file, not a folder"):
+        batch.plan_run(single, mask, None, settings, report=tmp_path)
+    with pytest.raises(UsageError, match=f"{tmp_path / 'file.txt'} is not a folder"):
+        batch.plan_run(single, mask, None, settings, report=tmp_path / "file.txt/r.json")
+    files_for_intermediates = batch.RunSettings(intermediates_dir=tmp_path / "file.txt")
+    with pytest.raises(UsageError, match="the intermediates folder must be a folder, not a file"):
+        batch.plan_run(single, mask, None, files_for_intermediates)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "single.png").exists()
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Path:
+    """A folder no file can be created in: read-only for a normal user; sysfs for root."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        return folder
+    sysfs = Path("/sys")
+    if not sysfs.is_dir():
+        pytest.skip("running as root without /sys: no folder is unwritable")
+    return sysfs
+
+
+def test_writes_into_an_unwritable_folder_are_refused_before_the_run(
+    tmp_path: Path, unwritable: Path
+) -> None:
+    touch(tmp_path, "p.png", "m.png")
+    for options in [
+        {"report": unwritable / "r.json"},
+        {"output": str(unwritable / "o.png")},
+    ]:
+        with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
+            batch.plan_run(
+                tmp_path / "p.png",
+                tmp_path / "m.png",
+                options.get("output"),
+                batch.RunSettings(),
+                report=options.get("report"),
+            )
+    settings = batch.RunSettings(intermediates_dir=unwritable / "debug")
+    with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
+        batch.plan_run(tmp_path / "p.png", tmp_path / "m.png", None, settings)

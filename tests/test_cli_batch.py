@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inpaint_cli import engine, imageio
+from inpaint_cli import batch, engine, imageio, provenance
 from inpaint_cli.cli import app
 
 HEIGHT, WIDTH = 32, 40
@@ -123,8 +123,9 @@ def test_messy_folder_every_good_image_done_every_bad_one_explained(
         "(the copy or download may have failed)",
         "text [draft].jpg": f"{photos / 'text [draft].jpg'}: not a PNG, JPEG, TIFF or WebP image "
         "(or a damaged one) (convert it to PNG or JPEG)",
-        "wrongsize.png": f"{masks / 'wrongsize_mask.png'}: mask is 40x34 but image is 40x32 "
-        "(a mask must have the image's size once both are turned upright by EXIF)",
+        # Filed under the image, like every other problem of this input.
+        "wrongsize.png": f"{photos / 'wrongsize.png'}: its mask {masks / 'wrongsize_mask.png'} is 40x34 "
+        "but the image is 40x32 (a mask must have the image's size once both are turned upright by EXIF)",
         "nomask.png": f"{photos / 'nomask.png'}: no mask found "
         f"(looked for {masks / 'nomask'}.* and {masks / 'nomask'}_mask*.*)",
     }
@@ -144,7 +145,8 @@ def test_messy_folder_every_good_image_done_every_bad_one_explained(
         imageio.read_image(out / "rgba.png").alpha, imageio.read_image(photos / "rgba.png").alpha
     )
     assert tree_hashes(photos) == inputs_before
-    assert sorted(tree_hashes(out)) == sorted(GOOD)
+    records_beside = [provenance.record_path(Path(name)).as_posix() for name in GOOD]
+    assert sorted(tree_hashes(out)) == sorted([*GOOD, *records_beside])
     outputs_before = tree_hashes(out)
 
     again = invoke(photos, "--mask", masks, "-o", out, "--model", "telea", "-r", "--report", report)
@@ -155,29 +157,61 @@ def test_messy_folder_every_good_image_done_every_bad_one_explained(
     assert tree_hashes(out) == outputs_before and tree_hashes(photos) == inputs_before
 
 
-def test_dry_run_prints_the_pairing_without_loading_a_model(
+def test_dry_run_reads_headers_lists_what_would_fail_and_exits_1(
     tmp_path: Path, messy: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     photos, masks = messy
     out = tmp_path / "out"
-    save_mask(out / "good.png", make_hole())  # an existing output: skipped in a batch
+    save_mask(out / "good.png", make_hole())  # an existing output of an earlier run: skipped in a batch
+    made_with = provenance.for_run(
+        model="lama", weights_sha256=None, strategy="auto", precision=None, settings=batch.RunSettings()
+    )
+    provenance.write_record(
+        provenance.record_path(out / "good.png"),
+        made_with,
+        image=photos / "good.png",
+        written=[out / "good.png"],
+        intermediates=None,
+        complete=True,
+    )
+    save_mask(out / "grey.png", make_hole())  # an output of unknown origin: refused, not replaced
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("a dry run loaded a model")
 
     monkeypatch.setattr(engine.Inpainter, "from_name", no_model)
+    monkeypatch.setattr(imageio, "read_image", no_model)  # headers only: no pixel is decoded
     result = invoke(photos, "--mask", masks, "-o", out, "--model", "lama", "--dry-run")
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     by_image = {row[0]: row[1:] for row in rows}
     assert by_image[str(photos / "good.jpg")] == [str(masks / "good.png"), str(out / "good.jpg"), "run"]
-    assert by_image[str(photos / "good.png")][2] == "skip: output exists"
+    assert by_image[str(photos / "good.png")][2] == "skip: output exists, made with the same settings"
+    assert by_image[str(photos / "grey.png")][2].endswith(
+        "has no provenance record (made by another program "
+        "or an older inpaint) (use --overwrite to redo it, "
+        "or choose another -o)"
+    )
+    assert by_image[str(photos / "corrupt.png")][2] == (
+        f"{photos / 'corrupt.png'}: file is truncated (re-export or re-scan it)"
+    )
+    assert by_image[str(photos / "wrongsize.png")][2] == (
+        f"{photos / 'wrongsize.png'}: its mask {masks / 'wrongsize_mask.png'} is 40x34 but the image is "
+        "40x32 (a mask must have the image's size once both are turned upright by EXIF)"
+    )
+    assert by_image[str(photos / "empty.jpg")][2].endswith(
+        "file is empty (0 bytes) (the copy or download may have failed)"
+    )
+    assert "not a PNG, JPEG, TIFF or WebP image" in by_image[str(photos / "text [draft].jpg")][2]
     assert by_image[str(photos / "nomask.png")][:2] == ["-", str(out / "nomask.png")]
     assert by_image[str(photos / "nomask.png")][2].endswith(f"{masks / 'nomask'}_mask*.*)")
     assert ["-", str(masks / "orphan_mask.png"), "-", "unused: no image has this name"] in rows
     assert str(photos / "nested/deeper/inner.png") not in by_image  # no --recursive
     assert not (out / "good.jpg").exists()
+
+    good_only = invoke(photos / "good.jpg", "--mask", masks / "good.png", "-o", out, "--dry-run")
+    assert good_only.exit_code == 0, good_only.stderr
 
 
 def test_quiet_prints_only_the_written_paths(tmp_path: Path) -> None:
@@ -275,6 +309,11 @@ def wait_for_outputs(process: subprocess.Popen, out: Path, count: int) -> None:
         time.sleep(0.005)
 
 
+def hidden_files(out: Path) -> list[str]:
+    """Temporary files and provenance records: a finished run leaves only the records."""
+    return sorted(path.name for path in out.iterdir() if path.name.startswith("."))
+
+
 def assert_all_complete(out: Path) -> None:
     for path in visible_outputs(out):
         assert path.name.startswith("scan ") and path.suffix == ".png", path
@@ -295,15 +334,17 @@ def test_sigkill_mid_batch_leaves_only_complete_outputs_and_a_rerun_finishes(
     assert_all_complete(out)
     finished = visible_outputs(out)
     assert len(finished) < KILL_COUNT, "the batch ended before it could be killed"
-    # A write cut short by the kill, as `imageio.atomic_path` leaves it.
-    killed_write = imageio.atomic_path(out / f"scan {KILL_COUNT - 1:03d}.png")
-    killed_write.__enter__().write_bytes(b"\x89PNG half")
+    # An output renamed into place just before the kill, with its record still saying "not complete",
+    # is redone (it is ours); the others are skipped.
+    complete = [path for path in finished if provenance.read_record(path)["complete"]]
+    # A write cut short by the kill: a temporary file (named as `atomic_path` names them) nobody holds.
+    (out / f".scan {KILL_COUNT - 1:03d}.0badc0de.part.png").write_bytes(b"\x89PNG half")
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
 
     assert rerun.returncode == 0, rerun.stderr
-    assert len(rerun.stdout.splitlines()) == KILL_COUNT - len(finished)
-    assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
+    assert len(rerun.stdout.splitlines()) == KILL_COUNT - len(complete)
+    assert hidden_files(out) == sorted(provenance.record_path(path).name for path in visible_outputs(out))
     assert len(visible_outputs(out)) == KILL_COUNT
     assert_all_complete(out)
 
@@ -324,5 +365,5 @@ def test_ctrl_c_writes_the_report_so_far_and_exits_130(
     assert "interrupted" in stderr
     summary = json.loads(report.read_text())["summary"]
     assert summary["done"] >= 2 and summary["done"] + summary["not_run"] == KILL_COUNT
-    assert [path.name for path in out.iterdir() if path.name.startswith(".")] == []
+    assert hidden_files(out) == sorted(provenance.record_path(path).name for path in visible_outputs(out))
     assert_all_complete(out)
