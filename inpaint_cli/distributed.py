@@ -27,8 +27,11 @@ from inpaint_cli import batch, storage
 from inpaint_cli.errors import InpaintError, UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from inpaint_cli.batch import Job, JobOutcome, RunSettings
     from inpaint_cli.engine import Inpainter
+    from inpaint_cli.provenance import Provenance
 
 INSTALL_HINT = 'pip install "inpaint[ray]"'
 DEFAULT_ADDRESS = "auto"
@@ -81,7 +84,7 @@ def connect(address: str = DEFAULT_ADDRESS) -> bool:
         ray.init(
             address=None if address == DEFAULT_ADDRESS else address,
             log_to_driver=False,  # worker logs stay in the cluster's log folder, not over the progress bar
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR,  # not its start-up notes over our progress
             include_dashboard=False if address == DEFAULT_ADDRESS else None,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -109,12 +112,15 @@ def default_workers(options: RayOptions, resources: dict[str, float]) -> int:
 class Worker:
     """One Ray actor: builds its model once, then restores the jobs it is given, one per call."""
 
-    def __init__(self, load_model: Callable[[], Inpainter], settings: RunSettings) -> None:
+    def __init__(
+        self, load_model: Callable[[], Inpainter], settings: RunSettings, checkpoint: Path | None = None
+    ) -> None:
         import ray
 
         self.settings = settings
         self.error: InpaintError | None = None
         self.inpainter: Inpainter | None = None
+        self.made_with: Provenance | None = None
         context = ray.get_runtime_context()
         self.placement = {
             "node": ray.util.get_node_ip_address(),
@@ -123,6 +129,7 @@ class Worker:
         }
         try:
             self.inpainter = load_model()
+            self.made_with = batch.provenance_of(self.inpainter, settings, checkpoint=checkpoint)
         except InpaintError as exc:  # a missing model is the user's to fix: the driver says it once
             self.error = exc
 
@@ -133,7 +140,8 @@ class Worker:
     def process(self, job: Job, settings: RunSettings | None = None) -> JobOutcome:
         """Restore one job as a local batch would; problems with the input become its outcome."""
         assert self.inpainter is not None, "process() called on a worker whose model did not load"
-        (outcome,) = batch.run_jobs(self.inpainter, [job], settings or self.settings, workers=1)
+        settings = settings or self.settings
+        (outcome,) = batch.run_jobs(self.inpainter, [job], settings, workers=1, made_with=self.made_with)
         outcome.placement = dict(self.placement)
         return outcome
 
@@ -159,10 +167,12 @@ class _Run:
         on_outcome: Callable[[JobOutcome], None] | None,
         on_workers: Callable[[int], None] | None,
         fail_fast: bool,
+        checkpoint: Path | None = None,
     ) -> None:
         self.ray, self.load_model, self.jobs, self.settings = ray, load_model, jobs, settings
         self.options, self.fail_fast = options, fail_fast
         self.on_outcome, self.on_workers = on_outcome, on_workers
+        self.checkpoint = checkpoint
         self.worker_class = ray.remote(Worker)
         self.pending: deque[int] = deque(range(len(jobs)))
         self.attempts: dict[int, int] = {}
@@ -179,9 +189,11 @@ class _Run:
         if self.replacements is None:
             self.replacements = 2 * self.workers
 
-    def run(self) -> list[JobOutcome]:
+    def run(self) -> batch.Outcomes:
+        """The outcomes in job order; Ctrl-C ends the run early with `interrupted` set."""
         for _ in range(self.workers):
             self._start_worker()
+        interrupted = False
         try:
             while (self.pending and not self.stop) or any(actor.queued for actor in self.actors):
                 self._submit()
@@ -192,23 +204,26 @@ class _Run:
                 for reference in done:
                     if reference in self.calls:  # a lost actor's other calls were handled with it
                         self._collect(reference)
-        except BaseException:
+        except BaseException as exc:
             # Ctrl-C or an error: queued work is cancelled and the workers stopped (their partial
             # writes are temporary files that the next run removes).
             for reference in list(self.calls):
                 self.ray.cancel(reference)
-            raise
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
+            interrupted = True
         finally:
             for actor in self.actors:
                 self.ray.kill(actor.handle, no_restart=True)
-        return [self.outcomes[index] for index in sorted(self.outcomes)]
+        not_run = [job for index, job in enumerate(self.jobs) if index not in self.outcomes]
+        return batch.Outcomes((self.outcomes[i] for i in sorted(self.outcomes)), not_run, interrupted)
 
     def _start_worker(self) -> None:
         handle = self.worker_class.options(
             num_cpus=self.options.cpus_per_worker,
             num_gpus=self.options.gpus_per_worker,
             max_restarts=0,  # a lost worker is replaced by a fresh actor here, its jobs requeued
-        ).remote(self.load_model, self.settings)
+        ).remote(self.load_model, self.settings, self.checkpoint)
         actor = _Actor(handle)
         self.actors.append(actor)
         self.calls[handle.ready.remote()] = actor
@@ -331,22 +346,25 @@ def run_on_ray(
     on_outcome: Callable[[JobOutcome], None] | None = None,
     on_workers: Callable[[int], None] | None = None,
     fail_fast: bool = False,
-) -> list[JobOutcome]:
+    checkpoint: Path | None = None,
+) -> batch.Outcomes:
     """Run `jobs` on Ray workers that each call `load_model()` once; outcomes in job order.
 
     Same contract as `batch.run_jobs`: every per-input problem is a failed outcome, `on_outcome`
     sees each outcome as it arrives (in this thread), `fail_fast` starts nothing new after a
-    failure, and Ctrl-C cancels the cluster's work and re-raises. `on_workers` sees the number of
-    live workers whenever it changes. `load_model` is pickled to the workers: a module-level
-    function or a `functools.partial` of one.
+    failure, and Ctrl-C cancels the cluster's work and returns with `interrupted` set (and the
+    jobs never finished in `not_run`). `on_workers` sees the number of live workers whenever it
+    changes. `load_model` is pickled to the workers: a module-level function or a
+    `functools.partial` of one. `checkpoint` goes into the outputs' provenance.
     """
     jobs = list(jobs)
     ray = require_ray()
     if not jobs:
-        return []
+        return batch.Outcomes([], [], interrupted=False)
     started_here = connect(options.address)
     try:
-        return _Run(ray, load_model, jobs, settings, options, on_outcome, on_workers, fail_fast).run()
+        run = _Run(ray, load_model, jobs, settings, options, on_outcome, on_workers, fail_fast, checkpoint)
+        return run.run()
     finally:
         if started_here:
             ray.shutdown()
