@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 POLL_INTERVAL_S = 0.02
 """How often the serving loop checks for shutdown (the default 0.5 s would slow every test's teardown)."""
+ENDLESS_CHUNK = 1 << 16
 STALL_LIMIT_S = 30.0
 """A stalled handler gives up after this long even if the server is never closed."""
 
@@ -39,6 +40,8 @@ class Route:
     """Send `Content-Length` (else the body ends when the connection closes, like an endless stream)."""
     trickle_s: float | None = None
     """Send the body one byte at a time, this many seconds apart (a server that never quite stalls)."""
+    endless: bool = False
+    """After the body, send zeros until the client hangs up (a response that never ends)."""
     wrong_range: bool = False
     """Answer a `Range` request with 206 but the whole body from byte 0 (and a Content-Range saying so)."""
 
@@ -151,6 +154,9 @@ class LocalServer:
                         time.sleep(route.trickle_s)
                     return
                 self._write(request, route.body[start:end])
+                zeros = bytes(ENDLESS_CHUNK)
+                while route.endless and not server._closing.is_set() and self._write(request, zeros):
+                    pass
 
             def _write(self, request: Request, data: bytes) -> bool:
                 try:
