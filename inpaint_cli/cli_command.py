@@ -9,6 +9,7 @@ it to `body`; so an option is added by adding a field. `OptionsCommand` renders 
 from __future__ import annotations
 
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -59,12 +60,29 @@ class OptionsCommand(TyperCommand):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, _with_bare_values(args))
         except _CLICK.exceptions.NoSuchOption as error:
             hint = OTHER_TOOLS_OPTIONS.get(error.option_name)
             _usage_error(f"no such option {error.option_name}", hint or f"see inpaint {ctx.info_name} --help")
         except _CLICK.exceptions.UsageError as error:
             _usage_error(error.format_message().rstrip("."), f"see inpaint {ctx.info_name} --help")
+
+
+BARE_VALUES: dict[str, str] = {}
+"""Options that may be given without a value, and the value they then take (`Spelling.bare`)."""
+
+
+def _with_bare_values(args: list[str]) -> list[str]:
+    """`--ray` alone becomes `--ray auto` (Typer's click has no optional values). The next word is the
+    option's value unless it is another option or names an existing file or folder (the input)."""
+    filled = []
+    for index, arg in enumerate(args):
+        filled.append(arg)
+        if arg in BARE_VALUES:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is None or following.startswith("-") or os.path.exists(following):
+                filled.append(BARE_VALUES[arg])
+    return filled
 
 
 def _usage_error(message: str, hint: str) -> typing.NoReturn:
@@ -122,6 +140,8 @@ def _parameter(spec: Any, hint: Any) -> inspect.Parameter:
         info = typer.Option(
             *flags, help=help_text, metavar=spelling.metavar, show_default=spec.default not in (None, False)
         )
+        if spelling.bare is not None:
+            BARE_VALUES.update(dict.fromkeys(flags or ("--" + spec.name.replace("_", "-"),), spelling.bare))
     default = inspect.Parameter.empty if spec.default is MISSING else spec.default
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]

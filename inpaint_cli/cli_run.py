@@ -130,6 +130,19 @@ class Display(RunEvents):
             self.task = self.progress.add_task("inpainting", total=total, current="", rate="")
             self.progress.start()
 
+    def workers_changed(self, live: int) -> None:
+        """With --ray: the bar (no model loads here) shows the live workers instead of the current file."""
+        if self.options.quiet:
+            return
+        if self.progress is None and console.is_terminal:
+            self.progress = _make_progress()
+            self.task = self.progress.add_task("inpainting on Ray", total=self._jobs, current="", rate="")
+            self.progress.start()
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, current=f"{live} worker{'s' if live != 1 else ''} live")
+        else:
+            self.say(f"Ray: {live} worker{'s' if live != 1 else ''} live")
+
     def job_started(self, job: Job) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, current=str(job.name))

@@ -9,6 +9,7 @@ about every step (the CLI renders them; a Python caller may ignore them).
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import time
 from collections.abc import Callable
@@ -109,6 +110,9 @@ class RunEvents:
     def job_finished(self, outcome: JobOutcome) -> None:
         """A job is done, skipped or failed (in the order they finish)."""
 
+    def workers_changed(self, live: int) -> None:
+        """A distributed run (`--ray`) has `live` workers with their model loaded (started or lost one)."""
+
 
 def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     """Fill the holes of every input of `options`, write the outputs (and report), return what happened.
@@ -132,20 +136,24 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     if options.dry_run:
         return RunResult(plan, dry_run=dry_run_rows(plan, settings))
     events.jobs_planned(plan.jobs)
-    inpainter, model = load_model(options, events.download_progress)
-    events.model_loaded(model)
-    started = time.perf_counter()
-    ran = batch.run_jobs(
-        inpainter,
-        plan.jobs,
-        settings,
-        on_outcome=events.job_finished,
-        fail_fast=options.fail_fast,
-        workers=options.jobs,
-        on_start=events.job_started,
-        watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
-        made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
-    )
+    if options.ray is not None:  # the cluster's workers load the model; this process only plans
+        started = time.perf_counter()
+        ran, model = _run_on_ray(options, plan, settings, events), None
+    else:
+        inpainter, model = load_model(options, events.download_progress)
+        events.model_loaded(model)
+        started = time.perf_counter()
+        ran = batch.run_jobs(
+            inpainter,
+            plan.jobs,
+            settings,
+            on_outcome=events.job_finished,
+            fail_fast=options.fail_fast,
+            workers=options.jobs,
+            on_start=events.job_started,
+            watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
+            made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
+        )
     result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
     result.seconds = time.perf_counter() - started
     if options.report is not None:
@@ -264,7 +272,33 @@ def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings) -> list[DryRunRo
     return rows
 
 
+def _run_on_ray(
+    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
+) -> batch.Outcomes:
+    """The jobs on Ray workers (`distributed`), each loading the model once with `load_inpainter`."""
+    from inpaint_cli import distributed
+
+    cluster = distributed.RayOptions(
+        options.ray, options.workers, options.cpus_per_worker, options.gpus_per_worker
+    )
+    return distributed.run_on_ray(
+        functools.partial(load_inpainter, options),
+        plan.jobs,
+        settings,
+        cluster,
+        on_outcome=events.job_finished,
+        on_workers=events.workers_changed,
+        fail_fast=options.fail_fast,
+        checkpoint=options.checkpoint,
+    )
+
+
 # --- the model ----------------------------------------------------------------------------------------
+
+
+def load_inpainter(options: RunOptions) -> Inpainter:
+    """The model alone (what each worker of a distributed run loads once)."""
+    return load_model(options)[0]
 
 
 def load_model(options: RunOptions, progress: DownloadProgress | None = None) -> tuple[Inpainter, ModelInfo]:

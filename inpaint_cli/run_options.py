@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from inpaint_cli import storage
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import (
     DEFAULT_MASK_THRESHOLD,
@@ -47,6 +48,8 @@ class Spelling:
     """Turns the command line's text into the field's value (sizes like 4GB)."""
     argument: bool = False
     """A positional argument rather than an option."""
+    bare: str | None = None
+    """The value of an option given without one (`--ray` alone means `--ray auto`)."""
 
 
 def cli(help: str, *flags: str, **spelling: Any) -> dict[str, Spelling]:
@@ -71,12 +74,22 @@ def parse_memory_size(text: str) -> int:
 class RunOptions:
     """Everything `inpaint run` was asked to do. Invalid values raise `UsageError` on construction."""
 
+    # Input, mask and output may be fsspec URLs (s3://bucket/scans): `storage.location` parses them.
     input: Path = field(
-        metadata=cli("An image file, or a folder of images (batch).", metavar="INPUT", argument=True)
+        metadata=cli(
+            "An image file, or a folder of images (batch); a folder may be a URL (s3://...).",
+            metavar="INPUT",
+            argument=True,
+            parse=storage.location,
+        )
     )
     mask: Path = field(
         metadata=cli(
-            "Mask file (white = hole) or a folder of masks paired by name.", "--mask", "-m", metavar="MASK"
+            "Mask file (white = hole) or a folder of masks paired by name.",
+            "--mask",
+            "-m",
+            metavar="MASK",
+            parse=storage.location,
         )
     )
     model: str | None = field(
@@ -102,6 +115,7 @@ class RunOptions:
             "--output",
             "-o",
             metavar="PATH",
+            parse=storage.location,
         ),
     )
     output_format: OutputFormat | None = field(
@@ -219,6 +233,32 @@ class RunOptions:
         ),
     )
     fail_fast: bool = field(default=False, metadata=cli("Stop at the first failed input."))
+    ray: str | None = field(
+        default=None,
+        metadata=cli(
+            'Run the batch on a Ray cluster (pip install "inpaint[ray]"): auto (RAY_ADDRESS, else a '
+            "cluster of `ray start` here, else a new local one), HOST:PORT or ray://HOST:10001.",
+            metavar="[ADDRESS]",
+            bare="auto",
+        ),
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=cli(
+            "With --ray: workers, each loading the model once (default: as many as the cluster holds).",
+            metavar="N",
+            minimum=1,
+        ),
+    )
+    cpus_per_worker: float = field(
+        default=1.0, metadata=cli("With --ray: CPUs each worker reserves.", metavar="N", minimum=0)
+    )
+    gpus_per_worker: float = field(
+        default=0.0,
+        metadata=cli(
+            "With --ray: GPUs each worker reserves (1: one worker per GPU).", metavar="N", minimum=0
+        ),
+    )
     recursive: bool = field(
         default=False, metadata=cli("Batch: also process the input folder's subfolders.", "--recursive", "-r")
     )
@@ -265,6 +305,10 @@ class RunOptions:
                 raise UsageError(
                     f"{flag_of(spec.name)} {value} is out of range", hint=describe_range(spelling)
                 )
+        if self.ray is None and (
+            self.workers is not None or self.gpus_per_worker or self.cpus_per_worker != 1
+        ):
+            raise UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray")
         if self.quiet and self.verbose:
             raise UsageError("--quiet and --verbose contradict each other", hint="give one of them")
 
