@@ -7,7 +7,6 @@ validates the same bounds for Python callers. Torch-free and Typer-free: `inpain
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from inpaint_cli.options import (
     OutputFormat,
     Precision,
     StrategyName,
+    TensorFormat,
 )
 
 DEFAULT_MODEL = "lama"
@@ -58,16 +58,18 @@ def cli(help: str, *flags: str, **spelling: Any) -> dict[str, Spelling]:
 
 
 def parse_memory_size(text: str) -> int:
-    """`4GB`, `512MiB` -> bytes; infinite, not-a-number and absurd sizes are usage errors."""
+    """`4GB`, `512MiB` -> bytes, at least `MIN_MEMORY_BUDGET`; the error names --memory-budget."""
     from inpaint_cli.engine import parse_size  # the one size parser (engine owns it)
 
     try:
         value = parse_size(text)
-    except (ValueError, OverflowError):
-        value = None
-    if value is None or not math.isfinite(value) or value > 2**60:
-        raise UsageError(f"--memory-budget {text!r} is not a size", hint="write it like 4GB, 512MiB or 2.5G")
-    return int(value)
+    except UsageError as error:
+        raise UsageError(f"--memory-budget {text!r}: {error.what}", hint=error.hint) from None
+    if value < MIN_MEMORY_BUDGET:
+        raise UsageError(
+            f"--memory-budget {text!r} is too small", hint="no network pass fits in less than 16MiB"
+        )
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +207,14 @@ class RunOptions:
             "(PConv masks, GatedConv gates, LaMa features).",
             "--save-intermediates",
             metavar="DIR",
+        ),
+    )
+    intermediate_tensors: TensorFormat = field(
+        default=TensorFormat.NONE,
+        metadata=cli(
+            "With --save-intermediates: also the raw tensors (intermediates.safetensors), in fp16 or fp32; "
+            "default: pictures and stats only.",
+            "--save-tensors",
         ),
     )
     panel: bool = field(

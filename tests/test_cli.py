@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,7 +202,7 @@ def test_existing_output_is_refused_unless_overwrite_and_input_is_never_the_outp
     result = invoke(
         "run", image_path, "--mask", mask_path, "--model", "telea", "-o", image_path, "--overwrite"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # found before anything runs
     assert image_path.read_bytes() == original
 
 
@@ -273,3 +274,200 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "inpaint_cli", "--version"], capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 0 and completed.stdout.startswith("inpaint ")
+
+
+# --- the first hour of a new user (issue 15) ---------------------------------------------------------
+
+BUNDLED = ROOT / "inpaint_cli" / "bundled"
+
+
+def lines_starting(output: str, prefix: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith(prefix)]
+
+
+def test_a_checkpoint_without_model_is_recognised_from_the_file(photo, tmp_path):
+    image_path, mask_path, pixels, hole = photo
+    output = tmp_path / "out.png"
+    result = invoke(
+        "run",
+        image_path,
+        "--mask",
+        mask_path,
+        "--checkpoint",
+        BUNDLED / "pconv-tiny.safetensors",
+        "-o",
+        output,
+        "-v",
+    )
+    assert result.exit_code == 0, result.output
+    assert lines_starting(result.output, "model pconv-tiny.safetensors (pconv) on cpu")
+    filled = np.asarray(Image.open(output))
+    np.testing.assert_array_equal(filled[~hole], pixels[~hole])
+    assert (filled[hole] != 255).any()
+
+
+def test_verbose_says_device_precision_threads_load_time_plan_and_stage_times(photo, tmp_path):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "pconv-tiny", "--threads", "1", "-v")
+    assert result.exit_code == 0, result.output
+    (model,) = lines_starting(result.output, "model ")
+    assert re.fullmatch(r"model pconv-tiny \(pconv\) on cpu, fp32, 1 thread: loaded in \d+\.\d\d s", model)
+    (plan,) = lines_starting(result.output, "plan: ")
+    assert plan.startswith("plan: auto: ") and "pass" in plan
+    (times,) = lines_starting(result.output, "time: ")
+    stage = r"\d+\.\d\d s"
+    assert re.fullmatch(
+        rf"time: read {stage}, fill {stage} \(plan {stage}, preprocess {stage}, network {stage}, "
+        rf"composite {stage}\), write {stage}",
+        times,
+    ), times
+    (wrote,) = lines_starting(result.output, "wrote ")
+    whole, image = map(float, re.fullmatch(r"wrote .* in (\S+) s \(this image (\S+) s, .*\)", wrote).groups())
+    assert whole >= image > 0  # the whole time includes start-up and the model load
+
+
+def test_without_verbose_nothing_of_that_is_said(photo):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "telea")
+    assert result.exit_code == 0, result.output
+    assert not lines_starting(result.output, "model ") and not lines_starting(result.output, "plan: ")
+
+
+def test_a_demo_model_gets_one_note_naming_the_model_for_real_work(photo):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "gatedconv-tiny")
+    assert result.exit_code == 0, result.output
+    assert lines_starting(result.output, "note:") == [
+        "note: gatedconv-tiny is a small demo-quality model bundled for trying the tool offline; "
+        "for real restorations use --model gatedconv (inpaint weights pull gatedconv)"
+    ]
+    quiet = invoke("run", image_path, "--mask", mask_path, "--model", "gatedconv-tiny", "-q", "--overwrite")
+    assert quiet.exit_code == 0 and "note:" not in quiet.output
+    telea = invoke("run", image_path, "--mask", mask_path, "--model", "telea", "--overwrite")
+    assert telea.exit_code == 0 and "note:" not in telea.output
+
+
+def test_intermediates_are_summed_up_in_one_line(photo, tmp_path):
+    image_path, mask_path, _, _ = photo
+    folder = tmp_path / "inter"
+    result = invoke(
+        "run",
+        image_path,
+        "--mask",
+        mask_path,
+        "--model",
+        "pconv-tiny",
+        "--save-intermediates",
+        folder,
+        "--panel",
+    )
+    assert result.exit_code == 0, result.output
+    written = sorted(path for path in folder.rglob("*") if path.is_file())
+    size = sum(path.stat().st_size for path in written) / 1e6
+    assert len(written) >= 3
+    assert lines_starting(result.output, "intermediates:") == [
+        f"intermediates: {len(written)} files, {size:.1f} MB in {folder / 'photo'}"
+    ]
+    assert lines_starting(result.output, "also wrote") == [
+        f"also wrote {tmp_path / 'photo_inpainted_panel.png'}"
+    ]
+
+
+def test_other_tools_habits_get_a_hint_and_output_has_a_long_form(photo, tmp_path):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", "--image", image_path, "--mask", mask_path, "--model", "telea")
+    assert result.exit_code == 2
+    assert one_line_error(result.output) == (
+        "error: no such option --image "
+        "(the image or folder is the first argument: inpaint run IMAGE --mask MASK)"
+    )
+    output = tmp_path / "long.png"
+    assert (
+        invoke("run", image_path, "--mask", mask_path, "--model", "telea", "--output", output).exit_code == 0
+    )
+    assert Image.open(output).size == (64, 48)
+
+
+def test_help_shows_no_bool_metavars_nor_braces():
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "{input}" not in result.output
+    assert re.search(r"Usage: .*run INPUT --mask MASK \[OPTIONS\]", result.output)
+    assert "--dilate" in result.output and "--output" in result.output
+
+
+def test_the_pixel_limit_error_names_the_option(photo):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "telea", "--max-pixels", "1000")
+    assert result.exit_code == 1
+    assert "raise --max-pixels" in one_line_error(result.output)
+
+
+def test_jpeg_output_of_a_16bit_image_says_it_drops_to_8_bits(tmp_path):
+    values = (np.arange(40 * 50 * 3).reshape(40, 50, 3) * 97 % 65536).astype(np.uint16)
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "scan16.png"), values)
+    Image.new("L", (50, 40), 255).save(tmp_path / "m.png")
+    output = tmp_path / "scan.jpg"
+    result = invoke(
+        "run",
+        tmp_path / "scan16.png",
+        "--mask",
+        tmp_path / "m.png",
+        "--model",
+        "telea",
+        "--format",
+        "jpg",
+        "-o",
+        output,
+    )
+    assert result.exit_code == 0, result.output
+    assert lines_starting(result.output, "warning:") == [
+        f"warning: {output}: the 16-bit image was written as 8-bit JPEG "
+        "(use --format png or tiff to keep 16 bits)"
+    ]
+    png = invoke("run", tmp_path / "scan16.png", "--mask", tmp_path / "m.png", "--model", "telea")
+    assert png.exit_code == 0 and "warning" not in png.output
+
+
+# --- options that crash or mislead (issue 12 §6) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--dilate", "100000", "error: --dilate 100000 is out of range (between 0 and 256)"),
+        ("--memory-budget", "inf", "error: --memory-budget 'inf': size must be a finite number of bytes"),
+        ("--memory-budget", "nan", "error: --memory-budget 'nan': size must be a finite number of bytes"),
+        ("--memory-budget", "1e400", "error: --memory-budget '1e400': size must be a finite number of bytes"),
+        ("--memory-budget", "1B", "error: --memory-budget '1B' is too small (no network pass fits in less"),
+        ("--memory-budget", "lots", "error: --memory-budget 'lots': cannot read size 'lots'"),
+        ("--quality", "0", "error: --quality 0 is out of range (between 1 and 100)"),
+        ("--jobs", "0", "error: --jobs 0 is out of range (at least 1)"),
+    ],
+)
+def test_option_values_are_checked_before_anything_runs(photo, tmp_path, option, value, message):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "telea", option, value)
+    assert result.exit_code == 2, result.output
+    assert one_line_error(result.output).startswith(message)
+    assert not (tmp_path / "photo_inpainted.png").exists()
+
+
+def test_a_newline_in_a_file_name_keeps_the_message_on_one_line(photo, tmp_path):
+    _, mask_path, _, _ = photo
+    odd = tmp_path / "two\nlines.png"
+    odd.write_bytes(b"")
+    result = invoke("run", odd, "--mask", mask_path, "--model", "telea")
+    assert result.exit_code == 1
+    assert "two\\nlines.png" in one_line_error(result.output)
+
+
+def test_output_inside_the_mask_file_gets_a_real_message(photo):
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path, "--model", "telea", "-o", mask_path / "out.png")
+    assert result.exit_code == 2
+    assert one_line_error(result.output) == (
+        f"error: {mask_path / 'out.png'}: {mask_path} is a file, "
+        "so -o cannot be written inside it (give another -o)"
+    )
