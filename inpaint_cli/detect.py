@@ -162,6 +162,38 @@ def load_network(path: str | Path) -> tuple[ScratchUNet, ScratchConfig]:
     return network_from_checkpoint(read_checkpoint(path))
 
 
+def convert_checkpoint(
+    source: Path,
+    destination: Path,
+    *,
+    family: str,
+    variant: str,
+    source_url: str,
+    source_sha256: str,
+    license: str,
+) -> Path:
+    """A detector checkpoint (BOPBtL's `FT_Epoch_latest.pt` or ours) as our safetensors file, once: the
+    network's tensors only (no training state), the architecture in the metadata, after a strict load.
+
+    The detectors' counterpart of `loading.convert_checkpoint`, used by `inpaint weights pull/import`.
+    """
+    from inpaint_cli.checkpoints import save_converted
+
+    if family != FAMILY_NAME:
+        raise CheckpointError(f"the {family} detector family is not available in this version of inpaint")
+    network, config = network_from_checkpoint(read_checkpoint(source))
+    return save_converted(
+        destination,
+        network.state_dict(),
+        family=family,
+        variant=variant,
+        config=config.to_json(),
+        source_url=source_url,
+        source_sha256=source_sha256,
+        license=license,
+    )
+
+
 @torch.no_grad()
 def logits_of(network: ScratchUNet, batch: torch.Tensor) -> torch.Tensor:
     device = next(network.parameters()).device

@@ -34,6 +34,7 @@ from weights_helpers import (
 )
 
 from inpaint_cli import weights
+from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.cli import app
 from inpaint_cli.cli_weights import weights_app
 from inpaint_cli.errors import CheckpointError, WeightsError
@@ -42,6 +43,8 @@ from inpaint_cli.options import CLASSICAL_METHODS
 ROOT = Path(__file__).resolve().parents[1]
 MEMBER = "checkpoints/detection/FT_Epoch_latest.pt"
 """The detector's path inside BOPBtL's release zip (SPEC §2)."""
+OFFICIAL_DETECTOR_VALUES = 37_648_257
+"""Numbers in BOPBtL's detector network: weights, BN statistics and blur filters (SPEC §2)."""
 OTHER_MEMBER_BYTES = 3_000_000
 """Size of each restoration checkpoint standing in around the member (random, stored: incompressible)."""
 
@@ -285,7 +288,7 @@ def test_shipped_scratch_detector_entry() -> None:
     assert release.published_checksum() is None  # Microsoft publishes none
     assert release.fetches_member_only
     assert entry.download_size() == (452_000_000, True)
-    assert entry.parameters == 37_648_257  # SPEC §2: weights, BN statistics and blur filters
+    assert entry.parameters == OFFICIAL_DETECTOR_VALUES
 
 
 def test_only_the_member_of_a_release_zip_is_downloaded(
@@ -518,3 +521,41 @@ def test_import_of_a_file_that_is_no_checkpoint_says_what_it_is_not(
     result = CliRunner().invoke(weights_app, ["import", "lama", str(path)])
     assert result.exit_code == 1
     assert f"not a checkpoint: {kind}" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("fixture", ["small_detection.pt", "small_detection_legacy.pt"])
+def test_scratch_detector_member_is_pulled_converted_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer, cache: Path, fixture: str
+) -> None:
+    official = (DATA / "scratch" / fixture).read_bytes()
+    data, compressed = release_zip(tmp_path / "global_checkpoints.zip", official)
+    server.routes["/global_checkpoints.zip"] = Route(data)
+    url = server.url("/global_checkpoints.zip")
+    pin = {"member": MEMBER, "member_sha256": sha256_of(official), "checksum_origin": "third-party"}
+    path = write_manifest(
+        tmp_path / "m.json",
+        monkeypatch,
+        small=[source(url, fmt="torch-pth", **pin)],
+        official=[source(url, fmt="torch-pth", **pin)],
+    )
+    raw = json.loads(path.read_text())
+    for entry in raw["models"].values():
+        entry.update(family="scratch", variant="bopbtl-detection", license="MIT")
+    raw["models"]["official"]["parameters"] = OFFICIAL_DETECTOR_VALUES
+    path.write_text(json.dumps(raw))
+    notes = Notes()
+
+    converted = weights.pull("small", progress=notes)
+
+    checkpoint = read_checkpoint(converted)
+    expected_keys = [
+        line.split("\t")[1] for line in (DATA / "scratch" / "keys_small.tsv").read_text().splitlines()[1:]
+    ]
+    assert checkpoint.metadata["family"] == "scratch"
+    assert checkpoint.metadata["source_sha256"] == sha256_of(official)
+    assert sorted(checkpoint.state_dict) == sorted(expected_keys)  # model_state only, no training state
+    assert notes.advanced == compressed
+    # The small network is not the official detector: the manifest's size of network tells them apart.
+    with pytest.raises(WeightsError, match=r"holds a scratch network of [\d,]+ tensor values, but official"):
+        weights.pull("official")
+    assert weights.cached_path("official") is None and leftovers(cache) == []
