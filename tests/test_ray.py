@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -287,3 +289,116 @@ def test_s3_folders_on_ray_give_the_local_outputs(cluster: str, tmp_path: Path) 
     failed = {o.job.relative.as_posix(): o.error for o in outcomes if o.status is batch.Status.FAILED}
     assert failed["corrupt.png"].startswith("s3://ray-archive/photos/corrupt.png: image data is truncated")
     assert remote_hashes("s3://ray-archive/out") == tree_hashes(tmp_path / "local")
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def invoke(*args: str | Path) -> object:
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli import app
+
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def test_cluster_options_without_ray_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos, masks = make_messy(tmp_path)
+    alone = invoke(photos, "-m", masks, "--model", "telea", "--workers", "2")
+    assert alone.exit_code == 2
+    assert "error: --workers, --cpus-per-worker and --gpus-per-worker need --ray" in alone.stderr
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    missing = invoke(photos, "-m", masks, "-o", tmp_path / "out", "--model", "telea", "-r", "--ray")
+    assert missing.exit_code == 2, missing.stderr
+    assert 'error: --ray needs Ray, which is not installed (pip install "inpaint[ray]")' in missing.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_run_ray_reports_node_worker_and_time_per_image_and_resumes(cluster: str, tmp_path: Path) -> None:
+    photos, masks = make_messy(tmp_path)
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    dry = invoke(photos, "-m", masks, "-o", out, "--model", "telea", "-r", "--ray", "--dry-run")
+    assert dry.exit_code == 1 and not out.exists()  # the dry run names the bad inputs and starts nothing
+
+    result = invoke(photos, "-m", masks, "-o", out, "--model", "telea", "-r", "--ray", "--report", report)
+
+    assert result.exit_code == 1, result.stderr  # bad inputs fail alone, as locally
+    records = json.loads(report.read_text())
+    assert records["summary"] == {"done": 7, "skipped": 0, "failed": 3, "not_run": 0, "unused_masks": 1}
+    for record in records["inputs"]:
+        if record["status"] == "done":
+            assert record["node"] and record["worker"] and record["worker_pid"] != os.getpid()
+            assert record["seconds"] > 0 and record["provenance"]["model"] == "telea"
+    assert sorted(tree_hashes(out)) == sorted(GOOD) and leftovers(out) == []
+
+    again = invoke(photos, "-m", masks, "-o", out, "--model", "telea", "-r", "--ray", "--report", report)
+    assert again.exit_code == 1
+    assert json.loads(report.read_text())["summary"]["skipped"] == 7
+
+
+def start_driver(tmp_path: Path, cluster_address: str, *extra: str) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "inpaint_cli",
+        "run",
+        str(tmp_path / "photos"),
+        "-m",
+        str(tmp_path / "mask.png"),
+    ]
+    command += [
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        "telea",
+        "--ray",
+        cluster_address,
+        "--workers",
+        "2",
+        *extra,
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_outputs(process: subprocess.Popen, out: Path, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while len(tree_hashes(out) if out.exists() else {}) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no outputs appeared"
+        time.sleep(0.05)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_killed_or_interrupted_driver_resumes_with_the_same_command(cluster: str, tmp_path: Path) -> None:
+    import ray
+
+    address = ray.get_runtime_context().gcs_address  # the drivers join this test's cluster
+    mask = save_photos(tmp_path / "photos", 100, (96, 128))
+    local_run(tmp_path / "photos", mask, tmp_path / "local")
+
+    killed = start_driver(tmp_path, address)
+    wait_for_outputs(killed, tmp_path / "out", 5)
+    killed.kill()  # SIGKILL: no report, no clean-up
+    killed.communicate()
+    report = tmp_path / "report.json"
+    interrupted = start_driver(tmp_path, address, "--report", str(report))
+    wait_for_outputs(interrupted, tmp_path / "out", len(tree_hashes(tmp_path / "out")) + 5)
+    interrupted.send_signal(signal.SIGINT)
+    _, stderr = interrupted.communicate(timeout=60)
+
+    assert interrupted.returncode == 130, stderr
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["not_run"] > 0 and summary["done"] + summary["skipped"] + summary["not_run"] == 100
+    reference = tree_hashes(tmp_path / "local")
+    assert all(reference[name] == digest for name, digest in tree_hashes(tmp_path / "out").items())
+
+    finished = start_driver(tmp_path, address, "--report", str(report))
+    _, stderr = finished.communicate(timeout=300)
+    assert finished.returncode == 0, stderr
+    assert json.loads(report.read_text())["summary"]["failed"] == 0
+    assert tree_hashes(tmp_path / "out") == reference and leftovers(tmp_path / "out") == []
