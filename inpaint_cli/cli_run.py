@@ -57,6 +57,8 @@ def _finish(options: RunOptions, result: RunResult) -> None:
     """The dry-run table or the batch summary, then the exit code."""
     if result.dry_run is not None:
         cli_render.print_dry_run(result.dry_run)
+        if result.failed:  # an input that would fail (no mask, wrong size, truncated) fails the dry run
+            raise typer.Exit(EXIT_FAILED)
         return
     if options.is_batch and not options.quiet:
         cli_render.print_summary(result)

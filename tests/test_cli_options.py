@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,93 @@ def test_the_options_object_is_projected_onto_the_engine_and_the_jobs(
         crop_margin=40,
         memory_budget=2 * 2**30,
     )
+
+
+# --- feedback while it works (issue 15 item 7) -------------------------------------------------------
+
+
+class Recording(pipeline.RunEvents):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def job_planned(self, job, description, seconds):
+        self.events.append(("planned", job.image.name, description, seconds))
+
+    def job_progress(self, job, done, total):
+        self.events.append(("progress", done, total))
+
+    def job_finished(self, outcome):
+        self.events.append(("finished", outcome.status.value))
+
+
+def test_a_single_image_reports_its_plan_then_every_network_pass(files: dict[str, Path]) -> None:
+    big = files["dir"] / "big.png"
+    Image.effect_noise((300, 200), 40).convert("RGB").save(big)
+    mask = files["dir"] / "big_mask.png"
+    Image.new("L", (300, 200), 255).save(mask)
+    options = RunOptions(
+        input=big, mask=mask, model="telea", strategy=StrategyName.TILE, tile_size=128, tile_overlap=16
+    )
+    events = Recording()
+    result = pipeline.run(options, events)
+    assert not result.failed
+    planned, *progress, finished = events.events
+    assert planned[:2] == ("planned", "big.png") and planned[2].startswith("tile: ")
+    total = progress[-1][2]
+    assert total > 1 and f"{total} passes" in planned[2]
+    assert progress == [("progress", done, total) for done in range(1, total + 1)]
+    assert finished == ("finished", "done")
+
+
+def test_the_terminal_display_shows_passes_and_warns_before_a_long_plan(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from inpaint_cli import cli_run
+    from inpaint_cli.jobs import Job
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=200, highlight=False)
+    monkeypatch.setattr(cli_run, "console", terminal)
+    display = cli_run.Display(RunOptions(input=files["image"], mask=files["mask"]))
+    job = Job(files["image"], (files["mask"],), files["dir"] / "out.png")
+    model = pipeline.ModelInfo("telea", "classical", "cpu", "fp32", 2, 0.01)
+    with display:
+        display.jobs_planned([job])
+        display.model_loaded(model)
+        display.job_started(job)
+        display.job_planned(job, "auto: whole image in 512 px tiles; 48 passes", 600.0)
+        display.job_planned(job, "auto: whole image; 1 pass", 2.0)  # quick plans are not announced
+        display.job_progress(job, 3, 48)
+        (task,) = display.progress.tasks
+        assert (task.completed, task.total) == (3, 48)
+    said = [line for line in screen.getvalue().splitlines() if "warning" in line]
+    assert len(said) == 1
+    assert "photo.png: auto: whole image in 512 px tiles; 48 passes will take about 10 min" in said[0]
+
+
+# --- documentation ---------------------------------------------------------------------------------
+
+
+def command_line_flags() -> set[str]:
+    """Every flag `run` accepts, as the options object declares them."""
+    flags = set()
+    for spec in dataclasses.fields(RunOptions):
+        spelling = spec.metadata["cli"]
+        if spelling.argument:
+            continue
+        for flag in spelling.flags or ("--" + spec.name.replace("_", "-"),):
+            flags.update(flag.split("/"))
+    return flags
+
+
+def test_the_readme_options_table_lists_exactly_the_options_of_run() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### `inpaint run INPUT --mask MASK [options]`", 1)[1].split("\n### ", 1)[0]
+    rows = [re.split(r"(?<!\\)\|", line) for line in section.splitlines() if line.startswith("| `")]
+    first_cells = [row[1] for row in rows]  # split on the table's pipes, not on escaped ones
+    documented = {flag for cell in first_cells for flag in re.findall(r"(?<![\w-])--?[a-z][a-z0-9-]*", cell)}
+    assert documented == command_line_flags()
