@@ -28,6 +28,9 @@ _EXPORTS = {
     "write_image": "inpaint_cli.imageio",
     "Picture": "inpaint_cli.imageio",
     "InpaintError": "inpaint_cli.errors",
+    "compare": "inpaint_cli.comparison",
+    "compare_folder": "inpaint_cli.comparison",
+    "make_grid": "inpaint_cli.comparison",
 }
 
 __all__ = sorted(_EXPORTS)

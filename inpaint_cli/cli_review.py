@@ -16,12 +16,12 @@ from rich.markup import escape
 from inpaint_cli.console import console, fail
 
 if TYPE_CHECKING:
-    from inpaint_cli.compare import Comparison, FolderComparison
+    from inpaint_cli.comparison import Comparison, FolderComparison
     from inpaint_cli.review import PageSummary
 
 DEFAULT_MODELS = "lama-tiny,gatedconv-tiny,pconv-tiny,telea,ns"
 """The models `compare` runs when none are named: all that work offline (kept equal to
-`compare.DEFAULT_MODELS`, which this module does not import so that `--help` stays fast)."""
+`comparison.DEFAULT_MODELS`, which this module does not import so that `--help` stays fast)."""
 GRID_SUFFIX = "_compare.png"
 
 
@@ -148,7 +148,7 @@ def _refuse_input_target(target: Path, inputs: list[Path | None], what: str) -> 
 def _compare_one(
     image: Path, mask: Path, original: Path | None, names: list[str], output: Path | None, options: dict
 ) -> Comparison:
-    from inpaint_cli import compare as comparing
+    from inpaint_cli import comparison as comparing
     from inpaint_cli.visualize import save_png
 
     grid_path = output or image.with_name(image.stem + GRID_SUFFIX)
@@ -169,7 +169,7 @@ def _compare_folder(
     recursive: bool,
     options: dict,
 ) -> FolderComparison:
-    from inpaint_cli import compare as comparing
+    from inpaint_cli import comparison as comparing
     from inpaint_cli.visualize import save_png
 
     if output is not None:
@@ -223,7 +223,7 @@ def _print_table(result: Comparison | FolderComparison) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from inpaint_cli.compare import FolderComparison
+    from inpaint_cli.comparison import FolderComparison
 
     if isinstance(result, FolderComparison):
         rows = result.means()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inpaint_cli import compare, metrics
+from inpaint_cli import comparison, metrics
 from inpaint_cli.cli import app
 from inpaint_cli.errors import UsageError
 
@@ -83,23 +83,23 @@ def test_scores_need_images_of_one_shape() -> None:
 def test_crop_box_is_the_hole_with_a_margin_kept_inside_the_image() -> None:
     hole = np.zeros((100, 200), dtype=bool)
     hole[10:20, 30:50] = True
-    assert compare.crop_box(hole) == (0, 6, 58, 68)  # rows -14..44 moved inside: 0..58
+    assert comparison.crop_box(hole) == (0, 6, 58, 68)  # rows -14..44 moved inside: 0..58
     hole[:] = False
     hole[40:60, 90:110] = True
-    assert compare.crop_box(hole, margin=5) == (35, 85, 30, 30)
+    assert comparison.crop_box(hole, margin=5) == (35, 85, 30, 30)
 
 
 def test_crop_box_of_a_large_or_scattered_hole_zooms_on_the_largest_region() -> None:
     hole = np.zeros((1000, 1000), dtype=bool)
     hole[700:900, 100:900] = True  # 800 px wide: cut to 384 around its centre (x 499.5); 248 px high
-    assert compare.crop_box(hole) == (676, 308, 248, 384)
+    assert comparison.crop_box(hole) == (676, 308, 248, 384)
     scattered = np.zeros((384, 384), dtype=bool)
     scattered[5, :] = scattered[:, 5] = True  # thin scratches across everything...
     scattered[300:340, 300:340] = True  # ...and one torn patch: a 192 px window on the patch
-    assert compare.crop_box(scattered) == (192, 192, 192, 192)
+    assert comparison.crop_box(scattered) == (192, 192, 192, 192)
 
 
-def fake_comparison(original: bool = True) -> compare.Comparison:
+def fake_comparison(original: bool = True) -> comparison.Comparison:
     """A comparison of two 'models' on a 300×400 image: `copy` returns the original, `offset` adds 10."""
     clean = picture(shape=(300, 400, 3))
     hole = np.zeros((300, 400), dtype=bool)
@@ -113,28 +113,28 @@ def fake_comparison(original: bool = True) -> compare.Comparison:
         return filled
 
     fillers = {"copy": lambda pixels, hole: clean.copy(), "offset": offset}
-    return compare.run_comparison("scan.png", damaged, hole, fillers, clean if original else None)
+    return comparison.run_comparison("scan.png", damaged, hole, fillers, clean if original else None)
 
 
 def test_grid_geometry_labels_and_full_size_crops() -> None:
-    comparison = fake_comparison()
-    grid = compare.make_grid(comparison)
+    compared = fake_comparison()
+    grid = comparison.make_grid(compared)
     top, left, height, width = grid.crop
     assert (top, left, height, width) == (76, 176, 88, 108)  # the 40×60 hole plus 24 px each side
-    column = compare.COLUMN_MIN  # the crop (108 px) is narrower than a column
+    column = comparison.COLUMN_MIN  # the crop (108 px) is narrower than a column
     assert grid.labels == ["input", "original", "copy", "offset"]
     whole_height = round(300 * column / 400)  # 192
     expected = (
-        4 * (column + compare.GAP) - compare.GAP,
-        compare.LABEL_HEIGHT + whole_height + compare.GAP + height,
+        4 * (column + comparison.GAP) - comparison.GAP,
+        comparison.LABEL_HEIGHT + whole_height + comparison.GAP + height,
     )
     assert grid.picture.size == expected
     pixels = np.asarray(grid.picture)
-    for index, (label, result) in enumerate(zip(grid.labels[2:], comparison.results, strict=True)):
+    for index, (label, result) in enumerate(zip(grid.labels[2:], compared.results, strict=True)):
         x, y, cell_width, cell_height = grid.cells[f"{label}/crop"]
-        assert (x, cell_width, cell_height) == ((index + 2) * (column + compare.GAP), width, height)
+        assert (x, cell_width, cell_height) == ((index + 2) * (column + comparison.GAP), width, height)
         np.testing.assert_array_equal(pixels[y : y + height, x : x + width], result.pixels[76:164, 176:284])
-        caption = pixels[: compare.LABEL_HEIGHT, x : x + column]
+        caption = pixels[: comparison.LABEL_HEIGHT, x : x + column]
         assert (caption < 100).sum() > 50  # the caption is written (dark text on white)
         assert grid.cells[f"{label}/whole"][2:] == (column, whole_height)
     input_crop = pixels[grid.cells["input/crop"][1] :, :width][:height]
@@ -142,13 +142,13 @@ def test_grid_geometry_labels_and_full_size_crops() -> None:
 
 
 def test_scores_and_json_of_a_comparison() -> None:
-    comparison = fake_comparison()
-    copy, offset = comparison.rows()
+    compared = fake_comparison()
+    copy, offset = compared.rows()
     assert copy["psnr_hole"] == math.inf and copy["ssim_whole"] == pytest.approx(1.0)
     assert offset["psnr_hole"] == pytest.approx(28.1308, abs=1e-4)
     assert offset["psnr_whole"] == pytest.approx(10 * math.log10(255**2 / (100 * 2400 / 120000)))
     assert 0 < offset["ssim_hole"] < offset["ssim_whole"] < 1
-    data = comparison.as_dict()
+    data = compared.as_dict()
     assert data["size"] == [400, 300] and data["hole_fraction"] == 0.02
     assert [row["model"] for row in data["models"]] == ["copy", "offset"]
     assert data["models"][0]["psnr_hole"] is None  # inf has no JSON spelling
@@ -156,33 +156,45 @@ def test_scores_and_json_of_a_comparison() -> None:
     json.dumps(data, allow_nan=False)
     unscored = fake_comparison(original=False)
     assert unscored.results[0].scores is None
-    assert compare.make_grid(unscored).labels == ["input", "copy", "offset"]
+    assert comparison.make_grid(unscored).labels == ["input", "copy", "offset"]
 
 
 def test_compare_loads_each_model_once_and_refuses_unknown_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inpaint_cli.engine import Inpainter
+    from inpaint_cli import api
 
     loads: list[str] = []
-    real = Inpainter.from_name.__func__
+    real = api.load_model
 
-    def counting(cls, name, **options):
+    def counting(name, **options):
         loads.append(name)
-        return real(cls, name, **options)
+        return real(name, **options)
 
-    monkeypatch.setattr(Inpainter, "from_name", classmethod(counting))
+    monkeypatch.setattr(api, "load_model", counting)
     clean, hole = picture(), square_hole()
     damaged = clean.copy()
     damaged[hole] = 0
-    result = compare.compare(damaged, hole, ["telea", "ns"], original=clean, device="cpu")
+    result = comparison.compare(damaged, hole, ["telea", "ns"], original=clean, device="cpu")
     assert loads == ["telea", "ns"]
     assert [r.model for r in result.results] == ["telea", "ns"]
     for run in result.results:
         np.testing.assert_array_equal(run.pixels[~hole], damaged[~hole])  # classical fills keep the rest
         assert 10 < run.scores.psnr_hole < 40 and run.seconds > 0
     with pytest.raises(UsageError, match="unknown model 'nosuch'"):
-        compare.compare(damaged, hole, ["telea", "nosuch"])
+        comparison.compare(damaged, hole, ["telea", "nosuch"])
     with pytest.raises(UsageError, match="model named twice: ns"):
-        compare.compare(damaged, hole, ["ns", "ns"])
+        comparison.compare(damaged, hole, ["ns", "ns"])
+
+
+def test_the_public_api_compares() -> None:
+    import inpaint_cli
+
+    clean, hole = picture(), square_hole()
+    damaged = clean.copy()
+    damaged[hole] = 0
+    result = inpaint_cli.compare(damaged, hole, ["telea"], original=clean, device="cpu")
+    assert [row["model"] for row in result.rows()] == ["telea"] and result.rows()[0]["psnr_hole"] > 10
+    assert inpaint_cli.make_grid(result).labels == ["input", "original", "telea"]
+    assert inpaint_cli.compare_folder is comparison.compare_folder
 
 
 def write_folder(root: Path) -> None:
@@ -223,9 +235,9 @@ def test_folder_mode_gives_the_mean_per_model(tmp_path: Path, monkeypatch: pytes
             "plus10": 0.3,
         }
 
-    monkeypatch.setattr(compare, "load_models", fake_models)
+    monkeypatch.setattr(comparison, "load_models", fake_models)
     seen = []
-    result = compare.compare_folder(
+    result = comparison.compare_folder(
         tmp_path / "images",
         tmp_path / "masks",
         tmp_path / "originals",
@@ -269,7 +281,7 @@ def test_compare_command_writes_grid_table_and_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "PSNR hole" in result.stdout and "telea" in result.stdout and "ns" in result.stdout
     with Image.open(grid) as drawn:  # 4 columns of 256 px; the crop is the 40×20 hole plus 24 px
-        assert drawn.size == (4 * 256 + 3 * 6, compare.LABEL_HEIGHT + 192 + 6 + 68)
+        assert drawn.size == (4 * 256 + 3 * 6, comparison.LABEL_HEIGHT + 192 + 6 + 68)
     data = json.loads(table.read_text())
     assert [row["model"] for row in data["models"]] == ["telea", "ns"]
     # Noise cannot be predicted: the fills score about 13 dB in the hole, far below the whole image.
@@ -339,14 +351,14 @@ def test_compare_command_on_a_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bundled_models_on_the_example() -> None:
     """The README's comparison: every offline model on the shipped example, against its original."""
-    result = compare.compare(
+    result = comparison.compare(
         EXAMPLES / "portrait_damaged.png",
         EXAMPLES / "portrait_mask.png",
         original=EXAMPLES / "portrait_original.png",
         device="cpu",
     )
     rows = {row["model"]: row for row in result.rows()}
-    assert list(rows) == list(compare.DEFAULT_MODELS)
+    assert list(rows) == list(comparison.DEFAULT_MODELS)
     for row in rows.values():  # all fill plausibly: far better than the damaged input, far from perfect
         assert 19 < row["psnr_hole"] < 26 and 0.7 < row["ssim_hole"] < 0.9 and row["psnr_whole"] > 30
     damaged = metrics.psnr(result.pixels, result.original, result.hole)

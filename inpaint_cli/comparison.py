@@ -143,33 +143,22 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def load_models(
     names: Sequence[str], *, device: str = "auto", precision: str = "auto", strategy: str = "auto"
 ) -> tuple[dict[str, Filler], dict[str, float]]:
-    """Load each named model once: fill functions and load times. Unknown names fail here, before any
-    image is processed. `strategy` is the resolution strategy of every fill (see `inpaint run`)."""
-    from inpaint_cli.engine import Inpainter
+    """Load each named model once (`inpaint_cli.load_model`): fill functions and load times. Unknown
+    names fail here, before any image is processed. `strategy` is every fill's resolution strategy."""
+    from inpaint_cli.api import load_model
 
     if not names:
         raise UsageError("no models to compare", hint=f"e.g. --models {','.join(DEFAULT_MODELS)}")
     duplicates = sorted({name for name in names if list(names).count(name) > 1})
     if duplicates:
         raise UsageError(f"model named twice: {', '.join(duplicates)}")
-    options = None
-    if strategy != "auto":
-        from inpaint_cli.strategies import InpaintOptions
-
-        options = InpaintOptions(strategy=strategy)
     fillers: dict[str, Filler] = {}
     load_seconds: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
-        inpainter = Inpainter.from_name(name, device=device, precision=precision)
+        model = load_model(name, device=device, precision=precision, strategy=strategy)
         load_seconds[name] = time.perf_counter() - started
-
-        def fill(pixels: np.ndarray, hole: np.ndarray, inpainter: Inpainter = inpainter) -> np.ndarray:
-            if options is None:
-                return inpainter.inpaint(pixels, hole).pixels
-            return inpainter.inpaint(pixels, hole, options=options).pixels
-
-        fillers[name] = fill
+        fillers[name] = model.inpaint
     return fillers, load_seconds
 
 
