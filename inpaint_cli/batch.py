@@ -286,7 +286,11 @@ def save(
         outcome.written.append(panel_path(job.output))
     if capture and result.intermediates_hole is not None:
         outcome.written += visualize.save_intermediates(
-            folder, result.intermediates, result.intermediates_hole, panel
+            folder,
+            result.intermediates,
+            result.intermediates_hole,
+            panel,
+            tensors=settings.intermediate_tensors,
         )
     elif capture:
         outcome.warnings.append(result.intermediates_missing or "no intermediates: the mask has no hole")

@@ -333,7 +333,7 @@ class Inpainter:
                 result.seconds[stage] = total - before.get(stage, 0.0)
         assert result.plan is not None
         result.boxes = list(result.plan.boxes)
-        if capture and result.intermediates_hole is None:
+        if capture and result.intermediates_hole is None and result.intermediates_missing is None:
             result.intermediates_missing = (
                 f"the {result.plan.strategy.value} plan made {result.passes} network passes; "
                 "intermediates come from a single pass (use --strategy auto or full)"
@@ -383,8 +383,10 @@ class Inpainter:
                 result.plan = plan
                 continue
             self._learn_speed(box, tiling, self.runner.clock.seconds["network"] - network_before)
-            if captured is not None:
+            if captured:
                 self._keep_intermediates(result, captured, pixels, hole, box)
+            elif captured is not None:
+                result.intermediates_missing = f"{self.name} has no intermediates to save"
             index += 1
 
     def _learn_speed(self, box: Box, tiling: strategies.Tiling | None, seconds: float) -> None:

@@ -55,6 +55,8 @@ class RunSettings:
     existing: Existing = Existing.ERROR
     panel: bool = False
     intermediates_dir: Path | None = None
+    intermediate_tensors: str = "none"
+    """`none`, `fp16` or `fp32`: whether and how raw tensors join the intermediates."""
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
@@ -280,11 +282,13 @@ def plan_run(
     recursive: bool = False,
     report: Path | None = None,
     reads: Iterable[Access] = (),
+    writes: Iterable[Access] = (),
 ) -> Plan:
     """Pair the input(s) with masks and outputs and check every planned read and write.
 
     `output` keeps the text the user typed, so `out/` is a folder even before it exists. `reads`
-    are further files the run reads (a checkpoint). Raises UsageError for a missing input, an
+    are further files the run reads (a checkpoint), `writes` further files it writes (detected
+    masks, a review page). Raises UsageError for a missing input, an
     `-o` that does not fit the input, a write that cannot happen or that hits a file the run reads.
     """
     if not storage.is_remote(input) and not input.exists():
@@ -320,7 +324,7 @@ def plan_run(
         plan = plan_single(input, mask, target, settings.output_format)
         if not into_folder:
             check_writable(plan.jobs[0].output, role="the output", option="-o")
-    check_plan(plan, settings, report=report, reads=reads)
+    check_plan(plan, settings, report=report, reads=reads, writes=writes)
     return plan
 
 
@@ -343,10 +347,15 @@ def _batch_output_folder(input: Path, output: str | os.PathLike[str] | None) -> 
 
 
 def check_plan(
-    plan: Plan, settings: RunSettings, *, report: Path | None = None, reads: Iterable[Access] = ()
+    plan: Plan,
+    settings: RunSettings,
+    *,
+    report: Path | None = None,
+    reads: Iterable[Access] = (),
+    writes: Iterable[Access] = (),
 ) -> None:
     """Raise a UsageError if a planned write hits a file the run reads or another planned write."""
-    check_targets([*planned_reads(plan), *reads], planned_writes(plan, settings, report=report))
+    check_targets([*planned_reads(plan), *reads], [*planned_writes(plan, settings, report=report), *writes])
 
 
 def planned_reads(plan: Plan) -> Iterator[Access]:

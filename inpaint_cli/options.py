@@ -24,6 +24,15 @@ class StrategyName(str, Enum):
     RESIZE = "resize"
 
 
+class TensorFormat(str, Enum):
+    """How `--save-intermediates` keeps raw tensors: not at all (pictures and stats only), or in
+    `intermediates.safetensors` at half or full precision."""
+
+    NONE = "none"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
 class OutputFormat(str, Enum):
     PNG = "png"
     JPG = "jpg"

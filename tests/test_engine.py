@@ -288,8 +288,12 @@ def test_classical_models_fill_the_hole_from_its_surroundings():
     hole = np.zeros((48, 64), bool)
     hole[20:28, 8:16] = True  # inside the left, uniform half
     for name in ("telea", "ns"):
-        result = Inpainter.from_name(name, device="cpu").inpaint(pixels, hole)
+        result = Inpainter.from_name(name, device="cpu").inpaint(pixels, hole, capture=True)
         np.testing.assert_array_equal(result.pixels[~hole], pixels[~hole])
+        assert (
+            result.intermediates == {}
+            and result.intermediates_missing == f"{name} has no intermediates to save"
+        )
         assert np.abs(result.pixels[hole].astype(int) - (200, 120, 40)).max() <= 2
 
 

@@ -528,6 +528,7 @@ def test_cli_saves_every_gate_and_their_pictures(tmp_path: Path) -> None:
     folder = tmp_path / "inter"
     arguments = [image_path, "--mask", mask_path, "--model", "gatedconv", "--checkpoint", _checkpoint("tf")]
     arguments += ["--device", "cpu", "-o", tmp_path / "out.png", "--save-intermediates", folder]
+    arguments += ["--save-tensors", "fp32"]
     result = CliRunner().invoke(app, ["run", *map(str, arguments)])
     assert result.exit_code == 0, result.output
     written = folder / image_path.stem

@@ -271,6 +271,8 @@ def test_cli_reproduces_the_official_png_and_saves_intermediates(tmp_path):
         output,
         "--save-intermediates",
         folder,
+        "--save-tensors",
+        "fp32",
     ]
     result = CliRunner().invoke(app, [str(a) for a in arguments])
     assert result.exit_code == 0, result.output
@@ -424,7 +426,7 @@ def test_energy_picture_shows_both_branches_on_one_scale(tmp_path):
 def test_intermediates_folder_has_raw_tensors_and_stats(prepared, case_b, tmp_path):
     features: dict[str, torch.Tensor] = {}
     _run(prepared, case_b["image_padded"], case_b["mask_padded"], intermediates=features)
-    written = visualize.save_intermediates(tmp_path, features, case_b["mask_padded"])
+    written = visualize.save_intermediates(tmp_path, features, case_b["mask_padded"], tensors="fp32")
     assert {p.name for p in written} >= {"intermediates.safetensors", "stats.json", "feature_model.5.png"}
     stats = json.loads((tmp_path / "stats.json").read_text())
     saved = load_file(tmp_path / "intermediates.safetensors")

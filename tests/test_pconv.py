@@ -488,6 +488,8 @@ def test_cli_run_with_official_checkpoint(tmp_path: Path, case_b) -> None:
         str(output),
         "--save-intermediates",
         str(folder),
+        "--save-tensors",
+        "fp32",
     ]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
