@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def tool_version() -> str:
 
 @dataclass(frozen=True)
 class Provenance:
-    """The settings an output was made with. None means unknown (a dry run knows no checksum)."""
+    """The settings an output was made with (`weights_sha256` None: a classical method)."""
 
     model: str
     weights_sha256: str | None
@@ -55,12 +56,13 @@ class Provenance:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def differences(self, recorded: dict[str, Any]) -> list[str]:
+    def differences(self, recorded: dict[str, Any], *, unknown: Iterable[str] = ()) -> list[str]:
         """What differs from a recorded provenance, as `model gatedconv-tiny (now telea)` phrases.
-        Fields unknown here (None) are not compared, nor `UNCOMPARED` ones."""
+        `UNCOMPARED` fields and those named `unknown` (not known yet, as in a dry run) are skipped."""
+        skipped = UNCOMPARED | set(unknown)
         found = []
         for key, value in self.as_dict().items():
-            if key in UNCOMPARED or value is None:
+            if key in skipped:
                 continue
             before = recorded.get(key)
             if isinstance(value, dict) and isinstance(before, dict):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -367,3 +370,252 @@ def test_ctrl_c_writes_the_report_so_far_and_exits_130(
     assert summary["done"] >= 2 and summary["done"] + summary["not_run"] == KILL_COUNT
     assert hidden_files(out) == sorted(provenance.record_path(path).name for path in visible_outputs(out))
     assert_all_complete(out)
+
+
+# --- nothing the run reads is ever written (issue 12 §1) -------------------------------------------------
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Path:
+    """A folder no file can be created in: read-only for a normal user; sysfs for root."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        return folder
+    if not Path("/sys").is_dir():
+        pytest.skip("running as root without /sys: no folder is unwritable")
+    return Path("/sys")
+
+
+@pytest.fixture
+def users_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A photo, its mask under several names a run could write, and a small batch; cwd is their folder."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save("p.png")
+    for name in ["m.png", "p_inpainted.png", "p_inpainted_panel.png"]:
+        save_mask(tmp_path / name, make_hole())
+    for folder in ["in", "in2"]:
+        (tmp_path / folder).mkdir()
+        Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=1)).save(tmp_path / folder / "a.png")
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=2)).save(tmp_path / "in2/a_panel.png")
+    save_mask(tmp_path / "masks/a.png", make_hole())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            "p.png --mask m.png -o o.png --report p.png",
+            "p.png: is the image and cannot be the report (choose another --report)",
+        ),
+        (
+            "p.png --mask m.png -o m.png --overwrite",
+            "m.png: is the mask of p.png and cannot be the output (choose another -o)",
+        ),
+        (
+            "p.png --mask p_inpainted.png --overwrite",
+            "p_inpainted.png: is the mask of p.png and cannot be the output (choose another -o)",
+        ),
+        (
+            "p.png --mask p_inpainted_panel.png --panel",
+            "p_inpainted_panel.png: is the mask of p.png and cannot be the panel (choose another -o)",
+        ),
+        (
+            "in --mask masks -o out --report in/a.png",
+            "in/a.png: is an input image and cannot be the report (choose another --report)",
+        ),
+        (
+            "p.png --mask m.png -o p.png --overwrite",
+            "p.png: is the image and cannot be the output (choose another -o)",
+        ),
+        (
+            "in2 --mask m.png -o out2 --panel",
+            "out2/a_panel.png: is the panel of in2/a.png and cannot be the output of in2/a_panel.png "
+            "(choose another -o)",
+        ),
+    ],
+)
+def test_nothing_the_run_reads_is_written_and_no_two_writes_share_a_target(
+    users_files: Path, args: str, message: str
+) -> None:
+    before = tree_hashes(users_files)
+
+    result = invoke(*args.split(), "--model", "telea")
+
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr == f"error: {message}\n"
+    assert tree_hashes(users_files) == before  # byte-identical, and nothing new written
+
+
+def test_the_checkpoint_is_never_a_target(users_files: Path) -> None:
+    shutil.copy(Path(__file__).parents[1] / "inpaint_cli/bundled/pconv-tiny.safetensors", "w.safetensors")
+    before = tree_hashes(users_files)
+    result = invoke("p.png", "--mask", "m.png", "--checkpoint", "w.safetensors", "--report", "w.safetensors")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: w.safetensors: is the checkpoint and cannot be the report (choose another --report)\n"
+    )
+    assert tree_hashes(users_files) == before
+
+
+def test_writes_are_checked_before_anything_runs(users_files: Path) -> None:
+    before = tree_hashes(users_files)
+    for args, message in [
+        (["--report", "."], "error: .: the report must be a file, not a folder (give --report a file name)"),
+        (
+            ["--save-intermediates", "m.png"],
+            "error: m.png: the intermediates folder must be a folder, not a file "
+            "(choose another --save-intermediates)",
+        ),
+        (
+            ["-o", "m.png/out.png"],
+            "error: m.png/out.png: m.png is ",  # not a folder
+        ),
+    ]:
+        result = invoke("in", "--mask", "masks", "-o", "out", "--model", "telea", *args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith(message), result.stderr
+        assert tree_hashes(users_files) == before and not Path("out").exists()
+
+
+def test_an_unwritable_report_folder_is_refused_before_any_output(
+    users_files: Path, unwritable: Path
+) -> None:
+    result = invoke(
+        "in", "--mask", "masks", "-o", "out", "--model", "telea", "--report", unwritable / "r.json"
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {unwritable / 'r.json'}: cannot write into {unwritable} (")
+    assert not Path("out").exists()
+
+
+def test_output_paths_a_trailing_slash_a_file_name_for_a_folder_and_missing_parents(
+    users_files: Path,
+) -> None:
+    single = invoke("in", "--mask", "masks", "-o", "single.png", "--model", "telea")
+    assert single.exit_code == 2
+    assert single.stderr.startswith("error: single.png: -o names an image file, but the input is a folder")
+    typo = invoke("p.png", "--mask", "m.png", "-o", "typo/deeper/o.png", "--model", "telea")
+    assert typo.exit_code == 2 and "folder typo/deeper does not exist" in typo.stderr
+    report = invoke("p.png", "--mask", "m.png", "-o", "o.png", "--report", "typo/r.json", "--model", "telea")
+    assert report.exit_code == 2 and "folder typo does not exist" in report.stderr
+    assert not Path("single.png").exists() and not Path("typo").exists() and not Path("o.png").exists()
+
+    into = invoke("in", "--mask", "masks", "-o", "new", "--model", "telea")  # the folder itself is created
+    assert into.exit_code == 0, into.stderr
+    assert Path("new/a.png").is_file()
+
+
+def test_a_file_name_with_a_newline_stays_one_line(users_files: Path) -> None:
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save(Path("in") / "bad\nname.png")
+
+    result = invoke("in", "--mask", "masks", "-o", "out", "--model", "telea", "-q")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: in/bad\\nname.png: no mask found (looked for masks/bad\\nname.* and masks/bad\\nname_mask*.*)"
+    ]
+
+
+def test_only_the_first_frame_of_an_apng_or_a_multipage_tiff_is_used_with_a_warning(
+    users_files: Path,
+) -> None:
+    frames = [Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=seed)) for seed in (5, 6, 7)]
+    frames[0].save("anim.png", save_all=True, append_images=frames[1:])
+    frames[0].save("pages.tif", save_all=True, append_images=frames[1:2])
+    for name, what in [("anim.png", "has 3 frames"), ("pages.tif", "has 2 pages")]:
+        result = invoke(name, "--mask", "m.png", "--model", "telea")
+        assert result.exit_code == 0, result.stderr
+        assert f"warning: {name}: {what}; only the first is used" in result.stderr
+        output = Image.open(Path(name).with_name(f"{Path(name).stem}_inpainted{Path(name).suffix}"))
+        assert getattr(output, "n_frames", 1) == 1
+
+
+def test_max_pixels_applies_to_masks_before_they_are_decoded(users_files: Path) -> None:
+    Path("huge_mask.png").write_bytes(huge_png_header(16000, 15000))  # 240 MP declared, 60 bytes on disk
+    too_many = invoke(
+        "p.png", "--mask", "huge_mask.png", "-o", "o.png", "--model", "telea", "--max-pixels", "1000000"
+    )
+    assert too_many.exit_code == 1
+    assert too_many.stderr.startswith("error: huge_mask.png: image has more than 1,000,000 pixels")
+    # Under the limit it is refused for its size, read from the header: never decoded (it holds no pixels).
+    wrong = invoke("p.png", "--mask", "huge_mask.png", "-o", "o.png", "--model", "telea")
+    assert wrong.exit_code == 1
+    assert wrong.stderr.startswith(
+        "error: p.png: its mask huge_mask.png is 16000x15000 but the image is 40x32"
+    )
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG that declares a grey image of this size and holds one empty data chunk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+# --- resume with other settings (issue 12 §4) -------------------------------------------------------------
+
+
+def test_resume_with_another_model_refuses_outputs_made_with_the_first(tmp_path: Path) -> None:
+    folder, mask, out = tmp_path / "in", tmp_path / "defect.png", tmp_path / "out"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=index)).save(folder / f"{index}.png")
+    save_mask(mask, make_hole())
+    first = invoke(folder, "--mask", mask, "-o", out, "--model", "gatedconv-tiny", "--panel")
+    assert first.exit_code == 0, first.stderr
+    (out / "2.png").unlink()  # as if the first run was stopped before it
+    (out / "0_panel.png").unlink()  # a panel lost: recreated by a resume with the same settings
+    made_by_gatedconv = tree_hashes(out)
+
+    mixed = invoke(
+        folder, "--mask", mask, "-o", out, "--model", "telea", "--panel", "--report", tmp_path / "r.json"
+    )
+
+    assert mixed.exit_code == 1
+    records = {Path(r["image"]).name: r for r in json.loads((tmp_path / "r.json").read_text())["inputs"]}
+    assert records["2.png"]["status"] == "done" and records["2.png"]["provenance"]["model"] == "telea"
+    for name in ["0.png", "1.png"]:
+        assert records[name]["status"] == "failed"
+        assert records[name]["error"].startswith(
+            f"{out / name}: output made with other settings: model gatedconv-tiny (now telea), "
+            "weights sha256 "
+        )
+        assert records[name]["error"].endswith("(use --overwrite to redo it, or choose another -o)")
+        assert (out / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
+    assert {name: made_by_gatedconv[name] for name in ["0.png", "1.png", "1_panel.png"]} == {
+        name: tree_hashes(out)[name] for name in ["0.png", "1.png", "1_panel.png"]
+    }
+
+    same = invoke(
+        folder,
+        "--mask",
+        mask,
+        "-o",
+        out,
+        "--model",
+        "gatedconv-tiny",
+        "--panel",
+        "--report",
+        tmp_path / "r.json",
+    )
+    assert same.exit_code == 1  # 2.png is telea's now
+    statuses = {
+        Path(r["image"]).name: r["status"] for r in json.loads((tmp_path / "r.json").read_text())["inputs"]
+    }
+    assert statuses == {
+        "0.png": "done",
+        "1.png": "skipped",
+        "2.png": "failed",
+    }  # 0.png: its panel was missing
+    assert (out / "0_panel.png").is_file() and tree_hashes(out)["0.png"] == made_by_gatedconv["0.png"]
+
+    redo = invoke(folder, "--mask", mask, "-o", out, "--model", "telea", "--panel", "--overwrite")
+    assert redo.exit_code == 0, redo.stderr
+    assert {provenance.read_record(out / f"{index}.png")["provenance"]["model"] for index in range(3)} == {
+        "telea"
+    }
