@@ -211,9 +211,25 @@ def read_mask(
         mask_hole = _mask_levels(picture) > threshold * _scale_from_8bit(picture.pixels.dtype)
         hole |= ~mask_hole if invert else mask_hole
     if dilate:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
-        hole = cv2.dilate(hole.view(np.uint8), disc).astype(bool)
+        hole = grow_hole(hole, dilate)
     return hole
+
+
+DILATE_KERNEL_LIMIT = 32
+"""Up to this radius the hole grows by OpenCV's elliptic kernel; beyond it by a distance transform,
+whose time and memory do not grow with the radius (a 100000 px kernel would take 40 GB)."""
+
+
+def grow_hole(hole: np.ndarray, radius: int) -> np.ndarray:
+    """The hole grown by a disc of `radius` pixels."""
+    if radius <= DILATE_KERNEL_LIMIT:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        return cv2.dilate(hole.view(np.uint8), disc).astype(bool)
+    if not hole.any():
+        return hole
+    # Distance from each known pixel to the nearest hole pixel (float32, one image's worth).
+    distance = cv2.distanceTransform((~hole).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return hole | (distance <= radius)
 
 
 def size_mismatch(

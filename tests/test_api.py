@@ -114,3 +114,15 @@ def test_options_progress_and_errors(telea):
         telea.inpaint(image.astype(np.float32), hole)
     with pytest.raises(inpaint_cli.InpaintError, match="unknown model 'nosuch'"):
         inpaint_cli.load_model("nosuch")
+
+
+def test_a_huge_dilation_is_bounded_and_a_large_one_is_a_disc(tmp_path):
+    mask = np.zeros((200, 300), np.uint8)
+    mask[100, 150] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    everything = inpaint_cli.read_mask(tmp_path / "m.png", size=(200, 300), dilate=100_000)  # no 40 GB kernel
+    assert everything.all()
+    disc = inpaint_cli.read_mask(tmp_path / "m.png", size=(200, 300), dilate=40)
+    rows, cols = np.mgrid[0:200, 0:300]
+    distance = np.hypot(rows - 100, cols - 150)
+    assert disc[distance <= 39.5].all() and not disc[distance >= 40.5].any()
