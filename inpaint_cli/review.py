@@ -68,6 +68,8 @@ class ReviewRow:
     suspicious: list[str] = field(default_factory=list)
     """Why this result deserves a look; the builder adds its own findings from the pixels."""
     note: str = ""
+    mask_options: dict[str, Any] = field(default_factory=dict)
+    """How the run read the masks (`threshold`, `invert`, `dilate`), for the overlay; default if empty."""
 
 
 @dataclass
@@ -143,12 +145,20 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
                 seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
                 error=record.get("error") or None,
                 warnings=[str(w) for w in record.get("warnings") or []],
+                mask_options=_mask_options(record),
             )
         )
     for image in report.get("not_run") or []:
         rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
     _shorten_names(rows)
     return rows
+
+
+def _mask_options(record: dict) -> dict[str, Any]:
+    recorded = (record.get("provenance") or {}).get("mask")
+    if not isinstance(recorded, dict):
+        return {}
+    return {key: recorded[key] for key in review_pixels.MASK_OPTIONS if key in recorded}
 
 
 def _shorten_names(rows: list[ReviewRow]) -> None:
@@ -206,6 +216,7 @@ def _file_key(path: Path | None) -> str | None:
 
 def _row_key(row: ReviewRow) -> str:
     parts = [_file_key(row.image), *(_file_key(m) for m in row.masks), _file_key(row.output)]
+    parts.append(json.dumps(row.mask_options, sort_keys=True))
     return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
 
@@ -365,7 +376,7 @@ def build_page(
 
 def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
     output = None if row.status == FAILED else row.output
-    return review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side)
+    return review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side, row.mask_options)
 
 
 def _thumbs_exist(page_folder: Path, made: object) -> bool:

@@ -24,6 +24,8 @@ FLAT_FILL_STD = 1.5
 """A hole filled with nearly one colour (8-bit standard deviation below this) while its surroundings
 vary (above `BUSY_SURROUNDINGS_STD`) is suspicious: a broken network or non-finite output."""
 BUSY_SURROUNDINGS_STD = 8.0
+MASK_OPTIONS = ("threshold", "invert", "dilate")
+"""How a run read its masks (recorded in its provenance): `imageio.read_mask` keywords."""
 
 
 def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -57,14 +59,18 @@ def display(path: Path | None) -> np.ndarray | None:
         return None
 
 
-def read_hole(masks: tuple[Path, ...], size: tuple[int, int]) -> np.ndarray | None:
-    """The hole of these mask files at `size` (default threshold), or None if there is none to read."""
+def read_hole(
+    masks: tuple[Path, ...], size: tuple[int, int], options: dict | None = None
+) -> np.ndarray | None:
+    """The hole of these mask files at `size`, read with the run's `options` (`MASK_OPTIONS`), or
+    None if there is none to read."""
     from inpaint_cli import imageio
 
     if not masks:
         return None
+    chosen = {key: value for key, value in (options or {}).items() if key in MASK_OPTIONS}
     try:
-        return imageio.read_mask(masks, size=size)
+        return imageio.read_mask(masks, size=size, **chosen)
     except (OSError, ValueError, InputError) as exc:
         logger.info("no mask overlay from %s: %s", masks[0], exc)
         return None
@@ -100,13 +106,19 @@ def pixel_findings(before: np.ndarray | None, hole: np.ndarray | None, after: np
 
 
 def make_thumbnails(
-    image: Path | None, masks: tuple[Path, ...], output: Path | None, folder: Path, key: str, side: int
+    image: Path | None,
+    masks: tuple[Path, ...],
+    output: Path | None,
+    folder: Path,
+    key: str,
+    side: int,
+    mask_options: dict | None = None,
 ) -> dict:
     """Thumbnails of one row as `{"thumbs": {kind: URL relative to the page's folder}, "findings": [...]}`;
     kinds are input, mask (overlay) and result (None when absent); `output` None for a failure."""
     before = display(image)
     after = display(output)
-    hole = read_hole(masks, before.shape[:2]) if before is not None else None
+    hole = read_hole(masks, before.shape[:2], mask_options) if before is not None else None
     written: dict[str, str | None] = {"input": None, "mask": None, "result": None}
     pictures = {"input": before, "result": after}
     if hole is not None:

@@ -249,3 +249,16 @@ def test_run_html_writes_the_page_and_a_resumed_batch_updates_it(tmp_path: Path)
     result = runner.invoke(app, [*args[:-1], str(tmp_path / "in" / "a.png")])
     assert result.exit_code == 2 and "a file of this run (give another --html)" in result.output
     assert (tmp_path / "in" / "a.png").read_bytes() == before
+
+
+def test_mask_overlay_reads_masks_as_the_run_did(tmp_path: Path) -> None:
+    hole = np.zeros((20, 30), dtype=np.uint8)
+    hole[5:10, 5:20] = 255
+    Image.fromarray(hole).save(tmp_path / "m.png")
+    record = {"image": str(tmp_path / "i.png"), "masks": [str(tmp_path / "m.png")], "status": "done"}
+    record["provenance"] = {"model": "ns", "mask": {"threshold": 127, "invert": True, "dilate": 1}}
+    (row,) = review.rows_from_report({"inputs": [record]})
+    assert row.model == "ns" and row.mask_options == {"threshold": 127, "invert": True, "dilate": 1}
+    read = review_pixels.read_hole(row.masks, (20, 30), row.mask_options)
+    assert read.sum() == 20 * 30 - 3 * 13  # inverted, then grown by 1 px: the white bar shrinks to 3×13
+    assert review_pixels.read_hole(row.masks, (20, 30)).sum() == 5 * 15
