@@ -213,7 +213,13 @@ class RecordingInpainter:
     def __init__(self, events: list[tuple[str, str]]) -> None:
         self.events = events
 
-    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, *, capture: bool = False) -> InpaintResult:
+    def plan(self, hole: np.ndarray, *, capture: bool = False) -> None:
+        return None
+
+    def estimate_seconds(self, plan: None) -> None:
+        return None
+
+    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, **options: object) -> InpaintResult:
         time.sleep(0.03)
         self.events.append(("filled", str(pixels[0, 0, 0])))
         return InpaintResult(pixels.copy(), [])
