@@ -14,6 +14,7 @@ elements than its storage (stride-0 views that would make a few bytes look like 
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import math
 import pickle
@@ -171,6 +172,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._storages: dict[str, torch.Tensor] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 (torch.save's default) writes Python 2 names: `__builtin__.set` is `builtins.set`.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _ALLOWED_CALLABLES:
             return _ALLOWED_CALLABLES[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:

@@ -334,6 +334,7 @@ OFFICIAL_CONV = ".conv.input_conv."
 OFFICIAL_MASK_KERNEL = ".conv.mask_conv.weight"
 OUR_CONV = ".conv."
 BATCH_COUNTER = ".num_batches_tracked"
+MAX_LISTED_PROBLEMS = 8
 
 
 def _mask_kernel_problems(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
@@ -366,7 +367,9 @@ def convert_naoto_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str
     problems = _mask_kernel_problems(state_dict)
     if problems:
         raise CheckpointError(
-            "not a PConv U-Net checkpoint: " + "; ".join(problems),
+            "not a PConv U-Net checkpoint: "
+            + "; ".join(problems[:MAX_LISTED_PROBLEMS])
+            + (f"; ... ({len(problems)} in all)" if len(problems) > MAX_LISTED_PROBLEMS else ""),
             hint="the partial convolutions need the reference's constant all-ones mask_conv kernels",
         )
     return {
