@@ -31,6 +31,7 @@ def text(value: object) -> str:
 def outcome_lines(
     outcome: JobOutcome,
     *,
+    quiet: bool = False,
     verbose: bool = False,
     intermediates: Path | None = None,
     whole_seconds: float | None = None,
@@ -38,13 +39,17 @@ def outcome_lines(
     """The lines (rich markup) of one finished input: warnings, then what was written or why not.
 
     Files under `intermediates` are summed up in one line; `whole_seconds` (a single image) is the
-    time since the command started, which the line reports beside this image's own time.
+    time since the command started, which the line reports beside this image's own time. `quiet`
+    keeps errors only (the result paths go to stdout).
     """
     from inpaint_cli.batch import Status
 
+    error = [f"[bold red]error:[/] {text(outcome.error)}"] if outcome.status is Status.FAILED else []
+    if quiet:
+        return error
     lines = [f"[yellow]warning:[/] {text(warning)}" for warning in outcome.warnings]
     if outcome.status is Status.FAILED:
-        return [*lines, f"[bold red]error:[/] {text(outcome.error)}"]
+        return [*lines, *error]
     if outcome.status is Status.SKIPPED:
         return [*lines, f"skipped {text(outcome.job.image)}: {text(outcome.job.output)} exists"]
     if whole_seconds is None:

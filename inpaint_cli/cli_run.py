@@ -164,17 +164,14 @@ class Display(RunEvents):
     def job_finished(self, outcome: JobOutcome) -> None:
         from inpaint_cli.batch import Status
 
-        if self.options.quiet:
-            if outcome.status is Status.FAILED:
-                console.print(f"[bold red]error:[/] {cli_render.text(outcome.error)}", soft_wrap=True)
-            elif outcome.status is Status.DONE:
-                typer.echo(str(outcome.written[0]))
-            return
+        if self.options.quiet and outcome.status is Status.DONE:
+            typer.echo(str(outcome.written[0]))  # stdout: the result paths, for scripts
         lines = cli_render.outcome_lines(
             outcome,
+            quiet=self.options.quiet,
             verbose=self.options.verbose,
             intermediates=self.options.intermediates_dir,
-            whole_seconds=_process_seconds() if self._single else None,
+            whole_seconds=_process_seconds() if self._single and not self.options.quiet else None,
         )
         for line in lines:
             self.say(line)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -355,3 +357,18 @@ def test_the_readme_options_table_lists_exactly_the_options_of_run() -> None:
     first_cells = [row[1] for row in rows]  # split on the table's pipes, not on escaped ones
     documented = {flag for cell in first_cells for flag in re.findall(r"(?<![\w-])--?[a-z][a-z0-9-]*", cell)}
     assert documented == command_line_flags()
+
+
+def test_help_of_every_command_imports_no_heavy_library() -> None:
+    """`inpaint --help` and `inpaint run --help` stay instant: no torch, OpenCV or numpy behind them."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from inpaint_cli.cli import app\n"
+        "for args in (['--help'], ['run', '--help'], ['weights', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print(sorted(name for name in ('torch', 'cv2', 'numpy', 'safetensors') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
