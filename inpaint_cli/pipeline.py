@@ -140,20 +140,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
         started = time.perf_counter()
         ran, model = _run_on_ray(options, plan, settings, events), None
     else:
-        inpainter, model = load_model(options, events.download_progress)
-        events.model_loaded(model)
-        started = time.perf_counter()
-        ran = batch.run_jobs(
-            inpainter,
-            plan.jobs,
-            settings,
-            on_outcome=events.job_finished,
-            fail_fast=options.fail_fast,
-            workers=options.jobs,
-            on_start=events.job_started,
-            watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
-            made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
-        )
+        model, started, ran = _run_here(options, plan, settings, events)
     result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
     result.seconds = time.perf_counter() - started
     if options.report is not None:
@@ -168,6 +155,30 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     if options.html is not None:
         _write_page(options, result)
     return result
+
+
+def _run_here(
+    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
+) -> tuple[ModelInfo, float, batch.Outcomes]:
+    """The jobs in this process: the model loaded once, then `batch.run_jobs` (the model's info, when
+    the jobs started, their outcomes)."""
+    from inpaint_cli import batch
+
+    inpainter, model = load_model(options, events.download_progress)
+    events.model_loaded(model)
+    started = time.perf_counter()
+    ran = batch.run_jobs(
+        inpainter,
+        plan.jobs,
+        settings,
+        on_outcome=events.job_finished,
+        fail_fast=options.fail_fast,
+        workers=options.jobs,
+        on_start=events.job_started,
+        watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
+        made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
+    )
+    return model, started, ran
 
 
 def _write_page(options: RunOptions, result: RunResult) -> None:
