@@ -350,15 +350,43 @@ def test_member_that_contradicts_its_third_party_pin_is_refused(
     assert leftovers(cache) == []
 
 
-def test_a_server_without_ranges_still_gives_the_member(
+class Unseekable:
+    """A file that can only be appended to: zipfile then writes data descriptors after each member."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb")
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@pytest.mark.parametrize("descriptors", [False, True])
+def test_a_server_without_ranges_gives_the_member_out_of_the_stream(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     server: LocalServer,
     cache: Path,
     lama_bytes: bytes,
     lama_state,
+    descriptors: bool,
 ) -> None:
-    data, _ = release_zip(tmp_path / "global_checkpoints.zip", lama_bytes)
+    archive = tmp_path / "global_checkpoints.zip"
+    if descriptors:  # sizes only after each member, as zip writers on pipes leave them
+        noise, sink = random.Random(0), Unseekable(archive)
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zipped:  # type: ignore[arg-type]
+            zipped.writestr("checkpoints/restoration/a.pth", noise.randbytes(OTHER_MEMBER_BYTES))
+            zipped.writestr(MEMBER, lama_bytes)
+            zipped.writestr("checkpoints/restoration/b.pth", noise.randbytes(OTHER_MEMBER_BYTES))
+        sink.close()
+        data = archive.read_bytes()
+    else:
+        data, _ = release_zip(archive, lama_bytes)
     server.routes["/global_checkpoints.zip"] = Route(data, ranges=False)
     url = server.url("/global_checkpoints.zip")
     write_manifest(
@@ -367,8 +395,18 @@ def test_a_server_without_ranges_still_gives_the_member(
         toy=[source(url, member=MEMBER, member_sha256=sha256_of(lama_bytes), approx_size=len(data))],
     )
 
-    assert_lama_converted(weights.pull("toy"), lama_state, url, sha256_of(lama_bytes))
-    assert leftovers(cache) == []  # the whole archive was needed this time, and deleted
+    def no_archive_on_disk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the archive was written to a file")
+
+    monkeypatch.setattr(weights.transfer, "open", no_archive_on_disk, raising=False)
+
+    notes = Notes()
+    assert_lama_converted(weights.pull("toy", progress=notes), lama_state, url, sha256_of(lama_bytes))
+    requests = server.requests_for("/global_checkpoints.zip")
+    assert "Range" in requests[0].headers and "Range" not in requests[-1].headers
+    # The member sits in the middle: reading stops once it is complete.
+    assert OTHER_MEMBER_BYTES < notes.advanced < len(data) - OTHER_MEMBER_BYTES // 2
+    assert leftovers(cache) == []
 
 
 # ------------------------------------------------------------------------ names and manifests
@@ -559,3 +597,22 @@ def test_scratch_detector_member_is_pulled_converted_and_checked(
     with pytest.raises(WeightsError, match=r"holds a scratch network of [\d,]+ tensor values, but official"):
         weights.pull("official")
     assert weights.cached_path("official") is None and leftovers(cache) == []
+
+
+def test_a_streamed_member_without_declared_size_stops_at_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer, cache: Path
+) -> None:
+    archive = tmp_path / "bomb.zip"
+    sink = Unseekable(archive)
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zipped:  # type: ignore[arg-type]
+        zipped.writestr(MEMBER, bytes(20_000_000))  # its size only follows it, in a data descriptor
+    sink.close()
+    server.routes["/bomb.zip"] = Route(archive.read_bytes(), ranges=False)
+    write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(server.url("/bomb.zip"), member=MEMBER)])
+    monkeypatch.setenv("INPAINT_MAX_DOWNLOAD", "5MB")
+
+    with pytest.raises(WeightsError) as caught:
+        weights.pull("toy")
+
+    assert f"{MEMBER} inflates beyond 5000000 bytes (INPAINT_MAX_DOWNLOAD)" in caught.value.what
+    assert leftovers(cache) == []

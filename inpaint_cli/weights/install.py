@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from inpaint_cli.errors import CheckpointError, WeightsError
 from inpaint_cli.options import CLASSICAL_METHODS
-from inpaint_cli.weights import archive, cache, formats, transfer
+from inpaint_cli.weights import archive, cache, formats, transfer, zipstream
 from inpaint_cli.weights.limits import Limits, limits_from_env
 from inpaint_cli.weights.manifest import BUNDLED_SCHEME, ModelEntry, Source, bundled_names, get_entry
 from inpaint_cli.weights.progress import DownloadProgress, SilentProgress
@@ -134,6 +135,34 @@ def _fetch_member_by_ranges(
         part.unlink(missing_ok=True)
 
 
+def _stream_member(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits) -> Path:
+    """The member of a remote zip read front to back: the archive's other bytes are never stored."""
+    member = source.member or ""
+    part = _part_path(entry.name, source.pin_key)
+    target = part.with_name(f"{part.stem}-{Path(member).name}")
+    extractors: list[zipstream.StreamExtractor] = []
+
+    def start() -> Callable[[bytes], bool]:
+        if extractors:
+            extractors[-1].close()
+        extractors.append(zipstream.StreamExtractor(member, target, *_member_cap(source, limits)))
+        return extractors[-1].feed
+
+    cap = limits.cap(source.size, source.approx_size)
+    reason = (
+        "the manifest's size of the archive" if source.size or source.approx_size else "INPAINT_MAX_DOWNLOAD"
+    )
+    description = f"{entry.name} ({source.host}, {Path(member).name} out of the stream)"
+    try:
+        transfer.stream(source.url, description, cap, reason, start, progress, limits)
+    finally:
+        if extractors:
+            extractors[-1].close()
+    if not extractors or not extractors[-1].done:
+        raise transfer.SourceFailed(f"the archive ended before {member} was complete")
+    return target
+
+
 def _fetch(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits) -> Verified:
     """The verified checkpoint of a source (a zip's member already taken out)."""
     if source.is_bundled:
@@ -147,8 +176,9 @@ def _fetch(entry: ModelEntry, source: Source, progress: DownloadProgress, limits
     cache.downloads_dir().mkdir(parents=True, exist_ok=True)
     if source.member and source.fetches_member_only:
         member = _fetch_member_by_ranges(entry, source, progress, limits)
-        if member is not None:
-            return _verify_member(member, source)
+        if member is None:  # no byte ranges: read the archive as a stream, keep only the member
+            member = _stream_member(entry, source, progress, limits)
+        return _verify_member(member, source)
     part = _fetch_whole(entry, source, progress, limits)
     pinned = cache.pinned(source.url)
     expected = source.published_checksum() or (("sha256", pinned) if pinned else None)

@@ -14,6 +14,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -130,43 +131,66 @@ def _request(url: str, first: int, last: int | None = None, *, suffix: bool = Fa
     return urllib.request.Request(url, headers=headers)
 
 
+def _pump(
+    response: Any,
+    consume: Callable[[bytes], bool],
+    budget: int,
+    over_budget: Callable[[], SourceFailed],
+    progress: DownloadProgress,
+    limits: Limits,
+) -> None:
+    """Pass the body to `consume` (which may say it has all it needs) within a byte budget and a
+    minimum rate: network failures interrupt, a budget overrun fails the source."""
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        try:
+            # read1: whatever has arrived, so a stall loses nothing already received.
+            chunk = response.read1(CHUNK_BYTES)
+        except (OSError, http.client.HTTPException) as exc:
+            raise Interrupted(describe(exc, limits.timeout)) from exc
+        if not chunk:
+            return
+        budget -= len(chunk)
+        if budget < 0:
+            raise over_budget()
+        done = consume(chunk)
+        progress.advance(len(chunk))
+        if done:
+            return
+        window_bytes += len(chunk)
+        elapsed = time.monotonic() - window_start
+        if elapsed >= limits.timeout:
+            if window_bytes < limits.min_rate * elapsed:
+                raise Interrupted(
+                    f"the server sent {window_bytes} bytes in {elapsed:.1f} s, below the minimum "
+                    f"of {limits.min_rate:g} bytes/s (download stalled)",
+                    slow=True,
+                )
+            window_start, window_bytes = time.monotonic(), 0
+
+
 def _write_chunks(
     response: Any, transfer: Transfer, append: bool, progress: DownloadProgress, limits: Limits
 ) -> None:
     """Stream the body into `part`: network failures interrupt (resumable), disk failures abort."""
     part = transfer.part
     budget = transfer.cap - (part.stat().st_size if append and part.exists() else 0)
-    window_start, window_bytes = time.monotonic(), 0
+
+    def over_budget() -> SourceFailed:
+        part.unlink(missing_ok=True)
+        return SourceFailed(
+            f"the server sent more than {transfer.cap} bytes ({transfer.cap_reason}); "
+            "the download was deleted"
+        )
+
     try:
         with open(part, "ab" if append else "wb") as out:
-            while True:
-                try:
-                    # read1: whatever has arrived, so a stall loses nothing already received.
-                    chunk = response.read1(CHUNK_BYTES)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise Interrupted(describe(exc, limits.timeout)) from exc
-                if not chunk:
-                    return
-                budget -= len(chunk)
-                if budget < 0:
-                    out.close()
-                    part.unlink(missing_ok=True)
-                    raise SourceFailed(
-                        f"the server sent more than {transfer.cap} bytes ({transfer.cap_reason}); "
-                        "the download was deleted"
-                    )
+
+            def write(chunk: bytes) -> bool:
                 out.write(chunk)
-                progress.advance(len(chunk))
-                window_bytes += len(chunk)
-                elapsed = time.monotonic() - window_start
-                if elapsed >= limits.timeout:
-                    if window_bytes < limits.min_rate * elapsed:
-                        raise Interrupted(
-                            f"the server sent {window_bytes} bytes in {elapsed:.1f} s, below the minimum "
-                            f"of {limits.min_rate:g} bytes/s (download stalled)",
-                            slow=True,
-                        )
-                    window_start, window_bytes = time.monotonic(), 0
+                return False
+
+            _pump(response, write, budget, over_budget, progress, limits)
     except OSError as exc:
         # The disk, not the network: no mirror can help, and a partial file only takes space.
         part.unlink(missing_ok=True)
@@ -271,6 +295,50 @@ def download(transfer: Transfer, progress: DownloadProgress, limits: Limits) -> 
             raise SourceFailed(reason)
         done = part.stat().st_size if part.exists() else 0
         progress.note(f"{transfer.description}: {reason}; reconnecting at byte {done}")
+
+
+def stream(
+    url: str,
+    description: str,
+    cap: int,
+    cap_reason: str,
+    start: Callable[[], Callable[[bytes], bool]],
+    progress: DownloadProgress,
+    limits: Limits,
+) -> None:
+    """Read a whole response through a consumer, with no file of its own: for a zip member taken out
+    on the fly. There is no resume: each reconnection calls `start` for a fresh consumer."""
+    connection = opener()
+    failures = 0
+    while True:
+        consume = start()
+        try:
+            with connection.open(_request(url, 0), timeout=limits.timeout) as response:
+                if response.headers.get_content_type() == "text/html":
+                    raise SourceFailed("the server sent a web page instead of the archive")
+                total = _announced_total(response, 0)
+                if total and total > cap:
+                    raise SourceFailed(f"the server offers {total} bytes, more than {cap} ({cap_reason})")
+                progress.start(description, total, 0)
+                try:
+
+                    def over_budget() -> SourceFailed:
+                        return SourceFailed(f"the server sent more than {cap} bytes ({cap_reason})")
+
+                    _pump(response, consume, cap, over_budget, progress, limits)
+                finally:
+                    progress.stop()
+                return
+        except Interrupted as exc:
+            reason = str(exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, urllib.error.HTTPError) or not _is_transient(exc):
+                raise SourceFailed(describe(exc, limits.timeout)) from None
+            reason = describe(exc, limits.timeout)
+        failures += 1
+        if failures >= DOWNLOAD_ATTEMPTS:
+            raise SourceFailed(reason)
+        progress.note(f"{description}: {reason}; starting again (a stream cannot resume)")
 
 
 def fetch_bytes(
