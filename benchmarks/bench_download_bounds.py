@@ -14,6 +14,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -132,12 +133,13 @@ def main() -> None:
     manifest(work / "m6.json", server.url("/release.zip"), member=MEMBER)
     scenario(f"release zip {release.stat().st_size / 1e6:.0f} MB, 0.6 MB member, by ranges", pull)
     served = sum(r.sent for r in server.requests_for("/release.zip"))
+    total = release.stat().st_size
     server.close()
+    shutil.rmtree(work)
 
     print(f"{'scenario':58} {'disk (polled)':>14} {'seconds':>8}  outcome")
     for name, outcome, peak, seconds in rows:
         print(f"{name:58} {peak:>14,} {seconds:>8.2f}  {outcome}")
-    total = release.stat().st_size
     print(f"release zip: {served:,} bytes served of {total:,} ({served / total:.3%})")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process (building the test archives included): {peak_rss:.0f} MB")
