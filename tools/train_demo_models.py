@@ -92,11 +92,6 @@ GREY_PROBABILITY = 0.2
 SEPIA_PROBABILITY = 0.2
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
 """The usual sepia toning matrix (rows: output R, G, B)."""
-GATED_INIT_GAIN = 2.0
-"""He's gain √2 keeps the signal through ReLU-like layers; a gate (about 0.5 at initialisation)
-halves it again. With PyTorch's default initialisation the activations of DeepFill v2's stage 1
-fall to 2 % of the input's within two layers (measured) and learning crawls; with this gain they
-stay within 0.4-0.03 over its 17 layers (2√2 makes them explode)."""
 WARMUP_STEPS = 50
 FINAL_LR_FRACTION = 0.05
 BN_CALIBRATION_BATCHES = 16
@@ -343,55 +338,7 @@ def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, hole: to
     return HOLE_WEIGHT * hole_l1 + VALID_WEIGHT * valid_l1 + EDGE_WEIGHT * edge / (3 * hole_pixels)
 
 
-# --- family details of training ----------------------------------------------------------------------
-
-
-def make_trainable(network: InpaintModel) -> None:
-    """Family details of training a freshly built network (LaMa needs none)."""
-    if network.family == "pconv":
-        _make_pconv_trainable(network)
-    elif network.family == "gatedconv":
-        _initialise_gated_convolutions(network)
-
-
-def _make_pconv_trainable(network: InpaintModel) -> None:
-    """Trainable batch norms, and the weights in their folded (well-scaled) form.
-
-    The U-Net's batch norms are inference-only (running statistics); they are swapped for
-    `nn.BatchNorm2d` while training. The mask_sum rule divides by up to C·k² valid inputs, which
-    would make a freshly initialised layer's output tiny; folded (`fold_window_size`), the layer
-    computes the same function with weights of the usual scale, so they are re-initialised there.
-    """
-    from inpaint_cli.models.pconv import FrozenBatchNorm2d, PartialConv2d
-
-    for module in list(network.modules()):
-        if isinstance(getattr(module, "bn", None), FrozenBatchNorm2d):
-            module.bn = nn.BatchNorm2d(module.bn.weight.numel(), eps=module.bn.eps)
-        if isinstance(module, PartialConv2d):
-            module.fold_window_size()
-            module.reset_parameters()
-
-
-def _initialise_gated_convolutions(network: InpaintModel) -> None:
-    """Normal weights of std `GATED_INIT_GAIN`/sqrt(fan-in), zero biases (DeepFill v2 has no norms)."""
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.normal_(module.weight, std=GATED_INIT_GAIN / math.sqrt(module.weight[0].numel()))
-            nn.init.zeros_(module.bias)
-
-
-def exported_state_dict(network: InpaintModel) -> dict[str, torch.Tensor]:
-    """The trained weights in the layout `FAMILIES[family].build(config)` loads (PConv: unfolded,
-    without the batch-norm counters)."""
-    from inpaint_cli.models.pconv import PartialConv2d
-
-    state = {key: value.detach().clone() for key, value in network.state_dict().items()}
-    if network.family == "pconv":
-        for name, module in network.named_modules():
-            if isinstance(module, PartialConv2d):
-                state[f"{name}.weight"] *= module.folded_window_size
-        state = {key: value for key, value in state.items() if not key.endswith(".num_batches_tracked")}
-    return state
+# --- after training ----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -450,7 +397,7 @@ def train(name: str, spec: DemoModel, steps: int, seed: int) -> InpaintModel:
     rng = np.random.default_rng(seed)
     photos = [load_photo(photo) for photo in TRAIN_IMAGES]
     network = FAMILIES[spec.family].build(spec.config)
-    make_trainable(network)
+    network.prepare_for_training()
     # Channels-last convolutions are about 25 % faster on CPU; the saved tensors are contiguous again.
     network.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=spec.learning_rate)
@@ -494,7 +441,7 @@ def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir
     """Write our safetensors file, then load it back strictly the normal way and compare outputs."""
     path = save_converted(
         output_dir / f"{name}.safetensors",
-        exported_state_dict(network),
+        network.trained_state_dict(),
         family=spec.family,
         variant="demo",
         config=spec.config,
@@ -503,7 +450,7 @@ def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir
     path.chmod(0o644)  # package data, readable by every user of an installation
     loaded = network_from_checkpoint(read_checkpoint(path))
     rebuilt = FAMILIES[spec.family].build(spec.config)
-    load_strict(rebuilt, exported_state_dict(network), path)
+    load_strict(rebuilt, network.trained_state_dict(), path)
     image, hole = held_out_batch(seed=0, count=4)
     with torch.no_grad():
         expected = predictions(network, image, hole)[-1]

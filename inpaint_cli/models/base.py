@@ -253,6 +253,14 @@ class InpaintModel(nn.Module):
         """
         raise NotImplementedError
 
+    def prepare_for_training(self) -> None:
+        """Family details of training a freshly built network (tools/train_demo_models.py): trainable
+        replacements of inference-only layers, initialisation. None by default."""
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights of a network prepared for training, in the layout `build(config)` loads."""
+        return {key: value.detach().clone() for key, value in self.state_dict().items()}
+
     def prepare_for_inference(self) -> None:
         """Called once after the weights are loaded and the model is in eval mode.
 

@@ -322,6 +322,29 @@ class PConvUNet(InpaintModel):
             if isinstance(module, PartialConv2d):
                 module.fold_window_size()
 
+    def prepare_for_training(self) -> None:
+        """Trainable batch norms, and the weights in their folded (well-scaled) form.
+
+        The U-Net's batch norms are inference-only (running statistics); they are swapped for
+        `nn.BatchNorm2d` while training. The mask_sum rule divides by up to C·k² valid inputs, which
+        would make a freshly initialised layer's output tiny; folded (`fold_window_size`), the layer
+        computes the same function with weights of the usual scale, so they are re-initialised there.
+        """
+        for module in list(self.modules()):
+            if isinstance(getattr(module, "bn", None), FrozenBatchNorm2d):
+                module.bn = nn.BatchNorm2d(module.bn.weight.numel(), eps=module.bn.eps)
+            if isinstance(module, PartialConv2d):
+                module.fold_window_size()
+                module.reset_parameters()
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Unfolded weights, without the batch-norm counters inference never reads."""
+        state = super().trained_state_dict()
+        for name, module in self.named_modules():
+            if isinstance(module, PartialConv2d):
+                state[f"{name}.weight"] *= module.folded_window_size
+        return {key: value for key, value in state.items() if not key.endswith(BATCH_COUNTER)}
+
     @staticmethod
     def _record(intermediates: Intermediates | None, layer: str, mask: torch.Tensor) -> None:
         if intermediates is not None:
