@@ -616,3 +616,17 @@ def test_a_streamed_member_without_declared_size_stops_at_the_cap(
 
     assert f"{MEMBER} inflates beyond 5000000 bytes (INPAINT_MAX_DOWNLOAD)" in caught.value.what
     assert leftovers(cache) == []
+
+
+def test_doctor_lists_bundled_models_as_bundled(cache: Path) -> None:
+    result = CliRunner().invoke(app, ["doctor"], terminal_width=250)
+
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.output.splitlines()
+        if line.count("│") == 3
+    }
+    assert rows["bundled weights"] == "lama-tiny, pconv-tiny, gatedconv-tiny"
+    assert rows["cached weights"] == "none"
+    assert "lama-tiny" not in rows["not cached"] and "lama, lama-fourier" in rows["not cached"]
