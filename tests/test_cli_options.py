@@ -372,3 +372,37 @@ def test_help_of_every_command_imports_no_heavy_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- the run's result survives Ctrl-C ----------------------------------------------------------------
+
+
+def test_ctrl_c_ends_the_run_with_a_result_that_knows_what_never_ran(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(5):
+        Image.effect_noise((40, 32), 30).convert("RGB").save(folder / f"{index}.png")
+    mask = tmp_path / "defect.png"
+    Image.new("L", (40, 32), 255).save(mask)
+
+    class CtrlCOnTheThird(pipeline.RunEvents):
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        def job_started(self, job):
+            self.started.append(job.image.name)
+            if len(self.started) == 3:
+                raise KeyboardInterrupt
+
+    report = tmp_path / "report.json"
+    options = RunOptions(input=folder, mask=mask, model="telea", report=report, jobs=1)
+    result = pipeline.run(options, CtrlCOnTheThird())
+
+    assert result.interrupted
+    done = [outcome.job.image.name for outcome in result.outcomes]
+    assert done == ["0.png", "1.png"]
+    assert [job.image.name for job in result.not_run] == ["2.png", "3.png", "4.png"]
+    summary = json.loads(report.read_text())["summary"]
+    assert (summary["done"], summary["not_run"]) == (2, 3)
