@@ -8,6 +8,7 @@ Thread counts are the caller's business (`torch.set_num_threads` in the command 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -48,6 +49,8 @@ CPU_BUDGET_FRACTION = 0.5
 """Share of the available RAM one network pass may use when no budget is given."""
 CUDA_BUDGET_FRACTION = 0.8
 """Share of the free CUDA memory one network pass may use when no budget is given."""
+MODEL_CACHE_SIZE = 4096
+"""Sizes whose memory and cost estimates are remembered per network."""
 CALIBRATION_SIDE = 256
 """Side of the pass timed once per model to turn plan costs into seconds."""
 CALIBRATE_ABOVE = 16
@@ -178,14 +181,15 @@ def family_of(name: str) -> str:
 
 
 def geometry_of(network: InpaintModel, name: str, device: torch.device) -> NetworkGeometry:
-    """What the planner needs of a network: its declared geometry and cost and memory models."""
+    """What the planner needs of a network: its declared geometry and cost and memory models (cached:
+    the planner asks for the same sizes many times, and a family's model may walk its layers)."""
     return NetworkGeometry(
         name=name,
         pad_multiple=network.pad_multiple,
         min_size=network.min_size,
         native_side=min(network.native_side, strategies.NO_NATIVE_LIMIT),
-        memory=network.memory_estimate,
-        cost=network.cost_estimate,
+        memory=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.memory_estimate),
+        cost=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.cost_estimate),
         batches=device.type != "cpu",
     )
 

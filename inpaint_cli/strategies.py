@@ -285,6 +285,7 @@ class _Planner:
         self, geometry: NetworkGeometry, options: InpaintOptions, budget: int, limits: Limits
     ) -> None:
         self.geometry, self.options, self.budget, self.limits = geometry, options, budget, limits
+        self._tile_side: int | None = None
 
     def fits(self, height: int, width: int) -> bool:
         """One pass of this size is within the memory budget and the cost bound."""
@@ -370,6 +371,11 @@ class _Planner:
     def tile_side(self) -> int:
         """Side of square tiles: --tile-size, else the largest within budget, cost bound and native
         side; never below the floor, nor above a side that ran out of memory."""
+        if self._tile_side is None:
+            self._tile_side = self._find_tile_side()
+        return self._tile_side
+
+    def _find_tile_side(self) -> int:
         multiple = self.geometry.pad_multiple
         if self.options.tile_size:
             side = self.options.tile_size
