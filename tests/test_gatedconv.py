@@ -603,3 +603,21 @@ def test_bf16_stays_close_to_the_reference(tmp_path: Path, variant: str) -> None
     result = inpainter.inpaint(image, hole).pixels
     assert np.array_equal(result[~hole], image[~hole])
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 4 * PIXEL_TOLERANCE
+
+
+# --- the full-size fixtures, where present --------------------------------------------------------------
+
+FULL_SIZE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepfill"
+"""cnum 48 and larger images (SPEC §8); not part of a clone of this repository."""
+
+
+@pytest.mark.skipif(
+    not (FULL_SIZE / "pt_random.pth").is_file(), reason="full-size DeepFill fixtures not present"
+)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_full_size_fixture_matches_the_port(variant: str) -> None:
+    network = network_from_checkpoint(read_checkpoint(FULL_SIZE / f"{variant}_random.pth"))
+    assert network.config == gc.GatedConvConfig(variant, FULL_CNUM)
+    fixture = load_file(FULL_SIZE / f"{variant}_case_a.safetensors")
+    fine, _ = _run(network, fixture, capture=False)
+    torch.testing.assert_close(fine, fixture["fine"], atol=FLOAT_TOLERANCE, rtol=0)

@@ -437,3 +437,19 @@ def test_intermediates_folder_has_raw_tensors_and_stats(prepared, case_b, tmp_pa
     assert stats["layers"]["feature.model.5.local"]["mean_inside_hole"] == pytest.approx(
         inside.item(), rel=1e-5
     )
+
+
+# --- the full-size fixtures, where present --------------------------------------------------------------
+
+FULL_SIZE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lama"
+"""ngf 16 and larger images (SPEC §7); not part of a clone of this repository."""
+
+
+@pytest.mark.skipif(not (FULL_SIZE / "small.ckpt").is_file(), reason="full-size LaMa fixtures not present")
+def test_full_size_fixture_matches_the_official_generator():
+    model = network_from_checkpoint(read_checkpoint(FULL_SIZE / "small.ckpt"))
+    assert model.config == LamaConfig(
+        **{**SMALL_CONFIG, "ngf": 16, "max_features": 128, "global_channels": 96}
+    )
+    case = load_file(FULL_SIZE / "case_a.safetensors")
+    assert (_run(model, case["image"], case["mask"]) - case["raw_output"]).abs().max() <= SPEC_TOLERANCE

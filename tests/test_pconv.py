@@ -541,3 +541,18 @@ def test_mask_updates_strip_shows_the_shrinking_hole(tmp_path: Path) -> None:
     assert colour(1, 3, 1) == visualize.STILL_HOLE_COLOUR  # enc_1 cell (1, 0) covers input rows 2-3, cols 0-1
     assert colour(1, 3, 3) == visualize.FILLED_COLOUR
     assert colour(2, 3, 1) == visualize.FILLED_COLOUR and colour(2, 7, 7) == visualize.KNOWN_COLOUR
+
+
+# --- the full-size fixtures, where present --------------------------------------------------------------
+
+FULL_SIZE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pconv"
+"""The reference widths (base 64) and larger images; not part of a clone of this repository."""
+
+
+@pytest.mark.skipif(not (FULL_SIZE / "small.pth").is_file(), reason="full-size PConv fixtures not present")
+def test_full_size_fixture_matches_the_reference() -> None:
+    network = network_from_checkpoint(read_checkpoint(FULL_SIZE / "small.pth"), "pconv")
+    assert network.config == PConvConfig(layer_size=4)
+    expected = load_file(FULL_SIZE / "case_a.safetensors")
+    raw, _ = _run_network(network, expected["image"], expected["hole_mask"])
+    torch.testing.assert_close(raw, expected["raw_output"], **NETWORK_TOLERANCE)

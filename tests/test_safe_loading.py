@@ -6,6 +6,7 @@ legacy torch files, raw pickles, TorchScript archives and safetensors.
 
 from __future__ import annotations
 
+import ast
 import collections
 import io
 import os
@@ -633,3 +634,50 @@ def test_a_file_of_no_family_says_so(tmp_path: Path) -> None:
     torch.save({"encoder.weight": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match=r"unknown checkpoint layout \(first keys: encoder\.weight\)"):
         checkpoint_family(path)
+
+
+# --- imports go one way: containers <- loading -> families ---------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "inpaint_cli"
+
+
+def _imports(path: Path) -> tuple[set[str], list[str]]:
+    """(modules of `inpaint_cli` a file imports, names of the functions that import anything)."""
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    in_functions = [
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(isinstance(node, ast.Import | ast.ImportFrom) for node in ast.walk(function))
+    ]
+    return {name for name in imported if name.startswith("inpaint_cli")}, in_functions
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("checkpoints.py", ("inpaint_cli.models", "inpaint_cli.loading")),
+        ("torch_archives.py", ("inpaint_cli.models", "inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        (
+            "models/__init__.py",
+            ("inpaint_cli.loading", "inpaint_cli.checkpoints", "inpaint_cli.torch_archives"),
+        ),
+        ("models/base.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints", "inpaint_cli.models")),
+        ("models/lama.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        ("models/gatedconv.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        ("models/pconv.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        ("models/classical.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        ("loading.py", ()),
+    ],
+)
+def test_loading_imports_go_one_way_and_never_inside_functions(
+    module: str, forbidden: tuple[str, ...]
+) -> None:
+    imported, in_functions = _imports(PACKAGE / module)
+    assert not {name for name in imported if name.startswith(forbidden)} and not in_functions
