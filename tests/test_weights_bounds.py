@@ -630,3 +630,35 @@ def test_doctor_lists_bundled_models_as_bundled(cache: Path) -> None:
     assert rows["bundled weights"] == "lama-tiny, pconv-tiny, gatedconv-tiny"
     assert rows["cached weights"] == "none"
     assert "lama-tiny" not in rows["not cached"] and "lama, lama-fourier" in rows["not cached"]
+
+
+OFFICIAL_CONFIGS = {
+    "lama": {"ngf": 64, "n_downsampling": 3, "n_blocks": 18, "max_features": 1024, "global_channels": 384},
+    "lama-fourier": {
+        "ngf": 64,
+        "n_downsampling": 3,
+        "n_blocks": 9,
+        "max_features": 1024,
+        "global_channels": 384,
+    },
+    "gatedconv": {"variant": "tf", "cnum": 48},
+    "gatedconv-celebahq": {"variant": "tf", "cnum": 48},
+    "pconv": {"layer_size": 7},
+}
+"""The published architectures (see each family's SPEC), built on the meta device to count their numbers."""
+
+
+@pytest.mark.parametrize("name", [*OFFICIAL_CONFIGS, "scratch-bopbtl"])
+def test_manifest_network_sizes_are_those_of_the_official_architectures(name: str) -> None:
+    from inpaint_cli.models import FAMILIES
+    from inpaint_cli.models.scratch import ScratchConfig, ScratchUNet
+
+    with torch.device("meta"):
+        if name == "scratch-bopbtl":
+            network = ScratchUNet(ScratchConfig.from_json({"wf": 6}))
+        else:
+            family = FAMILIES[weights.get_entry(name).family]
+            network = family.build(family.Config.from_json(OFFICIAL_CONFIGS[name]))
+    values = sum(tensor.numel() for tensor in network.state_dict().values())
+    expected = weights.get_entry(name).parameters
+    assert abs(values - expected) <= weights.install.PARAMETER_TOLERANCE * expected / 100  # within 0.02 %
