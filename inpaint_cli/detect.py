@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from inpaint_cli.checkpoints import Checkpoint, read_checkpoint
+from inpaint_cli.checkpoints import Checkpoint, read_checkpoint, save_converted
 from inpaint_cli.errors import CheckpointError, InputError
 from inpaint_cli.models.scratch import (
     DEFAULT_THRESHOLD,
@@ -177,8 +177,6 @@ def convert_checkpoint(
 
     The detectors' counterpart of `loading.convert_checkpoint`, used by `inpaint weights pull/import`.
     """
-    from inpaint_cli.checkpoints import save_converted
-
     if family != FAMILY_NAME:
         raise CheckpointError(f"the {family} detector family is not available in this version of inpaint")
     network, config = network_from_checkpoint(read_checkpoint(source))
