@@ -57,7 +57,8 @@ def local_rate(model: str, photos: Path, mask: Path, out: Path) -> tuple[float, 
     loaded = time.perf_counter()
     jobs = batch.plan_folder(photos, mask, out).jobs
     outcomes = batch.run_jobs(inpainter, jobs, SKIP, workers=1)
-    assert all(o.status is batch.Status.DONE for o in outcomes)
+    failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+    assert not failed, failed[:3]
     return loaded - started, len(jobs) / (time.perf_counter() - loaded)
 
 
@@ -73,7 +74,8 @@ def ray_rate(model: str, photos: Path, mask: Path, out: Path, workers: int) -> t
         distributed.RayOptions(workers=workers),
         on_outcome=lambda outcome: times.append(time.perf_counter()),
     )
-    assert all(o.status is batch.Status.DONE for o in outcomes)
+    failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+    assert not failed, failed[:3]
     return times[0] - started, (len(times) - 1) / (times[-1] - times[0])
 
 
