@@ -22,7 +22,7 @@ from inpaint_cli import headers, storage, writers16
 from inpaint_cli.atomic import atomic_path
 from inpaint_cli.errors import InputError, OutputError, UsageError
 from inpaint_cli.headers import AXES_SWAPPING_ORIENTATIONS as _AXES_SWAPPING_ORIENTATIONS
-from inpaint_cli.headers import ORIENTATION_TAG
+from inpaint_cli.headers import ORIENTATION_TAG, Header, read_header  # noqa: F401 - re-exported
 from inpaint_cli.headers import UPRIGHT as _UPRIGHT
 from inpaint_cli.options import DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 

@@ -519,6 +519,75 @@ def test_mask_orientation_and_size_mismatch(tmp_path):
         imageio.read_mask(rotated, size=(25, 40))
     assert caught.value.what == "mask is 30x20 but image is 40x25"
     assert caught.value.path == rotated
+    with pytest.raises(InputError) as caught:  # filed under the image when the caller names it
+        imageio.read_mask(rotated, size=(25, 40), image=tmp_path / "photo.jpg")
+    assert caught.value.what == f"its mask {rotated} is 30x20 but the image is 40x25"
+    assert caught.value.path == tmp_path / "photo.jpg"
+
+
+def test_a_mask_is_checked_from_its_header_before_any_pixel_is_decoded(tmp_path, monkeypatch):
+    mask = save_mask(tmp_path / "big.png", np.zeros((300, 200), np.uint8))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(imageio, "read_image", no_decoding)
+    with pytest.raises(InputError, match="is 200x300 but image is 20x10"):
+        imageio.read_mask(mask, size=(10, 20))
+    with pytest.raises(InputError, match="more than 1,000 pixels"):
+        imageio.read_mask(mask, size=(300, 200), max_pixels=1000)  # the pixel limit holds for masks
+
+
+def test_headers_tell_size_frames_and_truncation_without_decoding(tmp_path, monkeypatch):
+    picture = Image.fromarray(samples((12, 16, 3)))
+    sideways = Image.fromarray(samples((16, 12, 3)))
+    files = {
+        "a.png": lambda path: sideways.save(path, exif=camera_exif(6)),
+        "a.jpg": lambda path: sideways.save(path, exif=camera_exif(6)),
+        "a.webp": lambda path: picture.save(path),
+        "a.tif": lambda path: picture.save(path),
+        "anim.png": lambda path: picture.save(path, save_all=True, append_images=[picture, picture]),
+        "pages.tif": lambda path: picture.save(path, save_all=True, append_images=[picture]),
+    }
+    for name, save in files.items():
+        save(tmp_path / name)
+    big = Image.fromarray(samples((120, 160, 3)))  # pixel data, not headers, is what a cut loses
+    for name in ["a.png", "a.jpg", "a.webp", "a.tif"]:
+        big.save(tmp_path / f"big-{name}")
+    monkeypatch.setattr(Image.Image, "load", lambda *args: pytest.fail("pixels were decoded"))
+
+    for name in files:
+        header = imageio.read_header(tmp_path / name)
+        assert (header.size, header.truncated) == ((12, 16), False), name
+    assert (
+        imageio.read_header(tmp_path / "anim.png").frames_note
+        == f"{tmp_path / 'anim.png'}: has 3 frames; only the first is used"
+    )
+    assert (
+        imageio.read_header(tmp_path / "pages.tif").frames_note
+        == f"{tmp_path / 'pages.tif'}: has 2 pages; only the first is used"
+    )
+    assert imageio.read_header(tmp_path / "a.png").frames_note is None
+    for name in ["a.png", "a.jpg", "a.webp", "a.tif"]:
+        whole = (tmp_path / f"big-{name}").read_bytes()
+        (tmp_path / f"cut-{name}").write_bytes(whole[: len(whole) * 3 // 4])
+        assert not imageio.read_header(tmp_path / f"big-{name}").truncated, name
+        try:
+            cut = imageio.read_header(tmp_path / f"cut-{name}").truncated
+        except InputError:  # Pillow cannot even open a cut WebP: refused all the same
+            cut = name.endswith(".webp")
+        assert cut, name
+
+
+def test_only_the_first_frame_is_read_and_a_note_says_so(tmp_path):
+    frames = [Image.fromarray(samples((6, 8, 3), seed=seed)) for seed in range(2)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    picture = imageio.read_image(tmp_path / "anim.png")
+    np.testing.assert_array_equal(picture.pixels, np.asarray(frames[0]))
+    assert picture.notes == (f"{tmp_path / 'anim.png'}: has 2 frames; only the first is used",)
+    frames[0].save(tmp_path / "one.png")
+    assert imageio.read_image(tmp_path / "one.png").notes == ()
 
 
 def test_mask_option_validation(tmp_path):
