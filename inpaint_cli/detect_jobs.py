@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -68,6 +69,32 @@ def default_mode(detector: Detector) -> Mode:
     if isinstance(detector, NetworkDetector) and detector.network.in_channels == 1:
         return Mode.FULL_SIZE
     return Mode.HIGH_RES
+
+
+_LOADED: dict[str, Detector] = {}
+_LOADING = threading.Lock()
+
+
+def cached_detector(name: str) -> Detector:
+    """The detector `name`, loaded once per process (batch readers share it)."""
+    with _LOADING:
+        if name not in _LOADED:
+            _LOADED[name] = load_detector(name)
+        return _LOADED[name]
+
+
+def detected_hole(pixels: np.ndarray, detector: str, dilate: int = 0) -> np.ndarray:
+    """`run --mask auto`: the damage the detector finds (empty under 0.1 %), grown by `dilate` pixels
+    (`run` defaults it per detector: options.DETECTOR_DILATE)."""
+    found = cached_detector(detector)
+    hole = found.detect(pixels, default_mode(found)).mask
+    grow = dilate
+    if grow and hole.any():
+        import cv2
+
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        hole = cv2.dilate(hole.view(np.uint8), disc).astype(bool)
+    return hole
 
 
 # --- planning -------------------------------------------------------------------------------------

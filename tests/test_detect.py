@@ -394,3 +394,56 @@ def test_detect_bad_usage_is_one_line(tmp_path: Path, args: list[str], code: int
     if "error:" in result.output:
         assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "photo_mask.png").exists()
+
+
+# --- inpaint run --mask auto -----------------------------------------------------------------------
+
+
+def _run(*args: object):
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli import app
+
+    return CliRunner().invoke(app, ["run", *map(str, args)])
+
+
+def test_run_mask_auto_detects_dilates_fills_and_saves_the_mask(tmp_path: Path) -> None:
+    import cv2
+
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    damaged, truth = _scratched(_smooth_photo())
+    Image.fromarray(damaged).save(tmp_path / "photo.png")
+    out = tmp_path / "out.png"
+    args = ["--mask", "auto", "--detector", "classical", "--model", "telea", "--save-mask", "--panel"]
+    result = _run(tmp_path / "photo.png", *args, "-o", out)
+    assert result.exit_code == 0, result.output
+    detected = ClassicalDetector().detect(damaged).mask
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # the classical default: 2 px
+    expected = cv2.dilate(detected.view(np.uint8), disc).astype(bool)
+    saved = _grey(tmp_path / "out_mask.png") == 255
+    assert np.array_equal(saved, expected)
+    assert (saved & truth).sum() / truth.sum() > 0.95
+    filled = np.asarray(Image.open(out))
+    assert np.array_equal(filled[~saved], damaged[~saved])  # only the detected damage changes
+    assert np.abs(filled[truth].astype(int) - damaged[truth].astype(int)).mean() > 40  # white scratch gone
+    panel = Image.open(tmp_path / "out_panel.png")
+    assert panel.width > 3 * 320  # input | mask | result
+    # --dilate 0: the detector's own mask.
+    assert _run(tmp_path / "photo.png", *args, "-o", tmp_path / "raw.png", "--dilate", "0").exit_code == 0
+    assert np.array_equal(_grey(tmp_path / "raw_mask.png") == 255, detected)
+
+
+def test_run_mask_auto_copies_a_clean_folder_through(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    clean = _smooth_photo(grain=6.0, seed=2)
+    Image.fromarray(clean).save(photos / "clean.png")
+    damaged, _ = _scratched(_smooth_photo(seed=3))
+    Image.fromarray(damaged).save(photos / "old.png")
+    out = tmp_path / "restored"
+    result = _run(photos, "--mask", "auto", "--detector", "classical", "--model", "telea", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "no damage found; image copied through" in " ".join(result.output.split())
+    assert np.array_equal(np.asarray(Image.open(out / "clean.png")), clean)
+    assert not np.array_equal(np.asarray(Image.open(out / "old.png")), damaged)
