@@ -76,13 +76,23 @@ class ClassicalDetector:
         grey = cv2.cvtColor(to_rgb8(pixels), cv2.COLOR_RGB2GRAY)
         response = self.response(grey)
         sigma = max(self.noise_sigma(grey), 1.0)
-        busy = self.local_level(response) * self.busyness
-        strong_level = np.maximum(busy, max(self.strong * sigma, self.minimum_contrast))
-        weak_level = np.maximum(busy / 2, max(self.weak * sigma, self.minimum_contrast / 2))
-        # The strong level is probability `threshold`; a user threshold moves both levels with it.
-        probability = np.clip(response.astype(np.float32) * (self.threshold / strong_level), 0, 1)
-        scale = (self.threshold if threshold is None else threshold) / self.threshold
-        mask = self._components(response >= weak_level * scale, response >= strong_level * scale)
+        del grey
+        # In place, with two float maps at most: a 48 MP scan stays well under 2 GiB.
+        level = self.local_level(response)
+        level *= self.busyness
+        np.maximum(level, max(self.strong * sigma, self.minimum_contrast), out=level)  # the strong level
+        weak_floor = max(self.weak * sigma, self.minimum_contrast / 2)
+        values = response.astype(np.float32)
+        del response
+        # A user threshold moves both levels with it: the strong level is probability `threshold`.
+        scale = np.float32((self.threshold if threshold is None else threshold) / self.threshold)
+        strong = values >= level * scale
+        weak = (values >= weak_floor * scale) & (values * 2 >= level * scale)
+        mask = self._components(weak, strong)
+        del weak, strong
+        values *= self.threshold
+        values /= level
+        probability = np.clip(values, 0, 1, out=values)
         return finish(probability, mask)
 
     def _components(self, weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
