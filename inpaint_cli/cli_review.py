@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from inpaint_cli.console import console, fail
+from inpaint_cli.console import console, fail, printable
 
 if TYPE_CHECKING:
     from inpaint_cli.comparison import Comparison, FolderComparison
@@ -59,7 +59,7 @@ def render_page_summary(summary: PageSummary) -> None:
     """One line on stderr: where the page is and what it holds (used by `run --html` too)."""
     counts = ", ".join(f"{status} {number}" for status, number in sorted(summary.counts.items()))
     console.print(
-        f"[green]wrote[/] {escape(str(summary.page))}: {summary.rows} image(s) ({escape(counts)}"
+        f"[green]wrote[/] {escape(printable(str(summary.page)))}: {summary.rows} image(s) ({escape(counts)}"
         f", suspicious {summary.suspicious}), {summary.thumbnails_written} new thumbnail(s), "
         f"{summary.seconds:.1f} s",
         soft_wrap=True,
@@ -156,7 +156,7 @@ def _compare_one(
     result = comparing.compare(image, mask, names, original=original, **options)
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     save_png(grid_path, comparing.make_grid(result).picture)
-    console.print(f"[green]wrote[/] {escape(str(grid_path))}", soft_wrap=True)
+    console.print(f"[green]wrote[/] {escape(printable(str(grid_path)))}", soft_wrap=True)
     return result
 
 
@@ -191,9 +191,10 @@ def _compare_folder(
         folder, mask, originals, names, recursive=recursive, on_image=draw, **options
     )
     for failure in result.failures:
-        console.print(f"[bold red]error:[/] {escape(failure)}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(printable(failure))}", soft_wrap=True)
     if output is not None:
-        console.print(f"[green]wrote[/] {len(result.comparisons)} grid(s) to {escape(str(output))}")
+        where = escape(printable(str(output)))
+        console.print(f"[green]wrote[/] {len(result.comparisons)} grid(s) to {where}", soft_wrap=True)
     return result
 
 
