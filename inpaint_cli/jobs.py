@@ -33,6 +33,18 @@ OUTPUT_FOLDER_SUFFIX = "_inpainted"
 """Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
 MASK_NAME = re.compile(r"_mask\d*$")
 """Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
+AUTO_MASK = "auto"
+"""`--mask auto`: no mask files; the detector (`RunSettings.detector`) finds each image's damage."""
+SAVED_MASK_SUFFIX = "_mask"
+
+
+def is_auto(mask: Path | str) -> bool:
+    return os.fspath(mask) == AUTO_MASK
+
+
+def saved_mask_path(output: Path) -> Path:
+    """`--save-mask`: `<output stem>_mask.png` beside the output (the hole that was filled)."""
+    return output.with_name(f"{output.stem}{SAVED_MASK_SUFFIX}.png")
 
 
 class Existing(str, Enum):
@@ -50,6 +62,9 @@ class RunSettings:
     mask_threshold: int = DEFAULT_MASK_THRESHOLD
     invert_mask: bool = False
     dilate: int = 0
+    detector: str = "scratch-tiny"
+    """The detector of `--mask auto` jobs (jobs without mask files)."""
+    save_mask: bool = False
     output_format: str | None = None
     quality: int = DEFAULT_QUALITY
     existing: Existing = Existing.ERROR
@@ -105,6 +120,8 @@ def artefacts(job: Job, settings: RunSettings) -> list[Path]:
     """The files a job writes beside its output: the output, its panel, its provenance record.
     Intermediates go to their own folder (`intermediates_folder`)."""
     files = [job.output, panel_path(job.output)] if settings.panel else [job.output]
+    if settings.save_mask:
+        files.append(saved_mask_path(job.output))
     return [*files, record_path(job.output)]
 
 
@@ -221,12 +238,15 @@ def plan_folder(
     ours = (output_folder, *written_elsewhere)
     unreadable: list[str] = []
     index = None
-    if mask.is_dir():
+    auto = is_auto(mask)
+    if auto:
+        mask = output_folder  # nothing to exclude beyond our own outputs
+    elif mask.is_dir():
         shared = mask.resolve() == folder.resolve()
         index = MaskIndex(
             mask, recursive=recursive, shared=shared, exclude=(folder, *ours), errors=unreadable
         )
-    mask_files = {path.resolve() for path in index.files} if index else {mask.resolve()}
+    mask_files = {path.resolve() for path in index.files} if index else set() if auto else {mask.resolve()}
     images = [
         path
         for path in walk_images(folder, recursive=recursive, exclude=(mask, *ours), errors=unreadable)
@@ -239,9 +259,9 @@ def plan_folder(
         if output_format is not None:
             # The extension a single image's output gets for this format (`.tif` for tiff, ...).
             output = output.with_suffix(imageio.extension_for_format(output_format))
-        masks = index.lookup(relative) if index else (mask,)
+        masks = index.lookup(relative) if index else () if auto else (mask,)
         problem = None
-        if not masks:
+        if not masks and not auto:
             problem = InputError("no mask found", path=image, hint=index.describe_search(relative))
         jobs.append(Job(image, masks, output, relative=relative, problem=problem))
     return Plan(jobs, unused_masks=index.unused() if index else [], unreadable=unreadable, batch=True)
@@ -255,6 +275,8 @@ def plan_single(
     An `output` that is the image itself is left to `check_plan` (a usage error naming both roles)."""
     if output is None or output.is_dir():
         output = imageio.default_output_path(image, output, output_format)
+    if is_auto(mask):
+        return Plan([Job(image, (), output)])
     if not mask.is_dir():
         return Plan([Job(image, (mask,), output)])
     index = MaskIndex(mask, recursive=False, shared=mask.resolve() == image.parent.resolve())
@@ -268,9 +290,10 @@ def plan_single(
 
 
 def _names_a_folder(output: str | os.PathLike[str]) -> bool:
-    """`-o out/` (a trailing separator) or an existing folder."""
+    """`-o out/` (a trailing separator), an existing folder, or a name without an extension (an
+    output file needs one to tell its format; the command line's paths lose a trailing `/`)."""
     text = os.fspath(output)
-    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+    return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
 
 
 def plan_run(
@@ -293,7 +316,7 @@ def plan_run(
     """
     if not storage.is_remote(input) and not input.exists():
         raise UsageError("no such file or folder", path=input)
-    if not storage.is_remote(mask) and not mask.exists():
+    if not is_auto(mask) and not storage.is_remote(mask) and not mask.exists():
         raise UsageError("no such mask file or folder", path=mask)
     intermediates = settings.intermediates_dir
     if intermediates is not None:
@@ -376,6 +399,8 @@ def planned_writes(plan: Plan, settings: RunSettings, *, report: Path | None = N
         if settings.panel:
             yield Access(panel_path(job.output), f"the panel{of}", option="-o")
         yield Access(record_path(job.output), f"the provenance record{of}", option="-o")
+        if settings.save_mask:
+            yield Access(saved_mask_path(job.output), f"the saved mask{of}", option="-o")
         folder = intermediates_folder(job, settings)
         if folder is not None:
             yield Access(folder, f"the intermediates folder{of}", folder=True, option="--save-intermediates")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +52,18 @@ class Provenance:
     """`format` (None: the input's) and `quality`."""
     version: str
     device: str | None = None
+    unknown: tuple[str, ...] = ()
+    """Fields not known yet and not compared (a dry run loads no model, so knows no precision)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        del record["unknown"]
+        return record
 
     def differences(self, recorded: dict[str, Any], *, unknown: Iterable[str] = ()) -> list[str]:
         """What differs from a recorded provenance, as `model gatedconv-tiny (now telea)` phrases.
         `UNCOMPARED` fields and those named `unknown` (not known yet, as in a dry run) are skipped."""
-        skipped = UNCOMPARED | set(unknown)
+        skipped = UNCOMPARED | set(unknown) | set(self.unknown)
         found = []
         for key, value in self.as_dict().items():
             if key in skipped:
@@ -107,6 +111,27 @@ def for_run(
         version=tool_version(),
         device=device,
     )
+
+
+def expected(
+    model: str,
+    checkpoint: str | os.PathLike[str] | None,
+    settings: Any,
+    *,
+    strategy: str,
+    plan_options: dict[str, Any],
+) -> Provenance:
+    """The provenance a run with these options would record, as far as it is known without loading
+    the model (for a dry run): the precision depends on the device, so it is left uncompared."""
+    made_with = for_run(
+        model=model,
+        weights_sha256=weights_checksum(model, checkpoint),
+        strategy=strategy,
+        precision=None,
+        settings=settings,
+        plan_options=plan_options,
+    )
+    return replace(made_with, unknown=("precision",))
 
 
 def weights_checksum(model: str, checkpoint: str | os.PathLike[str] | None = None) -> str | None:

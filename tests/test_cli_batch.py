@@ -165,18 +165,25 @@ def test_dry_run_reads_headers_lists_what_would_fail_and_exits_1(
 ) -> None:
     photos, masks = messy
     out = tmp_path / "out"
-    save_mask(out / "good.png", make_hole())  # an existing output of an earlier run: skipped in a batch
-    made_with = provenance.for_run(
-        model="lama", weights_sha256=None, strategy="auto", precision=None, settings=batch.RunSettings()
-    )
-    provenance.write_record(
-        provenance.record_path(out / "good.png"),
-        made_with,
-        image=photos / "good.png",
-        written=[out / "good.png"],
-        intermediates=None,
-        complete=True,
-    )
+    plan_options = {"max_side": None, "tile_size": None, "tile_overlap": 64, "crop_margin": None}
+    for name, model in [("good.png", "lama"), ("grey16.png", "telea")]:  # outputs of earlier runs
+        save_mask(out / name, make_hole())
+        made_with = provenance.for_run(
+            model=model,
+            weights_sha256=provenance.weights_checksum(model),
+            strategy="auto",
+            precision="float32",
+            settings=batch.RunSettings(),
+            plan_options=plan_options,
+        )
+        provenance.write_record(
+            provenance.record_path(out / name),
+            made_with,
+            image=photos / name,
+            written=[out / name],
+            intermediates=None,
+            complete=True,
+        )
     save_mask(out / "grey.png", make_hole())  # an output of unknown origin: refused, not replaced
 
     def no_model(*args: object, **kwargs: object) -> None:
@@ -191,6 +198,10 @@ def test_dry_run_reads_headers_lists_what_would_fail_and_exits_1(
     by_image = {row[0]: row[1:] for row in rows}
     assert by_image[str(photos / "good.jpg")] == [str(masks / "good.png"), str(out / "good.jpg"), "run"]
     assert by_image[str(photos / "good.png")][2] == "skip: output exists, made with the same settings"
+    assert by_image[str(photos / "grey16.png")][2] == (
+        f"{out / 'grey16.png'}: output made with other settings: model telea (now lama) "
+        "(use --overwrite to redo it, or choose another -o)"
+    )
     assert by_image[str(photos / "grey.png")][2].endswith(
         "has no provenance record (made by another program "
         "or an older inpaint) (use --overwrite to redo it, "
@@ -511,6 +522,10 @@ def test_output_paths_a_trailing_slash_a_file_name_for_a_folder_and_missing_pare
     into = invoke("in", "--mask", "masks", "-o", "new", "--model", "telea")  # the folder itself is created
     assert into.exit_code == 0, into.stderr
     assert Path("new/a.png").is_file()
+    for folder in ["dir/", "plain"]:  # a trailing slash, or no extension: a folder for a single image too
+        single_into = invoke("p.png", "--mask", "m.png", "-o", folder, "--model", "telea")
+        assert single_into.exit_code == 0, single_into.stderr
+        assert Path(folder, "p_inpainted.png").is_file()
 
 
 def test_a_file_name_with_a_newline_stays_one_line(users_files: Path) -> None:
