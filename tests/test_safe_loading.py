@@ -443,7 +443,7 @@ def test_keys_naming_thousands_of_layers_hit_the_depth_ceiling(tmp_path: Path) -
 
 
 def test_deflate_bomb_storage_is_refused_before_inflating(tmp_path: Path) -> None:
-    """A storage member of 1 GiB of zeros, deflated to about 1 MB."""
+    """A storage member of 1 GiB of zeros, deflated (fast, level 1) to under 8 MB."""
     numel = 1 << 28
     path = tmp_path / "bomb.pth"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
@@ -453,7 +453,7 @@ def test_deflate_bomb_storage_is_refused_before_inflating(tmp_path: Path) -> Non
         with archive.open("archive/data/0", "w", force_zip64=True) as member:
             for _ in range(numel * 4 // (1 << 24)):
                 member.write(bytes(1 << 24))
-    assert path.stat().st_size < 4 << 20
+    assert path.stat().st_size < 8 << 20  # deflated more than 128 times
 
     message, rss = load_in_child(path)
 
