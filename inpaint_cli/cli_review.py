@@ -102,6 +102,7 @@ def compare(
         typer.Option("--json", help="Also write the table as JSON to this file (- for stdout)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (see `inpaint run`).")] = "auto",
     strategy: Annotated[
         str, typer.Option(help="Resolution strategy of every model (see `inpaint run`).")
     ] = "auto",
@@ -115,7 +116,7 @@ def compare(
     from inpaint_cli.errors import InpaintError, UsageError
 
     names = [name.strip() for name in models.split(",") if name.strip()]
-    options = {"device": device, "strategy": strategy}
+    options = {"device": device, "precision": precision, "strategy": strategy}
     try:
         if not input.exists():
             raise UsageError("no such file or folder", path=input)
@@ -187,8 +188,9 @@ def _compare_folder(
         target.parent.mkdir(parents=True, exist_ok=True)
         save_png(target, comparing.make_grid(comparison).picture)
 
+    exclude = [output] if output is not None else []
     result = comparing.compare_folder(
-        folder, mask, originals, names, recursive=recursive, on_image=draw, **options
+        folder, mask, originals, names, recursive=recursive, exclude=exclude, on_image=draw, **options
     )
     for failure in result.failures:
         console.print(f"[bold red]error:[/] {escape(printable(failure))}", soft_wrap=True)

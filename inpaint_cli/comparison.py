@@ -271,10 +271,11 @@ def _original_for(relative: Path, originals: Path) -> Path | None:
 
 
 def pair_folder(
-    folder: Path, mask: Path, originals: Path, *, recursive: bool = False
+    folder: Path, mask: Path, originals: Path, *, recursive: bool = False, exclude: Sequence[Path] = ()
 ) -> tuple[list[tuple[Path, tuple[Path, ...], Path | None]], list[str]]:
     """(image, masks, original) for each image of `folder`, paired by name like `inpaint run`'s
-    batches; images without a mask get an empty tuple (the caller reports them)."""
+    batches; images without a mask get an empty tuple (the caller reports them). Folders in `exclude`
+    (where grids are written) are not walked."""
     from inpaint_cli import batch
 
     problems: list[str] = []
@@ -282,10 +283,11 @@ def pair_folder(
     if mask.is_dir():
         shared = mask.resolve() == folder.resolve()
         index = batch.MaskIndex(
-            mask, recursive=recursive, shared=shared, exclude=(originals,), errors=problems
+            mask, recursive=recursive, shared=shared, exclude=(originals, *exclude), errors=problems
         )
     skip = {path.resolve() for path in index.files} if index else {mask.resolve()}
-    images = batch.walk_images(folder, recursive=recursive, exclude=(mask, originals), errors=problems)
+    walked = (mask, originals, *exclude)
+    images = batch.walk_images(folder, recursive=recursive, exclude=walked, errors=problems)
     pairs = []
     for image in images:
         if image.resolve() in skip:
@@ -303,6 +305,7 @@ def compare_folder(
     models: Sequence[str] = DEFAULT_MODELS,
     *,
     recursive: bool = False,
+    exclude: Sequence[Path] = (),
     on_image: Callable[[Comparison], None] | None = None,
     **options: Any,
 ) -> FolderComparison:
@@ -319,7 +322,7 @@ def compare_folder(
             raise UsageError(f"no such {role}", path=path)
     if not originals.is_dir():
         raise UsageError("must be a folder of originals when the input is a folder", path=originals)
-    pairs, failures = pair_folder(folder, mask, originals, recursive=recursive)
+    pairs, failures = pair_folder(folder, mask, originals, recursive=recursive, exclude=exclude)
     if not pairs:
         raise UsageError("no images found", path=folder)
     fillers, load_seconds = load_models(list(models), **options)

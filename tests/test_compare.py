@@ -325,27 +325,28 @@ def test_compare_command_errors(tmp_path: Path) -> None:
 
 def test_compare_command_on_a_folder(tmp_path: Path) -> None:
     write_folder(tmp_path)
-    grids = tmp_path / "grids"
+    grids = tmp_path / "images" / "grids"  # inside the input folder: never walked as images
     folders = ["--mask", str(tmp_path / "masks"), "--original", str(tmp_path / "originals")]
-    result = CliRunner().invoke(
-        app,
-        [
-            "compare",
-            str(tmp_path / "images"),
-            *folders,
-            "--models",
-            "telea,ns",
-            "-o",
-            str(grids),
-            "--json",
-            "-",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert [row["model"] for row in data["means"]] == ["telea", "ns"] and data["means"][0]["images"] == 2
-    assert "c.png: no original found" in result.stderr
-    assert sorted(path.name for path in grids.iterdir()) == ["a_compare.png", "b_compare.png"]
+    args = ["compare", str(tmp_path / "images"), *folders, "--models", "telea,ns", "-o", str(grids), "-r"]
+    for _ in range(2):
+        result = CliRunner().invoke(app, [*args, "--json", "-"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert [row["model"] for row in data["means"]] == ["telea", "ns"] and data["means"][0]["images"] == 2
+        assert "c.png: no original found" in result.stderr
+        assert sorted(path.name for path in grids.iterdir()) == ["a_compare.png", "b_compare.png"]
+
+
+def test_grey_and_16_bit_images_compare() -> None:
+    clean = picture(shape=(64, 80, 1)).astype(np.uint16) * 257
+    hole = square_hole()
+    damaged = clean.copy()
+    damaged[hole] = 0
+    result = comparison.compare(damaged, hole, ["telea"], original=clean, device="cpu")
+    (row,) = result.rows()
+    assert 10 < row["psnr_hole"] < 40 and 0 < row["ssim_hole"] < 1  # scored on the 16-bit scale
+    grid = comparison.make_grid(result)
+    assert grid.picture.mode == "RGB" and grid.labels == ["input", "original", "telea"]
 
 
 @pytest.mark.slow
