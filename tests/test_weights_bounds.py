@@ -533,6 +533,8 @@ def test_import_refuses_a_demo_model_under_the_full_models_name(cache: Path) -> 
         "holds a lama network of 704,771 tensor values, but lama (big-lama) has 51,057,179: "
         "not the lama weights (it looks like lama-tiny)"
     )
+    assert caught.value.hint == "use it as `--model lama-tiny`"
+    assert notes.notes == []  # no "not verified" line before the refusal
     assert weights.cached_path("lama") is None and not (cache / "lama.safetensors").exists()
 
 

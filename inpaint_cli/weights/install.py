@@ -225,7 +225,9 @@ def check_architecture(entry: ModelEntry, converted: Path, original: Path) -> No
         f"holds a {entry.family} network of {values:,} tensor values, but {entry.name} ({entry.variant}) "
         f"has {entry.parameters:,}: not the {entry.name} weights{looks}",
         path=original,
-        hint="to run other weights, use `inpaint run --checkpoint FILE`",
+        hint=f"use it as `--model {alike[0]}`"
+        if alike
+        else "to run other weights, use `inpaint run --checkpoint FILE`",
     )
 
 

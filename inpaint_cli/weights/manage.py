@@ -105,8 +105,9 @@ def _import_archive(entry: ModelEntry, path: Path, progress: DownloadProgress, l
                 f"expected {source.member_sha256}",
                 path=path,
             )
+        installed = install(entry, target, sha256, path.resolve().as_uri())
         progress.note(f"{path.name}: {member} not verified (no checksum to compare with); sha256 {sha256}")
-        return install(entry, target, sha256, path.resolve().as_uri())
+        return installed
     finally:
         target.unlink(missing_ok=True)
 
@@ -151,10 +152,11 @@ def import_file(
             finally:
                 target.unlink(missing_ok=True)
         _refuse_contradicted(entry, path, formats.container(path), sha256, md5)
+        installed = install(entry, path, sha256, path.resolve().as_uri())
         progress.note(
             f"{path.name}: not verified (no published checksum for this kind of file); sha256 {sha256}"
         )
-        return install(entry, path, sha256, path.resolve().as_uri())
+        return installed
 
 
 @dataclass(frozen=True)
