@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from inpaint_cli import cli_detect, cli_review, cli_run, cli_weights
+from inpaint_cli.cli_command import same_help_everywhere
 from inpaint_cli.console import fail
 
 app = typer.Typer(
@@ -98,6 +99,7 @@ app.add_typer(cli_weights.weights_app, name="weights")
 app.command()(cli_review.report)
 app.command()(cli_review.compare)
 app.command()(cli_detect.detect)
+same_help_everywhere(app)  # after the last command: flags without `<bool>`, usage lines without braces
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional, TypeVar, Union
 import click
 import typer
 import typer.core
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from inpaint_cli.console import EXIT_USAGE, console, fail, printable
 
@@ -34,6 +34,20 @@ OTHER_TOOLS_OPTIONS = {
     "--model-dir": "models are cached by `inpaint weights pull NAME`; use --checkpoint FILE for a file",
 }
 """Options of similar tools (IOPaint, lama's predict.py) answered with what to type here."""
+
+
+def _flags_without_metavar(params: list[click.Parameter]) -> list[click.Parameter]:
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""  # a flag takes no value: no `<bool>` in the help
+    return params
+
+
+class OptionsGroup(TyperGroup):
+    """A Typer group (the app, `weights`) whose help shows flags without `<bool>`."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _flags_without_metavar(super().get_params(ctx))
 
 
 class OptionsCommand(TyperCommand):
@@ -52,20 +66,16 @@ class OptionsCommand(TyperCommand):
         return [*pieces, "[OPTIONS]"]
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        params = super().get_params(ctx)
-        for param in params:
-            if getattr(param, "is_flag", False):
-                param.metavar = ""  # a flag takes no value: no `<bool>` in the help
-        return params
+        return _flags_without_metavar(super().get_params(ctx))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, _with_bare_values(args))
         except _CLICK.exceptions.NoSuchOption as error:
             hint = OTHER_TOOLS_OPTIONS.get(error.option_name)
-            _usage_error(f"no such option {error.option_name}", hint or f"see inpaint {ctx.info_name} --help")
+            _usage_error(f"no such option {error.option_name}", hint or f"see {ctx.command_path} --help")
         except _CLICK.exceptions.UsageError as error:
-            _usage_error(error.format_message().rstrip("."), f"see inpaint {ctx.info_name} --help")
+            _usage_error(error.format_message().rstrip("."), f"see {ctx.command_path} --help")
 
 
 BARE_VALUES: dict[str, str] = {}
@@ -83,6 +93,18 @@ def _with_bare_values(args: list[str]) -> list[str]:
             if following is None or following.startswith("-") or os.path.exists(following):
                 filled.append(BARE_VALUES[arg])
     return filled
+
+
+def same_help_everywhere(app: typer.Typer) -> None:
+    """Every command and group of `app` (registered so far) gets the tool's help and usage errors."""
+    if not isinstance(app.info.cls, type) or app.info.cls is TyperGroup:  # unset: Typer's default
+        app.info.cls = OptionsGroup
+    for command in app.registered_commands:
+        if not isinstance(command.cls, type) or command.cls is TyperCommand:
+            command.cls = OptionsCommand
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            same_help_everywhere(group.typer_instance)
 
 
 def _usage_error(message: str, hint: str) -> typing.NoReturn:

@@ -406,3 +406,32 @@ def test_ctrl_c_ends_the_run_with_a_result_that_knows_what_never_ran(tmp_path: P
     assert [job.image.name for job in result.not_run] == ["2.png", "3.png", "4.png"]
     summary = json.loads(report.read_text())["summary"]
     assert (summary["done"], summary["not_run"]) == (2, 3)
+
+
+def command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the application, as the words that reach it."""
+    found = [prefix]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += command_paths(sub, (*prefix, name))
+    return found
+
+
+def test_the_help_of_every_command_has_no_bool_metavars_nor_braces() -> None:
+    import typer
+
+    paths = command_paths(typer.main.get_command(app))
+    assert ("run",) in paths and ("weights", "pull") in paths and len(paths) >= 8
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, path
+        assert "<bool>" not in result.output, path
+        usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+        assert "{" not in usage, (path, usage)
+
+
+def test_usage_errors_of_any_command_are_one_line() -> None:
+    result = runner.invoke(app, ["weights", "pull"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: Missing argument 'name' (see inpaint weights pull --help)"
+    ]
