@@ -664,3 +664,15 @@ def test_manifest_network_sizes_are_those_of_the_official_architectures(name: st
     values = sum(tensor.numel() for tensor in network.state_dict().values())
     expected = weights.get_entry(name).parameters
     assert abs(values - expected) <= weights.install.PARAMETER_TOLERANCE * expected / 100  # within 0.02 %
+
+
+def test_weights_list_shows_bundled_models_as_bundled() -> None:
+    result = CliRunner().invoke(weights_app, ["list"], terminal_width=250)
+
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 5
+    }
+    assert rows["lama-tiny"] == "bundled" and rows["lama"] == "no" and rows["scratch-bopbtl"] == "no"
