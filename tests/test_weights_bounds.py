@@ -515,7 +515,7 @@ def test_models_table_is_built_without_torch() -> None:
         for line in result.stdout.splitlines()
         if line.count("│") == 7
     }
-    assert rows["lama"][2] == "~410.0 MB" and rows["lama"][4] == "no"
+    assert rows["lama"][2] == "~400.0 MB" and rows["lama"][4] == "no"
     assert rows["lama-fourier"][2] == "by hand"
     assert rows["gatedconv"][2] == "~40.0 MB"
     assert rows["scratch-bopbtl"][2] == "~452.0 MB"
