@@ -461,6 +461,8 @@ def test_targets_are_compared_by_file_identity(tmp_path: Path) -> None:
         assert caught.value.what == "is the mask of p.png and cannot be the output", spelling
         assert caught.value.path == tmp_path / "m.png" and caught.value.hint == "choose another -o"
     check_targets(reads, [Access(tmp_path / "out.png", "the output")])  # a new file: fine
+    # `dir/..` is the parent of the folder `dir` points to, as the system resolves it: another m.png.
+    check_targets(reads, [Access(tmp_path / "dir/../m.png", "the output")])
 
     folder_write = Access(tmp_path / "dir", "the intermediates folder", folder=True)
     with pytest.raises(UsageError, match="is the image and cannot be the intermediates folder"):
