@@ -182,6 +182,7 @@ class _Run:
         """Every unfinished reference (model loads and jobs) and the actor it runs on."""
         self.stop = False
         self.last_loss = ""
+        self.provenances: list[dict[str, Any]] = []
         self.started = time.time()
         workers = options.workers or default_workers(options, ray.cluster_resources())
         self.workers = min(workers, max(1, len(jobs)))
@@ -311,6 +312,13 @@ class _Run:
 
     def _finish(self, index: int, outcome: JobOutcome) -> None:
         outcome.job = self.jobs[index]  # the driver's own object, not the worker's copy
+        # Every output of a worker has the same provenance: keep one copy, not one per image.
+        if outcome.provenance is not None:
+            same = next((known for known in self.provenances if known == outcome.provenance), None)
+            if same is None:
+                self.provenances.append(outcome.provenance)
+            else:
+                outcome.provenance = same
         self.outcomes[index] = outcome
         if self.fail_fast and outcome.status is batch.Status.FAILED:
             self.stop = True
