@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from inpaint_cli import visualize
@@ -603,6 +604,21 @@ def test_bf16_stays_close_to_the_reference(tmp_path: Path, variant: str) -> None
     result = inpainter.inpaint(image, hole).pixels
     assert np.array_equal(result[~hole], image[~hole])
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 4 * PIXEL_TOLERANCE
+
+
+def test_declared_cost_counts_what_torch_counts_including_attention(network: gc.DeepFillV2) -> None:
+    """Convolutions and contextual attention's two L×L products, as torch's FLOP counter counts them;
+    the attention makes the cost of a 4× larger side grow far more than 16×."""
+    height, width = 96, 128
+    image = torch.rand(1, 3, height, width)
+    mask = torch.zeros(1, 1, height, width)
+    mask[..., 32:64, 40:88] = 1
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network(image, mask)
+    # The fuse step's additions are not multiply-accumulates: torch does not count them.
+    assert network.cost_estimate(height, width) == pytest.approx(counter.get_total_flops() / 1e9, rel=0.02)
+    assert network.cost_estimate(2048, 2048) > 50 * network.cost_estimate(512, 512)
+    assert network.native_side == 1024
 
 
 # --- the full-size fixtures, where present --------------------------------------------------------------

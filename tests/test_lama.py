@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from inpaint_cli import visualize
@@ -437,6 +438,18 @@ def test_intermediates_folder_has_raw_tensors_and_stats(prepared, case_b, tmp_pa
     assert stats["layers"]["feature.model.5.local"]["mean_inside_hole"] == pytest.approx(
         inside.item(), rel=1e-5
     )
+
+
+def test_declared_cost_counts_what_torch_counts_and_the_native_side(prepared):
+    """The convolutions' count agrees with torch's FLOP counter (which skips FFTs); FFTs come on top."""
+    height, width = 64, 96
+    image, mask = torch.rand(1, 3, height, width), torch.ones(1, 1, height, width)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        prepared(image, mask)
+    convolutions = 2 * prepared.macs_per_pixel() * height * width / 1e9
+    assert convolutions == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
+    assert convolutions < prepared.cost_estimate(height, width) < 1.2 * convolutions
+    assert prepared.native_side == 8 * prepared.training_size == 2048
 
 
 # --- the full-size fixtures, where present --------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 from inpaint_cli import visualize
@@ -541,6 +542,14 @@ def test_mask_updates_strip_shows_the_shrinking_hole(tmp_path: Path) -> None:
     assert colour(1, 3, 1) == visualize.STILL_HOLE_COLOUR  # enc_1 cell (1, 0) covers input rows 2-3, cols 0-1
     assert colour(1, 3, 3) == visualize.FILLED_COLOUR
     assert colour(2, 3, 1) == visualize.FILLED_COLOUR and colour(2, 7, 7) == visualize.KNOWN_COLOUR
+
+
+def test_declared_cost_counts_what_torch_counts_and_the_native_side(network: PConvUNet) -> None:
+    height, width = 64, 96
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network(torch.rand(1, 3, height, width), torch.ones(1, 1, height, width))
+    assert network.cost_estimate(height, width) == pytest.approx(counter.get_total_flops() / 1e9, rel=0.01)
+    assert network.native_side == 4 * network.training_size == 1024
 
 
 # --- the full-size fixtures, where present --------------------------------------------------------------

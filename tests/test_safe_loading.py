@@ -32,6 +32,7 @@ from inpaint_cli.checkpoints import (
 )
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.loading import checkpoint_family, convert_checkpoint, network_from_checkpoint
+from inpaint_cli.models import FAMILIES, classical, weighted_families
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -681,3 +682,16 @@ def test_loading_imports_go_one_way_and_never_inside_functions(
 ) -> None:
     imported, in_functions = _imports(PACKAGE / module)
     assert not {name for name in imported if name.startswith(forbidden)} and not in_functions
+
+
+def test_the_registry_keys_each_family_class_by_the_name_it_declares() -> None:
+    assert all(family.family == name for name, family in FAMILIES.items())
+    assert weighted_families() == ["gatedconv", "lama", "pconv"]
+    telea = classical.ClassicalInpainter.build(classical.MODELS["telea"])
+    # No training resolution, so nothing to downscale for: the largest side a file can hold.
+    assert telea.training_size is None and telea.native_side == classical.UNLIMITED_SIDE == 2**31 - 1
+    assert telea.cost_estimate(1000, 1000) == pytest.approx(2 * 5 * 7**2 * 1e6 / 1e9)  # radius 3
+    with pytest.raises(CheckpointError, match="config method is 'fast'; expected one of 'telea', 'ns'"):
+        classical.ClassicalInpainter.build({"method": "fast"})
+    with pytest.raises(CheckpointError, match="the classical methods take no weights"):
+        network_from_checkpoint(read_checkpoint(DATA / "pconv" / "small.pth"), "classical")
