@@ -299,6 +299,8 @@ def _keep_earlier_runs(rows: list[ReviewRow], cache: dict) -> list[ReviewRow]:
             earlier = {**earlier, "masks": tuple(Path(m) for m in earlier.get("masks", ()))}
             for name in ("image", "output"):
                 earlier[name] = Path(earlier[name]) if earlier.get(name) else None
+            known = {item.name for item in fields(ReviewRow)}
+            earlier = {key: value for key, value in earlier.items() if key in known}
             row = ReviewRow(**{**earlier, "suspicious": [], "note": "done by an earlier run"})
         kept.append(row)
     return kept
@@ -382,7 +384,7 @@ def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
 def _thumbs_exist(page_folder: Path, made: object) -> bool:
     thumbs = made.get("thumbs") if isinstance(made, dict) else None
     return isinstance(thumbs, dict) and all(
-        name is None or (page_folder / name).is_file() for name in thumbs.values()
+        name is None or (page_folder / urllib.parse.unquote(name)).is_file() for name in thumbs.values()
     )
 
 

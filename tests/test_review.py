@@ -262,3 +262,14 @@ def test_mask_overlay_reads_masks_as_the_run_did(tmp_path: Path) -> None:
     read = review_pixels.read_hole(row.masks, (20, 30), row.mask_options)
     assert read.sum() == 20 * 30 - 3 * 13  # inverted, then grown by 1 px: the white bar shrinks to 3×13
     assert review_pixels.read_hole(row.masks, (20, 30)).sum() == 5 * 15
+
+
+def test_a_page_name_needing_url_quoting_still_reuses_its_thumbnails(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    rows = review.rows_from_report(review.load_report(report))
+    page = tmp_path / "my review #1.html"
+    first = review.build_page(rows, page)
+    assert all(thumb.startswith("my%20review%20%231_files/") for thumb in page_rows(page)[1]["th"])
+    assert (tmp_path / "my review #1_files").is_dir()
+    again = review.build_page(rows, page)
+    assert first.thumbnails_written == 17 and again.thumbnails_written == 0
