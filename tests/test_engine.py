@@ -580,3 +580,22 @@ def test_estimate_uses_the_cost_model_and_one_timed_pass():
     assert model.seconds_per_cost is not None and seconds == pytest.approx(big.cost * model.seconds_per_cost)
     (tiling,) = big.tilings
     assert big.cost == pytest.approx(big.passes * model.geometry.pass_cost(tiling.height, tiling.width))
+
+
+def test_a_non_finite_output_fails_that_image_in_a_run_and_writes_nothing(tmp_path):
+    from PIL import Image
+
+    from inpaint_cli import batch
+    from inpaint_cli.jobs import RunSettings, plan_single
+
+    class Broken(RecordingNetwork):
+        def forward(self, image, mask, intermediates=None):
+            return torch.full_like(image, math.inf)
+
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "p.png")
+    Image.fromarray(box_hole(32, 32).astype(np.uint8) * 255).save(tmp_path / "m.png")
+    (job,) = plan_single(tmp_path / "p.png", tmp_path / "m.png", tmp_path / "out.png").jobs
+    model = Inpainter(Broken(), name="broken", device="cpu", precision="fp32")
+    outcome = batch.restore(model, job, RunSettings())
+    assert outcome.status is batch.Status.FAILED and not (tmp_path / "out.png").exists()
+    assert "broken produced values that are not finite" in outcome.error and "\n" not in outcome.error
