@@ -126,3 +126,17 @@ def test_a_huge_dilation_is_bounded_and_a_large_one_is_a_disc(tmp_path):
     rows, cols = np.mgrid[0:200, 0:300]
     distance = np.hypot(rows - 100, cols - 150)
     assert disc[distance <= 39.5].all() and not disc[distance >= 40.5].any()
+
+
+def test_a_weight_file_loads_by_path_and_its_family_is_recognised():
+    model = inpaint_cli.load_model(ROOT / "tests/data/lama/small.ckpt", device="cpu", precision="fp32")
+    assert model.inpainter.network.family == "lama" and model.name == "small.ckpt"
+    assert repr(model) == "Model('small.ckpt', family='lama', device='cpu', precision='float32')"
+    image = np.full((48, 64, 3), 128, np.uint8)
+    hole = np.zeros((48, 64), bool)
+    hole[10:30, 20:40] = True
+    filled = model.inpaint(image, hole, strategy="full")
+    np.testing.assert_array_equal(filled[~hole], image[~hole])
+    assert model.last_result.plan.describe() == "full: whole image; 1 pass"
+    with pytest.raises(inpaint_cli.InpaintError, match="family= is only for weight files"):
+        inpaint_cli.load_model("telea", family="lama")
