@@ -435,3 +435,14 @@ def test_usage_errors_of_any_command_are_one_line() -> None:
     assert result.output.strip().splitlines() == [
         "error: Missing argument 'name' (see inpaint weights pull --help)"
     ]
+
+
+def test_the_readme_set_up_installs_the_ci_pytorch_first_then_the_tool() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Set-up in two commands", 1)[1].split("\n## ", 1)[0]
+    first, second = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)[:2]
+    steps = [step.strip() for step in first.split("&&")]
+    pinned = re.search(r'pip install --quiet "(torch==[\d.]+)"', (ROOT / ".ci" / "run").read_text()).group(1)
+    assert steps[0].startswith(f"pip install {pinned} ")  # the CPU build of the version CI pins, first
+    assert steps[1] == "pip install ." and steps[2].startswith("inpaint run examples/")
+    assert second == 'pip install -e ".[test]" && python -m pytest -q'
