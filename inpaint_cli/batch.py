@@ -17,24 +17,20 @@ its masks, its output), `JobOutcome` (what happened to one job; `as_record()` is
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from inpaint_cli import headers, imageio, provenance, storage, visualize
-from inpaint_cli.atomic import TEMPORARY_NAME, remove_if_abandoned
+from inpaint_cli import imageio, provenance, storage, visualize
 from inpaint_cli.engine import Inpainter, InpaintResult
-from inpaint_cli.errors import InpaintError, InputError, OutputError
+from inpaint_cli.errors import InpaintError
 from inpaint_cli.jobs import (  # noqa: F401 - re-exported: the batch's planning types and functions
     MASK_NAME,
     OUTPUT_FOLDER_SUFFIX,
@@ -52,56 +48,23 @@ from inpaint_cli.jobs import (  # noqa: F401 - re-exported: the batch's planning
     plan_folder,
     plan_run,
     plan_single,
+    saved_mask_path,
     walk_images,
 )
+from inpaint_cli.outcomes import JobOutcome, Outcomes, Status, status_counts, write_report  # noqa: F401
 from inpaint_cli.provenance import Provenance
+from inpaint_cli.resume import (  # noqa: F401 - re-exported
+    dry_run_action,
+    header_problem,
+    output_complete,
+    precheck,
+    remove_stale_parts,
+)
 from inpaint_cli.strategies import Box
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Status(str, Enum):
-    DONE = "done"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass
-class JobOutcome:
-    """What happened to one job. `as_record()` is its entry in the JSON report (README, "Batches")."""
-
-    job: Job
-    status: Status
-    seconds: float = 0.0
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    strategy: str | None = None
-    written: list[Path] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)
-    """Seconds per step (`read`, `fill`, `write`), for `-v`."""
-    placement: dict[str, str] = field(default_factory=dict)
-    """Where a distributed batch ran this input (`node`, `worker`); empty for a local run."""
-    provenance: dict[str, Any] | None = None
-    """What made the output: this run's settings when done, the recorded ones when skipped."""
-
-    def as_record(self) -> dict:
-        """The JSON report entry of this input; every path absolute."""
-        shown = provenance.absolute
-        return {
-            "image": shown(self.job.image),
-            "masks": [shown(m) for m in self.job.masks],
-            "output": shown(self.job.output),
-            "status": self.status.value,
-            "strategy": self.strategy,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-            "warnings": self.warnings,
-            "written": [shown(p) for p in self.written],
-            "provenance": self.provenance,
-            **self.placement,
-        }
 
 
 # --- one job in three steps: read, fill, write ------------------------------------------------------
@@ -117,122 +80,15 @@ class Loaded:
     """Warnings about the files (only the first frame of an APNG or multi-page TIFF is used)."""
 
 
-def output_complete(path: Path) -> bool:
-    """Whether an existing output file is whole: outputs are renamed into place only once fully
-    written, so any non-empty file under the final name is complete."""
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
-
-
-def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
-    """Delete the temporary files that killed runs left beside these outputs, listing each folder once.
-
-    `atomic.atomic_path` names them `.<stem>.<random>.part<suffix>`; the random part has no dot,
-    so the temporary file of `x.y.png` is never taken for one of `x.png`. A temporary file that a
-    live process holds (a second batch on the same folder) is left alone.
-    """
-    names_by_folder: dict[Path, set[str]] = {}
-    for output in outputs:
-        names_by_folder.setdefault(output.parent, set()).add(output.name)
-    removed = []
-    for folder, names in names_by_folder.items():
-        if storage.is_remote(folder):  # object stores get whole objects in one put: no temporary files
-            continue
-        try:
-            entries = os.listdir(folder)
-        except OSError:  # not created yet, or not ours to list: nothing of ours to clean
-            continue
-        for entry in entries:
-            match = TEMPORARY_NAME.fullmatch(entry)
-            if match and match["stem"] + match["suffix"] in names and remove_if_abandoned(folder / entry):
-                removed.append(folder / entry)
-    if removed:
-        logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
-    return sorted(removed)
-
-
-def precheck(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> JobOutcome | None:
-    """The outcome of a job decided without reading its image: a known problem or an existing output.
-
-    With `Existing.SKIP` (a resume) an existing output is skipped only if its provenance record says
-    it was made with the same settings as `made_with` and has every artefact asked for now; it is
-    redone if its record shows it was cut short or lacks an artefact (a panel), and refused if it
-    was made otherwise or by something else: `--overwrite` redoes it.
-    """
-    problem = job.problem
-    if problem is None and job.output.resolve() == job.image.resolve():
-        problem = OutputError("output would overwrite the input", path=job.output, hint="choose another -o")
-    if problem is None and job.output.exists():
-        if settings.existing is Existing.ERROR:
-            problem = OutputError("output exists", path=job.output, hint="use --overwrite to replace it")
-        elif settings.existing is Existing.SKIP:
-            return _resume(job, settings, made_with)
-    if problem is not None:
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
-    return None
-
-
-def _resume(job: Job, settings: RunSettings, made_with: Provenance | None) -> JobOutcome | None:
-    """The outcome of a job whose output exists, in a resumed batch; None: (re)do it."""
-    if not output_complete(job.output):
-        return None
-    record = provenance.read_record(job.output)
-    redo = "use --overwrite to redo it, or choose another -o"
-    if record is None:
-        problem = OutputError(
-            "output exists and has no provenance record (made by another program or an older inpaint)",
-            path=job.output,
-            hint=redo,
-        )
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
-    if not record["complete"]:
-        return None  # ours, cut short before its panel or intermediates: redo with these settings
-    differences = made_with.differences(record["provenance"]) if made_with is not None else []
-    if differences:
-        problem = OutputError(
-            f"output made with other settings: {', '.join(differences)}", path=job.output, hint=redo
-        )
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
-    panel = panel_path(job.output) if settings.panel else None
-    if provenance.missing_artefacts(record, panel, intermediates_folder(job, settings)):
-        return None  # same settings, so the redone output is the same; the missing artefacts appear
-    return JobOutcome(job, Status.SKIPPED, provenance=record["provenance"])
-
-
-def dry_run_action(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> tuple[str, bool]:
-    """What a run would do with a job, judged from names and file headers only (milliseconds per
-    file): `("run", False)`, `("skip: ...", False)`, or the one-line error and True if it would fail."""
-    decided = precheck(job, settings, made_with)
-    if decided is not None:
-        failed = decided.status is Status.FAILED
-        return (decided.error if failed else "skip: output exists, made with the same settings"), failed
-    problem = header_problem(job, settings)
-    return ("run", False) if problem is None else (problem, True)
-
-
-def header_problem(job: Job, settings: RunSettings) -> str | None:
-    """Why a job's files would fail, seen in their headers: not an image, too large, truncated, a
-    mask of another size. None if the headers look fine (decoding may still find damage)."""
-    if storage.is_remote(job.image) or any(map(storage.is_remote, job.masks)):
-        return None  # headers of objects in a store are not fetched for a dry run
-    try:
-        image = headers.read_header(job.image, max_pixels=settings.max_pixels)
-        for path, header in [(job.image, image)] + [
-            (mask, headers.read_header(mask, max_pixels=settings.max_pixels)) for mask in job.masks
-        ]:
-            if header.truncated:
-                raise InputError("file is truncated", path=path, hint="re-export or re-scan it")
-            if header.size != image.size:
-                raise imageio.size_mismatch(path, header.size, image.size, job.image)
-    except InpaintError as error:
-        return error.one_line()
-    return None
-
-
 def load(job: Job, settings: RunSettings) -> Loaded:
     """Decode the image and its mask(s) into a hole of the image's size."""
+    if not job.masks:  # --mask auto: the detector finds the hole
+        from inpaint_cli.detect_jobs import detected_hole
+
+        with storage.local_copies([job.image]) as (image,):
+            picture = imageio.read_image(image, max_pixels=settings.max_pixels)
+        hole = detected_hole(picture.pixels, settings.detector, settings.dilate)
+        return Loaded(picture, hole, list(picture.notes))
     # Files behind URLs are read from local copies (the codecs need files); local ones in place.
     notes: list[str] = []
     with storage.local_copies([job.image, *job.masks]) as (image, *masks):
@@ -277,6 +133,12 @@ def save(
         )
     outcome.written.append(job.output)
     outcome.warnings += _depth_lost(loaded.picture, job.output, settings.output_format)
+    if settings.save_mask:
+        from inpaint_cli.detect_jobs import write_mask
+
+        with storage.staged_write(saved_mask_path(job.output)) as staged:
+            write_mask(staged, loaded.hole)
+        outcome.written.append(saved_mask_path(job.output))
     capture = folder is not None
     if settings.panel or capture:
         panel = visualize.make_panel(loaded.picture.pixels, loaded.hole, result.pixels, result.coarse)
@@ -341,7 +203,10 @@ def _load_step(outcome: JobOutcome, settings: RunSettings) -> Loaded | None:
     if loaded is not None:
         outcome.warnings += loaded.notes
     if loaded is not None and not loaded.hole.any():
-        outcome.warnings.append(f"{outcome.job.masks[0]}: mask has no hole pixels; image copied through")
+        if outcome.job.masks:
+            outcome.warnings.append(f"{outcome.job.masks[0]}: mask has no hole pixels; image copied through")
+        else:
+            outcome.warnings.append(f"{outcome.job.image}: no damage found; image copied through")
     return loaded
 
 
@@ -400,24 +265,6 @@ def _save_step(
 ) -> JobOutcome:
     _attempt(outcome, lambda: save(outcome, loaded, result, settings, made_with), "write")
     return outcome
-
-
-class Outcomes(list[JobOutcome]):
-    """The outcomes of `run_jobs` in job order, and what did not run."""
-
-    def __init__(self, outcomes: Iterable[JobOutcome], not_run: list[Job], interrupted: bool) -> None:
-        super().__init__(outcomes)
-        self.not_run = not_run
-        """Jobs never started (`fail_fast`, Ctrl-C), in job order."""
-        self.interrupted = interrupted
-
-
-def status_counts(outcomes: Iterable[JobOutcome]) -> dict[Status, int]:
-    """How many outcomes have each status: the one count behind the report and the summary."""
-    counts = dict.fromkeys(Status, 0)
-    for outcome in outcomes:
-        counts[outcome.status] += 1
-    return counts
 
 
 # --- many jobs: decode ahead and encode behind in threads, the model in the calling thread ------------
@@ -529,27 +376,6 @@ def run_jobs(
                 finish(index, future.result())
     not_run = [job for index, job in enumerate(jobs) if index not in outcomes]
     return Outcomes((outcomes[index] for index in sorted(outcomes)), not_run, interrupted)
-
-
-def write_report(
-    path: Path,
-    outcomes: Sequence[JobOutcome],
-    *,
-    not_run: Sequence[Job] = (),
-    unused_masks: Sequence[Path] = (),
-) -> Path:
-    """The JSON report: a summary and one record per input, plus inputs never started
-    (`--fail-fast`, Ctrl-C) and masks that matched no image. Every path in it is absolute."""
-    counts = {status.value: count for status, count in status_counts(outcomes).items()}
-    report = {
-        "summary": {**counts, "not_run": len(not_run), "unused_masks": len(unused_masks)},
-        "inputs": [o.as_record() for o in outcomes],
-        "not_run": [provenance.absolute(job.image) for job in not_run],
-        "unused_masks": [provenance.absolute(mask) for mask in unused_masks],
-    }
-    with imageio.atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
 
 
 def provenance_of(

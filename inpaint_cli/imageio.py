@@ -377,7 +377,7 @@ def _width_x_height(size: Sequence[int]) -> str:
 
 def output_format(path: Path, format: str | None = None) -> str:
     """Pillow's format name for an output: `format` (png, jpg, jpeg, tif, tiff, webp) or the extension."""
-    path = Path(path)
+    path = path if storage.is_remote(path) else Path(path)  # only its name is read
     from_extension = _FORMAT_BY_NAME.get(path.suffix.lower().lstrip("."))
     if format is None:
         if from_extension is None:

@@ -39,7 +39,7 @@ SAVED_MASK_SUFFIX = "_mask"
 
 
 def is_auto(mask: Path | str) -> bool:
-    return os.fspath(mask) == AUTO_MASK
+    return not storage.is_remote(mask) and os.fspath(mask) == AUTO_MASK  # s3://... is a mask folder
 
 
 def saved_mask_path(output: Path) -> Path:
