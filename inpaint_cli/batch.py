@@ -379,9 +379,14 @@ def run_jobs(
 
 
 def provenance_of(
-    inpainter: Inpainter, settings: RunSettings, *, checkpoint: Path | None = None
+    inpainter: Inpainter,
+    settings: RunSettings,
+    *,
+    checkpoint: Path | None = None,
+    detector: str | None = None,
 ) -> Provenance:
-    """The provenance of outputs this inpainter makes with these settings."""
+    """The provenance of outputs this inpainter makes with these settings (`detector`: the one
+    that finds the holes of a `--mask auto` run)."""
     return provenance.for_run(
         model=inpainter.name,
         weights_sha256=provenance.weights_checksum(inpainter.name, checkpoint),
@@ -395,4 +400,5 @@ def provenance_of(
             "crop_margin": inpainter.crop_margin,
         },
         device=str(inpainter.device),
+        detector=detector,
     )

@@ -70,10 +70,11 @@ class Provenance:
                 continue
             before = recorded.get(key)
             if isinstance(value, dict) and isinstance(before, dict):
+                names = list({**value, **before})  # a setting only one side has differs too
                 found += [
-                    f"{key} {name} {_show(before.get(name))} (now {_show(now)})"
-                    for name, now in value.items()
-                    if before.get(name) != now
+                    f"{key} {name} {_show(before.get(name))} (now {_show(value.get(name))})"
+                    for name in names
+                    if before.get(name) != value.get(name)
                 ]
             elif before != value:
                 found.append(f"{key.replace('_', ' ')} {_show(before)} (now {_show(value)})")
@@ -95,18 +96,17 @@ def for_run(
     settings: Any,
     plan_options: dict[str, Any] | None = None,
     device: str | None = None,
+    detector: str | None = None,
 ) -> Provenance:
-    """The provenance of outputs made with these settings (`settings` is a `jobs.RunSettings`)."""
+    """The provenance of outputs made with these settings (`settings` is a `jobs.RunSettings`);
+    `detector` for `--mask auto` runs, whose holes come from a detector rather than mask files."""
+    mask = {"threshold": settings.mask_threshold, "invert": settings.invert_mask, "dilate": settings.dilate}
     return Provenance(
         model=model,
         weights_sha256=weights_sha256,
         strategy={"name": strategy, **(plan_options or {})},
         precision=precision,
-        mask={
-            "threshold": settings.mask_threshold,
-            "invert": settings.invert_mask,
-            "dilate": settings.dilate,
-        },
+        mask=mask if detector is None else {**mask, "detector": detector},
         output={"format": settings.output_format, "quality": settings.quality},
         version=tool_version(),
         device=device,

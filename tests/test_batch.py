@@ -550,3 +550,22 @@ def test_writes_into_an_unwritable_folder_are_refused_before_the_run(
     settings = batch.RunSettings(intermediates_dir=unwritable / "debug")
     with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
         batch.plan_run(tmp_path / "p.png", tmp_path / "m.png", None, settings)
+
+
+def test_provenance_differences_name_each_setting_and_ignore_version_and_device() -> None:
+    def made(**changes: object) -> provenance.Provenance:
+        options = {"model": "lama", "weights_sha256": "ab" * 32, "strategy": "auto", "precision": "float32"}
+        settings = batch.RunSettings(**changes.pop("settings", {}))
+        return provenance.for_run(**{**options, "device": "cpu", **changes}, settings=settings)
+
+    recorded = made().as_dict()
+    assert made().differences(recorded) == []
+    assert made(device="cuda:0").differences({**recorded, "version": "0.0.1"}) == []
+    assert made(model="telea", weights_sha256=None).differences(recorded) == [
+        "model lama (now telea)",
+        "weights sha256 abababababab (now none)",
+    ]
+    assert made(settings={"dilate": 3, "output_format": "png"}, detector="scratch-tiny").differences(
+        recorded
+    ) == ["mask dilate 0 (now 3)", "mask detector none (now scratch-tiny)", "output format none (now png)"]
+    assert made(precision="bfloat16").differences(recorded, unknown=["precision"]) == []
