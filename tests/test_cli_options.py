@@ -184,7 +184,9 @@ def received(monkeypatch: pytest.MonkeyPatch) -> list[RunOptions]:
 
 
 def test_the_table_below_covers_every_field_of_the_options(files: dict[str, Path]) -> None:
-    assert set(given(files)) | {"input", "mask"} == {spec.name for spec in dataclasses.fields(RunOptions)}
+    missing = {spec.name for spec in dataclasses.fields(RunOptions)} - set(given(files)) - {"input", "mask"}
+    assert not missing, f"a new option? add {sorted(missing)} to `given` with a value that is not its default"
+    assert set(given(files)) <= {spec.name for spec in dataclasses.fields(RunOptions)}
 
 
 def test_every_option_reaches_the_library_with_its_value_and_nothing_else_changes(
@@ -356,7 +358,9 @@ def test_the_readme_options_table_lists_exactly_the_options_of_run() -> None:
     rows = [re.split(r"(?<!\\)\|", line) for line in section.splitlines() if line.startswith("| `")]
     first_cells = [row[1] for row in rows]  # split on the table's pipes, not on escaped ones
     documented = {flag for cell in first_cells for flag in re.findall(r"(?<![\w-])--?[a-z][a-z0-9-]*", cell)}
-    assert documented == command_line_flags()
+    undocumented, gone = command_line_flags() - documented, documented - command_line_flags()
+    assert not undocumented, f"add {sorted(undocumented)} to README's `inpaint run` options table"
+    assert not gone, f"README's `inpaint run` table names options that do not exist: {sorted(gone)}"
 
 
 def test_help_of_every_command_imports_no_heavy_library() -> None:
