@@ -449,3 +449,14 @@ def test_options_are_validated_once():
 )
 def test_format_bytes(count, text):
     assert format_bytes(count) == text
+
+
+def test_a_2048_scan_with_scratches_and_a_hole_is_not_downscaled():
+    hole = np.zeros((2048, 2048), bool)
+    for index in range(10):
+        hole[100:1900, 150 + 190 * index : 153 + 190 * index] = True
+    hole[700:1300, 800:1300] = True  # reach 250 px
+    assert plan(hole, LAMA, InpaintOptions(), 8 * GB).describe() == "auto: whole image; 1 pass"
+    tight = plan(hole, LAMA, InpaintOptions(), 2 * GB)  # a pass of 2048² needs 3.5 GB: tiles, still native
+    assert tight.describe() == "auto: whole image, in 1544 px tiles; 4 passes"
+    assert all(LAMA.pass_memory(t.height, t.width) <= 2 * GB for t in tight.tilings if t is not None)
