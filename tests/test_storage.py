@@ -133,3 +133,47 @@ def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path,
         assert sum(o.status is batch.Status.DONE for o in again) == 0
         report = batch.write_report(tmp_path / "report.json", again)
         assert json.loads(report.read_text())["summary"]["skipped"] == len(GOOD)
+
+
+@pytest.mark.slow
+def test_inpaint_run_on_s3_urls_writes_objects_reports_urls_and_resumes(tmp_path: Path) -> None:
+    import fsspec
+    from storage_helpers import s3_server
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli import app
+
+    photos, masks = make_messy(tmp_path)
+    run_batch(Inpainter.from_name("telea", device="cpu"), photos, masks, tmp_path / "local")
+    report = tmp_path / "report.json"
+    command = [
+        "run",
+        "s3://cli/photos",
+        "-m",
+        "s3://cli/masks",
+        "-o",
+        "s3://cli/out",
+        "--model",
+        "telea",
+        "-r",
+    ]
+    with s3_server():
+        fsspec.filesystem("s3").mkdir("cli")
+        upload_tree(photos, "s3://cli/photos")
+        upload_tree(masks, "s3://cli/masks")
+
+        result = CliRunner().invoke(app, [*command, "--report", str(report)])
+
+        assert result.exit_code == 1, result.stderr  # the broken inputs fail alone
+        stderr = " ".join(result.stderr.split())
+        assert "error: s3://cli/photos/corrupt.png: image data is truncated or corrupt" in stderr
+        assert (
+            f"error: s3://cli/photos/{NO_MASK}: no mask found (looked for s3://cli/masks/nomask.*" in stderr
+        )
+        done = {r["output"] for r in json.loads(report.read_text())["inputs"] if r["status"] == "done"}
+        assert done == {f"s3://cli/out/{name}" for name in GOOD}
+        assert remote_hashes("s3://cli/out") == tree_hashes(tmp_path / "local")  # and no leftovers
+
+        again = CliRunner().invoke(app, [*command, "--report", str(report)])
+        assert again.exit_code == 1
+        assert json.loads(report.read_text())["summary"]["skipped"] == len(GOOD)
