@@ -76,7 +76,7 @@ def parse_memory_size(text: str) -> int:
 class RunOptions:
     """Everything `inpaint run` was asked to do. Invalid values raise `UsageError` on construction."""
 
-    # Input, mask and output may be fsspec URLs (s3://bucket/scans): `storage.location` parses them.
+    # Input and mask may be fsspec URLs (s3://bucket/scans); the planner reads -o's text itself (jobs.py).
     input: Path = field(
         metadata=cli(
             "An image file, or a folder of images (batch); a folder may be a URL (s3://...).",
@@ -117,7 +117,6 @@ class RunOptions:
             "--output",
             "-o",
             metavar="PATH",
-            parse=storage.location,
         ),
     )
     output_format: OutputFormat | None = field(
