@@ -27,6 +27,7 @@ from inpaint_cli.engine import Inpainter
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.loading import load_strict, network_from_checkpoint
 from inpaint_cli.models import FAMILIES
+from inpaint_cli.models import contextual_attention as ca
 from inpaint_cli.models import gatedconv as gc
 from inpaint_cli.models.base import SIGNED_UNIT_RANGE
 
@@ -362,7 +363,7 @@ def test_attention_matches_the_reference_operations_in_any_chunking(
     feature = torch.randn(1, 4, height // 4, width // 4)
     mask = _holed_mask(height, width, seed=height + width)
     expected = reference_attention(feature, mask, variant)
-    attention = gc.ContextualAttention(variant)
+    attention = ca.ContextualAttention(variant)
     grid = (height // 8, width // 8)
     length = grid[0] * grid[1]
     for chunk in sorted({min(c, length) for c in (1, 3, grid[1], 2 * grid[1] + 1, length)}):
@@ -376,26 +377,26 @@ def test_chunks_of_a_real_layer_agree_with_one_chunk(variant: str) -> None:
     torch.manual_seed(1)
     feature = torch.relu(torch.randn(1, 96, 40, 52))
     mask = _holed_mask(160, 208, seed=3)
-    attention = gc.ContextualAttention(variant)
+    attention = ca.ContextualAttention(variant)
     attention.chunk_bytes = 1 << 40
     whole = attention(feature, mask)
     attention.chunk_bytes = attention.chunk_memory(37, 20, 26)
     assert attention.chunk_size(20, 26) == 37
     # fp32 sums of C·9 products in another order (CPUs differ) shift each score by about
     # eps·sqrt(C·9) relative to the output's scale; the softmax multiplies shifts by its scale.
-    terms = feature.shape[1] * gc.ATTENTION_MATCH_KERNEL**2
+    terms = feature.shape[1] * ca.ATTENTION_MATCH_KERNEL**2
     eps = torch.finfo(torch.float32).eps
-    tolerance = eps * gc.ATTENTION_SOFTMAX_SCALE * terms**0.5 * whole.abs().max().item()
+    tolerance = eps * ca.ATTENTION_SOFTMAX_SCALE * terms**0.5 * whole.abs().max().item()
     assert tolerance < 1e-3  # far below what a wrong chunk boundary gives (differences of order 1)
     torch.testing.assert_close(attention(feature, mask), whole, atol=tolerance, rtol=0)
 
 
 def test_linspace_indices_are_the_float32_ones() -> None:
-    indices = gc.align_corners_indices(58, 29)
+    indices = ca.align_corners_indices(58, 29)
     exact = [int(Fraction(57 * i, 28) + Fraction(1, 2)) for i in range(29)]
     assert indices.tolist() != exact  # SPEC §4: the float32 rounding is part of the result
     assert sum(a != b for a, b in zip(indices.tolist(), exact, strict=True)) == 1
-    assert gc.align_corners_indices(64, 32).tolist() == [
+    assert ca.align_corners_indices(64, 32).tolist() == [
         int(Fraction(63 * i, 31) + Fraction(1, 2)) for i in range(32)
     ]
 
@@ -404,20 +405,20 @@ def test_every_sample_uses_the_first_samples_mask() -> None:
     torch.manual_seed(2)
     features = torch.randn(2, 4, 16, 16)
     masks = torch.stack([_holed_mask(64, 64, seed=1)[0], _holed_mask(64, 64, seed=2)[0]])
-    attention = gc.ContextualAttention("pt")
+    attention = ca.ContextualAttention("pt")
     both = attention(features, masks)
     torch.testing.assert_close(both[1:], attention(features[1:], masks[:1]))
     assert (both[1:] - attention(features[1:], masks[1:])).abs().max() > 1e-3
 
 
 def test_chunk_size_keeps_the_score_arrays_within_budget() -> None:
-    attention = gc.ContextualAttention("pt", chunk_bytes=64 * 2**20)
+    attention = ca.ContextualAttention("pt", chunk_bytes=64 * 2**20)
     for grid in ((32, 32), (64, 96), (128, 128), (256, 256)):
         chunk = attention.chunk_size(*grid)
         assert attention.chunk_memory(chunk, *grid) <= attention.chunk_bytes
         assert chunk == grid[0] * grid[1] or attention.chunk_memory(chunk + 1, *grid) > attention.chunk_bytes
-    no_fuse = gc.ContextualAttention("tf", chunk_bytes=64 * 2**20)
-    assert no_fuse.chunk_size(128, 128) == 64 * 2**20 // (4 * 128 * 128 * gc.SOFTMAX_ARRAYS)
+    no_fuse = ca.ContextualAttention("tf", chunk_bytes=64 * 2**20)
+    assert no_fuse.chunk_size(128, 128) == 64 * 2**20 // (4 * 128 * 128 * ca.SOFTMAX_ARRAYS)
 
 
 def test_memory_estimate_is_linear_plus_bounded_attention() -> None:
@@ -425,8 +426,8 @@ def test_memory_estimate_is_linear_plus_bounded_attention() -> None:
     linear = network.activation_bytes_per_pixel
     small, large = network.memory_estimate(256, 256), network.memory_estimate(4096, 4096)
     length = 32 * 32
-    assert small == linear * 256 * 256 + 4 * length * gc.FUSE_ARRAYS * (length + 2 * 32 + gc.FUSE_EXTRA_ROWS)
-    assert linear * 4096 * 4096 < large <= linear * 4096 * 4096 + gc.ATTENTION_CHUNK_BYTES
+    assert small == linear * 256 * 256 + 4 * length * ca.FUSE_ARRAYS * (length + 2 * 32 + ca.FUSE_EXTRA_ROWS)
+    assert linear * 4096 * 4096 < large <= linear * 4096 * 4096 + ca.ATTENTION_CHUNK_BYTES
 
 
 class PeakTensorBytes(TorchDispatchMode):
@@ -458,7 +459,7 @@ class PeakTensorBytes(TorchDispatchMode):
 def test_chunks_bound_the_attention_memory(variant: str) -> None:
     torch.manual_seed(0)
     feature, mask = torch.randn(1, 96, 96, 96), _holed_mask(384, 384, seed=4)
-    attention = gc.ContextualAttention(variant)
+    attention = ca.ContextualAttention(variant)
     small, large, unbounded = 4 * 2**20, 16 * 2**20, 1 << 40
     peaks = {}
     for budget in (small, large, unbounded):

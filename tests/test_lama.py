@@ -25,7 +25,8 @@ from inpaint_cli.errors import CheckpointError
 from inpaint_cli.loading import load_strict, network_from_checkpoint
 from inpaint_cli.models import FAMILIES, detect_family
 from inpaint_cli.models.base import UNIT_RANGE
-from inpaint_cli.models.lama import FourierUnit, Lama, LamaConfig, convert_lama_state_dict
+from inpaint_cli.models.ffc import FourierUnit
+from inpaint_cli.models.lama import Lama, LamaConfig, convert_lama_state_dict
 from inpaint_cli.strategies import InpaintOptions
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "lama"

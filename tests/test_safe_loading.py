@@ -674,6 +674,8 @@ def _imports(path: Path) -> tuple[set[str], list[str]]:
         ("models/gatedconv.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
         ("models/pconv.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
         ("models/classical.py", ("inpaint_cli.loading", "inpaint_cli.checkpoints")),
+        ("models/ffc.py", ("inpaint_cli",)),
+        ("models/contextual_attention.py", ("inpaint_cli",)),
         ("loading.py", ()),
     ],
 )
