@@ -697,3 +697,10 @@ def test_the_registry_keys_each_family_class_by_the_name_it_declares() -> None:
         classical.ClassicalInpainter.build({"method": "fast"})
     with pytest.raises(CheckpointError, match="the classical methods take no weights"):
         network_from_checkpoint(read_checkpoint(DATA / "pconv" / "small.pth"), "classical")
+
+
+def test_python_2_names_of_protocol_2_pickles_are_the_builtins(tmp_path: Path) -> None:
+    """torch.save writes protocol 2, where a set is `__builtin__.set`: a container, not code."""
+    path = tmp_path / "with-set.pth"
+    torch.save({"model": small_state(), "tags": {"a", "b"}, "ids": frozenset({1})}, path)
+    assert read_checkpoint(path).state_dict.keys() == small_state().keys()
