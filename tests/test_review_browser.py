@@ -142,3 +142,19 @@ def test_hostile_names_stay_text(opened) -> None:
     assert page.locator("img[src='x']").count() == 0
     assert page.evaluate("document.querySelectorAll('script').length") == 2
     assert page.evaluate("typeof window.alert") == "function" and problems == []  # no dialog was opened
+
+
+def test_a_reload_keeps_the_filter_and_the_page(opened) -> None:
+    page, _, problems, _ = opened
+    page.select_option("#filter", "status:done")
+    page.click("#next")
+    assert page.evaluate("window.location.hash") == "#filter=status%3Adone&page=2"
+    page.reload()
+    page.wait_for_load_state("load")
+    assert page.locator("#filter").input_value() == "status:done"
+    assert page.locator("#position").text_content() == "page 2 of 2 (4 shown)"
+    page.goto(page.url.split("#")[0] + "#filter=nonsense&page=99")
+    page.reload()
+    assert page.locator("#filter").input_value() == "all"
+    assert page.locator("#position").text_content() == "page 3 of 3 (6 shown)"  # clamped to the last
+    assert problems == []

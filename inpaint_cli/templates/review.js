@@ -104,15 +104,27 @@
     position.textContent = "page " + (page + 1) + " of " + pages + " (" + shown.length + " shown)";
     previous.disabled = page === 0;
     next.disabled = page >= pages - 1;
+    // The filter and page live in the address (#filter=...&page=N): a reload keeps the place.
+    var address = "#filter=" + encodeURIComponent(filter.value) + "&page=" + (page + 1);
+    if (window.location.hash !== address) history.replaceState(null, "", address);
+  }
+
+  function choose(value) {
+    var known = Array.prototype.some.call(filter.options, function (option) { return option.value === value; });
+    filter.value = known ? value : "all";
+    shown = rows.filter(function (row) { return keep(row, filter.value); });
   }
 
   filter.addEventListener("change", function () {
-    shown = rows.filter(function (row) { return keep(row, filter.value); });
+    choose(filter.value);
     page = 0;
     render();
     window.scrollTo(0, 0);
   });
   previous.addEventListener("click", function () { page -= 1; render(); window.scrollTo(0, 0); });
   next.addEventListener("click", function () { page += 1; render(); window.scrollTo(0, 0); });
+  var saved = new URLSearchParams(window.location.hash.slice(1));
+  choose(saved.get("filter") || "all");
+  page = (Number(saved.get("page")) || 1) - 1;
   render();
 })();
