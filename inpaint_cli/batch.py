@@ -304,7 +304,10 @@ def run_jobs(
         raise ValueError(f"workers must be at least 1, not {workers}")
     jobs = list(jobs)
     made_with = made_with or provenance_of(inpainter, settings)
-    remove_stale_parts(output for job in jobs for output in artefacts(job, settings))
+    remove_stale_parts(
+        (output for job in jobs for output in artefacts(job, settings)),
+        folders=[folder for job in jobs if (folder := intermediates_folder(job, settings)) is not None],
+    )
     pending = iter(enumerate(jobs))
     outcomes: dict[int, JobOutcome] = {}
     loading: deque[tuple[int, JobOutcome, Future[Loaded | None]]] = deque()

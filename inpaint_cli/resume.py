@@ -29,16 +29,19 @@ def output_complete(path: Path) -> bool:
         return False
 
 
-def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
-    """Delete the temporary files that killed runs left beside these outputs, listing each folder once.
+def remove_stale_parts(outputs: Iterable[Path], folders: Iterable[Path] = ()) -> list[Path]:
+    """Delete the temporary files that killed runs left beside these outputs, listing each folder once,
+    and any left in `folders` (a job's own intermediates folder, whose file names vary by model).
 
     `atomic.atomic_path` names them `.<stem>.<random>.part<suffix>`; the random part has no dot,
     so the temporary file of `x.y.png` is never taken for one of `x.png`. A temporary file that a
     live process holds (a second batch on the same folder) is left alone.
     """
-    names_by_folder: dict[Path, set[str]] = {}
+    names_by_folder: dict[Path, set[str] | None] = {folder: None for folder in folders}  # None: all
     for output in outputs:
-        names_by_folder.setdefault(output.parent, set()).add(output.name)
+        names = names_by_folder.setdefault(output.parent, set())
+        if names is not None:
+            names.add(output.name)
     removed = []
     for folder, names in names_by_folder.items():
         if storage.is_remote(folder):  # object stores get whole objects in one put: no temporary files
@@ -49,7 +52,8 @@ def remove_stale_parts(outputs: Iterable[Path]) -> list[Path]:
             continue
         for entry in entries:
             match = TEMPORARY_NAME.fullmatch(entry)
-            if match and match["stem"] + match["suffix"] in names and remove_if_abandoned(folder / entry):
+            ours = match and (names is None or match["stem"] + match["suffix"] in names)
+            if ours and remove_if_abandoned(folder / entry):
                 removed.append(folder / entry)
     if removed:
         logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))

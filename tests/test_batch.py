@@ -203,15 +203,18 @@ def test_run_jobs_fills_only_the_hole_and_reports_in_job_order(tmp_path: Path, t
 
 
 class RecordingInpainter:
-    """Stands in for the model: copies the image through slowly and records when it ran."""
+    """Stands in for the model: copies image i through once image i + 1 is being read (or after 10 s,
+    when the pipeline does not read ahead: a condition, not a race with a sleep on a loaded machine),
+    and records when it ran."""
 
     strategy = Strategy.FULL
     name, dtype, device = "recording", "torch.float32", "cpu"
     max_side = tile_size = crop_margin = None
     tile_overlap = 64
 
-    def __init__(self, events: list[tuple[str, str]]) -> None:
+    def __init__(self, events: list[tuple[str, str]], count: int) -> None:
         self.events = events
+        self.count = count
 
     def plan(self, hole: np.ndarray, *, capture: bool = False) -> None:
         return None
@@ -220,8 +223,13 @@ class RecordingInpainter:
         return None
 
     def inpaint(self, pixels: np.ndarray, hole: np.ndarray, **options: object) -> InpaintResult:
-        time.sleep(0.03)
-        self.events.append(("filled", str(pixels[0, 0, 0])))
+        index = int(pixels[0, 0, 0])
+        deadline = time.monotonic() + 10
+        while index + 1 < self.count and ("read", str(index + 1)) not in self.events:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        self.events.append(("filled", str(index)))
         return InpaintResult(pixels.copy(), [])
 
 
@@ -257,7 +265,9 @@ def test_pipeline_reads_ahead_and_holds_at_most_2_workers_plus_1_images(
     monkeypatch.setattr(batch, "load", counting_load)
     monkeypatch.setattr(batch, "save", slow_save)
     plan = batch.plan_folder(tmp_path / "in", tmp_path / "mask.png", tmp_path / "out")
-    outcomes = batch.run_jobs(RecordingInpainter(events), plan.jobs, batch.RunSettings(), workers=workers)
+    outcomes = batch.run_jobs(
+        RecordingInpainter(events, count), plan.jobs, batch.RunSettings(), workers=workers
+    )
 
     assert [o.status for o in outcomes] == [batch.Status.DONE] * count
     assert most_held <= 2 * workers + 1
@@ -397,9 +407,17 @@ def test_stale_temporary_files_are_removed_but_not_those_of_a_live_batch(tmp_pat
         not_ours = other_write.__enter__()
         (out / ".keep").touch()
 
-        removed = batch.remove_stale_parts([out / "x.png", out / "y.png", tmp_path / "missing/z.png"])
+        debug = tmp_path / "debug/x"  # an intermediates folder: any abandoned temporary file there is ours
+        debug.mkdir(parents=True)
+        killed_debug = start_writer(debug / "stats.json", "kill")
+        stale_debug = debug / killed_debug.stdout.readline().strip()
+        killed_debug.wait()
 
-        assert removed == [stale]
+        removed = batch.remove_stale_parts(
+            [out / "x.png", out / "y.png", tmp_path / "missing/z.png"], folders=[debug, tmp_path / "none"]
+        )
+
+        assert removed == sorted([stale, stale_debug]) and list(debug.iterdir()) == []
         assert sorted(path.name for path in out.iterdir()) == sorted([".keep", in_flight.name, not_ours.name])
     finally:
         live.kill()
