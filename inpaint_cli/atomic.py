@@ -34,7 +34,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
     # Created like any new file (0666 less the umask), not 0600 as tempfile.mkstemp would.
     handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
+        # A new file: nobody else can hold it. A cleanup that lists it in the microseconds before
+        # this lock may delete it; the writer then recreates the name and at worst this one output
+        # fails with a one-line error (never a lost or partial file under the final name).
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield tmp
         os.replace(tmp, final)
     finally:
