@@ -203,9 +203,12 @@ def read_mask(
     hole = np.zeros(size, dtype=bool)
     for mask_path in mask_paths:
         header = headers.read_header(mask_path, max_pixels=max_pixels)
-        if header.size != tuple(size):
+        # Sideways is decoded and checked again: a PNG may keep its EXIF orientation after the pixels.
+        if tuple(size) not in (header.size, header.size[::-1]):
             raise size_mismatch(mask_path, header.size, size, image)
         picture = read_image(mask_path, max_pixels=max_pixels)
+        if picture.size != tuple(size):
+            raise size_mismatch(mask_path, picture.size, size, image)
         if notes is not None:
             notes += picture.notes
         mask_hole = _mask_levels(picture) > threshold * _scale_from_8bit(picture.pixels.dtype)

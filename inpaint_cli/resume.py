@@ -131,7 +131,7 @@ def header_problem(job: Job, settings: RunSettings) -> str | None:
         ]:
             if header.truncated:
                 raise InputError("file is truncated", path=path, hint="re-export or re-scan it")
-            if header.size != image.size:
+            if image.size not in (header.size, header.size[::-1]):  # sideways: decoding decides
                 raise imageio.size_mismatch(path, header.size, image.size, job.image)
     except InpaintError as error:
         return error.one_line()
