@@ -93,6 +93,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def have_s3_server() -> bool:
+    """Whether the S3 tests can run: moto's server and s3fs are installed (the test extra has them)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("moto", "s3fs", "flask"))
+
+
 S3_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",

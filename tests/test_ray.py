@@ -3,6 +3,7 @@ batch, a driver that never loads a model, lost workers, bounded memory, fail-fas
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import itertools
@@ -22,6 +23,7 @@ from storage_helpers import (
     BAD,
     GOOD,
     NO_MASK,
+    have_s3_server,
     leftovers,
     make_hole,
     make_messy,
@@ -58,10 +60,10 @@ def cluster() -> object:
 
     # Functions and classes of this module reach the workers by value (tests/ is not importable there).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with s3_server() as endpoint:
+    with s3_server() if have_s3_server() else contextlib.nullcontext() as endpoint:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
-            yield endpoint
+            yield endpoint  # None without moto and s3fs: the S3 test skips
         finally:
             ray.shutdown()
 
@@ -106,7 +108,7 @@ def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model
         record = found[name].as_record()
         assert record["node"] and len(record["worker"]) == 12 and record["seconds"] > 0, record
         pids.add(record["worker_pid"])
-    assert os.getpid() not in pids and max(live) == 2 and 1 <= len(pids) <= 2
+    assert os.getpid() not in pids and 1 <= len(pids) <= max(live) <= 2  # the 2nd may start late
 
     again = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2))
     assert {o.job.relative.as_posix() for o in again if o.status is batch.Status.SKIPPED} == set(GOOD)
@@ -271,7 +273,9 @@ def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Pa
 
 @needs_ray
 @pytest.mark.slow
-def test_s3_folders_on_ray_give_the_local_outputs(cluster: str, tmp_path: Path) -> None:
+def test_s3_folders_on_ray_give_the_local_outputs(cluster: str | None, tmp_path: Path) -> None:
+    if cluster is None:
+        pytest.skip('needs moto[server] and s3fs (pip install -e ".[test]")')
     import fsspec
 
     photos, masks = make_messy(tmp_path)

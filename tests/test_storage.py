@@ -15,7 +15,16 @@ from inpaint_cli.errors import UsageError
 from inpaint_cli.storage import RemotePath
 
 pytest.importorskip("fsspec", reason="fsspec URLs need the fsspec package")
-from storage_helpers import BAD, GOOD, NO_MASK, make_messy, remote_hashes, tree_hashes, upload_tree
+from storage_helpers import (
+    BAD,
+    GOOD,
+    NO_MASK,
+    have_s3_server,
+    make_messy,
+    remote_hashes,
+    tree_hashes,
+    upload_tree,
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +108,12 @@ def records(outcomes: list[batch.JobOutcome], photos: object) -> dict[str, dict]
     return {o.as_record()["image"].removeprefix(prefix): o.as_record() for o in outcomes}
 
 
+needs_s3 = pytest.mark.skipif(
+    not have_s3_server(), reason='needs moto[server] and s3fs (pip install -e ".[test]")'
+)
+
+
+@needs_s3
 @pytest.mark.slow
 def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path, telea: Inpainter) -> None:
     from storage_helpers import s3_server
@@ -135,6 +150,7 @@ def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path,
         assert json.loads(report.read_text())["summary"]["skipped"] == len(GOOD)
 
 
+@needs_s3
 @pytest.mark.slow
 def test_inpaint_run_on_s3_urls_writes_objects_reports_urls_and_resumes(tmp_path: Path) -> None:
     import fsspec
