@@ -92,21 +92,26 @@ def connect(address: str = DEFAULT_ADDRESS) -> bool:
     return True
 
 
-def default_workers(options: RayOptions, resources: dict[str, float]) -> int:
-    """As many workers as the cluster's resources hold at the requested size (at least one)."""
+def worker_count(options: RayOptions, resources: dict[str, float]) -> int:
+    """`options.workers`, or as many workers as the cluster's resources hold (at least one).
+
+    A worker larger than the whole cluster would wait forever for its place: a usage error.
+    """
     counts = []
-    if options.gpus_per_worker > 0:
-        gpus = resources.get("GPU", 0.0)
-        if gpus < options.gpus_per_worker:
+    for name, flag, wanted in (
+        ("GPU", "--gpus-per-worker", options.gpus_per_worker),
+        ("CPU", "--cpus-per-worker", options.cpus_per_worker),
+    ):
+        if wanted <= 0:
+            continue
+        available = resources.get(name, 0.0)
+        if available < wanted:
+            hint = "use --gpus-per-worker 0 for CPU workers" if name == "GPU" else f"give a smaller {flag}"
             raise UsageError(
-                f"the Ray cluster has {gpus:g} GPU(s): too few for --gpus-per-worker "
-                f"{options.gpus_per_worker:g}",
-                hint="use --gpus-per-worker 0 for CPU workers",
+                f"the Ray cluster has {available:g} {name}(s): too few for {flag} {wanted:g}", hint=hint
             )
-        counts.append(int(gpus // options.gpus_per_worker))
-    if options.cpus_per_worker > 0:
-        counts.append(int(resources.get("CPU", 1.0) // options.cpus_per_worker))
-    return max(1, min(counts, default=1))
+        counts.append(int(available // wanted))
+    return options.workers or max(1, min(counts, default=1))
 
 
 class Worker:
@@ -184,7 +189,7 @@ class _Run:
         self.last_loss = ""
         self.provenances: list[dict[str, Any]] = []
         self.started = time.time()
-        workers = options.workers or default_workers(options, ray.cluster_resources())
+        workers = worker_count(options, ray.cluster_resources())
         self.workers = min(workers, max(1, len(jobs)))
         self.replacements = options.max_replacements
         if self.replacements is None:
@@ -194,6 +199,7 @@ class _Run:
         """The outcomes in job order; Ctrl-C ends the run early with `interrupted` set."""
         for _ in range(self.workers):
             self._start_worker()
+        self._workers_changed()  # none live yet: the workers are starting and loading the model
         interrupted = False
         try:
             while (self.pending and not self.stop) or any(actor.queued for actor in self.actors):

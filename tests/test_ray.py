@@ -50,6 +50,22 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     assert missing.value.one_line() == '--ray needs Ray, which is not installed (pip install "inpaint[ray]")'
 
 
+def test_workers_default_to_what_the_cluster_holds_and_a_worker_too_big_for_it_is_refused() -> None:
+    gpu_cluster = {"CPU": 16.0, "GPU": 2.0}
+    assert distributed.worker_count(RayOptions(cpus_per_worker=4), gpu_cluster) == 4
+    assert distributed.worker_count(RayOptions(gpus_per_worker=1, cpus_per_worker=4), gpu_cluster) == 2
+    assert distributed.worker_count(RayOptions(gpus_per_worker=0.5), gpu_cluster) == 4
+    assert distributed.worker_count(RayOptions(workers=3), gpu_cluster) == 3
+    with pytest.raises(UsageError) as no_gpu:
+        distributed.worker_count(RayOptions(workers=2, gpus_per_worker=1), {"CPU": 16.0})
+    assert no_gpu.value.one_line() == (
+        "the Ray cluster has 0 GPU(s): too few for --gpus-per-worker 1 "
+        "(use --gpus-per-worker 0 for CPU workers)"
+    )
+    with pytest.raises(UsageError, match="has 2 CPU"):
+        distributed.worker_count(RayOptions(cpus_per_worker=3), {"CPU": 2.0})
+
+
 @pytest.fixture(scope="module")
 def cluster() -> object:
     """A two-CPU local cluster, started after the S3 server so that its workers reach it too."""
@@ -313,6 +329,12 @@ def test_cluster_options_without_ray_are_usage_errors(
     alone = invoke(photos, "-m", masks, "--model", "telea", "--workers", "2")
     assert alone.exit_code == 2
     assert "error: --workers, --cpus-per-worker and --gpus-per-worker need --ray" in alone.stderr
+
+    # A bare --ray before the input folder: the folder is the input, not the address (a dry run
+    # pairs without contacting any cluster, so it works without Ray).
+    dry = invoke("--ray", photos, "-m", masks, "--model", "telea", "-r", "--dry-run", "--workers", "2")
+    assert dry.exit_code == 1, dry.stderr  # the messy folder's bad inputs fail the dry run
+    assert f"{photos / 'good.png'}\t{masks / 'good.png'}" in dry.stdout
 
     monkeypatch.setitem(sys.modules, "ray", None)
     missing = invoke(photos, "-m", masks, "-o", tmp_path / "out", "--model", "telea", "-r", "--ray")
