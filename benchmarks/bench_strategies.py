@@ -42,7 +42,7 @@ import numpy as np
 import psutil
 import torch
 
-from inpaint_cli.engine import Inpainter, parse_size
+from inpaint_cli.engine import Inpainter, InpaintOptions, parse_size
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 
@@ -102,7 +102,7 @@ def make_mask(kind: str, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def build(name: str) -> InpaintModel:
     if name in classical.MODELS:
-        return classical.FAMILY.build(classical.MODELS[name])
+        return classical.ClassicalInpainter.build(classical.MODELS[name])
     family, config = MODELS[name]
     if family not in FAMILIES:
         raise SystemExit(f"family {family!r} is not registered in inpaint_cli.models.FAMILIES")
