@@ -1,36 +1,41 @@
 """Train the bundled demo models `lama-tiny`, `gatedconv-tiny` and `pconv-tiny` on CPU.
 
-Demo quality only: a few hundred thousand parameters each, trained for minutes on a dozen freely
-licensed sample photos that scikit-image ships, so that `inpaint` works offline out of the box and
-its intermediates (PConv mask updates, GatedConv gates) come from a network that learned something.
-The networks are this project's own (`FAMILIES[family].build(config)`), fed exactly as the engine
-feeds them (`Inpainter.predict`): normalised with the family's `normalization`, the mask in its
-`hole_value` convention, sides already multiples of `pad_multiple` (so no padding is needed).
+Demo quality: a few hundred thousand parameters each, so that `inpaint` works offline out of the
+box and its intermediates (PConv mask updates, GatedConv gates) come from a network that learned
+something. The networks are this project's own (`FAMILIES[family].build(config)`), fed exactly as
+the engine feeds them (`Runner.predict`): normalised with the family's `normalization`, the mask in
+its `hole_value` convention (every family blanks the hole itself, so what the damaged pixels held
+never reaches the network), sides already multiples of `pad_multiple`.
 
-Data: random crops (random scale, horizontal flips, some grey or sepia toned) of `TRAIN_IMAGES`,
-mostly the colour ones; `HELD_OUT_IMAGES` (among them `astronaut`, the source of `examples/`) are
-never trained on. Masks: DeepFill v2 free-form brush strokes, LaMa thick lines and boxes, and an old
-print's damage: torn-off corners, thin scratches and dust spots. Loss: L1 inside the hole, L1 outside
-it (weighted less), and L1 between the image gradients of the composited result and of the original
-(an edge term against seams and blur); both stages for GatedConv, as in DeepFill v2. No adversarial
-or perceptual loss (no pretrained VGG offline). Adam with warm-up and cosine decay; BatchNorm
-statistics are re-estimated over fresh batches after training, so the eval-mode network matches
-what was trained. One thread by default: on a machine shared with other jobs, two OpenMP threads
-ran several times slower than one.
+Data: the photographs of Debian's `plasma-workspace-wallpapers` and `mate-backgrounds` (LGPL-3,
+CC-BY-SA-4.0, GPL-2+; `photo_data.py` fetches them with `apt-get download` + `dpkg -x` and keeps only
+photographs). `EVAL_COLOUR`, `EVAL_GREY` (`benchmarks/eval_demo_models.py`) and `VALIDATION` (the
+checkpoint choice) are never trained on. Random square crops at scales from 1:1 to 1:6, flips,
+exposure, white-balance and saturation jitter, film grain; only a few crops grey (10 %) or sepia
+(5 %) — the first demo models saw 58 % grey or sepia crops and their colour crops were mostly warm
+(a retina, a cat, immunohistochemistry), and they learned to fill holes with a desaturated warm
+grey: the tinted scratches of issue 18. Masks (`MASK_KINDS`): thin scratches (1-8 px), dust,
+DeepFill v2 brush strokes, LaMa thick lines and boxes, torn corners and large holes.
 
-scikit-image is needed by this script only, not by `inpaint`:
+Loss: L1 inside the hole, L1 outside it (weighted less), and L1 between the image gradients of the
+composited result and of the original; both stages for GatedConv, as in DeepFill v2. No adversarial
+or perceptual loss (no pretrained VGG offline). Adam with warm-up and cosine decay over a wall-time
+budget; every `--check-minutes` the network (BatchNorm statistics re-estimated over fresh batches)
+is scored on the validation crops and written if it is the best so far, so a run can be stopped at
+any time. `--init` continues from existing weights (the bundled file by default).
 
-    pip install scikit-image
-    python tools/train_demo_models.py --register          # all three (8-12 min each), into the manifest
-    python tools/train_demo_models.py lama-tiny --steps 50 --output /tmp/demo   # a quick try
+    python tools/train_demo_models.py --minutes 50 --register        # all three, one after the other
+    python tools/train_demo_models.py lama-tiny --minutes 2 --output /tmp/demo   # a quick try
 
-Written to `inpaint_cli/bundled/<name>.safetensors` (our format, architecture in the metadata);
-`--register` then records each file's size and SHA-256 in `inpaint_cli/weights_manifest.json`.
+Written to `<output>/<name>.safetensors` (our format, architecture in the metadata) and
+`<output>/<name>.json` (seed, steps, minutes, the validation curve, every image and its licence);
+`--register` records each file's size and SHA-256 in `inpaint_cli/weights_manifest.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -42,6 +47,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import photo_data
 import torch
 from torch import nn
 
@@ -54,48 +60,36 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DIR = ROOT / "inpaint_cli" / "bundled"
 MANIFEST = ROOT / "inpaint_cli" / "weights_manifest.json"
 LICENSE = "Apache-2.0"
-"""The project's licence; the training photos are public domain or CC0 (see `TRAIN_IMAGES`)."""
+"""The project's licence for the weights; each training photo's own licence is in the record."""
 
-# scikit-image 0.26 sample images by `skimage.data` function, with the licence its docstring states
-# (`skimage/data/README.txt` lists none). Images whose docstring states no licence are not used.
-TRAIN_IMAGES = {
-    "chelsea": "CC0 (photographer Stefan van der Walt)",
-    "rocket": "public domain (SpaceX)",
-    "hubble_deep_field": "public domain (NASA)",
-    "retina": "CC0 1.0 (Mikael Häggström, Wikimedia Commons)",
-    "immunohistochemistry": "no known copyright restrictions (CMMI)",
-    "brick": "CC0 (CC0Textures)",
-    "grass": "CC0 (CC0Textures)",
-    "gravel": "CC0 (CC0Textures)",
-    "coins": "no known copyright restrictions (Brooklyn Museum)",
-    "text": "no known copyright restrictions, public domain",
-    "clock": "public domain (photographer Stefan van der Walt)",
-    "cell": "CC0",
-}
-HELD_OUT_IMAGES = {
-    "astronaut": "no known copyright restrictions, public domain (NASA); the source of examples/",
-    "coffee": "CC0 (photographer Rachel Michetti)",
-    "camera": "CC0 (photographer Lav Varshney)",
-}
+EVAL_COLOUR = ("ColorfulCups", "Kite", "LadyBird", "Path")
+EVAL_GREY = ("ColdRipple",)
+"""Held out for `benchmarks/eval_demo_models.py` (the colour ones also as grey)."""
+VALIDATION = ("Storm",)
+"""Held out to choose the checkpoint."""
+MAX_SIDE = 1280
+"""Photos are kept in memory at most this long, to crop from."""
 
-CROP = 96
+CROP = 128
 """Side of the training crops: a multiple of every tiny model's `pad_multiple`."""
+LARGEST_CROP = 6
+"""Crops cover from `CROP` to `LARGEST_CROP` × `CROP` photo pixels (log-uniform), shrunk to `CROP`."""
 HOLE_WEIGHT = 1.0
 VALID_WEIGHT = 0.5
 EDGE_WEIGHT = 1.0
-MIN_HOLE_FRACTION = 0.02
+MIN_HOLE_FRACTION = 0.01
 MAX_HOLE_FRACTION = 0.5
-COLOUR_SHARE = 0.7
-"""Share of crops taken from the colour photos (5 of the 12; the rest are grey), so that the
-networks learn to carry colour into the hole."""
-GREY_PROBABILITY = 0.2
-SEPIA_PROBABILITY = 0.2
+GREY_PROBABILITY = 0.1
+SEPIA_PROBABILITY = 0.05
 SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
 """The usual sepia toning matrix (rows: output R, G, B)."""
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 WARMUP_STEPS = 50
 FINAL_LR_FRACTION = 0.05
 BN_CALIBRATION_BATCHES = 16
-LOG_EVERY = 100
+LOG_EVERY = 50
+VALIDATION_CROPS = 8
+"""Crops of each validation photo (and as many grey copies) per mask kind."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,6 @@ class DemoModel:
 
     family: str
     config: Mapping[str, Any]
-    steps: int
     batch_size: int
     learning_rate: float
     shared_mask: bool = False
@@ -126,24 +119,21 @@ DEMO_MODELS = {
             "global_channels": 96,
             "enable_lfu": False,
         },
-        steps=2400,
         batch_size=8,
-        learning_rate=2e-3,
+        learning_rate=1e-3,
     ),
     "gatedconv-tiny": DemoModel(
         family="gatedconv",
         config={"variant": "pt", "cnum": 16},
-        steps=1900,
         batch_size=8,
-        learning_rate=2e-3,
+        learning_rate=1e-3,
         shared_mask=True,
     ),
     "pconv-tiny": DemoModel(
         family="pconv",
         config={"layer_size": 5, "base_channels": 16},
-        steps=5000,
         batch_size=8,
-        learning_rate=2e-3,
+        learning_rate=1e-3,
     ),
 }
 
@@ -151,37 +141,56 @@ DEMO_MODELS = {
 # --- data -------------------------------------------------------------------------------------------
 
 
-def load_photo(name: str) -> np.ndarray:
-    """A scikit-image sample as H×W×3 float32 in [0, 1] (grey replicated)."""
-    import skimage.data
+def split_photos(data: Path) -> dict[str, list[photo_data.Photo]]:
+    """The photographs by use: `train`, `validation`, `eval_colour`, `eval_grey`."""
+    photos = photo_data.photographs(data)
+    held_out = {"validation": VALIDATION, "eval_colour": EVAL_COLOUR, "eval_grey": EVAL_GREY}
+    split = {use: [photo for photo in photos if photo.name in names] for use, names in held_out.items()}
+    split["train"] = [
+        photo for photo in photos if not any(photo.name in names for names in held_out.values())
+    ]
+    return split
 
-    pixels = np.asarray(getattr(skimage.data, name)())
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
-    return pixels[..., :3].astype(np.float32) / 255
+
+def load_photo(photo: photo_data.Photo, grey: bool = False) -> np.ndarray:
+    """H×W×3 uint8 RGB, at most `MAX_SIDE` long; `grey`: its luma in all three channels."""
+    pixels = photo_data.load_rgb(photo.file, MAX_SIDE)
+    if grey:
+        pixels = np.repeat((pixels @ LUMA).round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    return pixels
 
 
 def random_crop(photo: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A square region of random position and scale (1 down to 1/4, log-uniform), resized to `size`."""
+    """A square region of random position and scale (1 down to 1/`LARGEST_CROP`, log-uniform),
+    resized to `size`; float32 in [0, 1]."""
     height, width = photo.shape[:2]
-    largest = min(height, width)
+    largest = min(height, width, LARGEST_CROP * size)
     smallest = min(largest, size)
-    side = round(math.exp(rng.uniform(math.log(smallest), math.log(min(largest, 4 * size)))))
+    side = round(math.exp(rng.uniform(math.log(smallest), math.log(largest))))
     top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
     region = photo[top : top + side, left : left + side]
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA) if side != size else region.copy()
+    if side != size:
+        region = cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
+    return region.astype(np.float32) / 255
 
 
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Horizontal flip, and sometimes the tone of an old print: grey or sepia."""
+    """Flip; exposure, white balance and saturation jitter; film grain; rarely grey or sepia."""
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
+    crop = crop ** (2 ** rng.uniform(-0.3, 0.3)) * (2 ** rng.uniform(-0.4, 0.4))
+    crop = crop * (1 + rng.normal(0, 0.05, 3)).astype(np.float32)
+    grey = crop @ LUMA
+    crop = grey[..., None] + (crop - grey[..., None]) * rng.uniform(0.6, 1.4)
+    if rng.random() < 0.4:
+        shape = (*crop.shape[:2], 1 if rng.random() < 0.5 else 3)
+        crop = crop + rng.normal(0, rng.uniform(0.005, 0.03), shape).astype(np.float32)
     tone = rng.random()
     if tone < GREY_PROBABILITY:
-        crop = np.repeat(crop.mean(axis=2, keepdims=True), 3, axis=2)
+        crop = np.repeat((crop @ LUMA)[..., None], 3, axis=2)
     elif tone < GREY_PROBABILITY + SEPIA_PROBABILITY:
-        crop = np.clip(crop @ SEPIA.T, 0, 1)
-    return np.ascontiguousarray(crop)
+        crop = crop @ SEPIA.T
+    return np.ascontiguousarray(np.clip(crop, 0, 1), dtype=np.float32)
 
 
 # --- masks ------------------------------------------------------------------------------------------
@@ -247,50 +256,79 @@ def torn_corner(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.rot90(mask, k=rng.integers(4)).astype(bool)
 
 
-def scratches_and_dust(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Old-print damage: thin wandering scratches (1-3 px) and round dust spots (radius 1-4 px)."""
+def thin_scratches(rng: np.random.Generator, size: int) -> np.ndarray:
+    """1-5 wandering scratches 1-8 px wide (mostly 1-3), like a print's or a negative's."""
     mask = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(1, 5)):
+    for _ in range(rng.integers(1, 6)):
         points = np.cumsum(rng.normal(0, size / 6, (rng.integers(2, 6), 2)), axis=0) + rng.uniform(0, size, 2)
-        cv2.polylines(mask, [points.astype(np.int32)], False, 1, int(rng.integers(1, 4)))
-    for _ in range(rng.integers(3, 15)):
+        width = int(rng.choice([1, 1, 2, 2, 3, 3, 4, 5, 6, 8]))
+        cv2.polylines(mask, [points.astype(np.int32)], False, 1, width)
+    return mask.astype(bool)
+
+
+def dust(rng: np.random.Generator, size: int) -> np.ndarray:
+    """5-40 round dust spots of radius 1-4 px."""
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(5, 41)):
         centre = tuple(int(v) for v in rng.integers(0, size, 2))
         cv2.circle(mask, centre, int(rng.integers(1, 5)), 1, -1)
     return mask.astype(bool)
 
 
-MASK_KINDS: tuple[Callable[[np.random.Generator, int], np.ndarray], ...] = (
-    brush_strokes,
-    thick_lines,
-    boxes,
-    torn_corner,
-    scratches_and_dust,
-)
-MASK_KIND_WEIGHTS = (0.3, 0.15, 0.15, 0.15, 0.25)
+def large_hole(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One big hole, at least a quarter of the side wide and high: a box or a blob (an ellipse)."""
+    mask = np.zeros((size, size), np.uint8)
+    height, width = (rng.uniform(0.25, 0.5, 2) * size).astype(int)
+    top, left = rng.integers(0, size - height + 1), rng.integers(0, size - width + 1)
+    if rng.random() < 0.5:
+        mask[top : top + height, left : left + width] = 1
+    else:
+        centre = (int(left + width / 2), int(top + height / 2))
+        cv2.ellipse(mask, centre, (width // 2, height // 2), rng.uniform(0, 180), 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+MASK_KINDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+    "thin": thin_scratches,
+    "dust": dust,
+    "medium strokes": brush_strokes,
+    "large holes": large_hole,
+    "thick lines": thick_lines,
+    "boxes": boxes,
+    "torn corner": torn_corner,
+}
+MASK_KIND_WEIGHTS = (0.3, 0.1, 0.2, 0.15, 0.05, 0.1, 0.1)
+"""Thin damage most often: it is what old photos have most of, and where a network must not lose
+to the classical methods."""
+EVAL_KINDS = ("thin", "dust", "medium strokes", "large holes")
+"""The mask kinds the evaluation reports (thin ≤ 8 px, dust, medium strokes, large holes ≥ 1/4 side)."""
 
 
 def random_hole(rng: np.random.Generator, size: int) -> np.ndarray:
-    """An H×W bool hole (True = hole) of one or two mask kinds, covering 2-50 % of the square."""
+    """An H×W bool hole (True = hole) of one or two mask kinds, covering 1-50 % of the square."""
+    makers = list(MASK_KINDS.values())
     while True:
         count = 1 if rng.random() < 0.7 else 2
-        kinds = rng.choice(len(MASK_KINDS), size=count, replace=False, p=MASK_KIND_WEIGHTS)
-        hole = np.logical_or.reduce([MASK_KINDS[kind](rng, size) for kind in kinds])
+        kinds = rng.choice(len(makers), size=count, replace=False, p=MASK_KIND_WEIGHTS)
+        hole = np.logical_or.reduce([makers[kind](rng, size) for kind in kinds])
         if MIN_HOLE_FRACTION <= hole.mean() <= MAX_HOLE_FRACTION:
             return hole
 
 
-def sampling_weights(photos: list[np.ndarray]) -> np.ndarray:
-    """Probability of drawing each photo: `COLOUR_SHARE` for the colour ones together."""
-    colour = np.array([np.ptp(photo, axis=2).max() > 0 for photo in photos])
-    weights = np.where(colour, COLOUR_SHARE / colour.sum(), (1 - COLOUR_SHARE) / (~colour).sum())
-    return weights / weights.sum()
+def hole_of_kind(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """A non-empty hole of one kind."""
+    while True:
+        hole = MASK_KINDS[kind](rng, size)
+        if hole.any():
+            return hole
 
 
 def batches(
     photos: list[np.ndarray], rng: np.random.Generator, size: int, batch_size: int, shared_mask: bool
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (N×3×S×S images in [0, 1], N×1×S×S {0, 1} holes)."""
-    weights = sampling_weights(photos)
+    """Endless (N×3×S×S images in [0, 1], N×1×S×S {0, 1} holes); photos drawn by their area."""
+    weights = np.array([math.sqrt(photo.shape[0] * photo.shape[1]) for photo in photos])
+    weights /= weights.sum()
     while True:
         images = [
             augment(random_crop(photos[rng.choice(len(photos), p=weights)], rng, size), rng)
@@ -360,22 +398,24 @@ def calibrate_batch_norms(network: InpaintModel, data: Iterator[tuple[torch.Tens
 # --- training --------------------------------------------------------------------------------------
 
 
-def learning_rate_factor(step: int, steps: int) -> float:
-    """Linear warm-up, then cosine decay to `FINAL_LR_FRACTION`."""
-    if step < WARMUP_STEPS:
-        return (step + 1) / WARMUP_STEPS
-    progress = (step - WARMUP_STEPS) / max(1, steps - WARMUP_STEPS)
-    return FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+def learning_rate_factor(progress: float, step: int) -> float:
+    """Linear warm-up over `WARMUP_STEPS`, then cosine decay to `FINAL_LR_FRACTION` over the budget."""
+    warm = min(1.0, (step + 1) / WARMUP_STEPS)
+    cosine = FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return warm * cosine
 
 
-def held_out_batch(seed: int, size: int = CROP, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed crops and holes from the held-out photos, for the progress log and the final check."""
+def validation_set(photos: list[np.ndarray], seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per evaluated mask kind: fixed crops of the validation photos, in colour and grey, with holes."""
     rng = np.random.default_rng(seed)
-    photos = [load_photo(name) for name in HELD_OUT_IMAGES]
-    crops = [random_crop(photos[i % len(photos)], rng, size) for i in range(count)]
-    holes = [random_hole(rng, size) for _ in crops]
-    image = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
-    return image, torch.from_numpy(np.stack(holes)).float()[:, None]
+    found = {}
+    for kind in EVAL_KINDS:
+        crops = [random_crop(photo, rng, CROP) for photo in photos for _ in range(VALIDATION_CROPS)]
+        crops += [np.repeat((crop @ LUMA)[..., None], 3, axis=2) for crop in crops]
+        holes = [hole_of_kind(kind, rng, CROP) for _ in crops]
+        image = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+        found[kind] = (image, torch.from_numpy(np.stack(holes)).float()[:, None])
+    return found
 
 
 @torch.no_grad()
@@ -384,57 +424,97 @@ def hole_l1(network: InpaintModel, image: torch.Tensor, hole: torch.Tensor) -> f
     return float(((prediction - image).abs().mean(dim=1, keepdim=True) * hole).sum() / hole.sum())
 
 
-def mean_fill_l1(image: torch.Tensor, hole: torch.Tensor) -> float:
-    """Hole L1 of filling each crop's hole with the mean colour of its known pixels."""
-    known = 1 - hole
-    mean = (image * known).sum(dim=(2, 3), keepdim=True) / known.sum(dim=(2, 3), keepdim=True)
-    return float(((mean - image).abs().mean(dim=1, keepdim=True) * hole).sum() / hole.sum())
+def warm_start(network: InpaintModel, path: Path) -> None:
+    """Load trained weights (our file's layout) into a network already prepared for training."""
+    state = read_checkpoint(path).state_dict
+    folded = {
+        f"{name}.weight": module.folded_window_size
+        for name, module in network.named_modules()
+        if getattr(module, "folded_window_size", 1) != 1
+    }
+    state = {key: value / folded.get(key, 1) for key, value in state.items()}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
+        raise RuntimeError(f"{path} does not fit: missing {missing}, unexpected {unexpected}")
 
 
-def train(name: str, spec: DemoModel, steps: int, seed: int) -> InpaintModel:
-    """Train one demo model; returns the network in eval mode."""
+@dataclass
+class Run:
+    """What one training run keeps between checkpoints."""
+
+    name: str
+    spec: DemoModel
+    output: Path
+    record: dict[str, Any]
+    best: float = math.inf
+
+
+def checkpoint(
+    run: Run, network: InpaintModel, data: Iterator, validation: dict, step: int, minutes: float
+) -> None:
+    """Score a BatchNorm-calibrated copy on the validation crops; write it if it is the best so far."""
+    candidate = copy.deepcopy(network)
+    calibrate_batch_norms(candidate, data)
+    scores = {kind: hole_l1(candidate, *pair) for kind, pair in validation.items()}
+    mean = float(np.mean(list(scores.values())))
+    run.record["curve"].append({"step": step, "minutes": round(minutes, 2), "hole_l1": scores, "mean": mean})
+    written = ""
+    if mean < run.best:
+        run.best = mean
+        run.record.update(steps=step, minutes=round(minutes, 2), validation_hole_l1=scores)
+        save_and_check(run.name, run.spec, candidate, run.output)
+        written = " (best: written)"
+    (run.output / f"{run.name}.json").write_text(json.dumps(run.record, indent=2) + "\n", encoding="utf-8")
+    details = ", ".join(f"{kind} {value:.4f}" for kind, value in scores.items())
+    print(f"  checkpoint at step {step}: validation hole L1 {mean:.4f} ({details}){written}", flush=True)
+
+
+def train(
+    run: Run,
+    photos: list[np.ndarray],
+    validation: dict,
+    minutes: float,
+    check: float,
+    seed: int,
+    init: Path | None,
+) -> None:
+    """Train one demo model for `minutes` of wall time, checkpointing every `check` minutes."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    photos = [load_photo(photo) for photo in TRAIN_IMAGES]
+    spec = run.spec
     network = FAMILIES[spec.family].build(spec.config)
     network.prepare_for_training()
+    if init is not None:
+        warm_start(network, init)
     # Channels-last convolutions are about 25 % faster on CPU; the saved tensors are contiguous again.
     network.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=spec.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, steps))
     data = batches(photos, rng, CROP, spec.batch_size, spec.shared_mask)
-    check_image, check_hole = held_out_batch(seed + 1)
     parameters = sum(p.numel() for p in network.parameters())
-    print(f"{name}: {spec.family} {dict(spec.config)}, {parameters:,} parameters, {steps} steps")
-    started = time.perf_counter()
-    running = 0.0
-    for step in range(steps):
+    print(
+        f"{run.name}: {spec.family} {dict(spec.config)}, {parameters:,} parameters, {minutes} min", flush=True
+    )
+    if init is not None:
+        checkpoint(run, network, data, validation, 0, 0.0)
+    started = time.monotonic()
+    last_check, step, running = started, 0, 0.0
+    while (elapsed := time.monotonic() - started) < minutes * 60:
+        for group in optimizer.param_groups:
+            group["lr"] = spec.learning_rate * learning_rate_factor(elapsed / (minutes * 60), step)
         image, hole = (x.contiguous(memory_format=torch.channels_last) for x in next(data))
         loss = sum(reconstruction_loss(stage, image, hole) for stage in predictions(network, image, hole))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        schedule.step()
         running += loss.item()
-        if (step + 1) % LOG_EVERY == 0 or step + 1 == steps:
-            network.eval()  # held-out crops must not reach the batch-norm statistics
-            check = hole_l1(network, check_image, check_hole)
-            network.train()
-            count = (step % LOG_EVERY) + 1
-            print(
-                f"  step {step + 1:5d}  loss {running / count:.4f}  held-out hole L1 {check:.4f}  "
-                f"{time.perf_counter() - started:6.0f} s",
-                flush=True,
-            )
+        step += 1
+        if step % LOG_EVERY == 0:
+            print(f"  step {step:5d}  loss {running / LOG_EVERY:.4f}  {elapsed:6.0f} s", flush=True)
             running = 0.0
-    calibrate_batch_norms(network, data)
-    network.eval()
-    elapsed = time.perf_counter() - started
-    print(
-        f"  eval mode: held-out hole L1 {hole_l1(network, check_image, check_hole):.4f} "
-        f"(mean-colour fill {mean_fill_l1(check_image, check_hole):.4f}), {elapsed:.0f} s"
-    )
-    return network
+        if time.monotonic() - last_check >= check * 60:
+            checkpoint(run, network, data, validation, step, (time.monotonic() - started) / 60)
+            last_check = time.monotonic()
+    checkpoint(run, network, data, validation, step, (time.monotonic() - started) / 60)
 
 
 def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir: Path) -> Path:
@@ -451,7 +531,9 @@ def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir
     loaded = network_from_checkpoint(read_checkpoint(path))
     rebuilt = FAMILIES[spec.family].build(spec.config)
     load_strict(rebuilt, network.trained_state_dict(), path)
-    image, hole = held_out_batch(seed=0, count=4)
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.random((2, 3, CROP, CROP), dtype=np.float32))
+    hole = torch.from_numpy(np.stack([random_hole(rng, CROP) for _ in range(2)])).float()[:, None]
     with torch.no_grad():
         expected = predictions(network, image, hole)[-1]
         difference = (predictions(loaded, image, hole)[-1] - expected).abs().max().item()
@@ -490,22 +572,47 @@ def main() -> None:
     parser.add_argument(
         "models", nargs="*", metavar="NAME", help=f"of {', '.join(DEMO_MODELS)} (default: all)"
     )
-    parser.add_argument("--steps", type=int, help="override every model's number of steps")
+    parser.add_argument("--minutes", type=float, default=50.0, help="wall-time budget per model")
+    parser.add_argument("--check-minutes", type=float, default=5.0, help="time between checkpoints")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=photo_data.DEFAULT_DATA, help="where packages unpack")
     parser.add_argument("--output", type=Path, default=BUNDLED_DIR)
+    parser.add_argument(
+        "--init", default="none", help="'none' (from scratch), 'bundled' (each shipped file) or a file"
+    )
     parser.add_argument("--register", action="store_true", help="record the files in the shipped manifest")
     args = parser.parse_args()
     unknown = sorted(set(args.models) - set(DEMO_MODELS))
     if unknown:
         parser.error(f"unknown demo model {', '.join(unknown)}; choose from {', '.join(DEMO_MODELS)}")
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    split = split_photos(args.data)
+    photos = [load_photo(photo) for photo in split["train"]]
+    validation = validation_set([load_photo(photo) for photo in split["validation"]], args.seed + 1)
+    print(
+        f"{len(photos)} training photographs; validation {VALIDATION}; evaluation {EVAL_COLOUR + EVAL_GREY}"
+    )
+    if args.init == "bundled" and args.output.resolve() == BUNDLED_DIR.resolve():
+        parser.error("--init bundled reads the shipped files: write to another --output, then copy")
+    args.output.mkdir(parents=True, exist_ok=True)
     for name in args.models or DEMO_MODELS:
-        spec = DEMO_MODELS[name]
-        network = train(name, spec, args.steps or spec.steps, args.seed)
-        path = save_and_check(name, spec, network, args.output)
+        init = {"none": None, "bundled": BUNDLED_DIR / f"{name}.safetensors"}.get(args.init, Path(args.init))
+        record = {
+            "seed": args.seed,
+            "crop": CROP,
+            "init": str(init.name) if init else None,
+            "packages": sorted({photo.package for photo in split["train"]}),
+            "validation": list(VALIDATION),
+            "held_out": list(EVAL_COLOUR + EVAL_GREY),
+            "images": [photo.record() for photo in split["train"]],
+            "curve": [],
+        }
+        run = Run(name, DEMO_MODELS[name], args.output, record)
+        train(run, photos, validation, args.minutes, args.check_minutes, args.seed, init)
         if args.register:
-            register(name, spec, path)
+            register(name, run.spec, args.output / f"{name}.safetensors")
 
 
 if __name__ == "__main__":
