@@ -229,11 +229,21 @@ def test_an_image_that_kills_every_worker_fails_alone(cluster: str, tmp_path: Pa
     assert sorted(tree_hashes(tmp_path / "out")) == [f"0000{i}.png" for i in (0, 1, 3, 4, 5)]
 
 
+def counting_telea(log: str) -> Inpainter:
+    """Telea, noting the loading process's id in `log` (one line per model load)."""
+    with open(log, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    return Inpainter.from_name("telea", device="cpu")
+
+
 @needs_ray
 @pytest.mark.slow
-def test_driver_memory_stays_flat_over_2000_images(cluster: str, tmp_path: Path) -> None:
+def test_driver_memory_stays_flat_over_2000_images_and_each_worker_loads_once(
+    cluster: str, tmp_path: Path
+) -> None:
     mask = save_photos(tmp_path / "photos", 2000, (8, 8))
     jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    loads = tmp_path / "loads.txt"
     process = psutil.Process()
     rss: dict[int, int] = {}
 
@@ -241,9 +251,13 @@ def test_driver_memory_stays_flat_over_2000_images(cluster: str, tmp_path: Path)
         count = len(rss) + 1
         rss[count] = process.memory_info().rss if count % 100 == 0 else 0
 
-    outcomes = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=sample)
+    load = functools.partial(counting_telea, str(loads))
+    outcomes = distributed.run_on_ray(load, jobs, SKIP, RayOptions(workers=2), on_outcome=sample)
 
     assert sum(o.status is batch.Status.DONE for o in outcomes) == 2000
+    loaded_in = loads.read_text().split()  # one line per model load, by process
+    assert len(set(loaded_in)) == len(loaded_in) <= 2 and str(os.getpid()) not in loaded_in
+    assert {str(o.placement["worker_pid"]) for o in outcomes} <= set(loaded_in)
     growth = (max(rss.values()) - rss[500]) / 2**20
     print(f"driver RSS at 500 images {rss[500] / 2**20:.0f} MiB, growth to 2000 images {growth:.1f} MiB")
     assert growth < 24, f"driver RSS grew {growth:.1f} MiB from image 500 to 2000"
