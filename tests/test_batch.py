@@ -208,7 +208,7 @@ class RecordingInpainter:
     and records when it ran."""
 
     strategy = Strategy.FULL
-    name, dtype, device = "recording", "torch.float32", "cpu"
+    name, dtype, dtype_label, device = "recording", "torch.float32", "float32", "cpu"
     max_side = tile_size = crop_margin = None
     tile_overlap = 64
 
