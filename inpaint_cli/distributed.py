@@ -92,6 +92,26 @@ def connect(address: str = DEFAULT_ADDRESS) -> bool:
     return True
 
 
+def quiet_cluster_messages(ray: Any) -> None:
+    """Route the cluster's error notes (`(raylet) A worker died ...`), which Ray prints on stdout, to
+    this module's debug log: stdout is for result paths (`-q`), and the driver reports lost workers
+    itself. Ray has no setting for it, so its printer is wrapped where it exists (a private name)."""
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(module, "print_to_stdstream", None)
+    if original is None or getattr(original, "quiet_raylet", False):
+        return
+
+    def to_log(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            original(data, *args, **kwargs)
+            return
+        for line in data.get("lines", []):
+            logger.debug("ray: %s", line)
+
+    to_log.quiet_raylet = True  # type: ignore[attr-defined]
+    module.print_to_stdstream = to_log
+
+
 def worker_count(options: RayOptions, resources: dict[str, float]) -> int:
     """`options.workers`, or as many workers as the cluster's resources hold (at least one).
 
@@ -376,6 +396,7 @@ def run_on_ray(
     if not jobs:
         return batch.Outcomes([], [], interrupted=False)
     started_here = connect(options.address)
+    quiet_cluster_messages(ray)
     try:
         run = _Run(ray, load_model, jobs, settings, options, on_outcome, on_workers, fail_fast, checkpoint)
         return run.run()

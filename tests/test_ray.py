@@ -162,7 +162,7 @@ def save_photos(folder: Path, count: int, size: tuple[int, int]) -> Path:
 
 @needs_ray
 def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
-    cluster: str, tmp_path: Path
+    cluster: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     mask = save_photos(tmp_path / "photos", 40, (96, 128))
     local_run(tmp_path / "photos", mask, tmp_path / "local")
@@ -189,6 +189,8 @@ def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
     assert leftovers(tmp_path / "ray") == []
     # ... and nothing written twice: each output is the file that was there when it was reported.
     assert {path: _identity(path) for path in written} == written
+    time.sleep(1)  # Ray's note of the death would come within this
+    assert "worker died" not in capfd.readouterr().out  # stdout stays for result paths (-q)
 
 
 def _identity(path: Path) -> tuple[int, int]:
