@@ -299,13 +299,22 @@ class NetworkDetector:
     name: str
     threshold: float = DEFAULT_THRESHOLD
     scale: float = 1.0
+    strong: float = 0.0
+    min_area: int = 0
     tile: int = DEFAULT_TILE
     margin: int = DEFAULT_TILE_MARGIN
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None) -> NetworkDetector:
         network, config = load_network(path)
-        return cls(network, name or Path(path).name, threshold=config.threshold, scale=config.scale)
+        return cls(
+            network,
+            name or Path(path).name,
+            threshold=config.threshold,
+            scale=config.scale,
+            strong=config.strong,
+            min_area=config.min_area,
+        )
 
     def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
         """H×W float32 probability of damage for upright H×W×C uint8/uint16 pixels."""
@@ -325,8 +334,22 @@ class NetworkDetector:
         self, pixels: np.ndarray, mode: Mode = Mode.HIGH_RES, threshold: float | None = None
     ) -> Detection:
         probability = self.probability(pixels, mode)
-        cut = np.float32(self.threshold if threshold is None else threshold)
-        return finish(probability, probability >= cut)
+        cut = self.threshold if threshold is None else threshold
+        mask = probability >= np.float32(cut)
+        if self.strong or self.min_area:
+            mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), self.min_area)
+        return finish(probability, mask)
+
+
+def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """The 8-connected regions of `weak` that hold a `strong` pixel and at least `min_area` pixels."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(weak.view(np.uint8), connectivity=8)
+    keep = np.bincount(labels[strong], minlength=count) > 0
+    keep &= stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    return keep[labels]
 
 
 def finish(probability: np.ndarray, mask: np.ndarray) -> Detection:

@@ -35,6 +35,7 @@ BLUR_TAPS = (1.0, 2.0, 1.0)
 MAX_WIDTH_EXPONENT = 8
 """`wf` above this (256 stem channels, 4x the official width) is refused: no file asks for a huge net."""
 MAX_DEPTH = 6
+MAX_MIN_AREA = 1_000_000
 DEFAULT_THRESHOLD = 0.4
 """A pixel is damage where its probability is at least this (BOPBtL's `>= 0.4`)."""
 
@@ -105,14 +106,22 @@ class ScratchConfig:
     wf: int = 6
     threshold: float = DEFAULT_THRESHOLD
     scale: float = 1.0
+    strong: float = 0.0
+    """Hysteresis: a region above `threshold` is kept only if it reaches this somewhere (0: off)."""
+    min_area: int = 0
+    """Regions of fewer pixels are dropped (0: off)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.wf <= MAX_WIDTH_EXPONENT and 1 <= self.depth <= MAX_DEPTH):
             raise CheckpointError(f"unsupported detector size: wf={self.wf}, depth={self.depth}")
         if self.in_channels not in (1, 3) or self.out_channels != 1:
             raise CheckpointError(f"unsupported channels: {self.in_channels} in, {self.out_channels} out")
-        if not (0 < self.threshold < 1 and 0 < self.scale <= 4):
-            raise CheckpointError(f"unsupported threshold {self.threshold} or scale {self.scale}")
+        if not (0 < self.threshold < 1 and 0 < self.scale <= 4 and 0 <= self.strong < 1):
+            raise CheckpointError(
+                f"unsupported threshold {self.threshold}, strong {self.strong} or scale {self.scale}"
+            )
+        if not 0 <= self.min_area <= MAX_MIN_AREA:
+            raise CheckpointError(f"unsupported min_area {self.min_area}")
 
     @classmethod
     def from_json(cls, raw: object) -> ScratchConfig:
