@@ -39,6 +39,7 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ import photo_data
 import torch
 from torch import nn
 
+from inpaint_cli.atomic import atomic_path
 from inpaint_cli.checkpoints import read_checkpoint, save_converted
 from inpaint_cli.loading import load_strict, network_from_checkpoint
 from inpaint_cli.models import FAMILIES
@@ -477,8 +479,10 @@ def train(
     check: float,
     seed: int,
     init: Path | None,
+    steps: int = 0,
 ) -> None:
-    """Train one demo model for `minutes` of wall time, checkpointing every `check` minutes."""
+    """Train one demo model for `minutes` of wall time, checkpointing every `check` minutes; or, with
+    `steps`, for that many steps with a checkpoint every tenth of them (repeatable with the seed)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     spec = run.spec
@@ -498,9 +502,12 @@ def train(
         checkpoint(run, network, data, validation, 0, 0.0)
     started = time.monotonic()
     last_check, step, running = started, 0, 0.0
-    while (elapsed := time.monotonic() - started) < minutes * 60:
+    while (elapsed := time.monotonic() - started) < minutes * 60 or steps:
+        progress = step / steps if steps else elapsed / (minutes * 60)
+        if progress >= 1:
+            break
         for group in optimizer.param_groups:
-            group["lr"] = spec.learning_rate * learning_rate_factor(elapsed / (minutes * 60), step)
+            group["lr"] = spec.learning_rate * learning_rate_factor(progress, step)
         image, hole = (x.contiguous(memory_format=torch.channels_last) for x in next(data))
         loss = sum(reconstruction_loss(stage, image, hole) for stage in predictions(network, image, hole))
         optimizer.zero_grad(set_to_none=True)
@@ -511,10 +518,11 @@ def train(
         if step % LOG_EVERY == 0:
             print(f"  step {step:5d}  loss {running / LOG_EVERY:.4f}  {elapsed:6.0f} s", flush=True)
             running = 0.0
-        if time.monotonic() - last_check >= check * 60:
+        if (step % max(1, steps // 10) == 0) if steps else (time.monotonic() - last_check >= check * 60):
             checkpoint(run, network, data, validation, step, (time.monotonic() - started) / 60)
             last_check = time.monotonic()
-    checkpoint(run, network, data, validation, step, (time.monotonic() - started) / 60)
+    if not steps or step % max(1, steps // 10):
+        checkpoint(run, network, data, validation, step, (time.monotonic() - started) / 60)
 
 
 def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir: Path) -> Path:
@@ -544,27 +552,39 @@ def save_and_check(name: str, spec: DemoModel, network: InpaintModel, output_dir
 
 
 def register(name: str, spec: DemoModel, path: Path) -> None:
-    """Record a bundled file in the manifest with its size and SHA-256 (other entries untouched)."""
+    """Record a bundled file's size and SHA-256 in its manifest entry (created if missing; its other
+    fields and the other entries untouched)."""
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    official = next(entry for entry in manifest["models"].values() if entry["family"] == spec.family)
-    manifest["models"][name] = {
-        "family": spec.family,
-        "variant": "demo",
-        "license": LICENSE,
-        "paper": official["paper"],
-        "homepage": official["homepage"],
-        "sources": [
-            {
-                "url": f"bundled:{path.name}",
-                "format": "safetensors",
-                "size": path.stat().st_size,
-                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "md5": None,
-            }
-        ],
-    }
-    MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if name not in manifest["models"]:
+        official = next(entry for entry in manifest["models"].values() if entry["family"] == spec.family)
+        manifest["models"][name] = {
+            "family": spec.family,
+            "variant": "demo",
+            "license": LICENSE,
+            "paper": official["paper"],
+            "homepage": official["homepage"],
+        }
+    manifest["models"][name]["sources"] = [
+        {
+            "url": f"bundled:{path.name}",
+            "format": "safetensors",
+            "size": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "md5": None,
+        }
+    ]
+    with atomic_path(MANIFEST) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"  registered {name} in {MANIFEST}")
+
+
+def install(name: str, folder: Path) -> None:
+    """Copy a trained file (and its training record) from `folder` into the package, then register it."""
+    for suffix in (".safetensors", ".json"):
+        with atomic_path(BUNDLED_DIR / f"{name}{suffix}") as temporary:
+            shutil.copyfile(folder / f"{name}{suffix}", temporary)
+            temporary.chmod(0o644)  # package data, readable by every user of an installation
+    register(name, DEMO_MODELS[name], BUNDLED_DIR / f"{name}.safetensors")
 
 
 def main() -> None:
@@ -573,6 +593,7 @@ def main() -> None:
         "models", nargs="*", metavar="NAME", help=f"of {', '.join(DEMO_MODELS)} (default: all)"
     )
     parser.add_argument("--minutes", type=float, default=50.0, help="wall-time budget per model")
+    parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (repeatable)")
     parser.add_argument("--check-minutes", type=float, default=5.0, help="time between checkpoints")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -582,10 +603,22 @@ def main() -> None:
         "--init", default="none", help="'none' (from scratch), 'bundled' (each shipped file) or a file"
     )
     parser.add_argument("--register", action="store_true", help="record the files in the shipped manifest")
+    parser.add_argument(
+        "--install-from",
+        type=Path,
+        metavar="DIR",
+        help="no training: copy DIR's files into the package, register",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.models) - set(DEMO_MODELS))
     if unknown:
         parser.error(f"unknown demo model {', '.join(unknown)}; choose from {', '.join(DEMO_MODELS)}")
+    if args.install_from:
+        for name in args.models or DEMO_MODELS:
+            install(name, args.install_from)
+        return
+    if args.init == "bundled" and args.output.resolve() == BUNDLED_DIR.resolve():
+        parser.error("--init bundled reads the shipped files: write to another --output, then copy")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     split = split_photos(args.data)
@@ -594,15 +627,16 @@ def main() -> None:
     print(
         f"{len(photos)} training photographs; validation {VALIDATION}; evaluation {EVAL_COLOUR + EVAL_GREY}"
     )
-    if args.init == "bundled" and args.output.resolve() == BUNDLED_DIR.resolve():
-        parser.error("--init bundled reads the shipped files: write to another --output, then copy")
     args.output.mkdir(parents=True, exist_ok=True)
     for name in args.models or DEMO_MODELS:
         init = {"none": None, "bundled": BUNDLED_DIR / f"{name}.safetensors"}.get(args.init, Path(args.init))
         record = {
             "seed": args.seed,
+            "budget": {"steps": args.steps} if args.steps else {"minutes": args.minutes},
             "crop": CROP,
-            "init": str(init.name) if init else None,
+            "init": {"file": init.name, "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+            if init
+            else None,
             "packages": sorted({photo.package for photo in split["train"]}),
             "validation": list(VALIDATION),
             "held_out": list(EVAL_COLOUR + EVAL_GREY),
@@ -610,9 +644,11 @@ def main() -> None:
             "curve": [],
         }
         run = Run(name, DEMO_MODELS[name], args.output, record)
-        train(run, photos, validation, args.minutes, args.check_minutes, args.seed, init)
-        if args.register:
+        train(run, photos, validation, args.minutes, args.check_minutes, args.seed, init, args.steps)
+        if args.register and args.output.resolve() == BUNDLED_DIR.resolve():
             register(name, run.spec, args.output / f"{name}.safetensors")
+        elif args.register:
+            install(name, args.output)
 
 
 if __name__ == "__main__":
