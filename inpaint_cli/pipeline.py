@@ -197,9 +197,11 @@ def _write_page(options: RunOptions, result: RunResult) -> None:
 
 def check_paths(options: RunOptions) -> None:
     """The files named on the command line exist, and every path to write can become a file."""
+    from inpaint_cli.jobs import is_auto
+
     if not options.input.exists():
         raise UsageError("no such file or folder", path=options.input)
-    if not options.mask.exists():
+    if not is_auto(options.mask) and not options.mask.exists():
         raise UsageError("no such mask file or folder", path=options.mask)
     if options.checkpoint is not None and not options.checkpoint.is_file():
         raise UsageError("no such checkpoint file", path=options.checkpoint)
@@ -235,7 +237,13 @@ def job_settings(options: RunOptions) -> batch.RunSettings:
         existing = batch.Existing.SKIP if options.is_batch else batch.Existing.ERROR
     else:
         existing = batch.Existing.OVERWRITE if options.overwrite else batch.Existing.SKIP
-    return batch.RunSettings(**projected(options, _field_names(batch.RunSettings)), existing=existing)
+    values = projected(options, _field_names(batch.RunSettings))
+    if values.get("dilate") is None:  # none for mask files; with --mask auto, the detector's default
+        from inpaint_cli.jobs import is_auto
+        from inpaint_cli.options import DETECTOR_DILATE
+
+        values["dilate"] = DETECTOR_DILATE[options.detector.value] if is_auto(options.mask) else 0
+    return batch.RunSettings(**values, existing=existing)
 
 
 def projected(options: RunOptions, names: set[str]) -> dict[str, Any]:

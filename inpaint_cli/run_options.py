@@ -15,10 +15,12 @@ from typing import Any
 from inpaint_cli import storage
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import (
+    DEFAULT_DETECTOR,
     DEFAULT_MASK_THRESHOLD,
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
     DEFAULT_TILE_OVERLAP,
+    DetectorName,
     OutputFormat,
     Precision,
     StrategyName,
@@ -87,7 +89,8 @@ class RunOptions:
     )
     mask: Path = field(
         metadata=cli(
-            "Mask file (white = hole) or a folder of masks paired by name.",
+            "Mask file (white = hole), a folder of masks paired by name, or auto: "
+            "find the damage with --detector.",
             "--mask",
             "-m",
             metavar="MASK",
@@ -195,9 +198,27 @@ class RunOptions:
         ),
     )
     invert_mask: bool = field(default=False, metadata=cli("Black = hole instead of white = hole."))
-    dilate: int = field(
-        default=0,
-        metadata=cli("Grow the hole by this many pixels.", metavar="PX", minimum=0, maximum=MAX_DILATE),
+    dilate: int | None = field(
+        default=None,
+        metadata=cli(
+            "Grow the hole by this many pixels. Default: 0 for mask files; with --mask auto, "
+            "2 for scratch-tiny and classical, 3 for scratch-bopbtl.",
+            metavar="PX",
+            minimum=0,
+            maximum=MAX_DILATE,
+        ),
+    )
+    detector: DetectorName = field(
+        default=DEFAULT_DETECTOR,
+        metadata=cli(
+            "With --mask auto: scratch-tiny (bundled), scratch-bopbtl (BOPBtL, downloaded) or classical.",
+        ),
+    )
+    save_mask: bool = field(
+        default=False,
+        metadata=cli(
+            "Also write <output stem>_mask.png: the hole that was filled (the detected one with auto)."
+        ),
     )
     intermediates_dir: Path | None = field(
         default=None,
