@@ -23,10 +23,12 @@ from PIL import Image
 
 from inpaint_cli import imageio
 from inpaint_cli.atomic import atomic_path
-from inpaint_cli.batch import Existing, Status, output_complete, remove_stale_parts, walk_images
 from inpaint_cli.detect import Detection, Mode, NetworkDetector, to_rgb8
 from inpaint_cli.errors import InpaintError, OutputError, UsageError
+from inpaint_cli.jobs import Existing, walk_images
 from inpaint_cli.options import DEFAULT_MAX_PIXELS, DetectorName
+from inpaint_cli.outcomes import Status
+from inpaint_cli.resume import output_complete, remove_stale_parts
 
 MASK_SUFFIX = "_mask"
 OVERLAY_SUFFIX = "_overlay"
