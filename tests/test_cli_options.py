@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from inpaint_cli import pipeline
 from inpaint_cli.cli import app
-from inpaint_cli.options import OutputFormat, Precision, StrategyName, TensorFormat
+from inpaint_cli.options import DetectorName, OutputFormat, Precision, StrategyName, TensorFormat
 from inpaint_cli.run_options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +146,8 @@ def given(files: dict[str, Path]) -> dict[str, tuple[list[str], object]]:
         "mask_threshold": (["--mask-threshold", "10"], 10),
         "invert_mask": (["--invert-mask"], True),
         "dilate": (["--dilate", "3"], 3),
+        "detector": (["--detector", "classical"], DetectorName.CLASSICAL),
+        "save_mask": (["--save-mask"], True),
         "intermediates_dir": (["--save-intermediates", str(out / "inter")], out / "inter"),
         "intermediate_tensors": (["--save-tensors", "fp16"], TensorFormat.FP16),
         "panel": (["--panel"], True),
