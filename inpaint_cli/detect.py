@@ -83,7 +83,8 @@ def grey_u8(rgb: np.ndarray) -> np.ndarray:
 
 def normalise_u8(values: np.ndarray) -> torch.Tensor:
     """uint8 H×W(×C) -> float32 1×C×H×W in [-1, 1], computed as torchvision does: (v/255 - .5)/.5."""
-    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    # A copy when the array is read-only (decoded by Pillow): torch tensors are always writable.
+    tensor = torch.from_numpy(np.ascontiguousarray(values) if values.flags.writeable else values.copy())
     tensor = tensor[None, None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)[None]
     return (tensor.to(torch.float32) / 255 - 0.5) / 0.5
 
@@ -121,6 +122,8 @@ class Detection:
     """H×W bool, True = damage (after the no-damage rule)."""
     raw_fraction: float
     """Fraction of pixels at or above the threshold before the no-damage rule."""
+    raw_mask: np.ndarray | None = None
+    """The mask before the no-damage rule (the same array when the rule did not apply)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -355,6 +358,5 @@ def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.
 def finish(probability: np.ndarray, mask: np.ndarray) -> Detection:
     """Apply the no-damage rule: under NO_DAMAGE_FRACTION of the pixels, the mask is emptied."""
     raw = float(mask.mean()) if mask.size else 0.0
-    if raw < NO_DAMAGE_FRACTION:
-        mask = np.zeros_like(mask)
-    return Detection(probability, mask, raw)
+    kept = np.zeros_like(mask) if raw < NO_DAMAGE_FRACTION else mask
+    return Detection(probability, kept, raw, raw_mask=mask)
