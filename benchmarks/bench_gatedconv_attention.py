@@ -16,18 +16,15 @@ Run: `python benchmarks/bench_gatedconv_attention.py --sizes 256 512 768 1024 --
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import torch
+from measure import machine_summary, peak_rss, pin_threads, reset_peak_rss
 
 from inpaint_cli.models.gatedconv import DeepFillV2
 
@@ -47,22 +44,6 @@ def hole_mask(height: int, width: int) -> torch.Tensor:
     top, left = int(height * (1 - HOLE_SIDE_FRACTION) / 2), int(width * (1 - HOLE_SIDE_FRACTION) / 2)
     mask[..., top : top + int(height * HOLE_SIDE_FRACTION), left : left + int(width * HOLE_SIDE_FRACTION)] = 1
     return mask
-
-
-def reset_peak_rss() -> None:
-    """Start the peak resident size afresh (Linux), so that building the model and the warm-up pass,
-    whose peaks may exceed the measured pass's, are not counted in it."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss() -> int:
-    """Peak resident bytes since `reset_peak_rss` (Linux), else since the process started."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def measure(variant: str, height: int, width: int, chunk_mib: int) -> dict[str, float]:
@@ -129,13 +110,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         variant, height, width, chunk_mib, threads = args.child
-        torch.set_num_threads(int(threads))
+        pin_threads(int(threads))
         print(json.dumps(measure(variant, int(height), int(width), int(chunk_mib))))
         return
 
-    print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads"
-    )
+    pin_threads(args.threads)
+    print(f"# {machine_summary()}")
     header = "| variant | chunk | input | L | time s | in CA s | peak MiB | estimate MiB | estimate/peak |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing
-import platform
-import re
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
-import psutil
 import torch
+from measure import interleaved, machine_summary, peak_rss_increase, pin_threads, run_in_child
 
 from inpaint_cli.models.lama import Lama
 
@@ -87,20 +82,14 @@ def peak_activation_bytes(size: int, precision: str) -> int:
     A fresh process holds no allocator cache from earlier passes; the kernel's high-water mark is
     reset (Linux `clear_refs`) just before the pass, so building the network does not count.
     """
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_measure_in_child, (size, precision))
+    return run_in_child(_measure_in_child, size, precision)
 
 
 def _measure_in_child(size: int, precision: str) -> int:
     model = Lama(BIG_LAMA).eval()  # weight values do not change the memory a pass needs
     model.prepare_for_inference()
     image, mask = torch.rand(1, 3, size, size), hole_mask(size)
-    before = psutil.Process().memory_info().rss
-    Path("/proc/self/clear_refs").write_text("5")
-    run(model, PRECISIONS[precision], image, mask)
-    high_water_kib = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    return int(high_water_kib.group(1)) * 1024 - before
+    return peak_rss_increase(lambda: run(model, PRECISIONS[precision], image, mask))[1]
 
 
 def variants(model: Lama) -> dict[str, tuple[Lama, Callable[[], object]]]:
@@ -131,14 +120,11 @@ def bench_size(
     torch.manual_seed(size)
     image, mask = torch.rand(1, 3, size, size), hole_mask(size)
     outputs = {name: run(m, precision, image, mask) for name, (m, precision) in models.items()}  # warm-up
-    wall: dict[str, list[float]] = {name: [] for name in models}
-    cpu: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, (m, precision) in models.items():
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            run(m, precision, image, mask)
-            wall[name].append(time.perf_counter() - start_wall)
-            cpu[name].append(time.process_time() - start_cpu)
+    cpu: dict[str, list[float]] = {}
+    passes = {
+        name: (lambda m=m, p=precision: run(m, p, image, mask)) for name, (m, precision) in models.items()
+    }
+    wall = interleaved(passes, rounds=repeats, warmup=0, cpu_seconds=cpu)
     megapixels = size * size / 1e6
     median_cpu = {name: statistics.median(samples) for name, samples in cpu.items()}
     print(f"\n{size}x{size} ({megapixels:.2f} MP), median of {repeats}")
@@ -174,13 +160,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()},"
-        f" {torch.get_num_threads()} threads, {psutil.cpu_count()} CPUs,"
-        f" {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
-    )
+    pin_threads(args.threads)
+    print(machine_summary())
     models = variants(random_big_lama())
     for size in args.sizes:
         bench_size(size, args.repeats, models, not args.no_memory)

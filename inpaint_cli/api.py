@@ -78,7 +78,7 @@ class Model:
         return str(self.inpainter.device)
 
     def __repr__(self) -> str:
-        precision = str(self.inpainter.dtype).removeprefix("torch.")
+        precision = self.inpainter.dtype_label
         family = self.inpainter.network.family
         return f"Model({self.name!r}, family={family!r}, device={self.device!r}, precision={precision!r})"
 

@@ -394,7 +394,7 @@ def provenance_of(
         model=inpainter.name,
         weights_sha256=provenance.weights_checksum(inpainter.name, checkpoint),
         strategy=inpainter.strategy.value,
-        precision=str(inpainter.dtype).removeprefix("torch."),
+        precision=inpainter.dtype_label,
         settings=settings,
         plan_options={
             "max_side": inpainter.max_side,

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from inpaint_cli import strategies
+from inpaint_cli import auto_precision, strategies
 from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.errors import UsageError
 from inpaint_cli.loading import network_from_checkpoint
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 from inpaint_cli.options import Precision
+from inpaint_cli.precision import apply_precision
 from inpaint_cli.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
 from inpaint_cli.strategies import Box, InpaintOptions, Limits, NetworkGeometry, Plan, Strategy, padded_size
 
@@ -88,15 +89,24 @@ def select_device(spec: str = "auto") -> torch.device:
 
 
 def select_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype: `auto` is fp32 on CPU/MPS, bf16 on CUDA where supported, else fp16."""
+    """The compute dtype: `auto` is bf16 on CUDA where supported, else fp16, and fp32 on MPS and on
+    CPU (where `Inpainter` may then measure bf16 and int8); int8 computes its convolutions in int8
+    and everything else in fp32."""
     precision = getattr(precision, "value", precision)
     if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, fp16 or bf16")
+        raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, fp16, bf16 or int8")
+    if precision == "int8" and device.type != "cpu":
+        raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
     if precision == "auto":
         if device.type != "cuda":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return _HALF_DTYPES.get(precision, torch.float32)
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """fp32, fp16 or bf16: a compute dtype as `--precision` names it."""
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -214,12 +224,39 @@ class Inpainter:
         self.budget = self.options.memory_budget or default_memory_budget(self.device)
         self.geometry = geometry_of(self.network, self.name, self.device)
         self.runner = Runner(self.network, self.device, self.dtype, self.name)
+        self.precision = self._apply_precision(getattr(precision, "value", precision))
+        """fp32, fp16, bf16 or int8: what the network runs at (`auto` resolved)."""
         self.limits = Limits()
         """Learned from running out of device memory; later boxes and images start from them."""
         self.load_seconds = 0.0
         """Time it took to read the weights and build the network (not downloading)."""
         self.seconds_per_cost: float | None = None
         """Measured speed: seconds per unit of the network's cost model."""
+
+    def _apply_precision(self, requested: str) -> str:
+        """Convert the network once for its precision; on CPU, `auto` measures (`auto_precision.py`)."""
+        chosen = "int8" if requested == "int8" else precision_name(self.dtype)
+        if not self.network.needs_weights:
+            return chosen
+        if requested == "auto" and self.device.type == "cpu":
+            chosen = auto_precision.choose(
+                self.network, self.name, self._pass_of, auto_precision.default_cache()
+            )
+        if chosen != "fp32":
+            apply_precision(self.network, chosen, self.device, self.runner.predict)
+        self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
+        self.runner.dtype = self.dtype
+        return chosen
+
+    def _pass_of(self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """One runner pass of another copy of the network (at the precision its weights have)."""
+        dtype = next((p.dtype for p in network.parameters() if p.dtype != torch.float32), torch.float32)
+        return Runner(network, self.device, dtype, self.name).predict(image, hole)
+
+    @property
+    def dtype_label(self) -> str:
+        """The precision as provenance records it: `float32`, `bfloat16`, `float16` or `int8`."""
+        return "int8" if self.precision == "int8" else str(self.dtype).removeprefix("torch.")
 
     # --- loading -----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ class Precision(str, Enum):
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
+    INT8 = "int8"
 
 
 class StrategyName(str, Enum):

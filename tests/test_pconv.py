@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+import pconv_reference
 import pytest
 import torch
 from PIL import Image
@@ -36,18 +35,6 @@ SMALL_CHECKPOINT = REFERENCE / "small.pth"
 NETWORK_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 LAYER_TOLERANCE = 1e-5
 PIXEL_TOLERANCE = 1
-
-
-def _load_benchmark():
-    """benchmarks/bench_pconv.py holds the reference formula, our independent oracle."""
-    spec = importlib.util.spec_from_file_location("bench_pconv", ROOT / "benchmarks" / "bench_pconv.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
 
 
 def _settings(fixture: str) -> dict[str, dict]:
@@ -384,7 +371,7 @@ def test_captured_intermediates_do_not_change_the_output(network: pconv.PConvUNe
 
 def test_reference_formula_oracle_matches_fixture(official_state_dict: dict) -> None:
     """The benchmark's straightforward reference implementation reproduces the official outputs."""
-    reference = bench.ReferencePConvUNet(4, FIXTURE_BASE_CHANNELS)
+    reference = pconv_reference.ReferencePConvUNet(4, FIXTURE_BASE_CHANNELS)
     reference.load_state_dict(official_state_dict, strict=True)
     reference.eval()
     expected = load_file(REFERENCE / "case_a.safetensors")
@@ -396,7 +383,7 @@ def test_reference_formula_oracle_matches_fixture(official_state_dict: dict) -> 
 def test_depth_five_network_from_synthetic_keys() -> None:
     """Depth comes from the keys; enc_5/dec_5 (512→512, 1024→512) checked against the reference formula."""
     torch.manual_seed(0)
-    reference = bench.randomize_(bench.ReferencePConvUNet(5), seed=5).eval()
+    reference = pconv_reference.randomize_(pconv_reference.ReferencePConvUNet(5), seed=5).eval()
     official = reference.state_dict()
     assert "enc_5.conv.mask_conv.weight" in official and "enc_6.conv.input_conv.weight" not in official
     converted = PConvUNet.convert_state_dict(official)
@@ -408,7 +395,7 @@ def test_depth_five_network_from_synthetic_keys() -> None:
     model.prepare_for_inference()
     assert model.pad_multiple == 32
     image = IMAGENET.to_network(torch.rand(1, 3, 64, 96))
-    hole = bench.random_hole(64, 96, seed=5)
+    hole = pconv_reference.random_hole(64, 96, seed=5)
     valid = 1 - hole
     trace_ours: dict[str, torch.Tensor] = {}
     trace_reference: dict[str, torch.Tensor] = {}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
@@ -63,6 +64,26 @@ IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 def bounded(low: int, high: int, *, default: Any = dataclasses.MISSING) -> Any:
     """A config field whose integer value must lie in [low, high] (a family's hard ceiling)."""
     return dataclasses.field(default=default, metadata={"range": (low, high)})
+
+
+KERNEL_ATTRIBUTE = "inference_kernel"
+"""A convolution carrying this attribute runs it instead of its float weights (`precision.py`: int8)."""
+
+
+def conv2d(
+    conv: nn.Conv2d, x: torch.Tensor, padding: int | tuple[int, int], bias: bool = True
+) -> torch.Tensor:
+    """`F.conv2d` with `conv`'s weights and zero `padding`, or the kernel `precision.py` attached to it.
+
+    Families that call their convolutions functionally go through here, so int8 inference (and its
+    calibration) can replace a layer's arithmetic without the family knowing.
+    """
+    kernel = conv.__dict__.get(KERNEL_ATTRIBUTE)
+    if kernel is not None:
+        return kernel(x, padding, bias)
+    return F.conv2d(
+        x, conv.weight, conv.bias if bias else None, conv.stride, padding, conv.dilation, conv.groups
+    )
 
 
 ConfigT = TypeVar("ConfigT", bound="FamilyConfig")
@@ -260,6 +281,15 @@ class InpaintModel(nn.Module):
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights of a network prepared for training, in the layout `build(config)` loads."""
         return {key: value.detach().clone() for key, value in self.state_dict().items()}
+
+    def float_modules(self, precision: str) -> list[nn.Module]:
+        """Modules whose convolutions stay float32 at `precision` (fp16, bf16 or int8), for accuracy.
+
+        For int8, `precision.py` already keeps first layers (few input channels) and RGB output layers
+        in float; a family adds what else needs it (LaMa: its encoder and its Fourier units). For half
+        precision, the modules a family runs with autocast disabled keep float32 weights.
+        """
+        return []
 
     def prepare_for_inference(self) -> None:
         """Called once after the weights are loaded and the model is in eval mode.

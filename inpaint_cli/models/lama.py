@@ -227,6 +227,13 @@ class Lama(InpaintModel):
                 _capture(intermediates, f"feature.{self.stage_names[index]}", x)
         return x
 
+    def float_modules(self, precision: str) -> list[nn.Module]:
+        """The encoder and the output layer (fp32 under autocast too), and for int8 the 1×1 convolutions
+        in the spectra, whose inputs (Fourier coefficients, DC terms far above the rest) an 8-bit scale
+        cannot hold."""
+        fourier = [unit for unit, _ in self._fourier_units()] if precision == "int8" else []
+        return [self.model[index] for index in sorted(self.full_precision_layers)] + fourier
+
     def prepare_for_inference(self) -> None:
         """Fold every BatchNorm into the convolution(s) before it and switch to channels-last tensors.
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models.base import IMAGENET, FamilyConfig, InpaintModel, Intermediates, bounded
+from inpaint_cli.models.base import IMAGENET, FamilyConfig, InpaintModel, Intermediates, bounded, conv2d
 
 Renormalization = Literal["mask_sum", "window_ratio"]
 """`mask_sum`: divide by sum(M) (naoto0804, the U-Net's checkpoint); `window_ratio`: multiply by
@@ -126,7 +126,7 @@ class PartialConv2d(nn.Conv2d):
             divisor_override=1,
         )
         scale, new_mask = self._rescaling(window_sum)
-        output = F.conv2d(masked_input, self.weight, None, self.stride, self.padding)
+        output = conv2d(self, masked_input, self.padding, bias=False)
         output.mul_(scale.to(output.dtype))
         if self.bias is not None:
             # Empty windows give 0 in both rules: the bias is cleared with them.

@@ -1,0 +1,182 @@
+"""CPU precisions per family: speed of bf16 and int8 against fp32, and their difference in the hole.
+
+Speed: the released architectures (big-lama; DeepFill v2 at cnum 48; the PConv U-Net at depth 7,
+width 64) with random weights (weights do not change the time), one runner pass per precision
+(padding, normalisation and the network, as `inpaint run` does it), timed interleaved round after
+round; ratios are medians of per-round ratios, so load from other processes hits all alike. `auto`
+is what `--precision auto` chooses on this machine (measured once, as at a first model load).
+
+Accuracy: mean and max absolute difference from fp32 inside the hole (0..255 pixel levels) with the
+official fixtures' weights (tests/data/<family>, random weights run by the official code) on their
+case images and on the example photo, and with the bundled demo models on the example photo.
+
+    python benchmarks/bench_precision.py [--sizes 512 1024] [--rounds 3] [--threads 2] [--skip-speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from measure import interleaved, machine_summary, pin_threads, ratio
+from PIL import Image
+
+from inpaint_cli.engine import Inpainter
+from inpaint_cli.models.base import InpaintModel
+from inpaint_cli.models.gatedconv import DeepFillV2
+from inpaint_cli.models.lama import Lama
+from inpaint_cli.models.pconv import PConvUNet
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+BIG_LAMA = {
+    "ngf": 64,
+    "n_downsampling": 3,
+    "n_blocks": 18,
+    "max_features": 512,
+    "global_channels": 384,
+    "enable_lfu": False,
+}
+PRECISIONS = ("fp32", "bf16", "int8")
+FIXTURES = {
+    "lama": ("lama/small.ckpt", "lama", ["lama/case_b"]),
+    "gatedconv pt": ("deepfill/pt_random.pth", "gatedconv", ["deepfill/pt_case_b", "deepfill/pt_case_c"]),
+    "gatedconv tf": ("deepfill/tf_random.pth", "gatedconv", ["deepfill/tf_case_b", "deepfill/tf_case_c"]),
+    "pconv": ("pconv/small.pth", "pconv", ["pconv/case_b"]),
+}
+BUNDLED = ("lama-tiny", "gatedconv-tiny", "pconv-tiny")
+
+
+@torch.no_grad()
+def released_architecture(family: str) -> InpaintModel:
+    """The released network's shape with random weights and non-trivial batch norms, prepared."""
+    torch.manual_seed(0)
+    network: InpaintModel
+    if family == "lama":
+        network = Lama(BIG_LAMA)
+    elif family == "gatedconv":
+        network = DeepFillV2({"variant": "pt", "cnum": 48})
+    else:
+        network = PConvUNet({"layer_size": 7})
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.uniform_(0.5, 2.0)
+            module.running_mean.normal_(0, 0.2)
+    network.eval()
+    network.prepare_for_inference()
+    return network
+
+
+def centred_hole(side: int) -> torch.Tensor:
+    hole = torch.zeros(1, 1, side, side)
+    hole[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1
+    return hole
+
+
+def speed_table(sizes: list[int], rounds: int) -> None:
+    print("\n## Speed: one pass, ratio to fp32 (median of per-round ratios; > 1 = faster)")
+    print(f"{'family':<10} {'side':>5} {'fp32 s':>8} {'bf16':>6} {'int8':>6} {'auto':>6}  auto chose")
+    for family in ("lama", "gatedconv", "pconv"):
+        network = released_architecture(family)
+        inpainters = {p: Inpainter(_copy(network), device="cpu", precision=p) for p in PRECISIONS}
+        with tempfile.TemporaryDirectory() as home:
+            os.environ["INPAINT_HOME"] = home
+            inpainters["auto"] = Inpainter(_copy(network), device="cpu", precision="auto")
+        chosen = inpainters["auto"].precision
+        for side in sizes:
+            image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+            hole = centred_hole(side)
+            passes: dict[str, Callable[[], object]] = {
+                name: (lambda i=inpainter, x=image, h=hole: i.runner.predict(x, h))
+                for name, inpainter in inpainters.items()
+            }
+            samples = interleaved(passes, rounds=rounds, warmup=1)
+            fp32 = statistics.median(samples["fp32"])
+            speedups = {name: ratio(samples, "fp32", name) for name in inpainters}
+            print(
+                f"{family:<10} {side:>5} {fp32:>8.2f} {speedups['bf16']:>5.2f}x {speedups['int8']:>5.2f}x "
+                f"{speedups['auto']:>5.2f}x  {chosen}",
+                flush=True,
+            )
+
+
+def _copy(network: InpaintModel) -> InpaintModel:
+    import copy
+
+    return copy.deepcopy(network)
+
+
+def _read(path: Path, grey: bool = False) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("L" if grey else "RGB"))
+
+
+def differences(
+    load: Callable[[str], Inpainter], images: list[tuple[str, np.ndarray, np.ndarray]]
+) -> list[str]:
+    """Rows: image, and per precision the mean/max absolute difference from fp32 inside the hole."""
+    loaded = {precision: load(precision) for precision in PRECISIONS}
+    rows = []
+    for label, pixels, hole in images:
+        reference = loaded["fp32"].inpaint(pixels, hole).pixels.astype(np.int32)
+        cells = []
+        for precision in PRECISIONS[1:]:
+            filled = loaded[precision].inpaint(pixels, hole).pixels.astype(np.int32)
+            difference = np.abs(filled - reference)[hole]
+            cells.append(f"{precision} {difference.mean():5.2f} / {difference.max():3d}")
+        rows.append(f"{label:<22} " + "   ".join(cells))
+    return rows
+
+
+def accuracy_tables() -> None:
+    photo = ("example photo 384²", _read(ROOT / "examples/portrait_damaged.png"))
+    photo_hole = _read(ROOT / "examples/portrait_mask.png", grey=True) > 127
+    print("\n## Difference from fp32 inside the hole (0..255 levels): mean / max; target mean < 1")
+    print("official fixtures' weights (tests/data):")
+    for name, (checkpoint, family, cases) in FIXTURES.items():
+        images = [
+            (Path(case).name, _read(DATA / f"{case}_image.png"), _read(DATA / f"{case}_mask.png", True) > 127)
+            for case in cases
+        ]
+        images.append((photo[0], photo[1], photo_hole))
+        print(f"  {name}")
+        for row in differences(
+            lambda p, c=checkpoint, f=family: Inpainter.from_checkpoint(
+                DATA / c, f, device="cpu", precision=p
+            ),
+            images,
+        ):
+            print(f"    {row}")
+    print("bundled demo models:")
+    for name in BUNDLED:
+        rows = differences(
+            lambda p, n=name: Inpainter.from_name(n, device="cpu", precision=p),
+            [(photo[0], photo[1], photo_hole)],
+        )
+        print(f"  {name:<14} {rows[0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    pin_threads(args.threads)
+    print(machine_summary())
+    if not args.skip_accuracy:
+        accuracy_tables()
+    if not args.skip_speed:
+        speed_table(args.sizes, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

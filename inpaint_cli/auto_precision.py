@@ -1,0 +1,185 @@
+"""`--precision auto` on a CPU: bf16 or int8 only where a measurement shows it faster than fp32.
+
+Whether bf16 pays depends on the CPU (AMX, AVX512_BF16 or neither) and on the network; int8 on VNNI.
+So the first load of a network on a machine times one pass of each candidate against fp32, the
+passes interleaved so that a load change hits all of them alike, and checks that the candidate's
+fill stays within `MAX_HOLE_ERROR` of fp32's. The choice is kept in the cache folder per machine
+(CPU model, flags, threads, PyTorch version) and model (weights fingerprint), so later loads cost
+nothing. A candidate must be `MIN_SPEEDUP` times faster: the default is never a slower path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from inpaint_cli.atomic import atomic_path
+from inpaint_cli.models.base import InpaintModel
+from inpaint_cli.precision import apply_precision, calibration_hole, copy_network, int8_available
+
+log = logging.getLogger(__name__)
+
+MIN_SPEEDUP = 1.1
+"""A candidate must take at most 1/1.1 of fp32's time: the margin covers measurement noise."""
+MAX_HOLE_ERROR = 1 / 255
+"""Largest mean absolute difference from fp32 inside the hole (0..1 scale) a candidate may have."""
+MEASURE_ABOVE_GFLOP = 100.0
+"""Networks whose 512² pass costs less are not measured (fp32): a pass takes a fraction of a second."""
+MEASURE_SIDE = 256
+ROUNDS = 3
+"""Timed rounds after a warm-up; each round runs every candidate once, in turn."""
+CACHE_NAME = "precision-choices.json"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+"""The flags that decide which half or integer kernels a CPU has."""
+
+Pass = Callable[[InpaintModel, torch.Tensor, torch.Tensor], torch.Tensor]
+"""`run(network, image, hole)`: one pass of the runner (padding, normalisation) -> [0, 1] prediction."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Median seconds of one pass per precision (fp32 included) and mean hole error against fp32."""
+
+    seconds: dict[str, float]
+    hole_error: dict[str, float] = field(default_factory=dict)
+
+
+def decide(measurement: Measurement) -> str:
+    """The fastest precision at least `MIN_SPEEDUP` faster than fp32 and within the error bound; fp32
+    when there is none."""
+    seconds = measurement.seconds
+    best = "fp32"
+    for name, taken in seconds.items():
+        if name == "fp32" or not math.isfinite(taken):
+            continue
+        if measurement.hole_error.get(name, math.inf) > MAX_HOLE_ERROR:
+            continue
+        if taken * MIN_SPEEDUP <= seconds["fp32"] and taken < seconds[best]:
+            best = name
+    return best
+
+
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and which of `CPU_FLAGS` it has (from /proc/cpuinfo on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return model, [flag for flag in CPU_FLAGS if flag in flags]
+
+
+def machine_key() -> str:
+    model, flags = cpu_description()
+    return f"{model} [{' '.join(flags)}] threads={torch.get_num_threads()} torch={torch.__version__}"
+
+
+def model_key(network: InpaintModel, name: str) -> str:
+    """The model's name, family and a fingerprint of its weights (shapes and sums: cheap, content-based)."""
+    digest = hashlib.sha256()
+    for key, value in network.state_dict().items():
+        digest.update(f"{key}{tuple(value.shape)}{float(value.double().sum()):.9e}".encode())
+    return f"{name} ({network.family}) {digest.hexdigest()[:16]}"
+
+
+def candidates() -> list[str]:
+    return ["bf16", *(["int8"] if int8_available() else [])]
+
+
+def worth_measuring(network: InpaintModel) -> bool:
+    return network.needs_weights and network.cost_estimate(512, 512) >= MEASURE_ABOVE_GFLOP
+
+
+@torch.inference_mode()
+def measure(network: InpaintModel, run: Pass, names: list[str], side: int = MEASURE_SIDE) -> Measurement:
+    """Time fp32 and each candidate on copies of `network`, interleaved, and compare their fills."""
+    device = torch.device("cpu")
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    hole = torch.from_numpy(calibration_hole(side, 0))[None]
+    networks = {"fp32": network}
+    for name in names:
+        candidate = copy_network(network)
+        apply_precision(candidate, name, device, lambda x, h, net=candidate: run(net, x, h))
+        networks[name] = candidate
+    reference = run(network, image, hole)
+    inside = hole.expand_as(reference) > 0
+    errors = {}
+    for name in names:  # also the warm-up: first calls pick kernels
+        errors[name] = float((run(networks[name], image, hole) - reference).abs()[inside].mean())
+    samples: dict[str, list[float]] = {name: [] for name in networks}
+    for _ in range(ROUNDS):
+        for name, candidate in networks.items():
+            started = time.perf_counter()
+            run(candidate, image, hole)
+            samples[name].append(time.perf_counter() - started)
+    return Measurement({name: statistics.median(times) for name, times in samples.items()}, errors)
+
+
+def choose(network: InpaintModel, name: str, run: Pass, cache: Path | None) -> str:
+    """fp32, bf16 or int8 for this network on this CPU: from the cache, or measured and cached."""
+    if not worth_measuring(network):
+        return "fp32"
+    machine, model = machine_key(), model_key(network, name)
+    known = read_cache(cache).get(machine, {}).get(model) if cache else None
+    if isinstance(known, Mapping) and known.get("choice") in ("fp32", *candidates()):
+        return str(known["choice"])
+    started = time.perf_counter()
+    measurement = measure(network, run, candidates())
+    choice = decide(measurement)
+    log.info(
+        "precision auto: %s for %s (measured in %.1f s: %s)",
+        choice,
+        name,
+        time.perf_counter() - started,
+        measurement,
+    )
+    if cache is not None:
+        write_choice(cache, machine, model, choice, measurement)
+    return choice
+
+
+def read_cache(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_choice(path: Path, machine: str, model: str, choice: str, measurement: Measurement) -> None:
+    """Add one choice to the cache file (atomically; a failure to write only costs a later measurement)."""
+    data = read_cache(path)
+    entry = data.get(machine) if isinstance(data.get(machine), dict) else {}
+    entry[model] = {"choice": choice, **asdict(measurement)}
+    data[machine] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    except OSError as error:
+        log.warning("could not keep the precision choice in %s: %s", path, error)
+
+
+def default_cache() -> Path:
+    from inpaint_cli.weights import cache_dir
+
+    return cache_dir() / CACHE_NAME

@@ -1,0 +1,248 @@
+"""CPU precisions: half-precision weights converted once, int8 convolutions, `--precision auto`'s choice."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inpaint_cli import auto_precision, precision
+from inpaint_cli.auto_precision import Measurement, decide
+from inpaint_cli.engine import Inpainter, select_precision
+from inpaint_cli.errors import UsageError
+from inpaint_cli.models.base import KERNEL_ATTRIBUTE
+from inpaint_cli.models.ffc import FourierUnit
+from inpaint_cli.options import Precision
+from inpaint_cli.runner import Runner
+
+DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FIXTURES = {
+    "lama": ("lama/small.ckpt", "lama", "lama/case_b"),
+    "gatedconv-pt": ("deepfill/pt_random.pth", "gatedconv", "deepfill/pt_case_c"),
+    "gatedconv-tf": ("deepfill/tf_random.pth", "gatedconv", "deepfill/tf_case_c"),
+    "pconv": ("pconv/small.pth", "pconv", "pconv/case_b"),
+}
+INT8_HOLE_TOLERANCE = {"lama": 3.0, "gatedconv-pt": 1.0, "gatedconv-tf": 1.0}
+"""Mean |int8 − fp32| inside the hole, 0..255 levels, on the fixtures' random weights (measured by
+benchmarks/bench_precision.py: 2.1, 0.69, 0.64). The target, < 1, holds for the trained models below;
+the fixtures' random LaMa misses it (README, Precision)."""
+PCONV_FIXTURE_RELATIVE_ERROR = 0.1
+"""The PConv fixture's random weights (scaled up by √fan-in, SPEC §7.1) saturate most output pixels, so
+its pixels flip between 0 and 255 under any rounding (bf16 too); its raw output is compared instead
+(relative L2 error measured 6.8 %)."""
+TARGET = 1.0
+"""Issue 19: mean difference inside the hole under 1/255 with the bundled models."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _read(path: Path, grey: bool = False) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("L" if grey else "RGB"))
+
+
+def _hole_difference(
+    reference: Inpainter, other: Inpainter, pixels: np.ndarray, hole: np.ndarray
+) -> np.ndarray:
+    expected = reference.inpaint(pixels, hole).pixels.astype(np.int32)
+    filled = other.inpaint(pixels, hole).pixels.astype(np.int32)
+    assert np.array_equal(filled[~hole], pixels[~hole]), "pixels outside the hole changed"
+    return np.abs(filled - expected)[hole]
+
+
+def _fixture(name: str, precision_name: str) -> Inpainter:
+    checkpoint, family, _ = FIXTURES[name]
+    return Inpainter.from_checkpoint(DATA / checkpoint, family, device="cpu", precision=precision_name)
+
+
+@pytest.mark.parametrize("name", sorted(INT8_HOLE_TOLERANCE))
+def test_int8_fill_is_within_the_stated_tolerance_on_the_compact_fixtures(name: str) -> None:
+    case = DATA / FIXTURES[name][2]
+    pixels, hole = _read(Path(f"{case}_image.png")), _read(Path(f"{case}_mask.png"), grey=True) > 127
+    int8 = _fixture(name, "int8")
+    assert int8.precision == "int8" and int8.dtype_label == "int8"
+    difference = _hole_difference(_fixture(name, "fp32"), int8, pixels, hole)
+    assert 0 < difference.mean() < INT8_HOLE_TOLERANCE[name], difference.mean()
+
+
+@torch.inference_mode()
+def test_int8_pconv_fixture_raw_output_is_within_ten_percent() -> None:
+    fp32, int8 = _fixture("pconv", "fp32"), _fixture("pconv", "int8")
+    image, hole = next(iter(precision.calibration_inputs()))
+    expected = fp32.network(image, 1 - hole)
+    error = (int8.network(image, 1 - hole) - expected).norm() / expected.norm()
+    assert 0 < float(error) < PCONV_FIXTURE_RELATIVE_ERROR
+
+
+@pytest.mark.parametrize("name", ["lama-tiny", "gatedconv-tiny", "pconv-tiny"])
+def test_int8_meets_the_target_with_the_bundled_models(name: str) -> None:
+    pixels = _read(EXAMPLES / "portrait_damaged.png")
+    hole = _read(EXAMPLES / "portrait_mask.png", grey=True) > 127
+    fp32 = Inpainter.from_name(name, device="cpu", precision="fp32")
+    int8 = Inpainter.from_name(name, device="cpu", precision="int8")
+    difference = _hole_difference(fp32, int8, pixels, hole)
+    assert 0 < difference.mean() < TARGET, difference.mean()
+
+
+def test_int8_quantizes_the_blocks_and_keeps_encoder_fourier_units_and_output_in_float() -> None:
+    network = _fixture("lama", "int8").network
+    quantized = {name for name, module in network.named_modules() if KERNEL_ATTRIBUTE in module.__dict__}
+    blocks = {f"model.{index}" for index in (5, 6)}  # the fixture's two FFC resnet blocks
+    assert quantized and all(name.split(".conv")[0] in blocks for name in quantized), quantized
+    fourier = [m.conv_layer for m in network.modules() if isinstance(m, FourierUnit)]
+    assert fourier and not any(KERNEL_ATTRIBUTE in conv.__dict__ for conv in fourier)
+    assert all(isinstance(k, precision.Int8Convolution) for k in _kernels(network))
+
+
+def _kernels(network: torch.nn.Module) -> list[object]:
+    return [m.__dict__[KERNEL_ATTRIBUTE] for m in network.modules() if KERNEL_ATTRIBUTE in m.__dict__]
+
+
+def test_int8_padding_is_exact_at_the_border() -> None:
+    """Zero and reflect padding happen in float, so a padded zero is exactly the zero point."""
+    torch.manual_seed(0)
+    for mode in ("zeros", "reflect"):
+        conv = torch.nn.Conv2d(32, 16, 3, padding=1, padding_mode=mode).eval()
+        x = torch.rand(1, 32, 20, 24) + 0.5  # all positive: zero lies outside the data, at code 0
+        kernel = precision.Int8Convolution(conv, precision.InputScale.for_range(0.0, float(x.max())))
+        with torch.inference_mode():
+            expected = conv(x)
+            precision.attach(conv, kernel)
+            got = conv(x)
+            precision.attach(conv, None)
+            assert torch.equal(conv(x), expected)  # detached again
+        error = (got - expected).abs()
+        # The border rows are no worse than the interior: padding adds no error of its own.
+        assert float(error[..., 0, :].mean()) < 2 * float(error[..., 5:-5, 5:-5].mean())
+        assert float(error.max()) < 0.02 * float(expected.abs().max())
+
+
+def test_int8_needs_the_cpu() -> None:
+    with pytest.raises(UsageError, match="CPU only"):
+        select_precision("int8", torch.device("cuda"))
+    with pytest.raises(UsageError) as caught:
+        select_precision("int4", torch.device("cpu"))
+    assert caught.value.hint == "use auto, fp32, fp16, bf16 or int8"
+    assert Precision("int8") is Precision.INT8
+
+
+# --- half precision ---------------------------------------------------------------------------------------
+
+
+def test_bf16_converts_weights_once_and_matches_the_autocast_path_exactly() -> None:
+    """Converted once, the weights are what autocast made of them on every pass: same output, bit for bit."""
+    converted = _fixture("lama", "bf16")
+    network = converted.network
+    encoder = {id(p) for m in network.float_modules("bf16") for p in m.parameters()}
+    for module in network.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+            expected = torch.float32 if id(module.weight) in encoder else torch.bfloat16
+            assert module.weight.dtype == expected, module
+    assert encoder and any(p.dtype == torch.bfloat16 for p in network.parameters())
+    float_weights = _fixture("lama", "fp32").network
+    autocast = Runner(float_weights, torch.device("cpu"), torch.bfloat16, "autocast per pass")
+    image, hole = next(iter(precision.calibration_inputs()))
+    assert torch.equal(converted.runner.predict(image, hole), autocast.predict(image, hole))
+
+
+def test_half_conversion_skips_nothing_autocast_would_cast_for_gatedconv_and_pconv() -> None:
+    for name in ("gatedconv-pt", "pconv"):
+        network = copy.deepcopy(_fixture(name, "fp32").network)
+        convolutions = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert precision.convert_half(network, "bf16") == sum(1 + (m.bias is not None) for m in convolutions)
+
+
+# --- auto ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "errors", "expected"),
+    [
+        ({"fp32": 1.0, "bf16": 0.5, "int8": 0.4}, {"bf16": 0.001, "int8": 0.002}, "int8"),
+        ({"fp32": 1.0, "bf16": 0.5, "int8": 0.4}, {"bf16": 0.001, "int8": 0.01}, "bf16"),  # int8 too far
+        ({"fp32": 1.0, "bf16": 1.6, "int8": 0.95}, {"bf16": 0.001, "int8": 0.001}, "fp32"),  # within noise
+        ({"fp32": 1.0, "bf16": 0.9, "int8": 2.0}, {"bf16": 0.001, "int8": 0.001}, "bf16"),
+        ({"fp32": 1.0, "bf16": float("nan"), "int8": 0.5}, {"int8": 0.001}, "int8"),
+        ({"fp32": 1.0, "bf16": 0.5}, {}, "fp32"),  # no error measured: not chosen
+    ],
+)
+def test_auto_chooses_only_a_faster_path_within_the_error_bound(
+    seconds: dict[str, float], errors: dict[str, float], expected: str
+) -> None:
+    measurement = Measurement(seconds, errors)
+    choice = decide(measurement)
+    assert choice == expected
+    assert seconds[choice] <= seconds["fp32"]
+
+
+def test_auto_never_picks_a_slower_path_over_many_injected_timings() -> None:
+    generator = np.random.default_rng(0)
+    for _ in range(500):
+        seconds = {
+            "fp32": 1.0,
+            "bf16": float(generator.uniform(0.3, 2)),
+            "int8": float(generator.uniform(0.3, 2)),
+        }
+        choice = decide(Measurement(seconds, {"bf16": 0.0, "int8": 0.0}))
+        assert seconds[choice] * auto_precision.MIN_SPEEDUP <= 1.0 or choice == "fp32"
+        assert seconds[choice] == min(s for s in seconds.values() if s * 1.1 <= 1.0 or s == 1.0)
+
+
+def test_auto_measures_once_per_machine_and_model_and_caches_the_choice(tmp_path: Path, monkeypatch) -> None:
+    network = _fixture("lama", "fp32").network
+    calls = []
+
+    def fake_measure(net, run, names, side=auto_precision.MEASURE_SIDE):
+        calls.append(names)
+        return Measurement({"fp32": 1.0, "bf16": 0.6, "int8": 0.5}, {"bf16": 0.001, "int8": 0.003})
+
+    monkeypatch.setattr(auto_precision, "measure", fake_measure)
+    monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
+    cache = tmp_path / "choices.json"
+    assert auto_precision.choose(network, "small", None, cache) == "int8"
+    assert auto_precision.choose(network, "small", None, cache) == "int8"
+    assert len(calls) == 1
+    stored = json.loads(cache.read_text())
+    (machine,) = stored
+    assert "threads=" in machine and f"torch={torch.__version__}" in machine
+    (entry,) = stored[machine].values()
+    assert entry["choice"] == "int8" and entry["seconds"]["fp32"] == 1.0
+    other = copy.deepcopy(network)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)  # other weights: another model
+    auto_precision.choose(other, "small", None, cache)
+    assert len(calls) == 2
+
+
+def test_auto_leaves_small_networks_at_fp32_without_measuring(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("INPAINT_HOME", str(tmp_path))
+    monkeypatch.setattr(auto_precision, "measure", lambda *a, **k: pytest.fail("measured"))
+    inpainter = Inpainter.from_name("lama-tiny", device="cpu", precision="auto")
+    assert inpainter.precision == "fp32" and inpainter.dtype == torch.float32
+    assert not (tmp_path / auto_precision.CACHE_NAME).exists()
+
+
+def test_auto_measurement_times_every_candidate_and_compares_fills() -> None:
+    network = _fixture("lama", "fp32").network
+
+    def run(net, image, hole):
+        dtype = next((p.dtype for p in net.parameters() if p.dtype != torch.float32), torch.float32)
+        return Runner(net, torch.device("cpu"), dtype, "x").predict(image, hole)
+
+    measurement = auto_precision.measure(network, run, ["bf16", "int8"], side=64)
+    assert set(measurement.seconds) == {"fp32", "bf16", "int8"}
+    assert all(0 < s < 10 for s in measurement.seconds.values())
+    assert 0 < measurement.hole_error["bf16"] < 0.05 and 0 < measurement.hole_error["int8"] < 0.05
+    assert all(p.dtype == torch.float32 for p in network.parameters())  # measured on copies
