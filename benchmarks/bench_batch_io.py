@@ -21,26 +21,21 @@ Run: `python benchmarks/bench_batch_io.py --images 50 --jobs 1 4 --repeats 3`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
+from measure import RssSampler, machine_summary
 from PIL import Image
 
 from inpaint_cli import batch
 from inpaint_cli.engine import Inpainter, InpaintResult
 from inpaint_cli.strategies import Strategy
 
-RSS_POLL_SECONDS = 0.005
 JPEG_QUALITY = 92
 
 
@@ -63,27 +58,6 @@ def make_folder(root: Path, count: int, width: int, height: int) -> None:
         centre = tuple(map(int, rng.integers(0, [width, height])))
         cv2.circle(mask, centre, height // 16, 255, thickness=-1)
         Image.fromarray(mask).save(root / f"masks/{index:03d}_mask.png")
-
-
-@contextmanager
-def peak_rss() -> Iterator[list[int]]:
-    """Poll this process's resident memory; yields a one-element list that receives the peak."""
-    process = psutil.Process()
-    peak = [process.memory_info().rss]
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(RSS_POLL_SECONDS)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
-        yield peak
-    finally:
-        done.set()
-        poller.join()
 
 
 class SimulatedDevice:
@@ -143,17 +117,15 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, run in variants.items():
                 shutil.rmtree(root / "out", ignore_errors=True)
-                with peak_rss() as peak:
+                with RssSampler() as sampled:
                     started = time.perf_counter()
                     run(inpainter, plan.jobs, settings)
                     best[name] = min(best[name], time.perf_counter() - started)
-                peaks[name] = max(peaks[name], peak[0])
+                peaks[name] = max(peaks[name], sampled.peak)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    print(
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
-    )
+    print(machine_summary())
     model = args.model if args.simulated_model_ms is None else f"simulated {args.simulated_model_ms:g} ms"
     print(f"{args.images} JPEGs {args.width}x{args.height}, model {model}, best of {args.repeats}")
     print(f"{'variant':<10} {'images/s':>9} {'vs serial':>10} {'vs jobs 1':>10} {'peak RSS':>10}")

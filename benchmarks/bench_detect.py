@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import machine_summary, peak_rss, pin_threads
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,15 +50,13 @@ def synthetic_scan(path: Path, width: int, height: int, seed: int = 0) -> None:
 
 def child(detector_name: str, mode: str, image: Path, mask: Path, threads: int) -> None:
     """One detection in this process; prints seconds and peak RSS as JSON."""
-    import torch
-
     from inpaint_cli import imageio
     from inpaint_cli.detect import Mode, NetworkDetector
     from inpaint_cli.detect_classical import ClassicalDetector
     from inpaint_cli.detect_jobs import write_mask
     from inpaint_cli.models.scratch import ScratchUNet
 
-    torch.set_num_threads(threads)
+    pin_threads(threads)
     if detector_name == "classical":
         detector = ClassicalDetector()
     elif detector_name == "bopbtl-wf6":
@@ -71,11 +70,7 @@ def child(detector_name: str, mode: str, image: Path, mask: Path, threads: int) 
     detection = detector.detect(picture.pixels, Mode(mode))
     write_mask(mask, detection.mask)
     seconds = time.perf_counter() - started
-    peak = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) * 1024
-    print(json.dumps({"seconds": seconds, "peak_rss": peak, "pixels": int(np.prod(picture.size))}))
+    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss(), "pixels": int(np.prod(picture.size))}))
 
 
 def measure(detector: str, mode: str, image: Path, threads: int) -> dict:
@@ -119,6 +114,7 @@ def main() -> None:
         child(detector, mode, Path(image), Path(mask), args.threads)
         return
     runs = [run for run in RUNS if run[0] != "scratch-tiny" or TINY.is_file()]
+    print(machine_summary())
     with tempfile.TemporaryDirectory() as folder:
         medium = Path(folder) / "scan_2mp.jpg"
         synthetic_scan(medium, 1732, 1155)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from http_server import LocalServer, Route
+from measure import peak_rss
 
 from inpaint_cli import weights
 from inpaint_cli.errors import InpaintError
@@ -141,8 +141,7 @@ def main() -> None:
     for name, outcome, peak, seconds in rows:
         print(f"{name:58} {peak:>14,} {seconds:>8.2f}  {outcome}")
     print(f"release zip: {served:,} bytes served of {total:,} ({served / total:.3%})")
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process (building the test archives included): {peak_rss:.0f} MB")
+    print(f"peak RSS of this process (building the test archives included): {peak_rss() / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
