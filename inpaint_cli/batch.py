@@ -319,6 +319,8 @@ def run_jobs(
 
     def finish(index: int, outcome: JobOutcome) -> None:
         nonlocal stop
+        if index in outcomes:  # already reported before a Ctrl-C landed: once only
+            return
         outcomes[index] = outcome
         stop = stop or (fail_fast and outcome.status is Status.FAILED)
         if on_outcome is not None:
@@ -339,8 +341,9 @@ def run_jobs(
     def collect_saved(block_above: int) -> None:
         """Report finished writes in order; wait while more than `block_above` are queued."""
         while saving and (len(saving) > block_above or saving[0][1].done()):
-            index, future = saving.popleft()
+            index, future = saving[0]
             finish(index, future.result())
+            saving.popleft()  # only now: a Ctrl-C landing in between finds it still listed
 
     capture = settings.intermediates_dir is not None
     interrupted = False
