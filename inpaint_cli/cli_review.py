@@ -102,7 +102,7 @@ def compare(
         typer.Option("--json", help="Also write the table as JSON to this file (- for stdout)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16 (see `inpaint run`).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16, bf16, int8 (`inpaint run`).")] = "auto",
     strategy: Annotated[
         str, typer.Option(help="Resolution strategy of every model (see `inpaint run`).")
     ] = "auto",

@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from inpaint_cli.weights import DownloadProgress
 
 
-DTYPE_NAMES = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
-"""Compute dtypes as `--precision` names them."""
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """The loaded model, for `-v` and the demo-model note."""
@@ -343,7 +339,7 @@ def load_model(options: RunOptions, progress: DownloadProgress | None = None) ->
         name=options.model or (options.checkpoint.name if options.checkpoint else DEFAULT_MODEL),
         family=inpainter.network.family,
         device=str(inpainter.device),
-        precision=DTYPE_NAMES.get(str(inpainter.dtype), str(inpainter.dtype)),
+        precision=inpainter.precision,
         threads=torch.get_num_threads(),
         load_seconds=inpainter.load_seconds,
         demo_note=demo_note(options.model) if options.checkpoint is None else None,

@@ -139,7 +139,10 @@ class RunOptions:
     )
     precision: Precision = field(
         default=Precision.AUTO,
-        metadata=cli("auto = fp32 on CPU, bf16/fp16 on CUDA. bf16 on CPU is faster on AVX-512 BF16."),
+        metadata=cli(
+            "auto = bf16/fp16 on CUDA; on CPU fp32, or bf16/int8 where a measurement at the first load "
+            "shows them faster. int8: CPU only."
+        ),
     )
     strategy: StrategyName = field(
         default=StrategyName.AUTO,
