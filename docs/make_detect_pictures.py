@@ -39,11 +39,8 @@ def main() -> None:
         result = Path(folder) / "restored.png"
         inpaint = [sys.executable, "-m", "inpaint_cli"]
         subprocess.run([*inpaint, "detect", EXAMPLE / "portrait_damaged.png", "-o", folder], check=True)
-        subprocess.run(
-            [*inpaint, "run", EXAMPLE / "portrait_damaged.png", "--mask", "auto", "--model", "pconv-tiny"]
-            + ["--save-mask", "-o", result],
-            check=True,
-        )
+        auto = ["--mask", "auto", "--model", "pconv-tiny", "--save-mask", "-o", result]
+        subprocess.run([*inpaint, "run", EXAMPLE / "portrait_damaged.png", *auto], check=True)
         found = np.asarray(Image.open(Path(folder) / "portrait_damaged_mask.png")) > 127
         filled_hole = np.asarray(Image.open(Path(folder) / "restored_mask.png")) > 127
         restored = np.asarray(Image.open(result).convert("RGB"))
@@ -51,7 +48,7 @@ def main() -> None:
     print(
         f"detection against the exact mask: precision {hits / max(found.sum(), 1):.2f}, "
         f"recall {hits / truth.sum():.2f}, IoU {hits / np.count_nonzero(found | truth):.2f}; "
-        f"filled hole (dilated) covers {np.count_nonzero(filled_hole & truth) / truth.sum():.0%} of the damage"
+        f"the filled (dilated) hole covers {np.count_nonzero(filled_hole & truth) / truth.sum():.0%} of it"
     )
     print(
         f"PSNR inside the exact mask: damaged {psnr(damaged, original, truth):.1f} dB, "
