@@ -290,8 +290,8 @@ def plan_single(
 
 
 def _names_a_folder(output: str | os.PathLike[str]) -> bool:
-    """`-o out/` (a trailing separator), an existing folder, or a name without an extension (an
-    output file needs one to tell its format; the command line's paths lose a trailing `/`)."""
+    """`-o out/` (a trailing separator: the CLI passes -o's text as typed), an existing folder, or a
+    name without an extension (an output file needs one to tell its format)."""
     text = os.fspath(output)
     return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
 
@@ -310,14 +310,19 @@ def plan_run(
     """Pair the input(s) with masks and outputs and check every planned read and write.
 
     `output` keeps the text the user typed, so `out/` is a folder even before it exists. `reads`
-    are further files the run reads (a checkpoint), `writes` further files it writes (detected
-    masks, a review page). Raises UsageError for a missing input, an
-    `-o` that does not fit the input, a write that cannot happen or that hits a file the run reads.
+    are further files the run reads (a checkpoint: it must exist), `writes` further files it writes
+    (a review page; a folder write is never walked for inputs). Raises UsageError for a missing
+    input, an `-o` that does not fit the input, a write that cannot happen or that hits a file the
+    run reads.
     """
     if not storage.is_remote(input) and not input.exists():
         raise UsageError("no such file or folder", path=input)
     if not is_auto(mask) and not storage.is_remote(mask) and not mask.exists():
         raise UsageError("no such mask file or folder", path=mask)
+    reads, writes = list(reads), list(writes)
+    for read in reads:
+        if not storage.is_remote(read.path) and not read.path.is_file():
+            raise UsageError("no such file", path=read.path, hint=f"check {read.option or read.role}")
     intermediates = settings.intermediates_dir
     if intermediates is not None:
         check_writable(
@@ -325,14 +330,17 @@ def plan_run(
         )
     if report is not None:
         check_writable(report, role="the report", option="--report")
+    for write in writes:
+        check_writable(write.path, role=write.role, option=write.option or "-o", folder=write.folder)
     if input.is_dir():
+        elsewhere = [write.path for write in writes if write.folder]
         plan = plan_folder(
             input,
             mask,
             _batch_output_folder(input, output),
             recursive=recursive,
             output_format=settings.output_format,
-            written_elsewhere=[intermediates] if intermediates else [],
+            written_elsewhere=[intermediates, *elsewhere] if intermediates else elsewhere,
         )
         if not plan.jobs:
             hint = None if recursive else "use --recursive to look in subfolders"
@@ -359,12 +367,14 @@ def _batch_output_folder(input: Path, output: str | os.PathLike[str] | None) -> 
         folder = storage.location(text.rstrip("/" + os.sep) or os.sep)
         if folder.exists() and not folder.is_dir():
             raise UsageError("-o must be a folder when the input is a folder", path=folder)
+        check_writable(folder, role="the output folder", option="-o", folder=True)
         if not _names_a_folder(text) and folder.suffix.lower() in imageio.IMAGE_EXTENSIONS:
             raise UsageError(
                 "-o names an image file, but the input is a folder",
                 path=folder,
                 hint="give a folder for the outputs (it is created); end it with / if it has a dot",
             )
+        return folder
     check_writable(folder, role="the output folder", option="-o", folder=True)
     return folder
 

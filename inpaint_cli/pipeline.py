@@ -1,7 +1,7 @@
 """`inpaint run` as one library call: a `RunOptions` in, outputs written, a `RunResult` out.
 
-The path of one image: the options are checked (`RunOptions`, then the paths here), the input is
-paired with its mask(s) and output (`batch.plan_single` / `plan_folder`), the model is loaded once
+The path of one image: the options are checked (`RunOptions`), the input is paired with its mask(s)
+and output and every planned read and write is checked (`jobs.plan_run`), the model is loaded once
 (`engine.Inpainter`), and `batch.run_jobs` reads, fills and writes each job while `RunEvents` hears
 about every step (the CLI renders them; a Python caller may ignore them).
 """
@@ -14,16 +14,16 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inpaint_cli.errors import InpaintError, UsageError
+from inpaint_cli.errors import InpaintError
 from inpaint_cli.run_options import DEFAULT_MODEL, RunOptions
 
 if TYPE_CHECKING:
     from inpaint_cli import batch
     from inpaint_cli.batch import Job, JobOutcome, Status
     from inpaint_cli.engine import Inpainter
+    from inpaint_cli.provenance import Provenance
     from inpaint_cli.weights import DownloadProgress
 
 
@@ -120,17 +120,10 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     from inpaint_cli import batch
 
     events = events or RunEvents()
-    check_paths(options)
     settings = job_settings(options)
     plan = plan_jobs(options, settings)
-    if options.html is not None:
-        from inpaint_cli import review
-
-        taken = [options.input, options.mask, options.report, options.checkpoint]
-        taken += [path for job in plan.jobs for path in (job.image, *job.masks, job.output)]
-        review.check_page_target(options.html, taken)
     if options.dry_run:
-        return RunResult(plan, dry_run=dry_run_rows(plan, settings))
+        return RunResult(plan, dry_run=dry_run_rows(plan, settings, options))
     events.jobs_planned(plan.jobs)
     if options.ray is not None:  # the cluster's workers load the model; this process only plans
         started = time.perf_counter()
@@ -191,40 +184,6 @@ def _write_page(options: RunOptions, result: RunResult) -> None:
 # --- before anything runs ----------------------------------------------------------------------------
 
 
-def check_paths(options: RunOptions) -> None:
-    """The files named on the command line exist, and every path to write can become a file."""
-    from inpaint_cli.jobs import is_auto
-
-    if not options.input.exists():
-        raise UsageError("no such file or folder", path=options.input)
-    if not is_auto(options.mask) and not options.mask.exists():
-        raise UsageError("no such mask file or folder", path=options.mask)
-    if options.checkpoint is not None and not options.checkpoint.is_file():
-        raise UsageError("no such checkpoint file", path=options.checkpoint)
-    targets = {
-        "-o": options.output,
-        "--report": options.report,
-        "--save-intermediates": options.intermediates_dir,
-        "--html": options.html,
-    }
-    for flag, target in targets.items():
-        if target is not None:
-            _check_creatable(target, flag)
-
-
-def _check_creatable(path: Path, flag: str) -> None:
-    """A path whose missing folders can be created: no existing file where a folder must be."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(
-                    f"{parent} is a file, so {flag} cannot be written inside it",
-                    path=path,
-                    hint=f"give another {flag}",
-                )
-            return
-
-
 def job_settings(options: RunOptions) -> batch.RunSettings:
     """The per-input settings of the jobs: the fields of `batch.RunSettings`, taken from the options."""
     from inpaint_cli import batch
@@ -255,12 +214,22 @@ def _field_names(target: type | Callable[..., Any]) -> set[str]:
 
 
 def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
-    """Pair the input(s) with masks and outputs, and check every planned read and write (`batch.plan_run`):
-    nothing read is written, no two writes share a target, every write can happen."""
+    """Pair the input(s) with masks and outputs, and check every planned read and write (`batch.plan_run`,
+    the one place for it): the files named exist, nothing read is written, no two writes share a
+    target (the review page included), every write can happen."""
     from inpaint_cli import batch
     from inpaint_cli.targets import Access
 
-    reads = [] if options.checkpoint is None else [Access(options.checkpoint, "the checkpoint")]
+    reads = (
+        []
+        if options.checkpoint is None
+        else [Access(options.checkpoint, "the checkpoint", option="--checkpoint")]
+    )
+    writes = []
+    if options.html is not None:
+        from inpaint_cli import review
+
+        writes = review.page_writes(options.html)
     return batch.plan_run(
         options.input,
         options.mask,
@@ -269,16 +238,32 @@ def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
         recursive=options.recursive,
         report=options.report,
         reads=reads,
+        writes=writes,
     )
 
 
-def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings) -> list[DryRunRow]:
+def _expected_provenance(options: RunOptions, settings: batch.RunSettings) -> Provenance:
+    """What the run would record beside each output, as known before loading the model."""
+    from inpaint_cli import provenance
+
+    # As `engine.Inpainter` names itself: after the weight file when one is given.
+    model = options.checkpoint.name if options.checkpoint else options.model or DEFAULT_MODEL
+    plan_options = {
+        name: getattr(options, name) for name in ("max_side", "tile_size", "tile_overlap", "crop_margin")
+    }
+    return provenance.expected(
+        model, options.checkpoint, settings, strategy=options.strategy.value, plan_options=plan_options
+    )
+
+
+def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings, options: RunOptions) -> list[DryRunRow]:
     """The pairing table: per image its mask(s), output and what a run would do."""
     from inpaint_cli import batch
 
+    made_with = _expected_provenance(options, settings)
     rows = []
     for job in plan.jobs:
-        action, fails = batch.dry_run_action(job, settings)  # names and file headers, no decoding
+        action, fails = batch.dry_run_action(job, settings, made_with)  # names and file headers only
         rows.append(
             DryRunRow(str(job.image), ", ".join(map(str, job.masks)) or "-", str(job.output), action, fails)
         )

@@ -34,7 +34,8 @@ from typing import Any
 
 from inpaint_cli import review_pixels
 from inpaint_cli.atomic import atomic_path
-from inpaint_cli.errors import InputError, UsageError
+from inpaint_cli.errors import InputError
+from inpaint_cli.targets import Access
 
 THUMBNAIL_SIDE = 256
 """Longest side of a thumbnail: sharp enough to judge a fill, ~10 KB as JPEG."""
@@ -183,21 +184,15 @@ def rows_from_outcomes(
     return rows_from_report(report, model=model)
 
 
-def check_page_target(page: Path, taken: Iterable[Path | None]) -> None:
-    """Refuse a page whose file or thumbnails folder is a file of the run (input, mask, output, report)."""
+def page_writes(page: Path) -> list[Access]:
+    """What a page writes: the page and its thumbnails folder, for `targets.check_targets` (a run
+    plans them with its other writes, so a page never overwrites an input, a mask or an output)."""
     page = Path(page)
-    if page.is_dir():
-        raise UsageError("is a folder", path=page, hint="give --html a file name such as review.html")
-    own = os.path.realpath(page)
-    folder = os.path.realpath(page.with_name(page.stem + FILES_SUFFIX)) + os.sep
-    for path in taken:
-        if path is None:
-            continue
-        real = os.path.realpath(path)
-        if real == own or real.startswith(folder):
-            raise UsageError(
-                f"would overwrite {path}, a file of this run", path=page, hint="give another --html"
-            )
+    thumbnails = page.with_name(page.stem + FILES_SUFFIX)
+    return [
+        Access(page, "the review page", option="--html"),
+        Access(thumbnails, "the review page's thumbnails folder", folder=True, option="--html"),
+    ]
 
 
 # --- thumbnails cache keys ----------------------------------------------------------------------------

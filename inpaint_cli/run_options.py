@@ -78,7 +78,8 @@ def parse_memory_size(text: str) -> int:
 class RunOptions:
     """Everything `inpaint run` was asked to do. Invalid values raise `UsageError` on construction."""
 
-    # Input and mask may be fsspec URLs (s3://bucket/scans); the planner reads -o's text itself (jobs.py).
+    # Input and mask may be fsspec URLs (s3://bucket/scans). -o stays the text as typed: the planner
+    # (`jobs.plan_run`) reads a trailing `/` as "a folder", which a `Path` would drop.
     input: Path = field(
         metadata=cli(
             "An image file, or a folder of images (batch); a folder may be a URL (s3://...).",
@@ -113,13 +114,15 @@ class RunOptions:
             metavar="FILE",
         ),
     )
-    output: Path | None = field(
+    output: str | Path | None = field(
         default=None,
         metadata=cli(
-            "Output file (single image) or folder (batch). Default: <stem>_inpainted.<ext> beside the input.",
+            "Output file (single image) or folder (batch; a name ending in / is a folder for a single "
+            "image too). Default: <stem>_inpainted.<ext> beside the input.",
             "--output",
             "-o",
             metavar="PATH",
+            parse=str,
         ),
     )
     output_format: OutputFormat | None = field(

@@ -143,14 +143,19 @@ def check_writable(path: Path, *, role: str, option: str, folder: bool = False) 
     if not folder and path.is_dir():
         raise UsageError(f"{role} must be a file, not a folder", path=path, hint=f"give {option} a file name")
     into = path if folder and path.is_dir() else path.parent
+    blocker = next((above for above in (into, *into.parents) if above.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsageError(
+            f"{display_path(blocker)} is a file, so {option} cannot be written inside it",
+            path=path,
+            hint=f"give another {option}",
+        )
     if not into.exists():
         raise UsageError(
             f"folder {display_path(into)} does not exist",
             path=path,
             hint=f"create it first, or check {option} for a typo",
         )
-    if not into.is_dir():
-        raise UsageError(f"{display_path(into)} is not a folder", path=path, hint=f"check {option}")
     problem = _cannot_create_in(into)
     if problem is not None:
         raise UsageError(

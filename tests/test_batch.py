@@ -528,7 +528,7 @@ def test_output_path_rules(tmp_path: Path) -> None:
         batch.plan_run(single, mask, str(tmp_path / "typo/p.png"), settings)
     with pytest.raises(UsageError, match="the report must be a file, not a folder"):
         batch.plan_run(single, mask, None, settings, report=tmp_path)
-    with pytest.raises(UsageError, match=f"{tmp_path / 'file.txt'} is not a folder"):
+    with pytest.raises(UsageError, match=f"{tmp_path / 'file.txt'} is a file, so --report cannot be written"):
         batch.plan_run(single, mask, None, settings, report=tmp_path / "file.txt/r.json")
     files_for_intermediates = batch.RunSettings(intermediates_dir=tmp_path / "file.txt")
     with pytest.raises(UsageError, match="the intermediates folder must be a folder, not a file"):

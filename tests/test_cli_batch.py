@@ -525,10 +525,16 @@ def test_output_paths_a_trailing_slash_a_file_name_for_a_folder_and_missing_pare
     into = invoke("in", "--mask", "masks", "-o", "new", "--model", "telea")  # the folder itself is created
     assert into.exit_code == 0, into.stderr
     assert Path("new/a.png").is_file()
-    for folder in ["dir/", "plain"]:  # a trailing slash, or no extension: a folder for a single image too
+    # A trailing slash (kept from the command line, even on a name with a dot), or no extension:
+    # a folder for a single image too.
+    for folder in ["dir/", "plain", "out.d/"]:
         single_into = invoke("p.png", "--mask", "m.png", "-o", folder, "--model", "telea")
         assert single_into.exit_code == 0, single_into.stderr
-        assert Path(folder, "p_inpainted.png").is_file()
+        assert sorted(path.name for path in Path(folder).iterdir()) == [
+            ".p_inpainted.png.inpaint.json",
+            "p_inpainted.png",
+        ]
+    assert not Path("out.d").is_file()
 
 
 def test_a_file_name_with_a_newline_stays_one_line(users_files: Path) -> None:

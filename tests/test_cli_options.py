@@ -131,7 +131,7 @@ def given(files: dict[str, Path]) -> dict[str, tuple[list[str], object]]:
     return {
         "model": (["--model", "pconv"], "pconv"),
         "checkpoint": (["--checkpoint", str(files["checkpoint"])], files["checkpoint"]),
-        "output": (["--output", str(out / "o.png")], out / "o.png"),
+        "output": (["--output", str(out / "o.png")], str(out / "o.png")),  # as typed: a trailing / counts
         "output_format": (["--format", "webp"], OutputFormat.WEBP),
         "quality": (["--quality", "80"], 80),
         "device": (["--device", "cuda:1"], "cuda:1"),
@@ -221,7 +221,7 @@ def test_all_options_at_once_and_the_short_flags(files: dict[str, Path], receive
     (options,) = received
     assert {name: getattr(options, name) for name in table} == {
         **{name: value for name, (_, value) in table.items()},
-        "output": Path("x.png"),  # the last of -o / --output wins
+        "output": "x.png",  # the last of -o / --output wins
     }
     assert (options.input, options.mask) == (files["image"], files["mask"])
 
