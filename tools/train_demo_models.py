@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -449,6 +450,8 @@ class Run:
     output: Path
     record: dict[str, Any]
     best: float = math.inf
+    frozen_norms: bool = False
+    """BatchNorm layers keep their loaded statistics (eval mode) while the rest trains."""
 
 
 def checkpoint(
@@ -456,7 +459,9 @@ def checkpoint(
 ) -> None:
     """Score a BatchNorm-calibrated copy on the validation crops; write it if it is the best so far."""
     candidate = copy.deepcopy(network)
-    calibrate_batch_norms(candidate, data)
+    if not run.frozen_norms:
+        calibrate_batch_norms(candidate, data)
+    candidate.eval()
     scores = {kind: hole_l1(candidate, *pair) for kind, pair in validation.items()}
     mean = float(np.mean(list(scores.values())))
     run.record["curve"].append({"step": step, "minutes": round(minutes, 2), "hole_l1": scores, "mean": mean})
@@ -492,6 +497,12 @@ def train(
         warm_start(network, init)
     # Channels-last convolutions are about 25 % faster on CPU; the saved tensors are contiguous again.
     network.to(memory_format=torch.channels_last).train()
+    if run.frozen_norms:
+        # Fine-tuning with batches of 8: per-batch statistics differ from the loaded ones enough that
+        # lama-tiny's held-out error doubled in train mode; frozen, training sees what inference sees.
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
     optimizer = torch.optim.Adam(network.parameters(), lr=spec.learning_rate)
     data = batches(photos, rng, CROP, spec.batch_size, spec.shared_mask)
     parameters = sum(p.numel() for p in network.parameters())
@@ -596,6 +607,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (repeatable)")
     parser.add_argument("--check-minutes", type=float, default=5.0, help="time between checkpoints")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--frozen-norms", action="store_true", help="keep --init's BatchNorm statistics while training"
+    )
+    parser.add_argument("--learning-rate", type=float, help="override every model's peak learning rate")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=photo_data.DEFAULT_DATA, help="where packages unpack")
     parser.add_argument("--output", type=Path, default=BUNDLED_DIR)
@@ -643,7 +658,14 @@ def main() -> None:
             "images": [photo.record() for photo in split["train"]],
             "curve": [],
         }
-        run = Run(name, DEMO_MODELS[name], args.output, record)
+        spec = DEMO_MODELS[name]
+        if args.learning_rate:
+            spec = dataclasses.replace(spec, learning_rate=args.learning_rate)
+        record["learning_rate"] = spec.learning_rate
+        if args.frozen_norms and init is None:
+            parser.error("--frozen-norms needs --init weights whose statistics it keeps")
+        record["frozen_norms"] = args.frozen_norms
+        run = Run(name, spec, args.output, record, frozen_norms=args.frozen_norms)
         train(run, photos, validation, args.minutes, args.check_minutes, args.seed, init, args.steps)
         if args.register and args.output.resolve() == BUNDLED_DIR.resolve():
             register(name, run.spec, args.output / f"{name}.safetensors")
