@@ -99,13 +99,14 @@ def int8_available() -> bool:
     return hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
 
 
-def pad(x: torch.Tensor, padding: int | tuple[int, int], mode: str) -> torch.Tensor:
-    """Pad H and W on both sides, as the convolution would (`zeros`, `reflect`, `replicate`, `circular`)."""
+def pad(x: torch.Tensor, padding: int | tuple[int, int], mode: str, zero: int = 0) -> torch.Tensor:
+    """Pad H and W on both sides as the convolution would (`zeros`, `reflect`, `replicate`, `circular`);
+    `zero` is the value of a zero (an int8 input's zero point)."""
     rows, cols = (padding, padding) if isinstance(padding, int) else padding
     if rows == 0 and cols == 0:
         return x
     if mode == "zeros":
-        return F.pad(x, (cols, cols, rows, rows))
+        return F.pad(x, (cols, cols, rows, rows), value=zero)
     return F.pad(x, (cols, cols, rows, rows), mode=mode)
 
 
@@ -167,10 +168,10 @@ class Int8Convolution:
         return self.run(x, padding, bias, "zeros")
 
     def run(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool, mode: str) -> torch.Tensor:
-        # Padded in float, so that a padded zero is exactly the zero point (the kernel pads with 0).
-        x = pad(x.float(), padding, mode)
         scale, zero = self.input.scale, self.input.zero_point
-        codes = torch.mul(x, 1 / scale).round_().add_(zero).clamp_(0, UINT8_LEVELS).to(torch.uint8)
+        codes = torch.mul(x.float(), 1 / scale).round_().add_(zero).clamp_(0, UINT8_LEVELS).to(torch.uint8)
+        # Padded here, not by the kernel (which pads codes with 0): a padded zero is the zero point.
+        codes = pad(codes, padding, mode, zero)
         return torch.ops.onednn.qconv2d_pointwise(
             codes,
             scale,
@@ -205,14 +206,16 @@ def attach(conv: nn.Conv2d, kernel: RangeObserver | Int8Convolution | None) -> N
     conv.__dict__["forward"] = lambda x: method(x, tuple(conv.padding), True, conv.padding_mode)
 
 
-def calibration_inputs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def calibration_inputs(
+    sides: tuple[int, ...] = CALIBRATION_SIDES,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(N×3×H×W image in [0, 1], N×1×H×W hole) pairs from the bundled photo: colour and grey, with
-    brush strokes, a box and thin scratches, at each of `CALIBRATION_SIDES`."""
+    brush strokes, a box and thin scratches, a centred crop at each of `sides`."""
     import cv2
 
     data = resources.files("inpaint_cli").joinpath("bundled", CALIBRATION_IMAGE).read_bytes()
     photo = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    for side in CALIBRATION_SIDES:
+    for side in sides:
         top = (photo.shape[0] - side) // 2
         crop = photo[top : top + side, top : top + side]
         grey = np.repeat(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
@@ -244,9 +247,9 @@ Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.inference_mode()
-def quantize_int8(network: InpaintModel, predict: Predict) -> int:
+def quantize_int8(network: InpaintModel, predict: Predict, sides: tuple[int, ...] = CALIBRATION_SIDES) -> int:
     """Quantize the network's convolutions in place, calibrated by running `predict(image, hole)`
-    (the runner's pass: padding, normalisation, mask convention) on the calibration photo.
+    (the runner's pass: padding, normalisation, mask convention) on the calibration photo at `sides`.
     Returns the number of int8 layers."""
     if not int8_available():
         raise UsageError(
@@ -258,7 +261,7 @@ def quantize_int8(network: InpaintModel, predict: Predict) -> int:
     for name, conv in layers:
         attach(conv, observers[name])
     try:
-        for image, hole in calibration_inputs():
+        for image, hole in calibration_inputs(sides):
             predict(image, hole)
     finally:
         for _, conv in layers:
@@ -269,14 +272,20 @@ def quantize_int8(network: InpaintModel, predict: Predict) -> int:
     return len(layers)
 
 
-def apply_precision(network: InpaintModel, precision: str, device: torch.device, predict: Predict) -> None:
+def apply_precision(
+    network: InpaintModel,
+    precision: str,
+    device: torch.device,
+    predict: Predict,
+    calibration_sides: tuple[int, ...] = CALIBRATION_SIDES,
+) -> None:
     """Make `network` (float32, eval, on `device`) run at `precision` (fp32, fp16, bf16 or int8)."""
     if precision in HALF_DTYPES:
         convert_half(network, precision)
     elif precision == "int8":
         if device.type != "cpu":
             raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
-        quantize_int8(network, predict)
+        quantize_int8(network, predict, calibration_sides)
 
 
 def copy_network(network: InpaintModel) -> InpaintModel:
