@@ -1,4 +1,4 @@
-"""`inpaint weights ...` and `inpaint models`: the named-model cache from the command line.
+"""`inpaint weights ...`: the named-model cache from the command line.
 
 Progress bars and notes go to stderr; the commands that answer with a path (`pull`, `import`,
 `path`) print only that path on stdout, so `$(inpaint weights path lama)` works in scripts.
@@ -29,7 +29,6 @@ from rich.table import Table
 from inpaint_cli import weights
 from inpaint_cli.console import console, fail
 from inpaint_cli.errors import InpaintError, UsageError, WeightsError
-from inpaint_cli.options import CLASSICAL_METHODS
 from inpaint_cli.weights.limits import parse_bytes
 
 weights_app = typer.Typer(
@@ -37,7 +36,6 @@ weights_app = typer.Typer(
 )
 
 SHORT_DIGEST = 12
-CLASSICAL_LICENSE = "Apache-2.0 (OpenCV)"
 
 
 class RichDownloadProgress:
@@ -104,57 +102,24 @@ def rich_download_progress(console: Console) -> weights.DownloadProgress:
 
 
 @contextlib.contextmanager
-def _reported() -> Iterator[None]:
+def reported() -> Iterator[None]:
     """Domain errors become the CLI's one-line message and exit code."""
-    # Imported here: cli.py mounts this sub-app, so it is loaded by the time a command runs.
     try:
         yield
     except InpaintError as exc:
         fail(exc)
 
 
-def _cached_size(name: str) -> str:
+def cached_size_text(name: str) -> str:
+    """`yes (400.0 MB)` for a cached model, else `no`."""
     path = weights.cached_path(name)
     return f"yes ({decimal(path.stat().st_size)})" if path else "no"
-
-
-def _download_column(entry: weights.ModelEntry) -> str:
-    """What a pull transfers: exact, `~` where only approximate, `by hand`, `-` for a bundled model."""
-    if entry.bundled is not None:
-        return "-"
-    size = entry.download_size()
-    if size is not None:
-        return ("~" if size[1] else "") + decimal(size[0])
-    return "by hand" if all(s.manual for s in entry.sources if not s.is_bundled) else "?"
-
-
-def _cached_column(entry: weights.ModelEntry) -> str:
-    if entry.bundled is not None:
-        return f"bundled ({decimal(entry.bundled.stat().st_size)})" if entry.bundled.is_file() else "bundled"
-    return _cached_size(entry.name)
-
-
-def models_table() -> Table:
-    """Every named model of the manifest and the weight-free classical methods, for `inpaint models`.
-
-    Torch-free: only the manifest and the cache index are read.
-    """
-    table = Table(title="models", title_justify="left")
-    table.add_column("name", no_wrap=True)
-    for column in ("family", "variant", "download", "license", "cached"):
-        table.add_column(column, overflow="fold")
-    for entry in weights.load_manifest().values():
-        row = (entry.family, entry.variant, _download_column(entry), entry.license, _cached_column(entry))
-        table.add_row(entry.name, *row)
-    for name in CLASSICAL_METHODS:
-        table.add_row(name, "classical", f"opencv {name}", "-", CLASSICAL_LICENSE, "weight-free")
-    return table
 
 
 @weights_app.command("list")
 def list_weights() -> None:
     """Named models with their cache state, file and checksum."""
-    with _reported():
+    with reported():
         table = Table(title=f"cache: {weights.cache_dir()}", title_justify="left")
         table.add_column("name", no_wrap=True)
         for column in ("cached", "sha256", "source"):
@@ -164,7 +129,7 @@ def list_weights() -> None:
             cached = weights.cached_path(entry.name) is not None
             digest = record["sha256"][:SHORT_DIGEST] if record and cached else ""
             source = record["source_url"] if record and cached else entry.sources[0].url
-            state = _cached_size(entry.name) if cached else "bundled" if entry.bundled else "no"
+            state = cached_size_text(entry.name) if cached else "bundled" if entry.bundled else "no"
             table.add_row(entry.name, state, digest, source)
         Console().print(table)
 
@@ -196,7 +161,7 @@ def pull(
     ] = None,
 ) -> None:
     """Download a model (resuming, verified, bounded, following mirrors) and convert it once."""
-    with _reported():
+    with reported():
         weights.get_entry(name)
         limits = weights.limits_from_env(timeout=timeout, max_download=_parse_size(max_size))
         path = None if force else weights.cached_path(name)
@@ -213,7 +178,7 @@ def import_weights(
     file: Annotated[Path, typer.Argument(help="Official checkpoint: .ckpt, .pth, TorchScript .pt, .zip.")],
 ) -> None:
     """Convert a weight file you already have (e.g. IOPaint's big-lama.pt) into the cache."""
-    with _reported():
+    with reported():
         path = weights.import_file(name, file, progress=rich_download_progress(console))
         typer.echo(str(path))
 
@@ -226,7 +191,7 @@ def verify(
     ] = None,
 ) -> None:
     """Re-hash cached models and compare them with the recorded checksums (exit 1 on a mismatch)."""
-    with _reported():
+    with reported():
         names = (
             [weights.get_entry(name).name]
             if name
@@ -245,7 +210,7 @@ def verify(
 @weights_app.command()
 def path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
     """Print the path of a cached model (exit 1 if it is not cached)."""
-    with _reported():
+    with reported():
         cached = weights.cached_path(weights.get_entry(name).name)
         if cached is None:
             raise WeightsError(
@@ -264,7 +229,7 @@ def remove(
     ] = False,
 ) -> None:
     """Delete a cached model and its leftover downloads."""
-    with _reported():
+    with reported():
         removed = weights.remove(name, unpin=unpin)
     for removed_path in removed:
         console.print(f"removed {removed_path}", soft_wrap=True)

@@ -41,7 +41,8 @@ from weights_helpers import (
 from inpaint_cli import weights
 from inpaint_cli.checkpoints import read_checkpoint
 from inpaint_cli.cli import app
-from inpaint_cli.cli_weights import models_table, weights_app
+from inpaint_cli.cli_models import models_table
+from inpaint_cli.cli_weights import weights_app
 from inpaint_cli.errors import CheckpointError, UsageError, WeightsError
 from inpaint_cli.models import FAMILIES
 
@@ -147,7 +148,7 @@ def test_unknown_model_lists_the_known_ones_and_the_classical_methods() -> None:
         weights.ensure_model("big-llama")
     assert caught.value.hint == (
         "known models: lama, lama-fourier, gatedconv, gatedconv-celebahq, pconv, scratch-bopbtl, "
-        "lama-tiny, pconv-tiny, gatedconv-tiny, telea, ns; see `inpaint models`"
+        "lama-tiny, pconv-tiny, gatedconv-tiny, scratch-tiny, telea, ns; see `inpaint models`"
     )
     with pytest.raises(UsageError, match="'telea' is a weight-free classical method"):
         weights.pull("telea")

@@ -442,7 +442,7 @@ def test_classical_methods_constant_matches_the_engine() -> None:
 def test_private_manifest_keeps_the_bundled_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_manifest(tmp_path / "m.json", monkeypatch, toy=[source("https://example.org/x.ckpt")])
     names = list(weights.load_manifest())
-    assert names == ["toy", "lama-tiny", "pconv-tiny", "gatedconv-tiny"]
+    assert names == ["toy", "lama-tiny", "pconv-tiny", "gatedconv-tiny", "scratch-tiny"]
     assert weights.resolve_model("lama-tiny").bundled == weights.BUNDLED_DIR / "lama-tiny.safetensors"
     # The same file is parsed once per process, and again only when it changes.
     assert weights.load_manifest() is weights.load_manifest()
@@ -502,7 +502,8 @@ def test_unreachable_source_also_says_what_works_now(tmp_path: Path, monkeypatch
 
 def test_models_table_is_built_without_torch() -> None:
     code = (
-        "import sys; from rich.console import Console; from inpaint_cli.cli_weights import models_table; "
+        "import sys; from rich.console import Console; import inpaint_cli.cli; "  # every command mounted
+        "from inpaint_cli.cli_models import models_table; "
         "Console(width=200).print(models_table()); print('torch' in sys.modules, 'cv2' in sys.modules)"
     )
     env = {**os.environ, "INPAINT_HOME": "/nonexistent-inpaint-cache"}
@@ -624,12 +625,14 @@ def test_doctor_lists_bundled_models_as_bundled(cache: Path) -> None:
     result = CliRunner().invoke(app, ["doctor"], terminal_width=250)
 
     assert result.exit_code == 0, result.output
-    rows = {
-        line.split("│")[1].strip(): line.split("│")[2].strip()
-        for line in result.output.splitlines()
-        if line.count("│") == 3
-    }
-    assert rows["bundled weights"] == "lama-tiny, pconv-tiny, gatedconv-tiny"
+    rows: dict[str, str] = {}
+    name = ""
+    for line in result.output.splitlines():
+        if line.count("│") == 3:  # a long value wraps onto lines whose first cell is empty
+            cells = [cell.strip() for cell in line.split("│")[1:3]]
+            name = cells[0] or name
+            rows[name] = f"{rows.get(name, '')} {cells[1]}".strip()
+    assert rows["bundled weights"] == "lama-tiny, pconv-tiny, gatedconv-tiny, scratch-tiny"
     assert rows["cached weights"] == "none"
     assert "lama-tiny" not in rows["not cached"] and "lama, lama-fourier" in rows["not cached"]
 
