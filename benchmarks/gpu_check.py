@@ -55,7 +55,8 @@ reported but held to the limit only on its raw output's relative error (`RAW_REL
 RAW_RELATIVE_LIMIT = 0.05
 BIG_LAMA = {"ngf": 64, "n_downsampling": 3, "n_blocks": 18, "max_features": 512, "global_channels": 384}
 OOM_SIDE = {"cuda": 6144, "cpu": 512}
-"""Side of the image whose one-pass plan must run out of memory (lama-tiny: ~830 B/px, ~31 GB at 6144²)."""
+"""Side of the image whose one-pass plan must run out of memory: 38 MP, several GB of lama-tiny
+activations, above 2 % of an 80-141 GB GPU (`--oom-fraction`)."""
 
 
 @dataclass
