@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048], help="square sides for MP/s")
     parser.add_argument("--tile", type=int, default=512, help="tile side above the smallest size")
     parser.add_argument(
-        "--oom-fraction", type=float, default=0.05, help="share of the GPU the OOM check may use"
+        "--oom-fraction", type=float, default=0.02, help="share of the GPU the OOM check may use"
     )
     parser.add_argument("--simulate-oom", action="store_true", help="on a CPU: test the fallback's logic")
     parser.add_argument("--tiny", action="store_true", help="small networks for throughput (CPU tests)")
