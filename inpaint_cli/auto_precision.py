@@ -33,8 +33,10 @@ MIN_SPEEDUP = 1.1
 """A candidate must take at most 1/1.1 of fp32's time: the margin covers measurement noise."""
 MAX_HOLE_ERROR = 1 / 255
 """Largest mean absolute difference from fp32 inside the hole (0..1 scale) a candidate may have."""
-MEASURE_ABOVE_GFLOP = 100.0
-"""Networks whose 512² pass costs less are not measured (fp32): a pass takes a fraction of a second."""
+MEASURE_ABOVE_GFLOP = 50.0
+"""Networks whose convolutions cost less per 512² pass are not measured (fp32): such a pass takes a
+fraction of a second (the bundled demo models: 5-24 GFLOP; released PConv 76, DeepFill v2 202,
+big-lama 439)."""
 MEASURE_SIDE = 128
 """Side of the timed passes (and of the candidates' int8 calibration): big-lama's bottleneck is then
 16×16, enough for every kernel to run its large-input path, at 1/16 of a 512² pass."""
@@ -106,7 +108,7 @@ def candidates() -> list[str]:
 
 
 def worth_measuring(network: InpaintModel) -> bool:
-    return network.needs_weights and network.cost_estimate(512, 512) >= MEASURE_ABOVE_GFLOP
+    return network.needs_weights and 2 * network.macs_per_pixel() * 512 * 512 / 1e9 >= MEASURE_ABOVE_GFLOP
 
 
 @torch.inference_mode()
