@@ -78,17 +78,20 @@ class Loaded:
     hole: np.ndarray
     notes: list[str] = field(default_factory=list)
     """Warnings about the files (only the first frame of an APNG or multi-page TIFF is used)."""
+    probability: np.ndarray | None = None
+    """--mask auto with --save-intermediates: the detector's probability map, written with them."""
 
 
 def load(job: Job, settings: RunSettings) -> Loaded:
     """Decode the image and its mask(s) into a hole of the image's size."""
     if not job.masks:  # --mask auto: the detector finds the hole
-        from inpaint_cli.detect_jobs import detected_hole
+        from inpaint_cli.detect_jobs import detect_for_run
 
         with storage.local_copies([job.image]) as (image,):
             picture = imageio.read_image(image, max_pixels=settings.max_pixels)
-        hole = detected_hole(picture.pixels, settings.detector, settings.dilate)
-        return Loaded(picture, hole, list(picture.notes))
+        hole, probability = detect_for_run(picture.pixels, settings.detector, settings.dilate)
+        keep = probability if settings.intermediates_dir is not None else None
+        return Loaded(picture, hole, list(picture.notes), probability=keep)
     # Files behind URLs are read from local copies (the codecs need files); local ones in place.
     notes: list[str] = []
     with storage.local_copies([job.image, *job.masks]) as (image, *masks):
@@ -146,6 +149,10 @@ def save(
         with storage.staged_write(panel_path(job.output)) as staged:
             visualize.save_png(staged, panel)
         outcome.written.append(panel_path(job.output))
+    if capture and loaded.probability is not None:
+        from inpaint_cli.detect_jobs import write_probability
+
+        outcome.written += write_probability(folder, loaded.probability)
     if capture and result.intermediates_hole is not None:
         outcome.written += visualize.save_intermediates(
             folder,

@@ -83,8 +83,8 @@ def detect(
     """Find scratches, dust, cracks and tears: write a mask (white = damage) and an overlay per image.
 
     The masks are named so that `inpaint run PHOTOS --mask MASKS` pairs them: detect, fix a few
-    masks by hand in any editor, then fill. Images with less than 0.1 % damage are reported as
-    "no damage found" and get an empty mask.
+    masks by hand in any editor, then fill. Images where nothing survives the detector's
+    post-processing are reported as "no damage found" and get an empty mask.
     """
     from inpaint_cli import detect_jobs
     from inpaint_cli.batch import Existing, Status

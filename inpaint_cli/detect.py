@@ -38,8 +38,9 @@ from inpaint_cli.models.scratch import (
 NETWORK_SHORT_SIDE = 256
 """Both official modes feed the network a short side of 256 px."""
 SIZE_MULTIPLE = 16
-NO_DAMAGE_FRACTION = 0.001
-"""A detected area under 0.1 % of the pixels is taken for noise: 'no damage found', empty mask."""
+CLEAN_FRACTION_BOUND = 0.001
+"""What the detectors are calibrated for: under 0.1 % of a clean photo's pixels reported as damage.
+A bound on false alarms, not a rule: real detections, however small, are kept."""
 DEFAULT_TILE = 512
 DEFAULT_TILE_MARGIN = 64
 """Context (pixels) each side of a tile's kept core (a multiple of 16): the small fixture network,
@@ -119,11 +120,11 @@ class Detection:
     probability: np.ndarray
     """H×W float32 in [0, 1]."""
     mask: np.ndarray
-    """H×W bool, True = damage (after the no-damage rule)."""
+    """H×W bool, True = damage: what survives the detector's post-processing (and `min_fraction`)."""
     raw_fraction: float
-    """Fraction of pixels at or above the threshold before the no-damage rule."""
+    """Fraction of pixels of the post-processed mask, before the optional `min_fraction`."""
     raw_mask: np.ndarray | None = None
-    """The mask before the no-damage rule (the same array when the rule did not apply)."""
+    """The mask before the optional `min_fraction` (the same array when it is off or did not apply)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -304,6 +305,9 @@ class NetworkDetector:
     scale: float = 1.0
     strong: float = 0.0
     min_area: int = 0
+    min_fraction: float = 0.0
+    """Optional: a mask covering less than this fraction of the image is dropped ('no damage found').
+    Off by default: the thresholds are calibrated so that clean photos yield nothing."""
     tile: int = DEFAULT_TILE
     margin: int = DEFAULT_TILE_MARGIN
 
@@ -341,7 +345,7 @@ class NetworkDetector:
         mask = probability >= np.float32(cut)
         if self.strong or self.min_area:
             mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), self.min_area)
-        return finish(probability, mask)
+        return finish(probability, mask, self.min_fraction)
 
 
 def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.ndarray:
@@ -355,8 +359,10 @@ def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.
     return keep[labels]
 
 
-def finish(probability: np.ndarray, mask: np.ndarray) -> Detection:
-    """Apply the no-damage rule: under NO_DAMAGE_FRACTION of the pixels, the mask is emptied."""
+def finish(probability: np.ndarray, mask: np.ndarray, min_fraction: float = 0.0) -> Detection:
+    """A detection from the post-processed mask. 'No damage found' is an empty mask: nothing survived
+    the post-processing. `min_fraction` (off by default) also drops masks covering less than that
+    fraction of the pixels, for users who prefer to leave images with very little damage untouched."""
     raw = float(mask.mean()) if mask.size else 0.0
-    kept = np.zeros_like(mask) if raw < NO_DAMAGE_FRACTION else mask
+    kept = np.zeros_like(mask) if raw < min_fraction else mask
     return Detection(probability, kept, raw, raw_mask=mask)

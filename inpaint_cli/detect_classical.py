@@ -45,6 +45,8 @@ class ClassicalDetector:
     min_elongation: float = 8.0
     threshold: float = 0.5
     """Probability scale: the strong threshold maps to `threshold`, twice it to 1."""
+    min_fraction: float = 0.0
+    """Optional: a mask covering less than this fraction of the image is dropped (off by default)."""
 
     def response(self, grey: np.ndarray) -> np.ndarray:
         """Per pixel, the larger of the light and dark top-hat (grey levels), uint8."""
@@ -93,7 +95,7 @@ class ClassicalDetector:
         values *= self.threshold
         values /= level
         probability = np.clip(values, 0, 1, out=values)
-        return finish(probability, mask)
+        return finish(probability, mask, self.min_fraction)
 
     def _components(self, weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
         """Hysteresis and shape filtering: weak components with a strong pixel that look like damage."""

@@ -86,17 +86,23 @@ def cached_detector(name: str) -> Detector:
 
 
 def detected_hole(pixels: np.ndarray, detector: str, dilate: int = 0) -> np.ndarray:
-    """`run --mask auto`: the damage the detector finds (empty under 0.1 %), grown by `dilate` pixels
-    (`run` defaults it per detector: options.DETECTOR_DILATE)."""
+    """`run --mask auto`: the damage the detector finds (empty when nothing survives its
+    post-processing), grown by `dilate` pixels (`run` defaults it per detector: options.DETECTOR_DILATE)."""
+    return detect_for_run(pixels, detector, dilate)[0]
+
+
+def detect_for_run(pixels: np.ndarray, detector: str, dilate: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`detected_hole` and the detector's H×W float32 probability map (for `--save-intermediates`)."""
     found = cached_detector(detector)
-    hole = found.detect(pixels, default_mode(found)).mask
+    detection = found.detect(pixels, default_mode(found))
+    hole = detection.mask
     grow = dilate
     if grow and hole.any():
         import cv2
 
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         hole = cv2.dilate(hole.view(np.uint8), disc).astype(bool)
-    return hole
+    return hole, detection.probability
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -257,16 +263,21 @@ def write_overlay(path: Path, pixels: np.ndarray, mask: np.ndarray) -> Path:
 
 def write_intermediates(folder: Path, detection: Detection) -> list[Path]:
     """The probability map as a grey picture (255 = 1.0) and as a float32 tensor (safetensors)."""
+    return write_probability(folder, detection.probability)
+
+
+def write_probability(folder: Path, probability: np.ndarray) -> list[Path]:
+    """`probability.png` (grey, 255 = 1.0) and `probability.safetensors` (float32) in `folder`."""
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     picture = folder / "probability.png"
     with atomic_path(picture) as tmp:
-        levels = np.round(detection.probability * 255).astype(np.uint8)
+        levels = np.round(probability * 255).astype(np.uint8)
         Image.fromarray(levels, "L").save(tmp, format="PNG")
     tensor = folder / "probability.safetensors"
     with atomic_path(tensor) as tmp:
-        save_file({"probability": np.ascontiguousarray(detection.probability, dtype=np.float32)}, str(tmp))
+        save_file({"probability": np.ascontiguousarray(probability, dtype=np.float32)}, str(tmp))
     return [picture, tensor]
 
 

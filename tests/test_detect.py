@@ -252,16 +252,30 @@ def test_classical_reports_no_damage_on_a_grainy_clean_photo() -> None:
     assert detection.no_damage and not detection.mask.any()
 
 
-def test_no_damage_rule_empties_masks_under_a_thousandth() -> None:
+def test_small_real_detections_are_kept_unless_a_minimum_fraction_is_asked() -> None:
     from inpaint_cli.detect import finish
 
     probability = np.zeros((100, 100), np.float32)
     mask = np.zeros((100, 100), bool)
-    mask[0, :9] = True  # 0.09 %
-    assert finish(probability, mask).no_damage
-    mask[0, :10] = True  # 0.1 %
+    mask[0, :9] = True  # 0.09 %: a thin scratch on a big scan is this small, and it is real
     kept = finish(probability, mask)
-    assert not kept.no_damage and kept.fraction == pytest.approx(0.001)
+    assert not kept.no_damage and kept.fraction == pytest.approx(0.0009)
+    assert finish(probability, np.zeros_like(mask)).no_damage  # nothing survived: no damage found
+    dropped = finish(probability, mask, min_fraction=0.001)  # the optional minimum area
+    assert dropped.no_damage and dropped.raw_fraction == pytest.approx(0.0009)
+    assert np.array_equal(dropped.raw_mask, mask)
+    mask[0, :10] = True  # 0.1 %: reaches the minimum
+    assert finish(probability, mask, min_fraction=0.001).fraction == pytest.approx(0.001)
+
+
+def test_a_thin_scratch_on_a_large_picture_is_not_discarded() -> None:
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    photo = _smooth_photo(1200, 1200)  # 1.44 MP
+    photo[300, 100:1100] = 250  # a 1-px scratch: 0.07 % of the pixels
+    detection = ClassicalDetector().detect(photo)
+    assert detection.fraction < 0.001 and not detection.no_damage
+    assert detection.mask[300, 110:1090].mean() > 0.95
 
 
 # --- inpaint detect --------------------------------------------------------------------------------
@@ -433,6 +447,33 @@ def test_run_mask_auto_detects_dilates_fills_and_saves_the_mask(tmp_path: Path) 
     # --dilate 0: the detector's own mask.
     assert _run(tmp_path / "photo.png", *args, "-o", tmp_path / "raw.png", "--dilate", "0").exit_code == 0
     assert np.array_equal(_grey(tmp_path / "raw_mask.png") == 255, detected)
+
+
+def test_run_mask_auto_saves_the_probability_map_with_the_intermediates(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file as load_numpy
+
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    damaged, _ = _scratched(_smooth_photo())
+    Image.fromarray(damaged).save(tmp_path / "photo.png")
+    folder = tmp_path / "inter"
+    args = ["--mask", "auto", "--detector", "classical", "--model", "telea", "--save-intermediates", folder]
+    result = _run(tmp_path / "photo.png", *args, "-o", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    expected = ClassicalDetector().detect(damaged).probability
+    saved = load_numpy(folder / "photo" / "probability.safetensors")["probability"]
+    assert saved.dtype == np.float32 and np.array_equal(saved, expected)
+    picture = _grey(folder / "photo" / "probability.png")
+    assert np.array_equal(picture, np.round(expected * 255).astype(np.uint8))
+    assert picture.max() > 127 and (picture > 127).mean() < 0.05  # the scratch and dust, not the photo
+    # Without --save-intermediates, nothing of the kind is written.
+    assert _run(tmp_path / "photo.png", *args[:-2], "-o", tmp_path / "b.png").exit_code == 0
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert visible == ["b.png", "inter", "out.png", "photo.png"]
+    assert sorted(p.name for p in (folder / "photo").iterdir()) == [
+        "probability.png",
+        "probability.safetensors",
+    ]
 
 
 def test_run_mask_auto_copies_a_clean_folder_through(tmp_path: Path) -> None:

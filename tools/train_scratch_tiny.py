@@ -54,7 +54,12 @@ LICENSE = "Apache-2.0"
 PACKAGE = "plasma-workspace-wallpapers"
 DEFAULT_DATA = Path.home() / ".cache" / "inpaint-train" / "wallpapers"
 HELD_OUT = ("Path", "Kite", "ColorfulCups", "MilkyWay", "Volna", "Shell")
-"""Wallpapers kept for the evaluation (photos and renderings)."""
+"""Wallpapers kept for the evaluation (photos and renderings): the test split, never trained or tuned on."""
+CALIBRATION = ("Autumn", "FallenLeaf", "Cascade")
+"""Wallpapers kept out of training for validation (the best checkpoint) and for choosing the thresholds
+(`benchmarks/eval_detectors.py --calibrate`)."""
+CLEAN_FRACTION = 0.4
+"""Share of training crops with no damage at all: the detector must learn to say nothing."""
 MAX_SIDE = 2560
 """Photos are kept in memory at most this long (and at half that), to crop from."""
 CONFIG = ScratchConfig(in_channels=3, out_channels=1, depth=4, wf=3, threshold=0.7, strong=0.99, min_area=20)
@@ -62,7 +67,10 @@ CONFIG = ScratchConfig(in_channels=3, out_channels=1, depth=4, wf=3, threshold=0
 (`benchmarks/eval_detectors.py`): best overall F1 and fewest false alarms on clean photos."""
 CROP = 128
 BATCH = 8
-DAMAGE_WEIGHT = 3.0
+DAMAGE_WEIGHT = 2.0
+"""pos_weight of the BCE: damage is a few % of the pixels; Dice balances the rest."""
+VALIDATION_CROPS = 24
+VALIDATION_SIDE = 192
 KINDS = (
     "scratch_light",
     "scratch_dark",
@@ -242,9 +250,11 @@ def add_damage(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[
     return painted.astype(np.float32), layer * strength >= TRUTH_ALPHA
 
 
-def nuisances(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What is not damage: toning, paper texture, grain, blur; float32 in [0, 1] in and out."""
+def nuisances(image: np.ndarray, rng: np.random.Generator, hard: bool = False) -> np.ndarray:
+    """What is not damage: toning, paper texture, grain, blur; float32 in [0, 1] in and out.
+    `hard`: heavier grain and texture (the hard negatives of clean training crops)."""
     h, w = image.shape[:2]
+    boost = 2.0 if hard else 1.0
     if rng.random() < 0.4:
         grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
         tint = np.array([1.0, 0.87, 0.68], np.float32) if rng.random() < 0.6 else np.ones(3, np.float32)
@@ -252,22 +262,25 @@ def nuisances(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         low = cv2.resize(rng.normal(0, 1, (max(2, h // 32), max(2, w // 32))).astype(np.float32), (w, h))
         fine = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 0.8)
-        image = image * (1 + rng.uniform(0, 0.06) * low[..., None] + rng.uniform(0, 0.04) * fine[..., None])
+        texture = (
+            rng.uniform(0, 0.06 * boost) * low[..., None] + rng.uniform(0, 0.04 * boost) * fine[..., None]
+        )
+        image = image * (1 + texture)
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.0))
     if rng.random() < 0.7:
-        sigma = rng.uniform(0.005, 0.05)
+        sigma = rng.uniform(0.005, 0.05 * boost)
         mono = rng.random() < 0.6
         noise = rng.normal(0, sigma, (h, w, 1) if mono else (h, w, 3)).astype(np.float32)
         image = image + noise
     return np.clip(image, 0, 1)
 
 
-def to_u8(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Quantise, with JPEG artefacts half of the time."""
+def to_u8(image: np.ndarray, rng: np.random.Generator, hard: bool = False) -> np.ndarray:
+    """Quantise, with JPEG artefacts half of the time (blockier ones for `hard`)."""
     pixels = np.round(image * 255).astype(np.uint8)
     if rng.random() < 0.5:
-        quality = int(rng.integers(30, 92))
+        quality = int(rng.integers(12 if hard else 30, 92))
         ok, encoded = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             pixels = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
@@ -275,14 +288,14 @@ def to_u8(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(
-    clean_u8: np.ndarray, kinds: list[str], rng: np.random.Generator
+    clean_u8: np.ndarray, kinds: list[str], rng: np.random.Generator, hard: bool = False
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Damage a clean uint8 RGB picture with `kinds`; (damaged uint8 RGB, truth mask per kind)."""
     image = clean_u8.astype(np.float32) / 255
     truths = {}
     for kind in kinds:
         image, truths[kind] = add_damage(image, kind, rng)
-    return to_u8(nuisances(image, rng), rng), truths
+    return to_u8(nuisances(image, rng, hard), rng, hard), truths
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -296,18 +309,19 @@ class Crops:
         self.photos = photos + halves
         self.rng = rng
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, crop_side: int = CROP) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
         photo = self.photos[rng.integers(len(self.photos))]
-        side = int(CROP * rng.uniform(1.0, 2.0))
+        side = int(crop_side * rng.uniform(1.0, 2.0))
         y = rng.integers(0, photo.shape[0] - side)
         x = rng.integers(0, photo.shape[1] - side)
-        crop = cv2.resize(photo[y : y + side, x : x + side], (CROP, CROP), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(photo[y : y + side, x : x + side], (crop_side,) * 2, interpolation=cv2.INTER_AREA)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        kinds = [] if rng.random() < 0.2 else list(rng.choice(KINDS, size=rng.integers(1, 4), replace=False))
-        damaged, truths = synthesize(np.ascontiguousarray(crop), kinds, rng)
-        truth = np.zeros((CROP, CROP), bool)
+        clean = rng.random() < CLEAN_FRACTION
+        kinds = [] if clean else list(rng.choice(KINDS, size=rng.integers(1, 4), replace=False))
+        damaged, truths = synthesize(np.ascontiguousarray(crop), kinds, rng, hard=clean)
+        truth = np.zeros((crop_side, crop_side), bool)
         for mask in truths.values():
             truth |= mask
         return damaged, truth
@@ -327,17 +341,55 @@ def loss_of(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def validation_set(photos: list[np.ndarray], seed: int) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """Fixed crops of the calibration photos (damaged and clean alike), as network inputs and truths."""
+    crops = Crops(photos, np.random.default_rng(seed + 1))
+    found = []
+    for _ in range(VALIDATION_CROPS):
+        image, truth = crops.sample(VALIDATION_SIDE)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        found.append(((x - 0.5) / 0.5, truth))
+    return found
+
+
+@torch.no_grad()
+def validation_f1(network: ScratchUNet, samples: list[tuple[torch.Tensor, np.ndarray]]) -> float:
+    """Pixel F1 at the configured threshold over all validation crops (false alarms on clean ones count)."""
+    network.eval()
+    tp = fp = fn = 0
+    for x, truth in samples:
+        found = torch.sigmoid(network(x))[0, 0].numpy() >= CONFIG.threshold
+        tp += int(np.count_nonzero(found & truth))
+        fp += int(np.count_nonzero(found & ~truth))
+        fn += int(np.count_nonzero(~found & truth))
+    network.train()
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
 def train(
-    photos: list[np.ndarray], minutes: float, seed: int, log: Callable[[str], None], start: Path | None = None
+    photos: list[np.ndarray],
+    minutes: float,
+    seed: int,
+    log: Callable[[str], None],
+    start: Path | None = None,
+    validation: list[np.ndarray] | None = None,
+    learning_rate: float = 2e-3,
 ) -> tuple[ScratchUNet, dict]:
-    """Train for `minutes` of wall time (from `start`'s weights if given)."""
+    """Train for `minutes` of wall time (from `start`'s weights if given); with `validation` photos,
+    the weights with the best validation F1 (checked every 150 steps) are the ones returned."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     network = ScratchUNet(CONFIG)
     if start is not None:
         network.load_state_dict(read_checkpoint(start).state_dict)
     crops = Crops(photos, rng)
-    optimiser = torch.optim.Adam(network.parameters(), lr=2e-3)
+    samples = validation_set(validation, seed) if validation else []
+    best_f1 = validation_f1(network, samples) if samples else -1.0
+    best_state = {k: v.clone() for k, v in network.state_dict().items()}
+    best_step = 0
+    if samples:
+        log(f"step 0: validation F1 {best_f1:.4f}")
+    optimiser = torch.optim.Adam(network.parameters(), lr=learning_rate)
     deadline = time.monotonic() + minutes * 60
     started = time.monotonic()
     step, recent = 0, []
@@ -345,7 +397,7 @@ def train(
     while time.monotonic() < deadline:
         progress = (time.monotonic() - started) / (minutes * 60)
         for group in optimiser.param_groups:
-            group["lr"] = 2e-3 * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+            group["lr"] = learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
         x, y = crops.batch()
         loss = loss_of(network(x), y)
         optimiser.zero_grad()
@@ -353,10 +405,21 @@ def train(
         optimiser.step()
         recent.append(float(loss.detach()))
         step += 1
-        if step % 200 == 0:
-            log(f"step {step}: loss {np.mean(recent[-200:]):.4f} ({time.monotonic() - started:.0f} s)")
+        if step % 150 == 0:
+            line = f"step {step}: loss {np.mean(recent[-150:]):.4f} ({time.monotonic() - started:.0f} s)"
+            if samples:
+                f1 = validation_f1(network, samples)
+                line += f", validation F1 {f1:.4f}"
+                if f1 > best_f1:
+                    best_f1, best_step = f1, step
+                    best_state = {k: v.clone() for k, v in network.state_dict().items()}
+            log(line)
+    if samples:
+        network.load_state_dict(best_state)
+        log(f"kept step {best_step}: validation F1 {best_f1:.4f}")
     network.eval()
-    return network, {"steps": step, "final_loss": float(np.mean(recent[-200:])) if recent else None}
+    final = float(np.mean(recent[-150:])) if recent else None
+    return network, {"steps": step, "final_loss": final, "best_step": best_step, "validation_f1": best_f1}
 
 
 def register(path: Path) -> None:
@@ -395,14 +458,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--register", action="store_true", help="record size and SHA-256 in the manifest")
     parser.add_argument("--resume", type=Path, help="continue from these weights (a previous output)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
-    chosen = [w for w in list_wallpapers(fetch_wallpapers(args.data)) if w["name"] not in HELD_OUT]
+    wallpapers = list_wallpapers(fetch_wallpapers(args.data))
+    chosen = [w for w in wallpapers if w["name"] not in HELD_OUT + CALIBRATION]
     photos = [load_rgb(w["file"], MAX_SIDE) for w in chosen]
-    print(f"{len(photos)} training pictures; held out: {', '.join(HELD_OUT)}", flush=True)
+    validation = [load_rgb(w["file"], MAX_SIDE) for w in wallpapers if w["name"] in CALIBRATION]
+    print(f"{len(photos)} training pictures; held out: {', '.join(HELD_OUT + CALIBRATION)}", flush=True)
     network, record = train(
-        photos, args.minutes, args.seed, lambda line: print(line, flush=True), args.resume
+        photos,
+        args.minutes,
+        args.seed,
+        lambda line: print(line, flush=True),
+        args.resume,
+        validation,
+        args.learning_rate,
     )
     if args.resume is not None:
         previous = json.loads(args.resume.with_suffix(".json").read_text())
@@ -425,6 +497,7 @@ def main() -> None:
         config=CONFIG.to_json(),
         package=PACKAGE,
         held_out=list(HELD_OUT),
+        calibration=list(CALIBRATION),
         images=[{"name": w["name"], "file": Path(w["file"]).name, "license": w["license"]} for w in chosen],
     )
     (args.output / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
