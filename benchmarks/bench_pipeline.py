@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inpaint_cli import imageio
+from inpaint_cli import imageio, masks
 from inpaint_cli.engine import Inpainter, InpaintOptions
 
 
@@ -62,7 +62,7 @@ def one_run(
     output.unlink(missing_ok=True)
     started = time.perf_counter()
     picture = imageio.read_image(folder / "image.png")
-    mask = imageio.read_mask(folder / "mask.png", size=picture.size)
+    mask = masks.read_mask(folder / "mask.png", size=picture.size)
     result = inpainter.inpaint(picture.pixels, mask, options=options)
     imageio.write_image(output, picture.with_pixels(result.pixels))
     return time.perf_counter() - started, result.seconds, result.plan.describe()

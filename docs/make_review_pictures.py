@@ -30,10 +30,10 @@ DOCS = ROOT / "docs"
 
 def comparison_grid(repeat: int = 3) -> None:
     """The grid and table of the README; each time is the median of `repeat` fills (a shared CPU is noisy)."""
-    from inpaint_cli import imageio
+    from inpaint_cli import imageio, masks
 
     pixels = imageio.read_image(EXAMPLES / "portrait_damaged.png").pixels
-    hole = imageio.read_mask(EXAMPLES / "portrait_mask.png", size=pixels.shape[:2])
+    hole = masks.read_mask(EXAMPLES / "portrait_mask.png", size=pixels.shape[:2])
     original = imageio.read_image(EXAMPLES / "portrait_original.png").pixels
     fillers, load_seconds = comparison.load_models(comparison.DEFAULT_MODELS, device="cpu", precision="fp32")
     runs = [

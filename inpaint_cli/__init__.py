@@ -24,7 +24,7 @@ _EXPORTS = {
     "InpaintOptions": "inpaint_cli.strategies",
     "Plan": "inpaint_cli.strategies",
     "read_image": "inpaint_cli.imageio",
-    "read_mask": "inpaint_cli.imageio",
+    "read_mask": "inpaint_cli.masks",
     "write_image": "inpaint_cli.imageio",
     "Picture": "inpaint_cli.imageio",
     "InpaintError": "inpaint_cli.errors",

@@ -51,6 +51,7 @@ from inpaint_cli.jobs import (  # noqa: F401 - re-exported: the batch's planning
     saved_mask_path,
     walk_images,
 )
+from inpaint_cli.masks import read_mask
 from inpaint_cli.outcomes import JobOutcome, Outcomes, Status, status_counts, write_report  # noqa: F401
 from inpaint_cli.provenance import Provenance
 from inpaint_cli.resume import (  # noqa: F401 - re-exported
@@ -96,7 +97,7 @@ def load(job: Job, settings: RunSettings) -> Loaded:
     notes: list[str] = []
     with storage.local_copies([job.image, *job.masks]) as (image, *masks):
         picture = imageio.read_image(image, max_pixels=settings.max_pixels)
-        hole = imageio.read_mask(
+        hole = read_mask(
             masks,
             size=picture.pixels.shape[:2],
             threshold=settings.mask_threshold,
@@ -298,10 +299,9 @@ def run_jobs(
 
     `workers` threads decode the next images and `workers` more encode finished ones while the
     model fills the current one. `on_start` sees each job as the model takes it, `watch` its plan
-    and progress, and `on_outcome`
-    each result as it comes (both in the calling thread). With `fail_fast`, nothing new starts
-    after a failure; outputs being written are finished. Ctrl-C cancels what has not started,
-    lets the writes under way finish and returns with `interrupted` set.
+    and progress, and `on_outcome` each result as it comes (all in the calling thread). With
+    `fail_fast`, nothing new starts after a failure; outputs being written are finished. Ctrl-C
+    cancels what has not started, lets the writes under way finish and returns with `interrupted` set.
 
     `made_with` is recorded beside each output and compared on resume (`precheck`); by default it is
     built from `inpainter` (`provenance_of`), which knows a named model's checksum but not that of a
@@ -315,50 +315,14 @@ def run_jobs(
         (output for job in jobs for output in artefacts(job, settings)),
         folders=[folder for job in jobs if (folder := intermediates_folder(job, settings)) is not None],
     )
-    pending = iter(enumerate(jobs))
-    outcomes: dict[int, JobOutcome] = {}
-    loading: deque[tuple[int, JobOutcome, Future[Loaded | None]]] = deque()
-    saving: deque[tuple[int, Future[JobOutcome]]] = deque()
-    # Separate pools: a slow encode never delays the decode the model is about to wait for.
-    readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-read")
-    writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-write")
-    stop = False
-
-    def finish(index: int, outcome: JobOutcome) -> None:
-        nonlocal stop
-        if index in outcomes:  # already reported before a Ctrl-C landed: once only
-            return
-        outcomes[index] = outcome
-        stop = stop or (fail_fast and outcome.status is Status.FAILED)
-        if on_outcome is not None:
-            on_outcome(outcome)
-
-    def read_ahead() -> None:
-        while not stop and len(loading) < workers:
-            index, job = next(pending, (None, None))
-            if job is None:
-                return
-            decided = precheck(job, settings, made_with)
-            if decided is not None:
-                finish(index, decided)
-                continue
-            outcome = JobOutcome(job, Status.DONE, strategy=inpainter.strategy.value)
-            loading.append((index, outcome, readers.submit(_load_step, outcome, settings)))
-
-    def collect_saved(block_above: int) -> None:
-        """Report finished writes in order; wait while more than `block_above` are queued."""
-        while saving and (len(saving) > block_above or saving[0][1].done()):
-            index, future = saving[0]
-            finish(index, future.result())
-            saving.popleft()  # only now: a Ctrl-C landing in between finds it still listed
-
+    queues = _Queues(jobs, inpainter, settings, made_with, workers, fail_fast, on_outcome)
     capture = settings.intermediates_dir is not None
     interrupted = False
     try:
-        read_ahead()
-        while loading:
-            index, outcome, future = loading.popleft()
-            read_ahead()
+        queues.read_ahead()
+        while queues.loading:
+            index, outcome, future = queues.loading.popleft()
+            queues.read_ahead()
             loaded = future.result()
             result = None
             if loaded is not None:
@@ -366,29 +330,104 @@ def run_jobs(
                     on_start(outcome.job)
                 result = _fill_step(outcome, inpainter, loaded, capture, watch or Watch())
             if result is None:
-                finish(index, outcome)
+                queues.finish(index, outcome)
             else:
-                collect_saved(block_above=workers - 1)
-                saving.append(
-                    (index, writers.submit(_save_step, outcome, loaded, result, settings, made_with))
-                )
-            collect_saved(block_above=workers)
-            if stop:
-                for _, _, dropped in loading:
-                    dropped.cancel()
-                loading.clear()
-        collect_saved(block_above=0)
+                queues.save(index, outcome, loaded, result)
+            queues.collect_saved(block_above=workers)
+            if queues.stop:
+                queues.drop_reads()
+        queues.collect_saved(block_above=0)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        readers.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True, cancel_futures=True)
-        # Left only when interrupted (Ctrl-C): report the writes that were let finish.
-        for index, future in saving:
-            if not future.cancelled():
-                finish(index, future.result())
-    not_run = [job for index, job in enumerate(jobs) if index not in outcomes]
+        queues.close()
+    not_run = [job for index, job in enumerate(jobs) if index not in queues.outcomes]
+    outcomes = queues.outcomes
     return Outcomes((outcomes[index] for index in sorted(outcomes)), not_run, interrupted)
+
+
+class _Queues:
+    """What `run_jobs` has under way: jobs not read yet, reads and writes in their thread pools, and
+    the outcomes reported so far (each exactly once, in the calling thread)."""
+
+    def __init__(
+        self,
+        jobs: list[Job],
+        inpainter: Inpainter,
+        settings: RunSettings,
+        made_with: Provenance,
+        workers: int,
+        fail_fast: bool,
+        on_outcome: Callable[[JobOutcome], None] | None,
+    ) -> None:
+        self.pending = iter(enumerate(jobs))
+        self.inpainter, self.settings, self.made_with = inpainter, settings, made_with
+        self.workers, self.fail_fast, self.on_outcome = workers, fail_fast, on_outcome
+        self.outcomes: dict[int, JobOutcome] = {}
+        self.loading: deque[tuple[int, JobOutcome, Future[Loaded | None]]] = deque()
+        self.saving: deque[tuple[int, Future[JobOutcome]]] = deque()
+        # Separate pools: a slow encode never delays the decode the model is about to wait for.
+        self.readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-read")
+        self.writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-write")
+        self.written: dict[int, JobOutcome] = {}
+        """Every write that finished, as its writer thread saw it."""
+        self.stop = False
+        """Set after a failure with `fail_fast`: nothing new starts."""
+
+    def finish(self, index: int, outcome: JobOutcome) -> None:
+        if index in self.outcomes:  # already reported before a Ctrl-C landed: once only
+            return
+        self.outcomes[index] = outcome
+        self.stop = self.stop or (self.fail_fast and outcome.status is Status.FAILED)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    def read_ahead(self) -> None:
+        """Start decoding the next jobs, up to `workers` ahead; jobs decided from their files
+        alone (skipped, refused) are reported at once."""
+        while not self.stop and len(self.loading) < self.workers:
+            index, job = next(self.pending, (None, None))
+            if job is None:
+                return
+            decided = precheck(job, self.settings, self.made_with)
+            if decided is not None:
+                self.finish(index, decided)
+                continue
+            outcome = JobOutcome(job, Status.DONE, strategy=self.inpainter.strategy.value)
+            self.loading.append((index, outcome, self.readers.submit(_load_step, outcome, self.settings)))
+
+    def save(self, index: int, outcome: JobOutcome, loaded: Loaded, result: InpaintResult) -> None:
+        """Queue the writing of a filled job, once fewer than `workers` writes are queued."""
+
+        def write() -> JobOutcome:
+            saved = _save_step(outcome, loaded, result, self.settings, self.made_with)
+            # Noted by the writer thread, which no Ctrl-C interrupts: a write that a Ctrl-C in the
+            # calling thread kept out of `saving` (between `submit` and `append`) is still reported.
+            self.written[index] = saved
+            return saved
+
+        self.collect_saved(block_above=self.workers - 1)
+        self.saving.append((index, self.writers.submit(write)))
+
+    def collect_saved(self, block_above: int) -> None:
+        """Report finished writes in order; wait while more than `block_above` are queued."""
+        while self.saving and (len(self.saving) > block_above or self.saving[0][1].done()):
+            index, future = self.saving[0]
+            self.finish(index, future.result())
+            self.saving.popleft()  # only now: a Ctrl-C landing in between finds it still listed
+
+    def drop_reads(self) -> None:
+        for _, _, dropped in self.loading:
+            dropped.cancel()
+        self.loading.clear()
+
+    def close(self) -> None:
+        """Stop both pools (what has not started is cancelled) and report the writes let finish."""
+        self.readers.shutdown(wait=True, cancel_futures=True)
+        self.writers.shutdown(wait=True, cancel_futures=True)
+        # Left only when interrupted (Ctrl-C): report the writes that were let finish.
+        for index in sorted(self.written):
+            self.finish(index, self.written[index])
 
 
 def provenance_of(

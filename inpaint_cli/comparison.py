@@ -164,12 +164,10 @@ def load_models(
 
 def _read(image: Path | np.ndarray, mask: Path | np.ndarray, original: Path | np.ndarray | None):
     from inpaint_cli import imageio
+    from inpaint_cli.masks import read_mask
 
     pixels = imageio.read_image(Path(image)).pixels if not isinstance(image, np.ndarray) else image
-    if isinstance(mask, np.ndarray):
-        hole = mask.astype(bool)
-    else:
-        hole = imageio.read_mask(Path(mask), size=pixels.shape[:2])
+    hole = mask.astype(bool) if isinstance(mask, np.ndarray) else read_mask(Path(mask), size=pixels.shape[:2])
     if hole.shape != pixels.shape[:2]:
         raise InputError(f"mask is {hole.shape[::-1]} but image is {pixels.shape[1::-1]} (width, height)")
     clean = None
@@ -315,6 +313,7 @@ def compare_folder(
     Images that cannot be compared are listed in `failures`; the others go on.
     """
     from inpaint_cli import imageio
+    from inpaint_cli.masks import read_mask
 
     folder, mask, originals = Path(folder), Path(mask), Path(originals)
     for path, role in ((folder, "image folder"), (mask, "mask"), (originals, "originals folder")):
@@ -334,7 +333,7 @@ def compare_folder(
             if original is None:
                 raise InputError("no original found", path=image, hint=f"looked in {originals}")
             pixels = imageio.read_image(image).pixels
-            hole = imageio.read_mask(masks, size=pixels.shape[:2])
+            hole = read_mask(masks, size=pixels.shape[:2])
             _, _, clean = _read(pixels, hole, original)
             comparison = run_comparison(str(image), pixels, hole, fillers, clean)
         except InpaintError as exc:

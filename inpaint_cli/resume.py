@@ -10,10 +10,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from inpaint_cli import headers, imageio, provenance, storage
+from inpaint_cli import headers, provenance, storage
 from inpaint_cli.atomic import TEMPORARY_NAME, remove_if_abandoned
 from inpaint_cli.errors import InpaintError, InputError, OutputError
 from inpaint_cli.jobs import Existing, Job, RunSettings, intermediates_folder, panel_path
+from inpaint_cli.masks import size_mismatch
 from inpaint_cli.outcomes import JobOutcome, Status
 from inpaint_cli.provenance import Provenance
 
@@ -132,7 +133,7 @@ def header_problem(job: Job, settings: RunSettings) -> str | None:
             if header.truncated:
                 raise InputError("file is truncated", path=path, hint="re-export or re-scan it")
             if image.size not in (header.size, header.size[::-1]):  # sideways: decoding decides
-                raise imageio.size_mismatch(path, header.size, image.size, job.image)
+                raise size_mismatch(path, header.size, image.size, job.image)
     except InpaintError as error:
         return error.one_line()
     return None

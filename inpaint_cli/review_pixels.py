@@ -25,7 +25,7 @@ FLAT_FILL_STD = 1.5
 vary (above `BUSY_SURROUNDINGS_STD`) is suspicious: a broken network or non-finite output."""
 BUSY_SURROUNDINGS_STD = 8.0
 MASK_OPTIONS = ("threshold", "invert", "dilate")
-"""How a run read its masks (recorded in its provenance): `imageio.read_mask` keywords."""
+"""How a run read its masks (recorded in its provenance): `masks.read_mask` keywords."""
 
 
 def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
@@ -64,13 +64,13 @@ def read_hole(
 ) -> np.ndarray | None:
     """The hole of these mask files at `size`, read with the run's `options` (`MASK_OPTIONS`), or
     None if there is none to read."""
-    from inpaint_cli import imageio
+    from inpaint_cli.masks import read_mask
 
     if not masks:
         return None
     chosen = {key: value for key, value in (options or {}).items() if key in MASK_OPTIONS}
     try:
-        return imageio.read_mask(masks, size=size, **chosen)
+        return read_mask(masks, size=size, **chosen)
     except (OSError, ValueError, InputError) as exc:
         logger.info("no mask overlay from %s: %s", masks[0], exc)
         return None

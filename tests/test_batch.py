@@ -536,19 +536,6 @@ def test_output_path_rules(tmp_path: Path) -> None:
     assert not (tmp_path / "typo").exists() and not (tmp_path / "single.png").exists()
 
 
-@pytest.fixture
-def unwritable(tmp_path: Path) -> Path:
-    """A folder no file can be created in: read-only for a normal user; sysfs for root."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "read-only"
-        folder.mkdir(mode=0o555)
-        return folder
-    sysfs = Path("/sys")
-    if not sysfs.is_dir():
-        pytest.skip("running as root without /sys: no folder is unwritable")
-    return sysfs
-
-
 def test_writes_into_an_unwritable_folder_are_refused_before_the_run(
     tmp_path: Path, unwritable: Path
 ) -> None:

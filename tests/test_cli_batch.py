@@ -396,18 +396,6 @@ def test_ctrl_c_writes_the_report_so_far_and_exits_130(
 
 
 @pytest.fixture
-def unwritable(tmp_path: Path) -> Path:
-    """A folder no file can be created in: read-only for a normal user; sysfs for root."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "read-only"
-        folder.mkdir(mode=0o555)
-        return folder
-    if not Path("/sys").is_dir():
-        pytest.skip("running as root without /sys: no folder is unwritable")
-    return Path("/sys")
-
-
-@pytest.fixture
 def users_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A photo, its mask under several names a run could write, and a small batch; cwd is their folder."""
     monkeypatch.chdir(tmp_path)

@@ -13,6 +13,7 @@ import psutil
 import pytest
 import torch
 import torch.nn.functional as F
+from mask_helpers import scratches
 
 from inpaint_cli import engine, runner
 from inpaint_cli.engine import (
@@ -369,14 +370,6 @@ def smooth_image(height: int, width: int, dtype=np.uint16) -> np.ndarray:
 
 def as_float(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float64) / np.iinfo(pixels.dtype).max
-
-
-def scratches(height: int, width: int) -> np.ndarray:
-    hole = np.zeros((height, width), bool)
-    hole[100:400, 200:203] = True
-    hole[700:704, 900:1300] = True
-    hole[850:860, 150:160] = True
-    return hole
 
 
 def test_feather_ramps_over_the_overlap():

@@ -17,6 +17,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from inpaint_cli import imageio
 from inpaint_cli.errors import InputError, OutputError, UsageError
+from inpaint_cli.masks import read_mask
 
 ORIENTATION = 0x0112
 MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x010F, 0x8769, 0x9003
@@ -453,23 +454,21 @@ def test_mask_threshold_invert_and_16bit_scale(tmp_path):
 
     for threshold in (0, 1, 127, 200, 254, 255):
         expected = ramp > threshold
-        hole = imageio.read_mask(eight, size=(16, 16), threshold=threshold)
+        hole = read_mask(eight, size=(16, 16), threshold=threshold)
         assert hole.dtype == bool
         np.testing.assert_array_equal(hole, expected)
+        np.testing.assert_array_equal(read_mask(sixteen, size=(16, 16), threshold=threshold), expected)
         np.testing.assert_array_equal(
-            imageio.read_mask(sixteen, size=(16, 16), threshold=threshold), expected
+            read_mask(eight, size=(16, 16), threshold=threshold, invert=True), ~expected
         )
-        np.testing.assert_array_equal(
-            imageio.read_mask(eight, size=(16, 16), threshold=threshold, invert=True), ~expected
-        )
-    assert imageio.read_mask(eight, size=(16, 16)).sum() == 128  # default 127: grey 128..255
+    assert read_mask(eight, size=(16, 16)).sum() == 128  # default 127: grey 128..255
 
 
 def test_colour_mask_uses_luma(tmp_path):
     colours = np.array([[[255, 255, 255], [255, 0, 0], [0, 255, 0], [128, 128, 128], [0, 0, 0]]], np.uint8)
     mask = save_mask(tmp_path / "rgb.png", colours)
 
-    hole = imageio.read_mask(mask, size=(1, 5))
+    hole = read_mask(mask, size=(1, 5))
 
     # Luma: 255, 76, 150, 128, 0.
     np.testing.assert_array_equal(hole, [[True, False, True, True, False]])
@@ -482,10 +481,10 @@ def test_rgba_mask_uses_alpha_when_colour_is_uniform_else_grey(tmp_path):
     painted[0, 1, :3] = 255  # a white stroke on an otherwise black layer
 
     np.testing.assert_array_equal(
-        imageio.read_mask(save_mask(tmp_path / "u.png", uniform), size=(1, 4)), [[False, False, True, True]]
+        read_mask(save_mask(tmp_path / "u.png", uniform), size=(1, 4)), [[False, False, True, True]]
     )
     np.testing.assert_array_equal(
-        imageio.read_mask(save_mask(tmp_path / "p.png", painted), size=(1, 4)), [[False, True, False, False]]
+        read_mask(save_mask(tmp_path / "p.png", painted), size=(1, 4)), [[False, True, False, False]]
     )
 
 
@@ -495,8 +494,8 @@ def test_several_masks_are_ored_and_dilated_by_a_disc(tmp_path):
     second[0, 20] = 255
     paths = [save_mask(tmp_path / "a.png", first), save_mask(tmp_path / "b.png", second)]
 
-    hole = imageio.read_mask(paths, size=(21, 21))
-    grown = imageio.read_mask(paths, size=(21, 21), dilate=3)
+    hole = read_mask(paths, size=(21, 21))
+    grown = read_mask(paths, size=(21, 21), dilate=3)
 
     assert hole.sum() == 2 and hole[10, 10] and hole[0, 20]
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)).astype(bool)
@@ -514,13 +513,13 @@ def test_mask_orientation_and_size_mismatch(tmp_path):
         exif=camera_exif(6),
     )
 
-    np.testing.assert_array_equal(imageio.read_mask(rotated, size=(20, 30)), upright > 127)
+    np.testing.assert_array_equal(read_mask(rotated, size=(20, 30)), upright > 127)
     with pytest.raises(InputError) as caught:
-        imageio.read_mask(rotated, size=(25, 40))
+        read_mask(rotated, size=(25, 40))
     assert caught.value.what == "mask is 30x20 but image is 40x25"
     assert caught.value.path == rotated
     with pytest.raises(InputError) as caught:  # filed under the image when the caller names it
-        imageio.read_mask(rotated, size=(25, 40), image=tmp_path / "photo.jpg")
+        read_mask(rotated, size=(25, 40), image=tmp_path / "photo.jpg")
     assert caught.value.what == f"its mask {rotated} is 30x20 but the image is 40x25"
     assert caught.value.path == tmp_path / "photo.jpg"
 
@@ -534,9 +533,9 @@ def test_a_mask_is_checked_from_its_header_before_any_pixel_is_decoded(tmp_path,
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     monkeypatch.setattr(imageio, "read_image", no_decoding)
     with pytest.raises(InputError, match="is 200x300 but image is 20x10"):
-        imageio.read_mask(mask, size=(10, 20))
+        read_mask(mask, size=(10, 20))
     with pytest.raises(InputError, match="more than 1,000 pixels"):
-        imageio.read_mask(mask, size=(300, 200), max_pixels=1000)  # the pixel limit holds for masks
+        read_mask(mask, size=(300, 200), max_pixels=1000)  # the pixel limit holds for masks
 
 
 def test_headers_tell_size_frames_and_truncation_without_decoding(tmp_path, monkeypatch):
@@ -597,9 +596,9 @@ def test_mask_option_validation(tmp_path):
         ({"dilate": -1}, "negative"),
     ]:
         with pytest.raises(UsageError, match=message):
-            imageio.read_mask(mask, size=(2, 2), **options)
+            read_mask(mask, size=(2, 2), **options)
     with pytest.raises(UsageError, match="no mask"):
-        imageio.read_mask([], size=(2, 2))
+        read_mask([], size=(2, 2))
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -723,7 +722,7 @@ def test_example_photo_differs_from_its_original_exactly_inside_its_mask():
     original = imageio.read_image(examples / "portrait_original.png")
     damaged = imageio.read_image(examples / "portrait_damaged.png")
 
-    hole = imageio.read_mask(examples / "portrait_mask.png", size=damaged.size)
+    hole = read_mask(examples / "portrait_mask.png", size=damaged.size)
 
     assert damaged.size == original.size == (384, 384)
     np.testing.assert_array_equal((damaged.pixels != original.pixels).any(axis=2), hole)

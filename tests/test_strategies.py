@@ -13,6 +13,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from mask_helpers import scratches
 
 from inpaint_cli.errors import InpaintError, UsageError
 from inpaint_cli.regions import (
@@ -243,14 +244,6 @@ def test_tiles_of_a_downscaled_box_include_every_tile_the_reduced_hole_needs():
 
 
 # --- the strategies ----------------------------------------------------------------------------------
-
-
-def scratches(height: int, width: int) -> np.ndarray:
-    hole = np.zeros((height, width), bool)
-    hole[100:400, 200:203] = True
-    hole[700:704, 900:1300] = True
-    hole[850:860, 150:160] = True
-    return hole
 
 
 def test_auto_crops_small_damage_at_native_resolution():

@@ -12,7 +12,6 @@ import os
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from weights_helpers import (
     LAMA_CKPT,
     Notes,
     assert_lama_converted,
-    clean_environment,
     lama_generator_state,
     leftovers,
     sha256_of,
@@ -46,27 +44,7 @@ from inpaint_cli.cli_weights import weights_app
 from inpaint_cli.errors import CheckpointError, UsageError, WeightsError
 from inpaint_cli.models import FAMILIES
 
-
-@pytest.fixture(scope="module")
-def lama_bytes() -> bytes:
-    return LAMA_CKPT.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def lama_state() -> dict[str, torch.Tensor]:
-    return lama_generator_state()
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return clean_environment(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    local = LocalServer()
-    yield local
-    local.close()
+pytestmark = pytest.mark.usefixtures("cache")  # every test: a fresh cache (conftest.py)
 
 
 # --------------------------------------------------------------------------------------- manifest

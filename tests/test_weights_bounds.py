@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,6 @@ from weights_helpers import (
     LAMA_CKPT,
     Notes,
     assert_lama_converted,
-    clean_environment,
-    lama_generator_state,
     leftovers,
     sha256_of,
     source,
@@ -49,26 +46,7 @@ OTHER_MEMBER_BYTES = 3_000_000
 """Size of each restoration checkpoint standing in around the member (random, stored: incompressible)."""
 
 
-@pytest.fixture(scope="module")
-def lama_bytes() -> bytes:
-    return LAMA_CKPT.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def lama_state() -> dict[str, torch.Tensor]:
-    return lama_generator_state()
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return clean_environment(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def server() -> Iterator[LocalServer]:
-    local = LocalServer()
-    yield local
-    local.close()
+pytestmark = pytest.mark.usefixtures("cache")  # every test: a fresh cache (conftest.py)
 
 
 def release_zip(path: Path, member_data: bytes) -> tuple[bytes, int]:
