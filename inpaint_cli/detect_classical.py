@@ -41,6 +41,10 @@ class ClassicalDetector:
     neighbourhood: int = 64
     max_blob: int = 300
     """Largest compact component (pixels) taken for a dust speck or spot."""
+    max_step_ratio: float = 0.2
+    """A defect lies on one background: the step between its two sides (the blurred picture a quarter
+    element either side) must stay under this fraction of its own contrast. The rims of cups and
+    shells and other thin edges of real objects separate two different regions and are dropped."""
     min_line_length: int = 20
     min_elongation: float = 8.0
     threshold: float = 0.5
@@ -78,6 +82,7 @@ class ClassicalDetector:
         grey = cv2.cvtColor(to_rgb8(pixels), cv2.COLOR_RGB2GRAY)
         response = self.response(grey)
         sigma = max(self.noise_sigma(grey), 1.0)
+        blurred = cv2.GaussianBlur(grey, (0, 0), self.element / 4)
         del grey
         # In place, with two float maps at most: a 48 MP scan stays well under 2 GiB.
         level = self.local_level(response)
@@ -90,15 +95,18 @@ class ClassicalDetector:
         scale = np.float32((self.threshold if threshold is None else threshold) / self.threshold)
         strong = values >= level * scale
         weak = (values >= weak_floor * scale) & (values * 2 >= level * scale)
-        mask = self._components(weak, strong)
-        del weak, strong
+        mask = self._components(weak, strong, blurred, values)
+        del weak, strong, blurred
         values *= self.threshold
         values /= level
         probability = np.clip(values, 0, 1, out=values)
         return finish(probability, mask, self.min_fraction)
 
-    def _components(self, weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
-        """Hysteresis and shape filtering: weak components with a strong pixel that look like damage."""
+    def _components(
+        self, weak: np.ndarray, strong: np.ndarray, blurred: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """Hysteresis and shape filtering: weak components with a strong pixel that look like damage
+        and lie on one background."""
         count, labels, stats, _ = cv2.connectedComponentsWithStats(weak.view(np.uint8), connectivity=8)
         if count <= 1:
             return np.zeros_like(weak)
@@ -113,4 +121,25 @@ class ClassicalDetector:
         blob = area <= self.max_blob
         keep = has_strong & (line | blob)
         keep[0] = False
+        if keep.any():
+            keep &= self._step_ratio(labels, count, keep, blurred, values) <= self.max_step_ratio
         return keep[labels]
+
+    def _step_ratio(
+        self, labels: np.ndarray, count: int, keep: np.ndarray, blurred: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """Per component: mean step across it (blurred differences a quarter element either side, x and
+        y) over its mean response. About 0 for a scratch on a smooth background, 1 or more for an edge."""
+        ys, xs = np.nonzero(keep[labels])
+        reach = max(1, round(self.element / 4))
+        height, width = blurred.shape
+
+        def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+            return blurred[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.float32)
+
+        across_x = at(ys, xs + reach) - at(ys, xs - reach)
+        across_y = at(ys + reach, xs) - at(ys - reach, xs)
+        ids = labels[ys, xs]
+        step = np.bincount(ids, np.hypot(across_x, across_y), count)
+        contrast = np.bincount(ids, values[ys, xs], count)
+        return step / np.maximum(contrast, 1)
