@@ -262,7 +262,7 @@ def calibrate_classical(damaged: list, clean: list) -> dict:
     """The threshold (both hysteresis levels move with it) and the step ratio of classical."""
     truths = [truth for _, _, truth in damaged]
     results = []
-    for threshold, ratio in itertools.product((0.5, 0.7, 1.0, 1.4), (0.2, 0.3, 0.45, 10.0)):
+    for threshold, ratio in itertools.product((0.35, 0.5, 0.7), (0.2, 0.3, 0.45, 10.0)):
         detector = dataclasses.replace(ClassicalDetector(), max_step_ratio=ratio)
         found = [detector.detect(image, threshold=threshold).mask for _, image, _ in damaged]
         on_clean = [detector.detect(image, threshold=threshold).mask for image in clean]

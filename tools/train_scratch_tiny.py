@@ -449,6 +449,26 @@ def register(path: Path) -> None:
     MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
+def configure(source: Path, output: Path, register_it: bool) -> None:
+    """Re-save trained weights with the calibrated thresholds of CONFIG (and their training record)."""
+    record = json.loads(source.with_suffix(".json").read_text())
+    state = read_checkpoint(source).state_dict
+    output.mkdir(parents=True, exist_ok=True)
+    path = save_converted(
+        output / f"{NAME}.safetensors",
+        state,
+        family="scratch",
+        variant="tiny",
+        config=CONFIG.to_json(),
+        license=LICENSE,
+    )
+    record["config"] = CONFIG.to_json()
+    (output / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path} with {CONFIG.to_json()}", flush=True)
+    if register_it:
+        register(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=35.0, help="training time budget")
@@ -459,9 +479,15 @@ def main() -> None:
     parser.add_argument("--register", action="store_true", help="record size and SHA-256 in the manifest")
     parser.add_argument("--resume", type=Path, help="continue from these weights (a previous output)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--configure", type=Path, help="no training: save these weights again with CONFIG's thresholds"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    if args.configure is not None:
+        configure(args.configure, args.output, args.register)
+        return
     wallpapers = list_wallpapers(fetch_wallpapers(args.data))
     chosen = [w for w in wallpapers if w["name"] not in HELD_OUT + CALIBRATION]
     photos = [load_rgb(w["file"], MAX_SIDE) for w in chosen]
