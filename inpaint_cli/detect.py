@@ -305,6 +305,7 @@ class NetworkDetector:
     scale: float = 1.0
     strong: float = 0.0
     min_area: int = 0
+    max_step_ratio: float = 0.0
     min_fraction: float = 0.0
     """Optional: a mask covering less than this fraction of the image is dropped ('no damage found').
     Off by default: the thresholds are calibrated so that clean photos yield nothing."""
@@ -321,6 +322,7 @@ class NetworkDetector:
             scale=config.scale,
             strong=config.strong,
             min_area=config.min_area,
+            max_step_ratio=config.max_step_ratio,
         )
 
     def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
@@ -345,6 +347,8 @@ class NetworkDetector:
         mask = probability >= np.float32(cut)
         if self.strong or self.min_area:
             mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), self.min_area)
+        if self.max_step_ratio and mask.any():
+            mask = drop_edges(mask, to_rgb8(pixels), self.max_step_ratio)
         return finish(probability, mask, self.min_fraction)
 
 
@@ -357,6 +361,32 @@ def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.
     keep &= stats[:, cv2.CC_STAT_AREA] >= min_area
     keep[0] = False
     return keep[labels]
+
+
+EDGE_ELEMENT = 15
+"""Structuring element (px) of the edge check: wider than the thin regions it judges."""
+EDGE_ELONGATION = 8.0
+"""Only thin regions (length² / area at least this) are judged: tears, corners and stains are not."""
+
+
+def drop_edges(mask: np.ndarray, rgb: np.ndarray, max_step_ratio: float) -> np.ndarray:
+    """`mask` without its thin regions that separate two different backgrounds (rims of cups, edges of
+    shells): the step across them exceeds `max_step_ratio` times their own top-hat contrast."""
+    import cv2
+
+    from inpaint_cli.detect_classical import ClassicalDetector, step_ratio
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+    thin = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) >= EDGE_ELONGATION
+    thin[0] = False
+    if not thin.any():
+        return mask
+    judge = ClassicalDetector(element=EDGE_ELEMENT)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    ratio = step_ratio(labels, count, thin, judge.blurred(grey), judge.response(grey), EDGE_ELEMENT)
+    drop = thin & (ratio > max_step_ratio)
+    return mask & ~drop[labels]
 
 
 def finish(probability: np.ndarray, mask: np.ndarray, min_fraction: float = 0.0) -> Detection:

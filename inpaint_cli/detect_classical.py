@@ -82,7 +82,7 @@ class ClassicalDetector:
         grey = cv2.cvtColor(to_rgb8(pixels), cv2.COLOR_RGB2GRAY)
         response = self.response(grey)
         sigma = max(self.noise_sigma(grey), 1.0)
-        blurred = cv2.GaussianBlur(grey, (0, 0), self.element / 4)
+        blurred = self.blurred(grey)
         del grey
         # In place, with two float maps at most: a 48 MP scan stays well under 2 GiB.
         level = self.local_level(response)
@@ -122,24 +122,30 @@ class ClassicalDetector:
         keep = has_strong & (line | blob)
         keep[0] = False
         if keep.any():
-            keep &= self._step_ratio(labels, count, keep, blurred, values) <= self.max_step_ratio
+            keep &= step_ratio(labels, count, keep, blurred, values, self.element) <= self.max_step_ratio
         return keep[labels]
 
-    def _step_ratio(
-        self, labels: np.ndarray, count: int, keep: np.ndarray, blurred: np.ndarray, values: np.ndarray
-    ) -> np.ndarray:
-        """Per component: mean step across it (blurred differences a quarter element either side, x and
-        y) over its mean response. About 0 for a scratch on a smooth background, 1 or more for an edge."""
-        ys, xs = np.nonzero(keep[labels])
-        reach = max(1, round(self.element / 4))
-        height, width = blurred.shape
+    def blurred(self, grey: np.ndarray) -> np.ndarray:
+        """The picture `step_ratio` compares the two sides of a defect on."""
+        return cv2.GaussianBlur(grey, (0, 0), self.element / 4)
 
-        def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-            return blurred[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.float32)
 
-        across_x = at(ys, xs + reach) - at(ys, xs - reach)
-        across_y = at(ys + reach, xs) - at(ys - reach, xs)
-        ids = labels[ys, xs]
-        step = np.bincount(ids, np.hypot(across_x, across_y), count)
-        contrast = np.bincount(ids, values[ys, xs], count)
-        return step / np.maximum(contrast, 1)
+def step_ratio(
+    labels: np.ndarray, count: int, keep: np.ndarray, blurred: np.ndarray, values: np.ndarray, element: int
+) -> np.ndarray:
+    """Per component (`keep`: which to measure): mean step across it (blurred differences a quarter
+    element either side, x and y) over its mean response `values`. About 0 for a scratch on a smooth
+    background, 1 or more for the edge of a real object."""
+    ys, xs = np.nonzero(keep[labels])
+    reach = max(1, round(element / 4))
+    height, width = blurred.shape
+
+    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return blurred[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.float32)
+
+    across_x = at(ys, xs + reach) - at(ys, xs - reach)
+    across_y = at(ys + reach, xs) - at(ys - reach, xs)
+    ids = labels[ys, xs]
+    step = np.bincount(ids, np.hypot(across_x, across_y), count)
+    contrast = np.bincount(ids, values[ys, xs], count)
+    return step / np.maximum(contrast, 1)

@@ -36,6 +36,7 @@ MAX_WIDTH_EXPONENT = 8
 """`wf` above this (256 stem channels, 4x the official width) is refused: no file asks for a huge net."""
 MAX_DEPTH = 6
 MAX_MIN_AREA = 1_000_000
+MAX_STEP_RATIO = 100.0
 DEFAULT_THRESHOLD = 0.4
 """A pixel is damage where its probability is at least this (BOPBtL's `>= 0.4`)."""
 
@@ -110,6 +111,9 @@ class ScratchConfig:
     """Hysteresis: a region above `threshold` is kept only if it reaches this somewhere (0: off)."""
     min_area: int = 0
     """Regions of fewer pixels are dropped (0: off)."""
+    max_step_ratio: float = 0.0
+    """Thin regions whose two sides differ by more than this times their own contrast are edges of
+    real objects (rims, wires), not damage, and are dropped (0: off; `detect_classical.step_ratio`)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.wf <= MAX_WIDTH_EXPONENT and 1 <= self.depth <= MAX_DEPTH):
@@ -120,6 +124,8 @@ class ScratchConfig:
             raise CheckpointError(
                 f"unsupported threshold {self.threshold}, strong {self.strong} or scale {self.scale}"
             )
+        if not 0 <= self.max_step_ratio <= MAX_STEP_RATIO:
+            raise CheckpointError(f"unsupported max_step_ratio {self.max_step_ratio}")
         if not 0 <= self.min_area <= MAX_MIN_AREA:
             raise CheckpointError(f"unsupported min_area {self.min_area}")
 
