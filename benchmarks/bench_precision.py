@@ -82,7 +82,7 @@ def centred_hole(side: int) -> torch.Tensor:
     return hole
 
 
-def speed_table(sizes: list[int], rounds: int) -> None:
+def speed_table(sizes: list[int], rounds: int, families: list[str]) -> None:
     print(
         "\n## Speed: one pass, ratio of process CPU time to fp32's (interleaved, median of per-round "
         "ratios; > 1 = faster)"
@@ -91,7 +91,7 @@ def speed_table(sizes: list[int], rounds: int) -> None:
         f"{'family':<10} {'side':>5} {'fp32 CPU s':>10} {'wall s':>7} {'bf16':>6} {'int8':>6}  "
         "auto (chosen at load)"
     )
-    for family in ("lama", "gatedconv", "pconv"):
+    for family in families:
         network = released_architecture(family)
         inpainters = {p: Inpainter(_copy(network), device="cpu", precision=p) for p in PRECISIONS}
         with tempfile.TemporaryDirectory() as home:
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="1: CPU time is compute time")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--families", nargs="+", default=["lama", "gatedconv", "pconv"])
     parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     pin_threads(args.threads)
@@ -187,7 +188,7 @@ def main() -> None:
     if not args.skip_accuracy:
         accuracy_tables()
     if not args.skip_speed:
-        speed_table(args.sizes, args.rounds)
+        speed_table(args.sizes, args.rounds, args.families)
 
 
 if __name__ == "__main__":
