@@ -12,6 +12,7 @@ from inpaint_cli.console import EXIT_FAILED, console, fail
 from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS, DetectorName
 
 if TYPE_CHECKING:
+    from inpaint_cli.detect import Mode
     from inpaint_cli.detect_jobs import DetectJob, DetectOutcome
 
 
@@ -71,6 +72,15 @@ def detect(
         Optional[Path],  # noqa: UP045
         typer.Option(help="Write a JSON report (status, mask, damaged fraction per image)."),
     ] = None,
+    html: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--html",
+            help="Write a review page: per image the input, the detected damage and the status; "
+            "failures first (see `inpaint run --html`).",
+            metavar="FILE.html",
+        ),
+    ] = None,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed image.")] = False,
     dry_run: Annotated[
         bool, typer.Option(help="Print which mask each image gets; load no detector.")
@@ -98,6 +108,8 @@ def detect(
             existing = Existing.SKIP if is_batch else Existing.ERROR
         else:
             existing = Existing.OVERWRITE if overwrite else Existing.SKIP
+        if html is not None:
+            detect_jobs.check_page(jobs, html, report=report)
         if dry_run:
             _print_plan(jobs, existing, unreadable)
             return
@@ -122,6 +134,8 @@ def detect(
     )
     if report is not None:
         detect_jobs.write_report(report, outcomes, detector=found.name, mode=mode)
+    if html is not None:
+        _write_page(html, jobs, outcomes, found.name, mode, quiet)
     if is_batch and not quiet:
         counts = {status: sum(o.status is status for o in outcomes) for status in Status}
         console.print(
@@ -131,6 +145,22 @@ def detect(
         )
     if any(o.status is Status.FAILED for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _write_page(
+    page: Path, jobs: list[DetectJob], outcomes: list[DetectOutcome], detector: str, mode: Mode, quiet: bool
+) -> None:
+    """The review page (`--html`); a page that cannot be written fails the command (exit 1)."""
+    from inpaint_cli import detect_jobs
+    from inpaint_cli.cli_review import render_page_summary
+    from inpaint_cli.errors import OutputError
+
+    try:
+        summary = detect_jobs.write_page(page, jobs, outcomes, detector=detector, mode=mode)
+    except OSError as exc:
+        fail(OutputError(f"cannot write the review page ({exc.strerror or exc})", path=exc.filename or page))
+    if not quiet:
+        render_page_summary(summary)
 
 
 def _render(outcome: DetectOutcome, quiet: bool) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from inpaint_cli.batch import Job, JobOutcome
     from inpaint_cli.pipeline import ModelInfo, RunResult
+    from inpaint_cli.review import PageSummary
 
 LONG_PLAN_SECONDS = 60
 """Plans estimated to take longer than this get a warning with the estimate before they start."""
@@ -181,6 +182,12 @@ class Display(RunEvents):
             self.progress.advance(self.task)
             speed = self.progress.tasks[0].speed
             self.progress.update(self.task, rate=f"{speed:.2f} images/s" if speed else "")
+
+    def page_written(self, summary: PageSummary) -> None:
+        if not self.options.quiet:
+            from inpaint_cli.cli_review import render_page_summary
+
+            render_page_summary(summary)
 
 
 def _make_progress() -> Progress:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -29,6 +29,9 @@ from inpaint_cli.jobs import Existing, walk_images
 from inpaint_cli.options import DEFAULT_MAX_PIXELS, DetectorName
 from inpaint_cli.outcomes import Status
 from inpaint_cli.resume import output_complete, remove_stale_parts
+
+if TYPE_CHECKING:
+    from inpaint_cli.review import PageSummary
 
 MASK_SUFFIX = "_mask"
 OVERLAY_SUFFIX = "_overlay"
@@ -135,6 +138,7 @@ class DetectOutcome:
         return {
             "image": str(self.job.image),
             "mask": str(self.job.mask),
+            "overlay": None if self.job.overlay is None else str(self.job.overlay),
             "status": self.status.value,
             "damage_fraction": None if self.fraction is None else round(self.fraction, 6),
             "no_damage": self.no_damage,
@@ -322,6 +326,40 @@ def run_detect(
         if fail_fast and outcome.status is Status.FAILED:
             break
     return outcomes
+
+
+def check_page(jobs: list[DetectJob], page: Path, *, report: Path | None = None) -> None:
+    """Refuse (UsageError) a review page (`--html`) or its thumbnails folder that is an input, a
+    mask, an overlay or the report (`targets.check_targets`, as `run --html` plans it)."""
+    from inpaint_cli import review
+    from inpaint_cli.targets import Access, check_targets
+
+    reads = [Access(job.image, "an input image") for job in jobs]
+    writes = [
+        Access(path, role, option="-o")
+        for job in jobs
+        if job.problem is None  # a mask that clashes already fails its own image
+        for path, role in (
+            (job.mask, f"the mask of {job.image}"),
+            (job.overlay, f"the overlay of {job.image}"),
+        )
+        if path is not None
+    ]
+    if report is not None:
+        writes.append(Access(report, "the report", option="--report"))
+    check_targets(reads, [*writes, *review.page_writes(page)])
+
+
+def write_page(
+    page: Path, jobs: list[DetectJob], outcomes: list[DetectOutcome], *, detector: str, mode: Mode
+) -> PageSummary:
+    """The review page of a detection batch (`review.rows_from_detection`); returns its `PageSummary`."""
+    from inpaint_cli import review
+
+    rows = review.rows_from_detection(
+        (o.as_record() for o in outcomes), detector=detector, mode=mode.value, not_run=jobs[len(outcomes) :]
+    )
+    return review.build_page(rows, page, title="inpaint detect review")
 
 
 def write_report(path: Path, outcomes: list[DetectOutcome], *, detector: str, mode: Mode) -> Path:

@@ -20,7 +20,7 @@ from inpaint_cli.errors import InpaintError
 from inpaint_cli.run_options import DEFAULT_MODEL, RunOptions
 
 if TYPE_CHECKING:
-    from inpaint_cli import batch
+    from inpaint_cli import batch, review
     from inpaint_cli.batch import Job, JobOutcome, Status
     from inpaint_cli.engine import Inpainter
     from inpaint_cli.provenance import Provenance
@@ -109,6 +109,9 @@ class RunEvents:
     def workers_changed(self, live: int) -> None:
         """A distributed run (`--ray`) has `live` workers with their model loaded (started or lost one)."""
 
+    def page_written(self, summary: review.PageSummary) -> None:
+        """The review page (`--html`) is written: where, how many rows, how long it took."""
+
 
 def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     """Fill the holes of every input of `options`, write the outputs (and report), return what happened.
@@ -142,7 +145,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
         except OSError as error:
             result.report_error = f"{options.report}: cannot write the report ({error.strerror or error})"
     if options.html is not None:
-        _write_page(options, result)
+        _write_page(options, result, events)
     return result
 
 
@@ -170,15 +173,17 @@ def _run_here(
     return model, started, ran
 
 
-def _write_page(options: RunOptions, result: RunResult) -> None:
+def _write_page(options: RunOptions, result: RunResult, events: RunEvents) -> None:
     """The review page (`--html`), from the same records as the report; a rerun updates it."""
     from inpaint_cli import review
 
     try:
         rows = review.rows_from_outcomes(result.outcomes, not_run=result.not_run, model=options.model or "")
-        review.build_page(rows, options.html)
+        summary = review.build_page(rows, options.html)
     except OSError as error:
         result.report_error = f"{options.html}: cannot write the review page ({error.strerror or error})"
+        return
+    events.page_written(summary)
 
 
 # --- before anything runs ----------------------------------------------------------------------------

@@ -48,6 +48,7 @@ SLOW_FACTOR = 5.0
 """An image that took this many times the median time (and over a second) is suspicious."""
 THUMBNAIL_NAME = re.compile(r"(?P<key>[0-9a-f]{20})_(input|mask|result)\.jpg")
 FAILED = "failed"
+NO_DAMAGE = "no damage found"
 STATUS_ORDER = {FAILED: 0}
 """Rank of a status in the page's order (lower first); suspicious rows come next, then the rest."""
 
@@ -71,6 +72,9 @@ class ReviewRow:
     note: str = ""
     mask_options: dict[str, Any] = field(default_factory=dict)
     """How the run read the masks (`threshold`, `invert`, `dilate`), for the overlay; default if empty."""
+    judge_fill: bool = True
+    """Look for flat or unchanged fills in `output`; False when `output` is not a fill (a detection's
+    overlay), so only the size of the hole is judged."""
 
 
 @dataclass
@@ -184,6 +188,41 @@ def rows_from_outcomes(
     return rows_from_report(report, model=model)
 
 
+def rows_from_detection(
+    records: Iterable[dict], *, detector: str = "", mode: str = "", not_run: Iterable[Any] = ()
+) -> list[ReviewRow]:
+    """The rows of a detection batch (`detect_jobs.DetectOutcome.as_record()`s, or a detection
+    report's `inputs`): the input, the detected mask (shown as an overlay) and, as the result, the
+    overlay picture `detect` wrote. Status `no damage found` when nothing survived the detector."""
+    rows = []
+    for record in records:
+        if not isinstance(record, dict) or not record.get("image"):
+            continue
+        status = str(record.get("status") or "unknown")
+        if status == "done" and record.get("no_damage"):
+            status = NO_DAMAGE
+        overlay = record.get("overlay")
+        fraction = record.get("damage_fraction")
+        rows.append(
+            ReviewRow(
+                name=str(record["image"]),
+                status=status,
+                image=Path(record["image"]),
+                masks=(Path(record["mask"]),) if record.get("mask") and status != FAILED else (),
+                output=Path(overlay) if overlay and status != FAILED else None,
+                model=detector,
+                strategy=mode,
+                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
+                error=record.get("error") or None,
+                note=f"{fraction:.2%} damaged" if isinstance(fraction, int | float) and fraction else "",
+                judge_fill=False,
+            )
+        )
+    rows += [ReviewRow(name=str(job.image), status="not run", image=Path(job.image)) for job in not_run]
+    _shorten_names(rows)
+    return rows
+
+
 def page_writes(page: Path) -> list[Access]:
     """What a page writes: the page and its thumbnails folder, for `targets.check_targets` (a run
     plans them with its other writes, so a page never overwrites an input, a mask or an output)."""
@@ -212,6 +251,8 @@ def _file_key(path: Path | None) -> str | None:
 def _row_key(row: ReviewRow) -> str:
     parts = [_file_key(row.image), *(_file_key(m) for m in row.masks), _file_key(row.output)]
     parts.append(json.dumps(row.mask_options, sort_keys=True))
+    if not row.judge_fill:  # other findings for the same files: other thumbnails' cache entry
+        parts.append("no fill")
     return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
 
@@ -373,7 +414,10 @@ def build_page(
 
 def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
     output = None if row.status == FAILED else row.output
-    return review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side, row.mask_options)
+    made = review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side, row.mask_options)
+    if not row.judge_fill:  # `output` is no fill: keep only the findings about the hole itself
+        made["findings"] = [text for text in made["findings"] if text.startswith("hole covers")]
+    return made
 
 
 def _thumbs_exist(page_folder: Path, made: object) -> bool:

@@ -274,3 +274,91 @@ def test_a_page_name_needing_url_quoting_still_reuses_its_thumbnails(tmp_path: P
     assert (tmp_path / "my review #1_files").is_dir()
     again = review.build_page(rows, page)
     assert first.thumbnails_written == 17 and again.thumbnails_written == 0
+
+
+def test_run_html_says_where_the_page_is_and_quiet_says_nothing_more(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / "a.png")
+    hole = np.zeros((32, 40), dtype=np.uint8)
+    hole[5:12, 5:20] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    page = tmp_path / "review.html"
+    args = ["run", str(tmp_path / "in"), "--mask", str(tmp_path / "mask.png"), "-o", str(tmp_path / "out")]
+    args += ["--model", "telea", "--html", str(page)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    wrote = [line for line in result.output.splitlines() if line.startswith(f"wrote {page}")]
+    assert len(wrote) == 1
+    expected = f"wrote {page}: 1 image(s) (done 1, suspicious 0), 3 new thumbnail(s), "
+    assert re.fullmatch(re.escape(expected) + r"\d+\.\d s", wrote[0]), wrote
+    (tmp_path / "out" / "a.png").unlink()
+    quiet = CliRunner().invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == f"{tmp_path / 'out' / 'a.png'}\n"
+
+
+def make_scans(folder: Path) -> None:
+    """a.png: a 2-px white scratch across a grainy gradient; clean.png: the gradient alone; broken.png:
+    no image (as test_detect's classical scenes, at 120x160)."""
+    import cv2
+
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:120, 0:160].astype(np.float32)
+    base = np.stack([60 + 120 * x / 160, 80 + 90 * y / 120, 140 - 60 * x / 160], axis=-1)
+    folder.mkdir()
+    for name in ("a", "clean"):
+        pixels = np.clip(base + rng.normal(0, 2.0, (120, 160, 1)), 0, 255).round().astype(np.uint8)
+        if name == "a":
+            cv2.line(pixels, (15, 20), (145, 100), (250, 250, 250), 2)
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+
+
+def test_detect_html_shows_each_detection_and_counts_match_the_report(tmp_path: Path) -> None:
+    make_scans(tmp_path / "in")
+    page, report = tmp_path / "detect.html", tmp_path / "detect.json"
+    args = ["detect", str(tmp_path / "in"), "--detector", "classical", "--html", str(page)]
+    result = CliRunner().invoke(app, [*args, "--report", str(report)])
+    assert result.exit_code == 1, result.output  # broken.png failed
+    summary = json.loads(report.read_text())["summary"]
+    assert summary == {"done": 2, "skipped": 0, "failed": 1, "no_damage": 1}
+    assert f"wrote {page}: 3 image(s) (done 1, failed 1, no damage found 1, suspicious 0)" in result.output
+    rows = {row["n"]: row for row in page_rows(page)}
+    assert page_rows(page)[0]["n"] == "broken.png"
+    counts = {status: sum(row["s"] == status for row in rows.values()) for status in ("done", "failed")}
+    assert counts == {"done": summary["done"] - summary["no_damage"], "failed": summary["failed"]}
+    assert sum(row["s"] == "no damage found" for row in rows.values()) == summary["no_damage"]
+    assert "not a PNG" in rows["broken.png"]["e"] and rows["broken.png"].get("th", [None] * 3)[2] is None
+    done = rows["a.png"]
+    assert done["m"] == "classical" and done["g"] == "high_res" and done["o"].endswith("% damaged")
+    masks = tmp_path / "in_masks"
+    assert done["l"] == ["in/a.png", "in_masks/a_overlay.jpg"] and done["k"] == ["in_masks/a_mask.png"]
+    # Thumbnails of a 160-px image keep its size: the mask thumbnail reddens exactly the detected damage.
+    found = np.asarray(Image.open(masks / "a_mask.png")) == 255
+    assert found.mean() > 0.005
+    shown, plain = (np.asarray(Image.open(page.parent / t), dtype=np.int16) for t in done["th"][1::-1])
+    redder = (shown[..., 0] - shown[..., 1]) - (plain[..., 0] - plain[..., 1])
+    assert redder[found].mean() > 80 and abs(redder[~found].mean()) < 5
+    assert (page.parent / done["th"][2]).is_file() and (masks / "a_overlay.jpg").is_file()
+    # A rerun skips every mask and keeps the rows of the first run.
+    again = CliRunner().invoke(app, args)
+    rows = {row["n"]: row for row in page_rows(page)}
+    assert (
+        again.exit_code == 1 and rows["a.png"]["s"] == "done" and rows["clean.png"]["s"] == "no damage found"
+    )
+
+
+def test_detect_html_refuses_to_overwrite_an_input_or_a_mask(tmp_path: Path) -> None:
+    make_scans(tmp_path / "in")
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    args = ["detect", str(tmp_path / "in"), "--detector", "classical", "--html"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "in" / "a.png")])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(
+        "is an input image and cannot be the review page (choose another --html)"
+    )
+    assert (tmp_path / "in" / "a.png").read_bytes() == before and not (tmp_path / "in_masks").exists()
+    mask = tmp_path / "in_masks" / "clean_mask.png"
+    result = CliRunner().invoke(app, [*args, str(mask)])
+    assert result.exit_code == 2 and "cannot be the review page" in result.output
+    assert not mask.exists()
