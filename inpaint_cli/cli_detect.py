@@ -96,13 +96,16 @@ def detect(
     masks by hand in any editor, then fill. Images where nothing survives the detector's
     post-processing are reported as "no damage found" and get an empty mask.
     """
-    from inpaint_cli import detect_jobs
+    from inpaint_cli import detect_jobs, review
     from inpaint_cli.batch import Existing, Status
     from inpaint_cli.detect import Mode
     from inpaint_cli.errors import InpaintError
 
     try:
-        jobs, unreadable = detect_jobs.plan_detect(input, output, recursive=recursive, overlay=overlay)
+        thumbnails = [] if html is None else [review.files_folder(html)]
+        jobs, unreadable = detect_jobs.plan_detect(
+            input, output, recursive=recursive, overlay=overlay, exclude=thumbnails
+        )
         is_batch = input.is_dir()
         if overwrite is None:
             existing = Existing.SKIP if is_batch else Existing.ERROR

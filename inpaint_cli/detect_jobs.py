@@ -162,12 +162,18 @@ def default_masks_folder(folder: Path) -> Path:
 
 
 def plan_detect(
-    input: Path, output: Path | None = None, *, recursive: bool = False, overlay: bool = True
+    input: Path,
+    output: Path | None = None,
+    *,
+    recursive: bool = False,
+    overlay: bool = True,
+    exclude: Iterable[Path] = (),
 ) -> tuple[list[DetectJob], list[str]]:
     """The jobs of `inpaint detect INPUT [-o DIR]` and the folders that could not be listed.
 
     One image: its mask goes to DIR (default: beside the image). A folder: masks mirror its tree
     under DIR (default `<folder>_masks/`); DIR may be the folder itself (masks beside the photos).
+    Folders in `exclude` (a review page's thumbnails) are not walked.
     """
     if not input.exists():
         raise UsageError("no such file or folder", path=input)
@@ -181,7 +187,7 @@ def plan_detect(
     errors: list[str] = []
     images = [
         path
-        for path in walk_images(input, recursive=recursive, exclude=[folder], errors=errors)
+        for path in walk_images(input, recursive=recursive, exclude=[folder, *exclude], errors=errors)
         if not OUR_OUTPUTS.search(path.stem)
     ]
     if not images:

@@ -227,11 +227,17 @@ def page_writes(page: Path) -> list[Access]:
     """What a page writes: the page and its thumbnails folder, for `targets.check_targets` (a run
     plans them with its other writes, so a page never overwrites an input, a mask or an output)."""
     page = Path(page)
-    thumbnails = page.with_name(page.stem + FILES_SUFFIX)
+    thumbnails = files_folder(page)
     return [
         Access(page, "the review page", option="--html"),
         Access(thumbnails, "the review page's thumbnails folder", folder=True, option="--html"),
     ]
+
+
+def files_folder(page: Path) -> Path:
+    """The folder of a page's thumbnails (`<page stem>_files/` beside it): never walked for inputs."""
+    page = Path(page)
+    return page.with_name(page.stem + FILES_SUFFIX)
 
 
 # --- thumbnails cache keys ----------------------------------------------------------------------------
@@ -366,7 +372,7 @@ def build_page(
     started = time.perf_counter()
     page = Path(page)
     page.parent.mkdir(parents=True, exist_ok=True)
-    folder = page.with_name(page.stem + FILES_SUFFIX)
+    folder = files_folder(page)
     folder.mkdir(exist_ok=True)
     cache = _load_cache(folder)
     # Copies: the findings added below stay out of the caller's rows.

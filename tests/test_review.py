@@ -362,3 +362,15 @@ def test_detect_html_refuses_to_overwrite_an_input_or_a_mask(tmp_path: Path) -> 
     result = CliRunner().invoke(app, [*args, str(mask)])
     assert result.exit_code == 2 and "cannot be the review page" in result.output
     assert not mask.exists()
+
+
+def test_detect_html_inside_the_photos_folder_is_not_taken_for_photos(tmp_path: Path) -> None:
+    make_scans(tmp_path / "in")
+    page = tmp_path / "in" / "review.html"
+    args = ["detect", str(tmp_path / "in"), "-r", "--detector", "classical", "--html", str(page)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 1 and (tmp_path / "in" / "review_files").is_dir()
+    again = CliRunner().invoke(app, args)  # the thumbnails under in/review_files/ are no photos
+    assert again.exit_code == 1, again.output
+    assert "0 done (0 without damage), 2 skipped, 1 failed" in again.output
+    assert sorted(row["n"] for row in page_rows(page)) == ["a.png", "broken.png", "clean.png"]
