@@ -581,7 +581,6 @@ def register(name: str, spec: DemoModel, path: Path) -> None:
             "format": "safetensors",
             "size": path.stat().st_size,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "md5": None,
         }
     ]
     with atomic_path(MANIFEST) as temporary:
