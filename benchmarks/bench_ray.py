@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--models", default="telea,pconv-tiny")
     args = parser.parse_args()
 
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read at import: cluster on 127.0.0.1
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from inpaint_cli.checkpoints import Checkpoint, read_checkpoint, save_converted
+from inpaint_cli.detection import Detection, Mode, finish, to_rgb8
 from inpaint_cli.errors import CheckpointError, InputError
 from inpaint_cli.models.scratch import (
     DEFAULT_THRESHOLD,
@@ -47,12 +46,6 @@ DEFAULT_TILE_MARGIN = 64
 whose random weights reach farthest, differs from one pass by 2e-3 on average with 64, 2e-4 with 96."""
 _LUMA_FIXED = (19595, 38470, 7471)
 """Pillow's convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16, bit-exact."""
-
-
-class Mode(str, Enum):
-    FULL_SIZE = "full_size"
-    SCALE_256 = "scale_256"
-    HIGH_RES = "high_res"
 
 
 def round16(value: float) -> int:
@@ -90,17 +83,6 @@ def normalise_u8(values: np.ndarray) -> torch.Tensor:
     return (tensor.to(torch.float32) / 255 - 0.5) / 0.5
 
 
-def to_rgb8(pixels: np.ndarray) -> np.ndarray:
-    """H×W×C uint8/uint16 (C = 1 or 3) -> H×W×3 uint8."""
-    if pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
-
-
 @dataclass
 class OfficialRun:
     """Every stage of one official-mode run (the fixtures' names), for parity checks."""
@@ -111,29 +93,6 @@ class OfficialRun:
     prob_up: torch.Tensor
     """sigmoid(logits) nearest-resized to the transform size, 1×1×H1×W1."""
     resized_rgb: np.ndarray
-
-
-@dataclass
-class Detection:
-    """What a detector found in one image, at the image's size."""
-
-    probability: np.ndarray
-    """H×W float32 in [0, 1]."""
-    mask: np.ndarray
-    """H×W bool, True = damage: what survives the detector's post-processing (and `min_fraction`)."""
-    raw_fraction: float
-    """Fraction of pixels of the post-processed mask, before the optional `min_fraction`."""
-    raw_mask: np.ndarray | None = None
-    """The mask before the optional `min_fraction` (the same array when it is off or did not apply)."""
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def fraction(self) -> float:
-        return float(self.mask.mean()) if self.mask.size else 0.0
-
-    @property
-    def no_damage(self) -> bool:
-        return not self.mask.any()
 
 
 # --- the network -------------------------------------------------------------------------------------
@@ -387,12 +346,3 @@ def drop_edges(mask: np.ndarray, rgb: np.ndarray, max_step_ratio: float) -> np.n
     ratio = step_ratio(labels, count, thin, judge.blurred(grey), judge.response(grey), EDGE_ELEMENT)
     drop = thin & (ratio > max_step_ratio)
     return mask & ~drop[labels]
-
-
-def finish(probability: np.ndarray, mask: np.ndarray, min_fraction: float = 0.0) -> Detection:
-    """A detection from the post-processed mask. 'No damage found' is an empty mask: nothing survived
-    the post-processing. `min_fraction` (off by default) also drops masks covering less than that
-    fraction of the pixels, for users who prefer to leave images with very little damage untouched."""
-    raw = float(mask.mean()) if mask.size else 0.0
-    kept = np.zeros_like(mask) if raw < min_fraction else mask
-    return Detection(probability, kept, raw, raw_mask=mask)

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 from http_server import LocalServer
 
+# Ray binds a local cluster to the machine's outward address unless this is "0" (as on macOS); it is
+# read when Ray is first imported, so it is set here, before any test module, and drivers the tests
+# start inherit it: Ray tests talk to 127.0.0.1 and nothing else.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 @pytest.fixture
 def server() -> Iterator[LocalServer]:

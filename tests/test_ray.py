@@ -79,6 +79,8 @@ def cluster() -> object:
     with s3_server() if have_s3_server() else contextlib.nullcontext() as endpoint:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
+            # conftest.py keeps the cluster on loopback: tests reach 127.0.0.1 and nothing else.
+            assert all(node["NodeManagerAddress"] == "127.0.0.1" for node in ray.nodes())
             yield endpoint  # None without moto and s3fs: the S3 test skips
         finally:
             ray.shutdown()
