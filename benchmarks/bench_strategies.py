@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ import cv2
 import numpy as np
 import psutil
 import torch
+from measure import machine_summary, peak_rss, reset_peak_rss
 
 from inpaint_cli.engine import Inpainter, InpaintOptions, parse_size
 from inpaint_cli.errors import InpaintError
@@ -157,6 +156,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     height, width = job["height"], job["width"]
     pixels, hole = make_image(height, width), make_mask(job["mask"], height, width)
     baseline = psutil.Process().memory_info().rss
+    reset_peak_rss()  # the passes' own peak: building the model and the warm-up do not count
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -183,7 +183,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     report["scales"] = sorted({round(box.scale, 3) for box in result.boxes})
     report["tiles"] = sorted({box.tile for box in result.boxes if box.tile})
     report["baseline_rss"] = baseline
-    report["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    report["peak_rss"] = peak_rss()
     np.save(job["keep"], result.pixels[hole])
     return report
 
@@ -279,13 +279,7 @@ def main() -> None:
         return
     if args.quick:
         args.models, args.sizes = ["telea", "lama-small"], ["512", "2048"]
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()},"
-        f" {args.threads or torch.get_num_threads()} threads, {psutil.cpu_count()} CPUs,"
-        f" {psutil.virtual_memory().total / 2**30:.0f} GiB RAM,"
-        f" device {args.device}",
-        flush=True,
-    )
+    print(f"{machine_summary()}, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, device {args.device}")
     budget = parse_size(args.memory_budget) if args.memory_budget else None
     reports = []
     with tempfile.TemporaryDirectory() as folder:
