@@ -9,9 +9,12 @@ import importlib.util
 import itertools
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -446,3 +449,60 @@ def test_a_killed_or_interrupted_driver_resumes_with_the_same_command(cluster: s
     assert finished.returncode == 0, stderr
     assert json.loads(report.read_text())["summary"]["failed"] == 0
     assert tree_hashes(tmp_path / "out") == reference and leftovers(tmp_path / "out") == []
+
+
+@contextlib.contextmanager
+def ray_client_head(client_port: int) -> object:
+    """A separate head node (`ray start --head --block`) serving Ray Client on 127.0.0.1:`client_port`,
+    as a remote cluster would; its whole process group is stopped afterwards."""
+    from storage_helpers import free_port
+
+    # Its own temporary folder, so that its `ray_current_cluster` record never leads this machine's
+    # other `ray.init()` calls to it (short: Ray's socket paths must fit 107 bytes).
+    temp = tempfile.mkdtemp(prefix="rayhead", dir="/tmp")
+    # No token: a real cluster's token is its admin's to hand out.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp}
+    ray_cli = str(Path(sys.executable).with_name("ray"))  # the ray command of this environment
+    command = [ray_cli, "start", "--head", "--block", "--port", str(free_port()), "--num-cpus", "1"]
+    command += ["--ray-client-server-port", str(client_port), "--include-dashboard", "false"]
+    command += ["--disable-usage-stats"]
+    head = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", client_port), 1):
+                break
+            time.sleep(0.5)
+        yield env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_ray_client_address_joins_that_cluster_and_gives_the_local_bytes(tmp_path: Path) -> None:
+    from storage_helpers import free_port
+
+    mask = save_photos(tmp_path / "photos", 6, (48, 64))
+    local_run(tmp_path / "photos", mask, tmp_path / "local")
+    port = free_port()
+    report = tmp_path / "report.json"
+    with ray_client_head(port) as env:
+        command = [sys.executable, "-m", "inpaint_cli", "run", str(tmp_path / "photos"), "-m", str(mask)]
+        command += ["-o", str(tmp_path / "out"), "--model", "telea", "--ray", f"ray://127.0.0.1:{port}"]
+        command += ["--workers", "1", "--report", str(report), "-q"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tree_hashes(tmp_path / "out") == tree_hashes(tmp_path / "local")
+    records = json.loads(report.read_text())["inputs"]
+    assert len(records) == 6 and {r["node"] for r in records} == {"127.0.0.1"}
