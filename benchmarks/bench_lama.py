@@ -27,19 +27,10 @@ from contextlib import nullcontext
 
 import torch
 from measure import interleaved, machine_summary, peak_rss_increase, pin_threads, run_in_child
+from released import BIG_LAMA
 
 from inpaint_cli.models.lama import Lama
 
-BIG_LAMA = {
-    "input_nc": 4,
-    "output_nc": 3,
-    "ngf": 64,
-    "n_downsampling": 3,
-    "n_blocks": 18,
-    "max_features": 512,
-    "global_channels": 384,
-    "enable_lfu": False,
-}
 CALIBRATION_SIZE = 128
 HOLE_FRACTION_SIDE = 0.5
 """The hole is a centred square with half the image side (a quarter of the pixels)."""

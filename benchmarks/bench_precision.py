@@ -29,23 +29,13 @@ import numpy as np
 import torch
 from measure import interleaved, machine_summary, pin_threads, ratio
 from PIL import Image
+from released import released_architecture
 
 from inpaint_cli.engine import Inpainter
 from inpaint_cli.models.base import InpaintModel
-from inpaint_cli.models.gatedconv import DeepFillV2
-from inpaint_cli.models.lama import Lama
-from inpaint_cli.models.pconv import PConvUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-BIG_LAMA = {
-    "ngf": 64,
-    "n_downsampling": 3,
-    "n_blocks": 18,
-    "max_features": 512,
-    "global_channels": 384,
-    "enable_lfu": False,
-}
 PRECISIONS = ("fp32", "bf16", "int8")
 FIXTURES = {
     "lama": ("lama/small.ckpt", "lama", ["lama/case_b"]),
@@ -54,26 +44,6 @@ FIXTURES = {
     "pconv": ("pconv/small.pth", "pconv", ["pconv/case_b"]),
 }
 BUNDLED = ("lama-tiny", "gatedconv-tiny", "pconv-tiny")
-
-
-@torch.no_grad()
-def released_architecture(family: str) -> InpaintModel:
-    """The released network's shape with random weights and non-trivial batch norms, prepared."""
-    torch.manual_seed(0)
-    network: InpaintModel
-    if family == "lama":
-        network = Lama(BIG_LAMA)
-    elif family == "gatedconv":
-        network = DeepFillV2({"variant": "pt", "cnum": 48})
-    else:
-        network = PConvUNet({"layer_size": 7})
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_var.uniform_(0.5, 2.0)
-            module.running_mean.normal_(0, 0.2)
-    network.eval()
-    network.prepare_for_inference()
-    return network
 
 
 def centred_hole(side: int) -> torch.Tensor:

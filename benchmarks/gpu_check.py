@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from measure import machine_summary
 from PIL import Image
+from released import BIG_LAMA, released_architecture
 
 from inpaint_cli.engine import Inpainter, select_device
 from inpaint_cli.errors import UsageError
@@ -53,7 +54,6 @@ HALF_HOLE_LIMIT = {"fp16": 2.0, "bf16": 3.0}
 The PConv fixture's random weights saturate its outputs (see tests/test_precision.py), so it is
 reported but held to the limit only on its raw output's relative error (`RAW_RELATIVE_LIMIT`)."""
 RAW_RELATIVE_LIMIT = 0.05
-BIG_LAMA = {"ngf": 64, "n_downsampling": 3, "n_blocks": 18, "max_features": 512, "global_channels": 384}
 OOM_SIDE = {"cuda": 6144, "cpu": 512}
 """Side of the image whose one-pass plan must run out of memory: 38 MP, several GB of lama-tiny
 activations, above 2 % of an 80-141 GB GPU (`--oom-fraction`)."""
@@ -191,21 +191,6 @@ def simulate_out_of_memory(inpainter: Inpainter, pixels: int) -> None:
 
 
 # --- 4. throughput ---------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def released_architecture(family: str) -> InpaintModel:
-    torch.manual_seed(0)
-    network: InpaintModel
-    if family == "lama":
-        network = Lama(BIG_LAMA)
-    elif family == "gatedconv":
-        network = DeepFillV2({"variant": "pt", "cnum": 48})
-    else:
-        network = PConvUNet({"layer_size": 7})
-    network.eval()
-    network.prepare_for_inference()
-    return network
 
 
 def check_throughput(report: Report, device: torch.device, sizes: list[int], tile: int, tiny: bool) -> None:
