@@ -6,6 +6,9 @@ passes interleaved so that a load change hits all of them alike, and checks that
 fill stays within `MAX_HOLE_ERROR` of fp32's. The choice is kept in the cache folder per machine
 (CPU model, flags, threads, PyTorch version) and model (weights fingerprint), so later loads cost
 nothing. A candidate must be `MIN_SPEEDUP` times faster: the default is never a slower path.
+
+The int8 plan of a model (which layers stay float for accuracy, `precision.quantize_int8`) is kept
+beside it, per model, so that only the first int8 load of a model calibrates.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import torch
 
 from inpaint_cli.atomic import atomic_path
 from inpaint_cli.models.base import InpaintModel
-from inpaint_cli.precision import apply_precision, calibration_hole, copy_network, int8_available
+from inpaint_cli.precision import (
+    INT8_HOLE_ERROR,
+    Int8Plan,
+    apply_precision,
+    calibration_hole,
+    copy_network,
+    int8_available,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,9 @@ MEASURE_SIDE = 128
 ROUNDS = 2
 """Timed rounds after a warm-up; each round runs every candidate once, in turn."""
 CACHE_NAME = "precision-choices.json"
+PLANS_NAME = "int8-plans.json"
+PLAN_VERSION = 1
+"""Bumped when calibration changes (photo, holes, bound): older plans are then made again."""
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 """The flags that decide which half or integer kernels a CPU has."""
 
@@ -175,6 +188,10 @@ def write_choice(path: Path, machine: str, model: str, choice: str, measurement:
     entry = data.get(machine) if isinstance(data.get(machine), dict) else {}
     entry[model] = {"choice": choice, **asdict(measurement)}
     data[machine] = entry
+    _write_cache(path, data)
+
+
+def _write_cache(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
@@ -183,7 +200,32 @@ def write_choice(path: Path, machine: str, model: str, choice: str, measurement:
         log.warning("could not keep the precision choice in %s: %s", path, error)
 
 
-def default_cache() -> Path:
+def known_int8_plan(path: Path, model: str) -> Int8Plan | None:
+    """The int8 plan kept for `model` by an earlier load, if it was made the way plans are made now."""
+    entry = read_cache(path).get(model)
+    if not isinstance(entry, dict) or entry.get("version") != PLAN_VERSION:
+        return None
+    if entry.get("bound") != INT8_HOLE_ERROR:
+        return None
+    try:
+        return Int8Plan(
+            tuple(map(str, entry["quantized"])),
+            tuple(map(str, entry["kept_float"])),
+            float(entry["hole_error"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def remember_int8_plan(path: Path, model: str, plan: Int8Plan) -> None:
+    """Keep `plan` for later loads of `model` (a failure to write only costs a later calibration)."""
+    data = read_cache(path)
+    data[model] = {"version": PLAN_VERSION, "bound": INT8_HOLE_ERROR, **asdict(plan)}
+    _write_cache(path, data)
+
+
+def default_cache(name: str = CACHE_NAME) -> Path:
+    """The cache file `name` (the choices, or `PLANS_NAME`: the int8 plans) in the cache folder."""
     from inpaint_cli.weights import cache_dir
 
-    return cache_dir() / CACHE_NAME
+    return cache_dir() / name

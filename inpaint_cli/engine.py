@@ -26,7 +26,7 @@ from inpaint_cli.errors import UsageError
 from inpaint_cli.loading import network_from_checkpoint
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 from inpaint_cli.options import Precision
-from inpaint_cli.precision import apply_precision
+from inpaint_cli.precision import Int8Plan, apply_precision, quantize_int8
 from inpaint_cli.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
 from inpaint_cli.strategies import Box, InpaintOptions, Limits, NetworkGeometry, Plan, Strategy, padded_size
 
@@ -224,6 +224,8 @@ class Inpainter:
         self.budget = self.options.memory_budget or default_memory_budget(self.device)
         self.geometry = geometry_of(self.network, self.name, self.device)
         self.runner = Runner(self.network, self.device, self.dtype, self.name)
+        self.int8_plan: Int8Plan | None = None
+        """With int8: which convolutions run in int8 and which stay float for accuracy."""
         self.precision = self._apply_precision(getattr(precision, "value", precision))
         """fp32, fp16, bf16 or int8: what the network runs at (`auto` resolved)."""
         self.limits = Limits()
@@ -242,16 +244,38 @@ class Inpainter:
             chosen = auto_precision.choose(
                 self.network, self.name, self._pass_of, auto_precision.default_cache()
             )
-        if chosen != "fp32":
+        if chosen == "int8":
+            self.int8_plan = self._quantize()
+        elif chosen != "fp32":
             apply_precision(self.network, chosen, self.device, self.runner.predict)
         self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
         self.runner.dtype = self.dtype
         return chosen
 
+    def _quantize(self) -> Int8Plan:
+        """int8 with the plan an earlier load of these weights made (kept in the cache), or a new one."""
+        plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
+        model = auto_precision.model_key(self.network, self.name)
+        known = auto_precision.known_int8_plan(plans, model)
+        plan = quantize_int8(self.network, self.runner.predict, known=known)
+        if plan != known:
+            auto_precision.remember_int8_plan(plans, model, plan)
+        return plan
+
     def _pass_of(self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         """One runner pass of another copy of the network (at the precision its weights have)."""
         dtype = next((p.dtype for p in network.parameters() if p.dtype != torch.float32), torch.float32)
         return Runner(network, self.device, dtype, self.name).predict(image, hole)
+
+    @property
+    def precision_summary(self) -> str:
+        """The precision for people: with int8, how many convolutions it covers."""
+        plan = self.int8_plan
+        if self.precision != "int8" or plan is None:
+            return self.precision
+        total = len(plan.quantized) + len(plan.kept_float)
+        kept = f", {len(plan.kept_float)} kept in float for accuracy" if plan.kept_float else ""
+        return f"int8 ({len(plan.quantized)} of {total} convolutions{kept})"
 
     @property
     def dtype_label(self) -> str:

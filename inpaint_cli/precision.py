@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +39,10 @@ CALIBRATION_IMAGE = "calibration.jpg"
 """The example portrait (examples/portrait_original.png, 384²): the project's own photo."""
 CALIBRATION_SIDES = (384, 256)
 """The photo whole, and a crop: activation ranges at two input sizes."""
+INT8_HOLE_ERROR = 0.5 / 255
+"""Largest mean difference from float32 inside the calibration holes (0..1 scale) int8 may cause;
+more sensitive layers stay float until it holds. Half the 1/255 promised on photos, as a margin for
+photos other than the calibration one."""
 UINT8_LEVELS = 255
 INT8_LEVELS = 127
 
@@ -110,26 +115,11 @@ def pad(x: torch.Tensor, padding: int | tuple[int, int], mode: str, zero: int = 
     return F.pad(x, (cols, cols, rows, rows), mode=mode)
 
 
-class RangeObserver:
-    """Calibration stand-in for a convolution: records its (padded) inputs' range, computes in float."""
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        self.conv = conv
-        self.low, self.high = 0.0, 0.0  # the range always holds 0: padding must be exact
-
-    def __call__(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool = True) -> torch.Tensor:
-        return self.observe(x, padding, bias, "zeros")
-
-    def observe(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool, mode: str) -> torch.Tensor:
-        x = pad(x.float(), padding, mode)
-        low, high = torch.aminmax(x)
-        self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
-        conv = self.conv
-        return F.conv2d(x, conv.weight, conv.bias if bias else None, conv.stride, 0, conv.dilation)
+def _float_convolution(conv: nn.Conv2d, padded: torch.Tensor, bias: bool) -> torch.Tensor:
+    return F.conv2d(padded, conv.weight, conv.bias if bias else None, conv.stride, 0, conv.dilation)
 
 
-@dataclass(frozen=True)
-class InputScale:
+class InputScale(NamedTuple):
     """uint8 quantisation of a layer's input: x ≈ (q − zero_point) · scale."""
 
     scale: float
@@ -142,25 +132,18 @@ class InputScale:
 
 
 class Int8Convolution:
-    """One convolution in int8: weights per output channel, input per tensor, float32 output."""
+    """One convolution in int8: weights per output channel, input per tensor with its range measured on
+    every call (what one photo's activations span is no guide to another's), float32 output."""
 
-    def __init__(self, conv: nn.Conv2d, input_scale: InputScale) -> None:
+    def __init__(self, conv: nn.Conv2d) -> None:
         weight = conv.weight.detach().float()
         self.weight_scales = (weight.abs().amax(dim=(1, 2, 3)) / INT8_LEVELS).clamp(min=1e-12)
         self.weight_zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
         quantized = (weight / self.weight_scales.view(-1, 1, 1, 1)).round().clamp(-128, 127).to(torch.int8)
-        self.input = input_scale
         self.stride, self.dilation = list(conv.stride), list(conv.dilation)
+        # The input's scale and zero point given here are placeholders: the kernel takes them per call.
         self.packed = torch.ops.onednn.qconv_prepack(
-            quantized,
-            self.weight_scales,
-            input_scale.scale,
-            input_scale.zero_point,
-            self.stride,
-            [0, 0],
-            self.dilation,
-            1,
-            None,
+            quantized, self.weight_scales, 1.0, 0, self.stride, [0, 0], self.dilation, 1, None
         )
         self.bias = conv.bias.detach().float() if conv.bias is not None else None
 
@@ -168,8 +151,10 @@ class Int8Convolution:
         return self.run(x, padding, bias, "zeros")
 
     def run(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool, mode: str) -> torch.Tensor:
-        scale, zero = self.input.scale, self.input.zero_point
-        codes = torch.mul(x.float(), 1 / scale).round_().add_(zero).clamp_(0, UINT8_LEVELS).to(torch.uint8)
+        x = x.float()
+        low, high = torch.aminmax(x)
+        scale, zero = InputScale.for_range(min(float(low), 0.0), max(float(high), 0.0))
+        codes = torch.mul(x, 1 / scale).round_().add_(zero).clamp_(0, UINT8_LEVELS).to(torch.uint8)
         # Padded here, not by the kernel (which pads codes with 0): a padded zero is the zero point.
         codes = pad(codes, padding, mode, zero)
         return torch.ops.onednn.qconv2d_pointwise(
@@ -193,13 +178,41 @@ class Int8Convolution:
         )
 
 
-def attach(conv: nn.Conv2d, kernel: RangeObserver | Int8Convolution | None) -> None:
+class ErrorProbe:
+    """Calibration stand-in that runs a layer in int8 and in float, records the int8 output's error
+    relative to the float one, and passes the float output on (each layer's own error, in isolation)."""
+
+    def __init__(self, conv: nn.Conv2d, kernel: Int8Convolution) -> None:
+        self.conv, self.kernel = conv, kernel
+        self.error = self.energy = 0.0
+
+    def __call__(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool = True) -> torch.Tensor:
+        return self.run(x, padding, bias, "zeros")
+
+    def run(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool, mode: str) -> torch.Tensor:
+        approximate = self.kernel.run(x, padding, bias, mode)
+        exact = _float_convolution(self.conv, pad(x.float(), padding, mode), bias)
+        self.error += float((approximate - exact).square().sum())
+        self.energy += float(exact.square().sum())
+        return exact
+
+    @property
+    def relative_error(self) -> float:
+        return (self.error / max(self.energy, 1e-30)) ** 0.5
+
+
+Kernel = ErrorProbe | Int8Convolution
+"""What `attach` can put in a convolution's place: `__call__(x, padding, bias)` for families calling
+through `base.conv2d`, `run(x, padding, bias, padding_mode)` for module calls."""
+
+
+def attach(conv: nn.Conv2d, kernel: Kernel | None) -> None:
     """Make `conv` run `kernel`, whether the family calls it as a module or through `base.conv2d`."""
     if kernel is None:
         conv.__dict__.pop(KERNEL_ATTRIBUTE, None)
         conv.__dict__.pop("forward", None)
         return
-    method = kernel.observe if isinstance(kernel, RangeObserver) else kernel.run
+    method = kernel.run
     conv.__dict__[KERNEL_ATTRIBUTE] = kernel
     # Module calls (LaMa's FFC paths) use the layer's own padding and padding mode; an instance
     # attribute wins over the class's `forward`.
@@ -231,7 +244,7 @@ def calibration_hole(side: int, kind: int) -> np.ndarray:
     rng = np.random.default_rng(side + kind)
     if kind == 0:
         box = side // 4
-        hole[box : 2 * box, 2 * box : 3 * box] = 1
+        hole[box : 3 * box, box : 3 * box] = 1
         points = rng.integers(0, side, size=(6, 2))
         cv2.polylines(hole, [points.astype(np.int32)], False, 1, thickness=max(4, side // 24))
     else:
@@ -246,30 +259,100 @@ def calibration_hole(side: int, kind: int) -> np.ndarray:
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Int8Plan:
+    """What `quantize_int8` did: layers in int8, layers kept in float for accuracy (most sensitive
+    first), and the mean difference from float32 inside the calibration holes (0..1 scale)."""
+
+    quantized: tuple[str, ...]
+    kept_float: tuple[str, ...]
+    hole_error: float
+
+
 @torch.inference_mode()
-def quantize_int8(network: InpaintModel, predict: Predict, sides: tuple[int, ...] = CALIBRATION_SIDES) -> int:
+def quantize_int8(
+    network: InpaintModel,
+    predict: Predict,
+    sides: tuple[int, ...] = CALIBRATION_SIDES,
+    max_hole_error: float = INT8_HOLE_ERROR,
+    known: Int8Plan | None = None,
+) -> Int8Plan:
     """Quantize the network's convolutions in place, calibrated by running `predict(image, hole)`
     (the runner's pass: padding, normalisation, mask convention) on the calibration photo at `sides`.
-    Returns the number of int8 layers."""
+
+    Layers whose int8 error would take the fill further than `max_hole_error` from float32's (mean
+    inside the calibration holes) stay float, the most sensitive first, as few as the bound allows.
+    A `known` plan for these weights (the same layers) is applied as it is, without calibration.
+    """
     if not int8_available():
         raise UsageError(
             "this PyTorch build has no oneDNN int8 convolutions",
             hint="use --precision fp32 or bf16, or a PyTorch 2.4+ CPU build",
         )
-    layers = list(quantizable_convolutions(network))
-    observers = {name: RangeObserver(conv) for name, conv in layers}
-    for name, conv in layers:
-        attach(conv, observers[name])
+    layers = dict(quantizable_convolutions(network))
+    if known is not None and set(known.quantized) | set(known.kept_float) == set(layers):
+        for name in known.quantized:
+            attach(layers[name], Int8Convolution(layers[name]))
+        return known
+    inputs = list(calibration_inputs(sides))
+    references = _calibration_passes(layers, {}, predict, inputs)
+    kernels = {name: Int8Convolution(conv) for name, conv in layers.items()}
+
+    def hole_error(in_float: list[str]) -> float:
+        chosen = {name: kernel for name, kernel in kernels.items() if name not in in_float}
+        return _mean_hole_error(_calibration_passes(layers, chosen, predict, inputs), references, inputs)
+
+    kept_float: list[str] = []
+    error = hole_error(kept_float)
+    if error > max_hole_error:
+        # Rank the layers by their own error, then bisect on how many of the worst stay float (the
+        # fill's error falls as more do; with all of them it is none).
+        probes = {name: ErrorProbe(conv, kernels[name]) for name, conv in layers.items()}
+        _calibration_passes(layers, probes, predict, inputs)
+        ranked = sorted(layers, key=lambda name: probes[name].relative_error, reverse=True)
+        low, high, error = 0, len(ranked), 0.0
+        while high - low > 1:
+            middle = (low + high) // 2
+            middle_error = hole_error(ranked[:middle])
+            if middle_error <= max_hole_error:
+                high, error = middle, middle_error
+            else:
+                low = middle
+        kept_float = ranked[:high]
+    quantized = [name for name in layers if name not in kept_float]
+    for name in quantized:
+        attach(layers[name], kernels[name])
+    return Int8Plan(tuple(quantized), tuple(kept_float), error)
+
+
+def _calibration_passes(
+    layers: dict[str, nn.Conv2d],
+    kernels: Mapping[str, Kernel],
+    predict: Predict,
+    inputs: list[tuple[torch.Tensor, torch.Tensor]],
+) -> list[torch.Tensor]:
+    """The network's predictions on `inputs` with `kernels` in their layers' place (the others in
+    float); every layer is float again afterwards."""
+    for name, kernel in kernels.items():
+        attach(layers[name], kernel)
     try:
-        for image, hole in calibration_inputs(sides):
-            predict(image, hole)
+        return [predict(image, hole) for image, hole in inputs]
     finally:
-        for _, conv in layers:
+        for conv in layers.values():
             attach(conv, None)
-    for name, conv in layers:
-        observed = observers[name]
-        attach(conv, Int8Convolution(conv, InputScale.for_range(observed.low, observed.high)))
-    return len(layers)
+
+
+def _mean_hole_error(
+    outputs: list[torch.Tensor],
+    references: list[torch.Tensor],
+    inputs: list[tuple[torch.Tensor, torch.Tensor]],
+) -> float:
+    total = count = 0.0
+    for output, reference, (_, hole) in zip(outputs, references, inputs, strict=True):
+        inside = hole.expand_as(output) > 0
+        total += float((output - reference).abs()[inside].sum())
+        count += int(inside.sum())
+    return total / max(count, 1)
 
 
 def apply_precision(
@@ -278,14 +361,16 @@ def apply_precision(
     device: torch.device,
     predict: Predict,
     calibration_sides: tuple[int, ...] = CALIBRATION_SIDES,
-) -> None:
-    """Make `network` (float32, eval, on `device`) run at `precision` (fp32, fp16, bf16 or int8)."""
+) -> Int8Plan | None:
+    """Make `network` (float32, eval, on `device`) run at `precision` (fp32, fp16, bf16 or int8);
+    for int8, the plan it followed."""
     if precision in HALF_DTYPES:
         convert_half(network, precision)
     elif precision == "int8":
         if device.type != "cpu":
             raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
-        quantize_int8(network, predict, calibration_sides)
+        return quantize_int8(network, predict, calibration_sides)
+    return None
 
 
 def copy_network(network: InpaintModel) -> InpaintModel:
