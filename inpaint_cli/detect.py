@@ -328,12 +328,30 @@ EDGE_ELONGATION = 8.0
 """Only thin regions (length² / area at least this) are judged: tears, corners and stains are not."""
 
 
-def drop_edges(mask: np.ndarray, rgb: np.ndarray, max_step_ratio: float) -> np.ndarray:
-    """`mask` without its thin regions that separate two different backgrounds (rims of cups, edges of
-    shells): the step across them exceeds `max_step_ratio` times their own top-hat contrast."""
+def edge_context(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the edge check compares a region with: the blurred grey picture and its top-hat response.
+    Computed once per picture when many masks of it are judged (calibration)."""
     import cv2
 
-    from inpaint_cli.detect_classical import ClassicalDetector, step_ratio
+    from inpaint_cli.detect_classical import ClassicalDetector
+
+    judge = ClassicalDetector(element=EDGE_ELEMENT)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return judge.blurred(grey), judge.response(grey)
+
+
+def drop_edges(
+    mask: np.ndarray,
+    rgb: np.ndarray,
+    max_step_ratio: float,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """`mask` without its thin regions that separate two different backgrounds (rims of cups, edges of
+    shells): the step across them exceeds `max_step_ratio` times their own top-hat contrast.
+    `context`: `edge_context(rgb)` if already computed."""
+    import cv2
+
+    from inpaint_cli.detect_classical import step_ratio
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
@@ -341,8 +359,7 @@ def drop_edges(mask: np.ndarray, rgb: np.ndarray, max_step_ratio: float) -> np.n
     thin[0] = False
     if not thin.any():
         return mask
-    judge = ClassicalDetector(element=EDGE_ELEMENT)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    ratio = step_ratio(labels, count, thin, judge.blurred(grey), judge.response(grey), EDGE_ELEMENT)
+    blurred, response = edge_context(rgb) if context is None else context
+    ratio = step_ratio(labels, count, thin, blurred, response, EDGE_ELEMENT)
     drop = thin & (ratio > max_step_ratio)
     return mask & ~drop[labels]

@@ -549,3 +549,19 @@ def test_a_stored_config_is_validated(raw: object, problem: str) -> None:
 
     with pytest.raises(CheckpointError, match=re.escape(problem)):
         ScratchConfig.from_json(raw)
+
+
+def test_the_edge_check_drops_a_rim_between_two_backgrounds_and_keeps_a_scratch_on_one() -> None:
+    from inpaint_cli.detect import drop_edges, edge_context
+
+    rgb = np.full((120, 200, 3), 60, np.uint8)
+    rgb[:, 100:] = 190  # two backgrounds, like the inside and the outside of a cup
+    rgb[:, 99:101] = 250  # a bright rim on the boundary
+    rgb[30, 10:90] = 250  # a 1-px scratch on one background
+    mask = np.zeros(rgb.shape[:2], bool)
+    mask[10:110, 99:101] = True
+    mask[30, 10:90] = True
+    kept = drop_edges(mask, rgb, 0.35)
+    assert kept[30, 10:90].all() and not kept[:, 99:101].any()
+    # The context computed once (calibration) gives the same answer.
+    assert np.array_equal(drop_edges(mask, rgb, 0.35, edge_context(rgb)), kept)

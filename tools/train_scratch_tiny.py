@@ -73,6 +73,18 @@ CROP = 128
 BATCH = 8
 DAMAGE_WEIGHT = 2.0
 """pos_weight of the BCE: damage is a few % of the pixels; Dice balances the rest."""
+HARD_FRACTION = 0.25
+"""Share of crops taken around places where the network fired on a clean training photo."""
+HARD_CLEAN_FRACTION = 0.7
+"""Hard-negative crops are mostly left clean; the rest carry damage beside what fooled the network."""
+MINE_EVERY = 100
+MINE_WINDOWS = 6
+MINE_SIDE = 384
+MINE_THRESHOLD = 0.5
+MINE_PER_WINDOW = 4
+MINE_POOL = 600
+ZOOM_SHARE = 0.2
+"""Share of crops enlarged (by up to --zoom) instead of shrunk, when --zoom is above 1."""
 VALIDATION_CROPS = 24
 VALIDATION_SIDE = 192
 KINDS = (
@@ -306,23 +318,49 @@ def synthesize(
 
 
 class Crops:
-    """Random training crops: a photo, a scale, a position, a flip; then damage and nuisances."""
+    """Random training crops: a photo, a scale, a position, a flip; then damage and nuisances.
 
-    def __init__(self, photos: list[np.ndarray], rng: np.random.Generator) -> None:
+    With `zoom` > 1 some crops are enlarged (up to that factor): large scans are smooth at the pixel
+    scale, and a thin scratch there crosses backgrounds the photos kept at MAX_SIDE never show.
+    `hard` holds places of clean training photos where the network fired (`mine`); a share of the
+    crops is taken around them (hard-negative mining)."""
+
+    def __init__(self, photos: list[np.ndarray], rng: np.random.Generator, zoom: float = 1.0) -> None:
         halves = [cv2.resize(p, (p.shape[1] // 2, p.shape[0] // 2), cv2.INTER_AREA) for p in photos]
         self.photos = photos + halves
         self.rng = rng
+        self.zoom = zoom
+        self.hard: list[tuple[int, int, int, int]] = []
+        """(photo index, centre y, centre x, crop side) where the network fired on a clean photo."""
+
+    def _place(self, crop_side: int) -> tuple[np.ndarray, int, int, int, bool]:
+        """A photo, a square window of it (top, left, side) and whether it is a hard-negative place."""
+        rng = self.rng
+        if self.hard and rng.random() < HARD_FRACTION:
+            index, cy, cx, side = self.hard[rng.integers(len(self.hard))]
+            photo = self.photos[index]
+            side = min(side, *photo.shape[:2])
+            # The place lies anywhere in the crop's central part, not always at its centre.
+            jitter = rng.integers(-side // 4, side // 4 + 1, 2)
+            y = int(np.clip(cy - side // 2 + jitter[0], 0, photo.shape[0] - side))
+            x = int(np.clip(cx - side // 2 + jitter[1], 0, photo.shape[1] - side))
+            return photo, y, x, side, True
+        photo = self.photos[rng.integers(len(self.photos))]
+        low = 1.0 / self.zoom if rng.random() < ZOOM_SHARE else 1.0
+        side = int(crop_side * rng.uniform(low, 2.0 if low == 1.0 else 1.0))
+        y = int(rng.integers(0, photo.shape[0] - side))
+        x = int(rng.integers(0, photo.shape[1] - side))
+        return photo, y, x, side, False
 
     def sample(self, crop_side: int = CROP) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
-        photo = self.photos[rng.integers(len(self.photos))]
-        side = int(crop_side * rng.uniform(1.0, 2.0))
-        y = rng.integers(0, photo.shape[0] - side)
-        x = rng.integers(0, photo.shape[1] - side)
-        crop = cv2.resize(photo[y : y + side, x : x + side], (crop_side,) * 2, interpolation=cv2.INTER_AREA)
+        photo, y, x, side, hard = self._place(crop_side)
+        # Enlarged crops are interpolated smoothly, as a scan of a print is; shrunk ones area-averaged.
+        interpolation = cv2.INTER_AREA if side >= crop_side else cv2.INTER_CUBIC
+        crop = cv2.resize(photo[y : y + side, x : x + side], (crop_side,) * 2, interpolation=interpolation)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        clean = rng.random() < CLEAN_FRACTION
+        clean = rng.random() < (HARD_CLEAN_FRACTION if hard else CLEAN_FRACTION)
         kinds = [] if clean else list(rng.choice(KINDS, size=rng.integers(1, 4), replace=False))
         damaged, truths = synthesize(np.ascontiguousarray(crop), kinds, rng, hard=clean)
         truth = np.zeros((crop_side, crop_side), bool)
@@ -335,6 +373,40 @@ class Crops:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
         y = torch.from_numpy(np.stack(truths)).float()[:, None]
         return (x - 0.5) / 0.5, y
+
+    @torch.no_grad()
+    def mine(self, network: ScratchUNet, windows: int = MINE_WINDOWS, side: int = MINE_SIDE) -> int:
+        """Run the network over clean windows of the training photos (at the training scales, with
+        the usual nuisances) and remember where it fires: those places become crops of their own.
+        Returns how many places were added."""
+        rng = self.rng
+        was_training = network.training
+        network.eval()
+        added = 0
+        for _ in range(windows):
+            index = int(rng.integers(len(self.photos)))
+            photo = self.photos[index]
+            scale = rng.uniform(0.5, 1.0)  # the shrink of a training crop (side 1-2x the crop)
+            extent = min(int(side / scale), *photo.shape[:2])
+            y0 = int(rng.integers(0, photo.shape[0] - extent + 1))
+            x0 = int(rng.integers(0, photo.shape[1] - extent + 1))
+            window = cv2.resize(photo[y0 : y0 + extent, x0 : x0 + extent], (side, side), cv2.INTER_AREA)
+            pixels = to_u8(nuisances(window.astype(np.float32) / 255, rng), rng)
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255
+            probability = torch.sigmoid(network((x - 0.5) / 0.5))[0, 0].numpy()
+            ys, xs = np.nonzero(probability >= MINE_THRESHOLD)
+            if ys.size == 0:
+                continue
+            picks = rng.choice(ys.size, size=min(MINE_PER_WINDOW, ys.size), replace=False)
+            factor = extent / side
+            crop_side = int(CROP * rng.uniform(1.0, 2.0))
+            for pick in picks:
+                place = (index, y0 + int(ys[pick] * factor), x0 + int(xs[pick] * factor), crop_side)
+                self.hard.append(place)
+                added += 1
+        del self.hard[:-MINE_POOL]  # the most recent places: what the network still gets wrong
+        network.train(was_training)
+        return added
 
 
 def loss_of(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -378,15 +450,20 @@ def train(
     start: Path | None = None,
     validation: list[np.ndarray] | None = None,
     learning_rate: float = 2e-3,
+    mine: bool = False,
+    zoom: float = 1.0,
+    snapshots: Path | None = None,
 ) -> tuple[ScratchUNet, dict]:
     """Train for `minutes` of wall time (from `start`'s weights if given); with `validation` photos,
-    the weights with the best validation F1 (checked every 150 steps) are the ones returned."""
+    the weights with the best validation F1 (checked every 150 steps) are the ones returned.
+    `mine`: hard-negative mining every MINE_EVERY steps; `snapshots`: a folder where the weights of
+    every check are saved (`step-<n>.safetensors`) so that a later calibration can choose among them."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     network = ScratchUNet(CONFIG)
     if start is not None:
         network.load_state_dict(read_checkpoint(start).state_dict)
-    crops = Crops(photos, rng)
+    crops = Crops(photos, rng, zoom)
     samples = validation_set(validation, seed) if validation else []
     best_f1 = validation_f1(network, samples) if samples else -1.0
     best_state = {k: v.clone() for k, v in network.state_dict().items()}
@@ -409,6 +486,9 @@ def train(
         optimiser.step()
         recent.append(float(loss.detach()))
         step += 1
+        if mine and step % MINE_EVERY == 0:
+            added = crops.mine(network)
+            log(f"step {step}: mined {added} hard-negative places ({len(crops.hard)} kept)")
         if step % 150 == 0:
             line = f"step {step}: loss {np.mean(recent[-150:]):.4f} ({time.monotonic() - started:.0f} s)"
             if samples:
@@ -417,6 +497,16 @@ def train(
                 if f1 > best_f1:
                     best_f1, best_step = f1, step
                     best_state = {k: v.clone() for k, v in network.state_dict().items()}
+            if snapshots is not None:
+                snapshots.mkdir(parents=True, exist_ok=True)
+                save_converted(
+                    snapshots / f"step-{step:05d}.safetensors",
+                    network.state_dict(),
+                    family="scratch",
+                    variant="tiny",
+                    config=CONFIG.to_json(),
+                    license=LICENSE,
+                )
             log(line)
     if samples:
         network.load_state_dict(best_state)
@@ -483,6 +573,9 @@ def main() -> None:
     parser.add_argument("--register", action="store_true", help="record size and SHA-256 in the manifest")
     parser.add_argument("--resume", type=Path, help="continue from these weights (a previous output)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--mine", action="store_true", help="hard-negative mining on clean training photos")
+    parser.add_argument("--zoom", type=float, default=1.0, help="enlarge some crops by up to this factor")
+    parser.add_argument("--snapshots", type=Path, help="save the weights of every check in this folder")
     parser.add_argument(
         "--configure", type=Path, help="no training: save these weights again with CONFIG's thresholds"
     )
@@ -505,6 +598,9 @@ def main() -> None:
         args.resume,
         validation,
         args.learning_rate,
+        args.mine,
+        args.zoom,
+        args.snapshots,
     )
     if args.resume is not None:
         previous = json.loads(args.resume.with_suffix(".json").read_text())
@@ -524,6 +620,9 @@ def main() -> None:
         minutes=args.minutes,
         crop=CROP,
         batch=BATCH,
+        learning_rate=args.learning_rate,
+        hard_negative_mining=args.mine,
+        zoom=args.zoom,
         config=CONFIG.to_json(),
         package=PACKAGE,
         held_out=list(HELD_OUT),
