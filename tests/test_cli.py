@@ -326,6 +326,20 @@ def test_verbose_says_device_precision_threads_load_time_plan_and_stage_times(ph
     assert whole >= image > 0  # the whole time includes start-up and the model load
 
 
+def test_verbose_says_how_many_convolutions_int8_runs(photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("INPAINT_HOME", str(tmp_path / "home"))  # the int8 plan is kept there
+    image_path, mask_path, _, _ = photo
+    args = ("run", image_path, "--mask", mask_path, "--model", "pconv-tiny", "--threads", "1", "-v")
+    result = invoke(*args, "--precision", "int8", "-o", tmp_path / "int8.png")
+    assert result.exit_code == 0, result.output
+    (model,) = lines_starting(result.output, "model ")
+    assert re.fullmatch(
+        r"model pconv-tiny \(pconv\) on cpu, int8 \(\d of 8 convolutions(, \d kept in float for accuracy)?\),"
+        r" 1 thread: loaded in \d+\.\d\d s",
+        model,
+    ), model
+
+
 def test_without_verbose_nothing_of_that_is_said(photo):
     image_path, mask_path, _, _ = photo
     result = invoke("run", image_path, "--mask", mask_path, "--model", "telea")
