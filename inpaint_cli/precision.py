@@ -5,11 +5,13 @@
 - `fp16`/`bf16`: the weights of every convolution autocast would cast are converted once, here,
   instead of on every pass (51 M weights per pass for big-lama); autocast still casts activations
   at layer boundaries, and what a family keeps in float32 (`float_modules`) keeps fp32 weights.
-- `int8` (CPU): post-training static quantization of the convolutions. Weights per output channel
-  (symmetric int8), inputs per tensor (uint8) with scales calibrated once on the project's own photo
-  (`bundled/calibration.jpg`, the example portrait); outputs stay float32 (oneDNN's int8 convolution
-  writes fp32 directly), so there is no requantisation step and everything between convolutions
-  (FFTs, attention, softmax, sigmoid gates, residual sums, output layers) stays float.
+- `int8` (CPU): post-training quantization of the convolutions. Weights per output channel
+  (symmetric int8), inputs per tensor (uint8) over the range each call's input spans; outputs stay
+  float32 (oneDNN's int8 convolution writes fp32 directly), so there is no requantisation step and
+  everything between convolutions (FFTs, attention, softmax, sigmoid gates, residual sums, output
+  layers) stays float. A guard calibrated on the project's own photo (`bundled/calibration.jpg`,
+  the example portrait) keeps the layers whose rounding moves the fill most in float, as few as it
+  takes to stay within `INT8_HOLE_ERROR` of fp32.
 - `auto` on CPU: `auto_precision.py` measures bf16 and int8 against fp32 once per machine and model.
 """
 
