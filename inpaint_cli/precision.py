@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -284,7 +285,8 @@ def quantize_int8(
 
     Layers whose int8 error would take the fill further than `max_hole_error` from float32's (mean
     inside the calibration holes) stay float, the most sensitive first, as few as the bound allows.
-    A `known` plan for these weights (the same layers) is applied as it is, without calibration.
+    A `known` plan for these weights (the same layers) is applied as it is, without calibration;
+    with an infinite bound every layer is int8, also without (its `hole_error` is then NaN).
     """
     if not int8_available():
         raise UsageError(
@@ -296,6 +298,10 @@ def quantize_int8(
         for name in known.quantized:
             attach(layers[name], Int8Convolution(layers[name]))
         return known
+    if math.isinf(max_hole_error):
+        for conv in layers.values():
+            attach(conv, Int8Convolution(conv))
+        return Int8Plan(tuple(layers), (), math.nan)
     inputs = list(calibration_inputs(sides))
     references = _calibration_passes(layers, {}, predict, inputs)
     kernels = {name: Int8Convolution(conv) for name, conv in layers.items()}

@@ -108,8 +108,16 @@ def test_int8_keeps_the_most_sensitive_layers_float_as_few_as_the_bound_allows()
     network = _fixture("lama", "fp32").network
     unguarded = copy.deepcopy(network)
     everything = precision.quantize_int8(unguarded, _predict(unguarded), max_hole_error=math.inf)
-    assert everything.kept_float == () and len(everything.quantized) == 20
-    assert everything.hole_error > precision.INT8_HOLE_ERROR  # the fixture's random weights need the guard
+    assert (
+        everything.kept_float == () and len(everything.quantized) == 20 and math.isnan(everything.hole_error)
+    )
+    inputs = list(precision.calibration_inputs())
+    unguarded_error = sum(
+        _mean_error(_predict(unguarded)(x, h), _predict(network)(x, h), h) for x, h in inputs
+    )
+    assert (
+        unguarded_error / len(inputs) > precision.INT8_HOLE_ERROR
+    )  # the fixture's random weights need the guard
     guarded = copy.deepcopy(network)
     plan = precision.quantize_int8(guarded, _predict(guarded))
     assert 0 < len(plan.kept_float) < 20 and plan.hole_error <= precision.INT8_HOLE_ERROR
