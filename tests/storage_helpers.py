@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,10 @@ def remote_hashes(url: str) -> dict[str, str]:
         elif not name.endswith(RECORD_SUFFIX):
             found[name] = "LEFTOVER"
     return found
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child a test interrupts: Ctrl-C acts as on a terminal even when the tests
+    themselves run in the background, whose children a shell starts with SIGINT ignored (Python then
+    installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

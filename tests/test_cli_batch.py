@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from storage_helpers import interruptible
 from typer.testing import CliRunner
 
 from inpaint_cli import batch, engine, imageio, provenance
@@ -287,9 +288,7 @@ def test_usage_errors_exit_2_and_a_single_image_refuses_to_overwrite(tmp_path: P
 
 # --- killed mid-batch ------------------------------------------------------------------------------
 
-KILL_COUNT = 200
-"""Enough images that the batch is still running when the signal lands, even on a loaded machine
-(with 40, a starved test process once read its two lines after the batch had finished)."""
+KILL_COUNT = 40
 KILL_SIZE = 96
 
 
@@ -310,7 +309,12 @@ def batch_command(folder: Path, mask: Path, out: Path, *extra: str) -> list[str]
 
 def start_batch(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        preexec_fn=interruptible,
     )
 
 

@@ -27,6 +27,7 @@ from storage_helpers import (
     GOOD,
     NO_MASK,
     have_s3_server,
+    interruptible,
     leftovers,
     make_hole,
     make_messy,
@@ -408,7 +409,9 @@ def start_driver(tmp_path: Path, cluster_address: str, *extra: str) -> subproces
         "2",
         *extra,
     ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
 
 
 def wait_for_outputs(process: subprocess.Popen, out: Path, count: int) -> None:
