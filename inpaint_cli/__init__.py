@@ -10,6 +10,10 @@ The public API (imported on first use, so `import inpaint_cli` loads neither tor
     hole = inpaint_cli.read_mask("mask.png", size=picture.size)
     filled = model.inpaint(picture.pixels, hole, strategy="auto")
     inpaint_cli.write_image("restored.png", picture.with_pixels(filled))
+
+    damage = inpaint_cli.find_damage(picture.pixels)      # .mask: H×W bool (scratch-tiny by default)
+    request = inpaint_cli.DetectRequest(Path("scans"), recursive=True)   # `inpaint detect` on a folder
+    run = inpaint_cli.run_detection(request, inpaint_cli.plan_detection(request))
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from typing import Any
 _EXPORTS = {
     "available_models": "inpaint_cli.api",
     "load_model": "inpaint_cli.api",
+    "find_damage": "inpaint_cli.api",
+    "DetectRequest": "inpaint_cli.detect_pipeline",
+    "plan_detection": "inpaint_cli.detect_pipeline",
+    "run_detection": "inpaint_cli.detect_pipeline",
     "Model": "inpaint_cli.api",
     "InpaintOptions": "inpaint_cli.strategies",
     "Plan": "inpaint_cli.strategies",

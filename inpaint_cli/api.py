@@ -1,4 +1,4 @@
-"""The public Python API: list models, load one, fill numpy images.
+"""The public Python API: list models, load one, fill numpy images, find the damage.
 
     import inpaint_cli
     model = inpaint_cli.load_model("lama-tiny", device="cpu")
@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from inpaint_cli.detection import Detection, Mode
 from inpaint_cli.engine import Inpainter, InpaintResult, Progress
 from inpaint_cli.errors import UsageError
-from inpaint_cli.options import DEFAULT_MASK_THRESHOLD
+from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD
 from inpaint_cli.strategies import InpaintOptions, Plan
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors", ".bin", ".tar")
@@ -37,6 +38,31 @@ def available_models() -> list[str]:
         for name in weights.known_model_names()
         if name not in manifest or not getattr(manifest[name], "is_detector", False)
     ]
+
+
+def find_damage(
+    image: np.ndarray,
+    *,
+    detector: str = DEFAULT_DETECTOR.value,
+    checkpoint: str | Path | None = None,
+    high_res: bool | None = None,
+    threshold: float | None = None,
+) -> Detection:
+    """The damage in an H×W(×C) uint8/uint16 image, as `inpaint detect` finds it: `.mask` (H×W
+    bool, True = damage; empty when nothing survives the detector's post-processing), `.probability`
+    and `.fraction`. `high_res` None is the detector's own mode; see `DetectRequest` for folders."""
+    from inpaint_cli import detect_jobs
+
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected uint8 or uint16 pixels, not {image.dtype}")
+    found = detect_jobs.load_detector(detector, None if checkpoint is None else Path(checkpoint))
+    if high_res is None:
+        mode = detect_jobs.default_mode(found)
+    else:
+        mode = Mode.HIGH_RES if high_res else Mode.FULL_SIZE
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = image[..., : image.shape[2] - 1]  # alpha is not the photo
+    return found.detect(image, mode, threshold)
 
 
 def load_model(

@@ -12,8 +12,8 @@ from inpaint_cli.console import EXIT_FAILED, console, fail
 from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS, DetectorName
 
 if TYPE_CHECKING:
-    from inpaint_cli.detect import Mode
-    from inpaint_cli.detect_jobs import DetectJob, DetectOutcome
+    from inpaint_cli.detect_jobs import DetectOutcome
+    from inpaint_cli.detect_pipeline import DetectPlan
 
 
 def detect(
@@ -96,74 +96,52 @@ def detect(
     masks by hand in any editor, then fill. Images where nothing survives the detector's
     post-processing are reported as "no damage found" and get an empty mask.
     """
-    from inpaint_cli import detect_jobs, review
-    from inpaint_cli.batch import Existing, Status
-    from inpaint_cli.detect import Mode
+    from inpaint_cli.batch import Status
+    from inpaint_cli.detect_pipeline import DetectRequest, plan_detection, run_detection
     from inpaint_cli.errors import InpaintError
 
+    request = DetectRequest(
+        input=input,
+        output=output,
+        detector=detector.value,
+        checkpoint=checkpoint,
+        threshold=threshold,
+        high_res=high_res,
+        overlay=overlay,
+        intermediates_dir=save_intermediates,
+        overwrite=overwrite,
+        recursive=recursive,
+        report=report,
+        html=html,
+        fail_fast=fail_fast,
+        max_pixels=max_pixels,
+    )
     try:
-        thumbnails = [] if html is None else [review.files_folder(html)]
-        jobs, unreadable = detect_jobs.plan_detect(
-            input, output, recursive=recursive, overlay=overlay, exclude=thumbnails
-        )
-        is_batch = input.is_dir()
-        if overwrite is None:
-            existing = Existing.SKIP if is_batch else Existing.ERROR
-        else:
-            existing = Existing.OVERWRITE if overwrite else Existing.SKIP
-        if html is not None:
-            detect_jobs.check_page(jobs, html, report=report)
+        plan = plan_detection(request)
         if dry_run:
-            _print_plan(jobs, existing, unreadable)
+            _print_plan(plan)
             return
-        found = detect_jobs.load_detector(detector.value, checkpoint, progress=None if quiet else _progress())
-        if high_res is None:
-            mode = detect_jobs.default_mode(found)
-        else:
-            mode = Mode.HIGH_RES if high_res else Mode.FULL_SIZE
-        settings = detect_jobs.DetectSettings(
-            mode=mode,
-            threshold=threshold,
-            existing=existing,
-            intermediates_dir=save_intermediates,
-            max_pixels=max_pixels,
+        for message in plan.unreadable:
+            console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+        run = run_detection(
+            request, plan, on_outcome=lambda o: _render(o, quiet), progress=None if quiet else _progress()
         )
     except InpaintError as exc:
         fail(exc)
-    for message in unreadable:
-        console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
-    outcomes = detect_jobs.run_detect(
-        found, jobs, settings, on_outcome=lambda o: _render(o, quiet), fail_fast=fail_fast
-    )
-    if report is not None:
-        detect_jobs.write_report(report, outcomes, detector=found.name, mode=mode)
-    if html is not None:
-        _write_page(html, jobs, outcomes, found.name, mode, quiet)
-    if is_batch and not quiet:
+    if run.page is not None and not quiet:
+        from inpaint_cli.cli_review import render_page_summary
+
+        render_page_summary(run.page)
+    outcomes = run.outcomes
+    if plan.is_batch and not quiet:
         counts = {status: sum(o.status is status for o in outcomes) for status in Status}
         console.print(
             f"{counts[Status.DONE]} done ({sum(o.no_damage for o in outcomes)} without damage), "
             f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed"
-            + (f", {len(jobs) - len(outcomes)} not run" if len(outcomes) < len(jobs) else "")
+            + (f", {run.not_run} not run" if run.not_run else "")
         )
     if any(o.status is Status.FAILED for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
-
-
-def _write_page(
-    page: Path, jobs: list[DetectJob], outcomes: list[DetectOutcome], detector: str, mode: Mode, quiet: bool
-) -> None:
-    """The review page (`--html`); a page that cannot be written fails the command (exit 1)."""
-    from inpaint_cli import detect_jobs
-    from inpaint_cli.cli_review import render_page_summary
-    from inpaint_cli.errors import OutputError
-
-    try:
-        summary = detect_jobs.write_page(page, jobs, outcomes, detector=detector, mode=mode)
-    except OSError as exc:
-        fail(OutputError(f"cannot write the review page ({exc.strerror or exc})", path=exc.filename or page))
-    if not quiet:
-        render_page_summary(summary)
 
 
 def _render(outcome: DetectOutcome, quiet: bool) -> None:
@@ -186,15 +164,15 @@ def _render(outcome: DetectOutcome, quiet: bool) -> None:
         )
 
 
-def _print_plan(jobs: list[DetectJob], existing: object, unreadable: list[str]) -> None:
+def _print_plan(plan: DetectPlan) -> None:
     """The --dry-run lines on stdout: image, mask, action (tab-separated)."""
     from inpaint_cli import detect_jobs
 
-    for job in jobs:
-        decided = detect_jobs.precheck(job, existing)  # type: ignore[arg-type]
+    for job in plan.jobs:
+        decided = detect_jobs.precheck(job, plan.existing)
         action = "detect" if decided is None else decided.error or "skip: mask exists"
         typer.echo(f"{job.image}\t{job.mask}\t{action}")
-    for message in unreadable:
+    for message in plan.unreadable:
         typer.echo(f"-\t-\t{message}")
 
 

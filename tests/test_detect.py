@@ -29,7 +29,7 @@ from inpaint_cli.detect import (
     to_rgb8,
     transform_size,
 )
-from inpaint_cli.errors import CheckpointError
+from inpaint_cli.errors import CheckpointError, UsageError
 from inpaint_cli.models.scratch import ScratchUNet, config_from_state_dict
 
 DATA = Path(__file__).resolve().parent / "data" / "scratch"
@@ -370,6 +370,37 @@ def test_detect_a_folder_recursively_resumes_and_reports(tmp_path: Path) -> None
     assert rerun.exit_code == 1  # the broken file fails again; the others are skipped
     assert "0 done (0 without damage), 2 skipped, 1 failed" in rerun.output
     assert (masks / "a_mask.png").stat().st_mtime_ns == written
+
+
+def test_python_api_finds_what_the_command_finds(tmp_path: Path) -> None:
+    import inpaint_cli
+
+    damaged, truth = _scratched(_smooth_photo())
+    rgba = np.dstack([damaged, np.full(truth.shape, 255, np.uint8)])  # alpha is not the photo
+    found = inpaint_cli.find_damage(rgba, detector="classical")
+    assert found.mask.shape == truth.shape and not found.no_damage
+    assert (found.mask & truth).sum() / truth.sum() > 0.9 and (
+        found.mask & truth
+    ).sum() / found.mask.sum() > 0.9
+    clean = inpaint_cli.find_damage(_smooth_photo(grain=6.0, seed=1), detector="classical")
+    assert clean.no_damage and clean.fraction == 0
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(damaged).save(photos / "a.png")
+    request = inpaint_cli.DetectRequest(
+        photos, tmp_path / "masks", detector="classical", report=tmp_path / "r.json"
+    )
+    plan = inpaint_cli.plan_detection(request)
+    assert [job.image.name for job in plan.jobs] == ["a.png"] and plan.is_batch
+    seen = []
+    run = inpaint_cli.run_detection(request, plan, on_outcome=seen.append)
+    assert run.detector == "classical" and run.not_run == 0 and seen == run.outcomes
+    assert np.array_equal(_grey(tmp_path / "masks" / "a_mask.png") == 255, found.mask)
+    (record,) = json.loads((tmp_path / "r.json").read_text())["inputs"]
+    assert record["damage_fraction"] == pytest.approx(found.fraction, abs=1e-5)  # rounded in the report
+    with pytest.raises(UsageError, match="takes no --checkpoint"):
+        inpaint_cli.find_damage(damaged, detector="classical", checkpoint=tmp_path / "x.pt")
 
 
 def test_detect_saves_the_probability_map(tmp_path: Path) -> None:
