@@ -596,3 +596,19 @@ def test_the_edge_check_drops_a_rim_between_two_backgrounds_and_keeps_a_scratch_
     assert kept[30, 10:90].all() and not kept[:, 99:101].any()
     # The context computed once (calibration) gives the same answer.
     assert np.array_equal(drop_edges(mask, rgb, 0.35, edge_context(rgb)), kept)
+
+
+def test_every_detect_option_reaches_the_library_request() -> None:
+    """`inpaint detect` parses and renders; each option it takes is a `DetectRequest` field."""
+    import dataclasses
+    import inspect
+
+    from inpaint_cli import cli_detect
+    from inpaint_cli.detect_pipeline import DetectRequest
+
+    rendering = {"dry_run", "quiet"}  # how the command prints, not what the library does
+    renamed = {"save_intermediates": "intermediates_dir"}
+    options = {
+        renamed.get(name, name) for name in inspect.signature(cli_detect.detect).parameters
+    } - rendering
+    assert options == {field.name for field in dataclasses.fields(DetectRequest)}
