@@ -265,10 +265,10 @@ def _best(results: list[tuple[dict, float, float]], label: str) -> dict:
 
 
 TINY_GRID = {
-    "threshold": (0.5, 0.6, 0.7, 0.8, 0.9),
-    "strong": (0.9, 0.95, 0.98, 0.99, 0.995),
-    "min_area": (10, 20, 40, 80, 160),
-    "max_step_ratio": (0.0, 0.2, 0.35, 0.5, 1.0),
+    "threshold": (0.3, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "strong": (0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995),
+    "min_area": (10, 20, 40, 80, 160, 320, 640),
+    "max_step_ratio": (0.0, 0.2, 0.35, 0.6),
 }
 """The post-processing settings `--calibrate` tries for scratch-tiny (the edge check 0 = off)."""
 

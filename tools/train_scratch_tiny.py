@@ -85,6 +85,8 @@ MINE_PER_WINDOW = 4
 MINE_POOL = 600
 ZOOM_SHARE = 0.2
 """Share of crops enlarged (by up to --zoom) instead of shrunk, when --zoom is above 1."""
+BN_BATCHES = 200
+"""Batches of training crops that measure the batch-norm statistics of averaged weights."""
 VALIDATION_CROPS = 24
 VALIDATION_SIDE = 192
 KINDS = (
@@ -516,6 +518,29 @@ def train(
     return network, {"steps": step, "final_loss": final, "best_step": best_step, "validation_f1": best_f1}
 
 
+@torch.no_grad()
+def average(
+    snapshots: list[Path], photos: list[np.ndarray], seed: int, batches: int = BN_BATCHES
+) -> ScratchUNet:
+    """The mean of several snapshots' weights (late snapshots of one run: their mean sits in a flatter
+    place than any of them), with batch-norm statistics measured again on training crops, since the
+    mean of the snapshots' running statistics does not match the mean weights."""
+    network = ScratchUNet(CONFIG)
+    states = [read_checkpoint(path).state_dict for path in snapshots]
+    network.load_state_dict(
+        {key: sum(state[key].double() for state in states) / len(states) for key in states[0]}
+    )
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative mean over all the batches below
+    crops = Crops(photos, np.random.default_rng(seed + 2))
+    network.train()
+    for _ in range(batches):
+        network(crops.batch()[0])
+    return network.eval()
+
+
 def register(path: Path) -> None:
     """Record the file's size, tensor values and SHA-256 in the manifest's `scratch-tiny` entry."""
     from safetensors import safe_open
@@ -577,6 +602,13 @@ def main() -> None:
     parser.add_argument("--zoom", type=float, default=1.0, help="enlarge some crops by up to this factor")
     parser.add_argument("--snapshots", type=Path, help="save the weights of every check in this folder")
     parser.add_argument(
+        "--average",
+        type=Path,
+        nargs="+",
+        help="no training: average these snapshots of one run, batch norms measured again "
+        "(--resume: the run's start, --minutes: the run's time, for the record)",
+    )
+    parser.add_argument(
         "--configure", type=Path, help="no training: save these weights again with CONFIG's thresholds"
     )
     args = parser.parse_args()
@@ -590,18 +622,24 @@ def main() -> None:
     photos = [load_rgb(w["file"], MAX_SIDE) for w in chosen]
     validation = [load_rgb(w["file"], MAX_SIDE) for w in wallpapers if w["name"] in CALIBRATION]
     print(f"{len(photos)} training pictures; held out: {', '.join(HELD_OUT + CALIBRATION)}", flush=True)
-    network, record = train(
-        photos,
-        args.minutes,
-        args.seed,
-        lambda line: print(line, flush=True),
-        args.resume,
-        validation,
-        args.learning_rate,
-        args.mine,
-        args.zoom,
-        args.snapshots,
-    )
+    if args.average:
+        network = average(args.average, photos, args.seed)
+        record = {"averaged": [path.name for path in args.average], "bn_batches": BN_BATCHES}
+        record["steps"] = max(int(path.stem.split("-")[-1]) for path in args.average)
+        record["final_loss"] = None
+    else:
+        network, record = train(
+            photos,
+            args.minutes,
+            args.seed,
+            lambda line: print(line, flush=True),
+            args.resume,
+            validation,
+            args.learning_rate,
+            args.mine,
+            args.zoom,
+            args.snapshots,
+        )
     if args.resume is not None:
         previous = json.loads(args.resume.with_suffix(".json").read_text())
         record["steps"] += previous["steps"]
