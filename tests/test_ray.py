@@ -504,6 +504,11 @@ def test_a_ray_client_address_joins_that_cluster_and_gives_the_local_bytes(tmp_p
         command += ["-o", str(tmp_path / "out"), "--model", "telea", "--ray", f"ray://127.0.0.1:{port}"]
         command += ["--workers", "1", "--report", str(report), "-q"]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode == 2 and "Initialization failure from server" in done.stderr:
+            # Ray's client proxier once found the per-client server it had just spawned already
+            # dead (psutil.ZombieProcess in proxier.start_specific_server, on a loaded machine): a
+            # failure of the head, not of the run. The run wrote nothing; the same command again.
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert tree_hashes(tmp_path / "out") == tree_hashes(tmp_path / "local")
