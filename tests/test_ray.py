@@ -490,6 +490,12 @@ def ray_client_head(client_port: int) -> object:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def client_server_logs(temp: Path) -> str:
+    """The end of the head's Ray Client server logs (why a client could not join), for a failure."""
+    logs = sorted(temp.glob("session_*/logs/ray_client_server*.err"))
+    return "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
+
+
 @needs_ray
 @pytest.mark.slow
 def test_a_ray_client_address_joins_that_cluster_and_gives_the_local_bytes(tmp_path: Path) -> None:
@@ -509,8 +515,9 @@ def test_a_ray_client_address_joins_that_cluster_and_gives_the_local_bytes(tmp_p
             # dead (psutil.ZombieProcess in proxier.start_specific_server, on a loaded machine): a
             # failure of the head, not of the run. The run wrote nothing; the same command again.
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        head_logs = "" if done.returncode == 0 else client_server_logs(Path(env["RAY_TMPDIR"]))
 
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:] + head_logs
     assert tree_hashes(tmp_path / "out") == tree_hashes(tmp_path / "local")
     records = json.loads(report.read_text())["inputs"]
     assert len(records) == 6 and {r["node"] for r in records} == {"127.0.0.1"}
