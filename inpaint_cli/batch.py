@@ -301,7 +301,8 @@ def run_jobs(
     model fills the current one. `on_start` sees each job as the model takes it, `watch` its plan
     and progress, and `on_outcome` each result as it comes (all in the calling thread). With
     `fail_fast`, nothing new starts after a failure; outputs being written are finished. Ctrl-C
-    cancels what has not started, lets the writes under way finish and returns with `interrupted` set.
+    cancels the reads that have not started, lets every queued write finish and returns with
+    `interrupted` set.
 
     `made_with` is recorded beside each output and compared on resume (`precheck`); by default it is
     built from `inpainter` (`provenance_of`), which knows a named model's checksum but not that of a
@@ -422,9 +423,12 @@ class _Queues:
         self.loading.clear()
 
     def close(self) -> None:
-        """Stop both pools (what has not started is cancelled) and report the writes let finish."""
+        """Stop both pools and report the writes let finish: reads not started are cancelled, but
+        every queued write runs (its image is filled already; at most `workers` are queued)."""
         self.readers.shutdown(wait=True, cancel_futures=True)
-        self.writers.shutdown(wait=True, cancel_futures=True)
+        # Not cancelled: under load a write just submitted may not have started when Ctrl-C lands,
+        # and cancelling it threw a finished fill away.
+        self.writers.shutdown(wait=True)
         # Left only when interrupted (Ctrl-C): report the writes that were let finish.
         for index in sorted(self.written):
             self.finish(index, self.written[index])
