@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from inpaint_cli.detection import Detection, Mode
+from inpaint_cli.detection import Detection
 from inpaint_cli.engine import Inpainter, InpaintResult, Progress
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD
@@ -56,10 +56,7 @@ def find_damage(
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected uint8 or uint16 pixels, not {image.dtype}")
     found = detect_jobs.load_detector(detector, None if checkpoint is None else Path(checkpoint))
-    if high_res is None:
-        mode = detect_jobs.default_mode(found)
-    else:
-        mode = Mode.HIGH_RES if high_res else Mode.FULL_SIZE
+    mode = detect_jobs.chosen_mode(found, high_res)
     if image.ndim == 3 and image.shape[2] in (2, 4):
         image = image[..., : image.shape[2] - 1]  # alpha is not the photo
     return found.detect(image, mode, threshold)

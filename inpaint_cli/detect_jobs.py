@@ -76,6 +76,13 @@ def default_mode(detector: Detector) -> Mode:
     return Mode.HIGH_RES
 
 
+def chosen_mode(detector: Detector, high_res: bool | None) -> Mode:
+    """`--high-res` / `--official-scale` as typed, or the detector's `default_mode` when neither was."""
+    if high_res is None:
+        return default_mode(detector)
+    return Mode.HIGH_RES if high_res else Mode.FULL_SIZE
+
+
 _LOADED: dict[str, Detector] = {}
 _LOADING = threading.Lock()
 

@@ -103,10 +103,7 @@ def run_detection(
     `progress` receives a download's progress (a first use of `scratch-bopbtl`). A review page that
     cannot be written raises `OutputError` after every mask and the report are written."""
     found = detect_jobs.load_detector(request.detector, request.checkpoint, progress=progress)
-    if request.high_res is None:
-        mode = detect_jobs.default_mode(found)
-    else:
-        mode = Mode.HIGH_RES if request.high_res else Mode.FULL_SIZE
+    mode = detect_jobs.chosen_mode(found, request.high_res)
     settings = detect_jobs.DetectSettings(
         mode=mode,
         threshold=request.threshold,
