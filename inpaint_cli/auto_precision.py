@@ -32,8 +32,8 @@ from inpaint_cli.models.base import InpaintModel
 from inpaint_cli.precision import (
     INT8_HOLE_ERROR,
     Int8Plan,
-    apply_precision,
     calibration_hole,
+    convert_half,
     copy_network,
     int8_available,
     quantize_int8,
@@ -129,7 +129,6 @@ def worth_measuring(network: InpaintModel) -> bool:
 @torch.inference_mode()
 def measure(network: InpaintModel, run: Pass, names: list[str], side: int = MEASURE_SIDE) -> Measurement:
     """Time fp32 and each candidate on copies of `network`, interleaved, and compare their fills."""
-    device = torch.device("cpu")
     image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
     hole = torch.from_numpy(calibration_hole(side, 0))[None]
     networks = {"fp32": network}
@@ -141,7 +140,7 @@ def measure(network: InpaintModel, run: Pass, names: list[str], side: int = MEAS
             # anyway, and loading with int8 afterwards makes the guarded plan (never slower).
             quantize_int8(candidate, predict, max_hole_error=math.inf)
         else:
-            apply_precision(candidate, name, device, predict, (side,))
+            convert_half(candidate, name)
         networks[name] = candidate
     reference = run(network, image, hole)
     inside = hole.expand_as(reference) > 0

@@ -26,7 +26,7 @@ from inpaint_cli.errors import UsageError
 from inpaint_cli.loading import network_from_checkpoint
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 from inpaint_cli.options import Precision
-from inpaint_cli.precision import Int8Plan, apply_precision, quantize_int8
+from inpaint_cli.precision import Int8Plan, convert_half, quantize_int8
 from inpaint_cli.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
 from inpaint_cli.strategies import Box, InpaintOptions, Limits, NetworkGeometry, Plan, Strategy, padded_size
 
@@ -247,7 +247,7 @@ class Inpainter:
         if chosen == "int8":
             self.int8_plan = self._quantize()
         elif chosen != "fp32":
-            apply_precision(self.network, chosen, self.device, self.runner.predict)
+            convert_half(self.network, chosen)
         self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
         self.runner.dtype = self.dtype
         return chosen

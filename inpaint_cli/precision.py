@@ -1,6 +1,6 @@
 """Precision of a loaded network: half-precision weights converted once, int8 convolutions on CPU.
 
-`apply_precision` turns a float32 network into the one `--precision` asks for:
+`convert_half` and `quantize_int8` turn a float32 network into the one `--precision` asks for:
 
 - `fp16`/`bf16`: the weights of every convolution autocast would cast are converted once, here,
   instead of on every pass (51 M weights per pass for big-lama); autocast still casts activations
@@ -361,24 +361,6 @@ def _mean_hole_error(
         total += float((output - reference).abs()[inside].sum())
         count += int(inside.sum())
     return total / max(count, 1)
-
-
-def apply_precision(
-    network: InpaintModel,
-    precision: str,
-    device: torch.device,
-    predict: Predict,
-    calibration_sides: tuple[int, ...] = CALIBRATION_SIDES,
-) -> Int8Plan | None:
-    """Make `network` (float32, eval, on `device`) run at `precision` (fp32, fp16, bf16 or int8);
-    for int8, the plan it followed."""
-    if precision in HALF_DTYPES:
-        convert_half(network, precision)
-    elif precision == "int8":
-        if device.type != "cpu":
-            raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
-        return quantize_int8(network, predict, calibration_sides)
-    return None
 
 
 def copy_network(network: InpaintModel) -> InpaintModel:
