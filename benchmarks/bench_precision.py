@@ -31,6 +31,7 @@ from measure import interleaved, machine_summary, pin_threads, ratio
 from PIL import Image
 from released import released_architecture
 
+from inpaint_cli import auto_precision
 from inpaint_cli.engine import Inpainter
 from inpaint_cli.models.base import InpaintModel
 
@@ -75,9 +76,20 @@ def speed_table(sizes: list[int], rounds: int, families: list[str]) -> None:
             started = time.perf_counter()
             chosen = Inpainter(_copy(network), device="cpu", precision="auto").precision
             choosing = time.perf_counter() - started
+            fp32 = inpainters["fp32"]
+            started = time.perf_counter()
+            estimate = auto_precision.measure(fp32.network, fp32._pass_of, auto_precision.candidates())
+            measuring = time.perf_counter() - started
         print(
             f"{family}: {inpainters['int8'].precision_summary}; first int8 load {loading['int8']:.1f} s "
-            f"(fp32 {loading['fp32']:.1f} s)",
+            f"(fp32 {loading['fp32']:.1f} s); auto's measurement {measuring:.2f} s, its estimate at "
+            f"{auto_precision.ESTIMATE_SIDE}²: "
+            + ", ".join(
+                f"{name} {estimate.seconds['fp32'] / seconds:.2f}x"
+                for name, seconds in estimate.seconds.items()
+                if name != "fp32"
+            )
+            + " (int8 with every layer)",
             flush=True,
         )
         for side in sizes:

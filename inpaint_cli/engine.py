@@ -26,7 +26,7 @@ from inpaint_cli.errors import UsageError
 from inpaint_cli.loading import network_from_checkpoint
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 from inpaint_cli.options import Precision
-from inpaint_cli.precision import Int8Plan, convert_half, quantize_int8
+from inpaint_cli.precision import Int8Plan, convert_half, copy_network, quantize_int8
 from inpaint_cli.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
 from inpaint_cli.strategies import Box, InpaintOptions, Limits, NetworkGeometry, Plan, Strategy, padded_size
 
@@ -226,6 +226,7 @@ class Inpainter:
         self.runner = Runner(self.network, self.device, self.dtype, self.name)
         self.int8_plan: Int8Plan | None = None
         """With int8: which convolutions run in int8 and which stay float for accuracy."""
+        self._planned: Int8Plan | None = None
         self.precision = self._apply_precision(getattr(precision, "value", precision))
         """fp32, fp16, bf16 or int8: what the network runs at (`auto` resolved)."""
         self.limits = Limits()
@@ -242,29 +243,42 @@ class Inpainter:
             return chosen
         if requested == "auto" and self.device.type == "cpu":
             chosen = auto_precision.choose(
-                self.network, self.name, self._pass_of, auto_precision.default_cache()
+                self.network,
+                self.name,
+                self._pass_of,
+                auto_precision.default_cache(),
+                int8_plan=self._int8_plan,
             )
         if chosen == "int8":
-            self.int8_plan = self._quantize()
+            self.int8_plan = self._int8_plan()
+            quantize_int8(self.network, self.runner.predict, known=self.int8_plan)
         elif chosen != "fp32":
             convert_half(self.network, chosen)
         self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
         self.runner.dtype = self.dtype
         return chosen
 
-    def _quantize(self) -> Int8Plan:
-        """int8 with the plan an earlier load of these weights made (kept in the cache), or a new one."""
+    def _int8_plan(self) -> Int8Plan:
+        """The int8 plan an earlier load of these weights made (kept in the cache), or a new one made
+        by the guard on a copy of the network (the network itself stays float)."""
+        if self._planned is not None:  # asked by `auto`, then again to quantize
+            return self._planned
         plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
         model = auto_precision.model_key(self.network, self.name)
         known = auto_precision.known_int8_plan(plans, model)
-        plan = quantize_int8(self.network, self.runner.predict, known=known)
-        if plan != known:
-            auto_precision.remember_int8_plan(plans, model, plan)
+        if known is not None:
+            self._planned = known
+            return known
+        candidate = copy_network(self.network)
+        plan = quantize_int8(candidate, functools.partial(self._pass_of, candidate, dtype=torch.float32))
+        auto_precision.remember_int8_plan(plans, model, plan)
+        self._planned = plan
         return plan
 
-    def _pass_of(self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        """One runner pass of another copy of the network (at the precision its weights have)."""
-        dtype = next((p.dtype for p in network.parameters() if p.dtype != torch.float32), torch.float32)
+    def _pass_of(
+        self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """One runner pass of `network` (this one or a copy), autocast to `dtype` if it is a half type."""
         return Runner(network, self.device, dtype, self.name).predict(image, hole)
 
     @property

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -204,9 +204,15 @@ class ErrorProbe:
         return (self.error / max(self.energy, 1e-30)) ** 0.5
 
 
-Kernel = ErrorProbe | Int8Convolution
-"""What `attach` can put in a convolution's place: `__call__(x, padding, bias)` for families calling
-through `base.conv2d`, `run(x, padding, bias, padding_mode)` for module calls."""
+class Kernel(Protocol):
+    """What `attach` can put in a convolution's place: `__call__(x, padding, bias)` for families calling
+    through `base.conv2d`, `run(x, padding, bias, padding_mode)` for module calls."""
+
+    def __call__(
+        self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool = True
+    ) -> torch.Tensor: ...
+
+    def run(self, x: torch.Tensor, padding: int | tuple[int, int], bias: bool, mode: str) -> torch.Tensor: ...
 
 
 def attach(conv: nn.Conv2d, kernel: Kernel | None) -> None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inpaint_cli import auto_precision, precision
+from inpaint_cli import auto_precision, engine, precision
 from inpaint_cli.auto_precision import Measurement, decide
 from inpaint_cli.engine import Inpainter, select_precision
 from inpaint_cli.errors import UsageError
@@ -282,15 +282,17 @@ def test_auto_measures_once_per_machine_and_model_and_caches_the_choice(tmp_path
     network = _fixture("lama", "fp32").network
     calls = []
 
-    def fake_measure(net, run, names, side=auto_precision.MEASURE_SIDE):
+    def fake_measure(net, run, names):
         calls.append(names)
-        return Measurement({"fp32": 1.0, "bf16": 0.6, "int8": 0.5}, {"bf16": 0.001, "int8": 0.003})
+        return Measurement({"fp32": 1.0, "bf16": 0.6, "int8": 0.5}, {"bf16": 0.001}, {"a": 0.3, "b": 0.2})
 
     monkeypatch.setattr(auto_precision, "measure", fake_measure)
     monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
     cache = tmp_path / "choices.json"
-    assert auto_precision.choose(network, "small", None, cache) == "int8"
-    assert auto_precision.choose(network, "small", None, cache) == "int8"
+    plan = precision.Int8Plan(("a", "b"), (), 0.001)
+    assert auto_precision.choose(network, "small", None, cache, int8_plan=lambda: plan) == "int8"
+    unasked = auto_precision.choose(network, "small", None, cache, int8_plan=lambda: pytest.fail("asked"))
+    assert unasked == "int8"
     assert len(calls) == 1
     stored = json.loads(cache.read_text())
     (machine,) = stored
@@ -304,6 +306,37 @@ def test_auto_measures_once_per_machine_and_model_and_caches_the_choice(tmp_path
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize(
+    ("kept_float", "expected", "int8_seconds"),
+    [
+        ((), "int8", 0.5),
+        (("a",), "bf16", 0.8),  # the guard keeps the costliest layer float: bf16 is faster then
+        (("a", "b"), "bf16", 1.0),
+    ],
+)
+def test_auto_counts_the_layers_the_int8_guard_keeps_float_at_fp32_time(
+    kept_float: tuple[str, ...], expected: str, int8_seconds: float, monkeypatch
+) -> None:
+    measurement = Measurement({"fp32": 1.0, "bf16": 0.7, "int8": 0.5}, {"bf16": 0.001}, {"a": 0.3, "b": 0.2})
+    monkeypatch.setattr(auto_precision, "measure", lambda *args: measurement)
+    monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
+    plan = precision.Int8Plan(tuple(name for name in "ab" if name not in kept_float), kept_float, 0.001)
+    assert measurement.with_int8_plan(plan).seconds["int8"] == pytest.approx(int8_seconds)
+    network = _fixture("lama", "fp32").network
+    assert auto_precision.choose(network, "small", None, None, int8_plan=lambda: plan) == expected
+    # Without a plan (no guard), int8's fill is unchecked: never chosen.
+    assert auto_precision.choose(network, "small", None, None) == "bf16"
+
+
+def test_auto_asks_for_the_int8_plan_only_when_int8_would_win(monkeypatch) -> None:
+    measurement = Measurement({"fp32": 1.0, "bf16": 0.4, "int8": 0.5}, {"bf16": 0.001}, {"a": 0.5})
+    monkeypatch.setattr(auto_precision, "measure", lambda *args: measurement)
+    monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
+    network = _fixture("lama", "fp32").network
+    choice = auto_precision.choose(network, "small", None, None, int8_plan=lambda: pytest.fail("calibrated"))
+    assert choice == "bf16"
+
+
 def test_auto_leaves_small_networks_at_fp32_without_measuring(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("INPAINT_HOME", str(tmp_path))
     monkeypatch.setattr(auto_precision, "measure", lambda *a, **k: pytest.fail("measured"))
@@ -312,15 +345,82 @@ def test_auto_leaves_small_networks_at_fp32_without_measuring(tmp_path: Path, mo
     assert not (tmp_path / auto_precision.CACHE_NAME).exists()
 
 
-def test_auto_measurement_times_every_candidate_and_compares_fills() -> None:
+def _pass(network, image, hole, dtype):
+    return Runner(network, torch.device("cpu"), dtype, "x").predict(image, hole)
+
+
+@pytest.mark.parametrize("fixture", ["lama", "gatedconv-pt", "pconv"])
+def test_probe_pass_records_every_convolution_with_its_input_and_output_shapes(fixture: str) -> None:
+    network = _fixture(fixture, "fp32").network
+    seen: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    layers = {name: m for name, m in network.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+    class Watch:  # the real convolution, watched
+        def __init__(self, name: str, conv: torch.nn.Conv2d) -> None:
+            self.name, self.conv = name, conv
+
+        def __call__(self, x, padding, bias=True):
+            return self.run(x, padding, bias, "zeros")
+
+        def run(self, x, padding, bias, mode):
+            out = torch.nn.functional.conv2d(
+                precision.pad(x, padding, mode), self.conv.weight, self.conv.bias if bias else None,
+                self.conv.stride, 0, self.conv.dilation, self.conv.groups,
+            )  # fmt: skip
+            seen.append((self.name, tuple(x.shape), tuple(out.shape)))
+            return out
+
+    image, hole = auto_precision._inputs(auto_precision.PROBE_SIDE)
+    expected = _pass(network, image, hole, torch.float32)
+    for name, conv in layers.items():
+        precision.attach(conv, Watch(name, conv))
+    try:
+        _pass(network, image, hole, torch.float32)
+    finally:
+        for conv in layers.values():
+            precision.attach(conv, None)
+    calls, rest = auto_precision.probe_calls(network, _pass)
+    assert [(call.layer, call.shape) for call in calls] == [(name, shape) for name, shape, _ in seen]
+    for call, (_, _, out_shape) in zip(calls, seen, strict=True):
+        conv = layers[call.layer]
+        assert auto_precision.output_size(conv, *call.shape[2:], call.padding) == out_shape[2:]
+    assert rest > 0
+    assert not any(KERNEL_ATTRIBUTE in conv.__dict__ for conv in layers.values())  # left as it was
+    assert torch.equal(_pass(network, image, hole, torch.float32), expected)
+
+
+def test_auto_measurement_estimates_every_candidate_and_compares_half_fills() -> None:
     network = _fixture("lama", "fp32").network
+    measurement = auto_precision.measure(network, _pass, ["bf16", "int8"])
+    seconds = measurement.seconds
+    assert set(seconds) == {"fp32", "bf16", "int8"} and all(0 < s < 10 for s in seconds.values())
+    assert 0 < measurement.hole_error["bf16"] < 0.05 and "int8" not in measurement.hole_error  # the guard's
+    assert set(measurement.int8_savings) == {name for name, _ in precision.quantizable_convolutions(network)}
+    assert seconds["int8"] == pytest.approx(seconds["fp32"] - sum(measurement.int8_savings.values()))
+    assert all(p.dtype == torch.float32 for p in network.parameters())  # measured on the side
+    assert not any(KERNEL_ATTRIBUTE in m.__dict__ for m in network.modules())
 
-    def run(net, image, hole):
-        dtype = next((p.dtype for p in net.parameters() if p.dtype != torch.float32), torch.float32)
-        return Runner(net, torch.device("cpu"), dtype, "x").predict(image, hole)
 
-    measurement = auto_precision.measure(network, run, ["bf16", "int8"], side=64)
-    assert set(measurement.seconds) == {"fp32", "bf16", "int8"}
-    assert all(0 < s < 10 for s in measurement.seconds.values())
-    assert 0 < measurement.hole_error["bf16"] < 0.05 and 0 < measurement.hole_error["int8"] < 0.05
-    assert all(p.dtype == torch.float32 for p in network.parameters())  # measured on copies
+def test_auto_with_int8_winning_quantizes_with_the_guards_plan_made_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("INPAINT_HOME", str(tmp_path))
+    monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
+    plans = []
+    real_quantize = precision.quantize_int8
+
+    def counting_quantize(network, predict, *args, known=None, **kwargs):
+        plan = real_quantize(network, predict, *args, known=known, **kwargs)
+        plans.append(known is None)
+        return plan
+
+    def int8_fastest(network, run, names):
+        savings = {name: 0.05 for name, _ in precision.quantizable_convolutions(network)}
+        return Measurement({"fp32": 1.0, "bf16": 0.95, "int8": 0.0}, {"bf16": 0.001}, savings)
+
+    monkeypatch.setattr(auto_precision, "measure", int8_fastest)
+    monkeypatch.setattr(engine, "quantize_int8", counting_quantize)
+    inpainter = _fixture("lama", "auto")
+    plan = inpainter.int8_plan
+    assert inpainter.precision == "int8" and plan is not None and 0 < len(plan.kept_float) < 20
+    assert plans == [True, False]  # calibrated once (on a copy), then applied to the network
+    quantized = {name for name, m in inpainter.network.named_modules() if KERNEL_ATTRIBUTE in m.__dict__}
+    assert quantized == set(plan.quantized)
