@@ -10,10 +10,12 @@ way (Debian's plasma-workspace-wallpapers). Damage: the training generator with 
 3. Thin scratches (1-3 px) on 3000-6000 px pictures: official scale vs high-res.
 
 `--calibrate` instead chooses post-processing settings on the CALIBRATION photos (never the test
-photos above): for scratch-tiny the threshold, hysteresis level, minimum region and edge check,
-scored by F1 on damaged crops plus F1 on thin scratches over a 3000-px calibration picture; for
-classical the threshold and the largest step across a defect. The best score among the settings
-whose clean photos (plain, grainy, sepia) all stay under half the 0.1 % bound. `--candidates` runs
+photos above): for scratch-tiny the threshold, hysteresis level, minimum region and the short side
+below which it shrinks, edge check and surround check, scored by F1 on damaged crops plus F1 on
+thin scratches over a 3000-px calibration picture plus F1 on small prints (256 and 384 px) made from
+the same photos; for classical the threshold and the largest step across a defect. The best score
+among the settings whose clean pictures (plain, grainy, sepia; photos and small prints) all stay
+under half the 0.1 % bound. `--candidates` runs
 it for several scratch-tiny weights (training snapshots), `--results` keeps every setting's scores.
 
     python benchmarks/eval_detectors.py [--data DIR] [--quick] [--calibrate] [--tiny FILE]
@@ -35,8 +37,16 @@ import cv2
 import numpy as np
 import torch
 
-from inpaint_cli.detect import Mode, NetworkDetector, drop_edges, edge_context, keep_regions
-from inpaint_cli.detect_classical import ClassicalDetector
+from inpaint_cli.detect import (
+    EDGE_ELEMENT,
+    EDGE_ELONGATION,
+    Mode,
+    NetworkDetector,
+    edge_context,
+    scaled_min_area,
+    surround_contrast,
+)
+from inpaint_cli.detect_classical import ClassicalDetector, step_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "scratch" / "small_detection.pt"
@@ -249,6 +259,39 @@ def _calibration_thin(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     return [thin_picture(photo, side, np.random.default_rng(EVAL_SEED + 12))]
 
 
+PRINT_SIDES = (256, 384)
+"""Short sides (px) of the small-print calibration pictures: small scans and web-sized prints."""
+
+
+def _resized(image: np.ndarray, short_side: int) -> np.ndarray:
+    scale = short_side / min(image.shape[:2])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _calibration_prints(data: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Small prints made from the CALIBRATION photos at each PRINT_SIDES short side: (picture, truth),
+    truth None for the clean ones (plain, grainy, sepia). Two damaged prints per photo and side, with
+    one to three kinds of damage: one damaged at the print's own size (damage drawn in its pixels, as
+    the crops are), one damaged at 1024 px and then reduced (the same print scanned small)."""
+    photos = held_out_photos(data, 1024, T.CALIBRATION)
+    rng = np.random.default_rng(EVAL_SEED + 13)
+    prints: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for photo in photos.values():
+        for side in PRINT_SIDES:
+            small = _resized(photo, side)
+            prints += [(pixels, None) for pixels in clean_variants(small, rng).values()]
+            for source in (small, photo):
+                kinds = list(rng.choice(T.KINDS, size=rng.integers(1, 4), replace=False))
+                damaged, truths = T.synthesize(source, kinds, rng)
+                truth = np.logical_or.reduce(list(truths.values()))
+                if source is photo:
+                    damaged = _resized(damaged, side)
+                    truth = _resized(truth.astype(np.float32), side) >= 0.5
+                prints.append((damaged, truth))
+    return prints
+
+
 def _score(masks_damaged, truths, masks_clean) -> tuple[float, float]:
     counts = Counts()
     for found, truth in zip(masks_damaged, truths, strict=True):
@@ -267,51 +310,122 @@ def _best(results: list[tuple[dict, float, float]], label: str) -> dict:
 TINY_GRID = {
     "threshold": (0.3, 0.5, 0.6, 0.7, 0.8, 0.9),
     "strong": (0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995),
-    "min_area": (10, 20, 40, 80, 160, 320, 640),
+    "min_area": (40, 80, 160, 320, 640, 960, 1280),
+    "reference_side": (0, 512, 640, 768, 1024),
     "max_step_ratio": (0.0, 0.2, 0.35, 0.6),
+    "min_surround_contrast": (0.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0),
 }
-"""The post-processing settings `--calibrate` tries for scratch-tiny (the edge check 0 = off)."""
+"""The post-processing settings `--calibrate` tries for scratch-tiny (0 = that check off)."""
+
+
+@dataclasses.dataclass
+class Regions:
+    """The hysteresis regions of one picture at one (threshold, strong), each measured once: every
+    other setting only chooses among them, so the grid costs lookups, not image passes."""
+
+    short_side: int
+    area: np.ndarray
+    step: np.ndarray
+    """Edge-check ratio of thin regions (0 for compact ones: never dropped by it)."""
+    surround: np.ndarray
+    """Surround contrast of compact regions (infinity for thin ones: never dropped by it)."""
+    hits: np.ndarray
+    """Damaged pixels per region (0 without a truth)."""
+
+
+def measure_regions(
+    probability: np.ndarray,
+    image: np.ndarray,
+    context: tuple[np.ndarray, np.ndarray],
+    threshold: float,
+    strong: float,
+    truth: np.ndarray | None,
+    smallest: int,
+) -> Regions:
+    """The regions `NetworkDetector.detect` would judge at (threshold, strong), of at least `smallest` px."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (probability >= np.float32(threshold)).view(np.uint8), connectivity=8
+    )
+    keep = np.bincount(labels[probability >= np.float32(strong)], minlength=count) > 0
+    keep &= stats[:, cv2.CC_STAT_AREA] >= smallest
+    keep[0] = False
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+    thin = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) >= EDGE_ELONGATION
+    step = np.zeros(count)
+    if (keep & thin).any():
+        step = step_ratio(labels, count, keep & thin, *context, EDGE_ELEMENT)
+    surround = surround_contrast(image, labels, stats, keep & ~thin)
+    hits = np.bincount(labels[truth], minlength=count) if truth is not None else np.zeros(count, np.int64)
+    index = np.flatnonzero(keep)
+    return Regions(
+        min(probability.shape), stats[index, cv2.CC_STAT_AREA], step[index], surround[index], hits[index]
+    )
+
+
+def _kept_pixels(regions: Regions, settings: dict) -> tuple[int, int]:
+    """(pixels kept, damaged pixels kept) of one picture under `settings`."""
+    min_area = scaled_min_area(settings["min_area"], (regions.short_side,) * 2, settings["reference_side"])
+    keep = regions.area >= min_area
+    if settings["max_step_ratio"]:
+        keep &= regions.step <= settings["max_step_ratio"]
+    if settings["min_surround_contrast"]:
+        keep &= regions.surround >= settings["min_surround_contrast"]
+    return int(regions.area[keep].sum()), int(regions.hits[keep].sum())
 
 
 def calibrate_tiny(
-    tiny: NetworkDetector, damaged: list, clean: list, thin: list
+    tiny: NetworkDetector, damaged: list, clean: list, thin: list, prints: list | None = None
 ) -> list[tuple[dict, float, float]]:
-    """Threshold, hysteresis level, minimum region and edge check of scratch-tiny, the network run once
-    per image. Score: F1 on the damaged crops plus F1 on the thin scratches of the large picture
-    (both count: the per-kind table and the thin-scratch table); kept only within the clean margin.
-    Returns every (settings, score, largest clean area), with the two F1s in the settings."""
-    pictures = [image for _, image, _ in damaged] + clean + [image for image, _ in thin]
-    maps = [tiny.probability(image, Mode.HIGH_RES) for image in pictures]
-    contexts = [edge_context(image) for image in pictures]
-    first_clean, first_thin = len(damaged), len(damaged) + len(clean)
-    truths = [truth for _, _, truth in damaged]
+    """Threshold, hysteresis level, minimum region (and the short side below which it shrinks), edge
+    check and surround check of scratch-tiny, the network run once per image. Score: F1 on the damaged
+    crops plus F1 on the thin scratches of the large picture plus F1 on the damaged small prints (each
+    counts: the per-kind table, the thin-scratch table, small scans); kept only within the clean margin
+    on every clean picture (calibration photos and small prints). Returns every (settings, score,
+    largest clean area), with the F1s in the settings."""
+    prints = prints or []
+    groups = {
+        "f1": [(image, truth) for _, image, truth in damaged],
+        "thin_f1": list(thin),
+        "print_f1": [(image, truth) for image, truth in prints if truth is not None],
+        "clean": [(image, None) for image in clean] + [(image, t) for image, t in prints if t is None],
+    }
+    smallest = min(
+        scaled_min_area(min(TINY_GRID["min_area"]), image.shape, max(TINY_GRID["reference_side"]))
+        for pictures in groups.values()
+        for image, _ in pictures
+    )
+    maps = {
+        group: [
+            (tiny.probability(image, Mode.HIGH_RES), image, edge_context(image), truth)
+            for image, truth in pictures
+        ]
+        for group, pictures in groups.items()
+    }
     results = []
-    for threshold, strong, min_area in itertools.product(
-        TINY_GRID["threshold"], TINY_GRID["strong"], TINY_GRID["min_area"]
-    ):
+    for threshold, strong in itertools.product(TINY_GRID["threshold"], TINY_GRID["strong"]):
         if strong < threshold:
             continue
-        kept = [keep_regions(p >= np.float32(threshold), p >= np.float32(strong), min_area) for p in maps]
-        for ratio in TINY_GRID["max_step_ratio"]:
-            masks = kept
-            if ratio:
-                masks = [
-                    drop_edges(mask, image, ratio, context) if mask.any() else mask
-                    for mask, image, context in zip(kept, pictures, contexts, strict=True)
-                ]
-            f1, worst = _score(masks[:first_clean], truths, masks[first_clean:first_thin])
-            thin_f1, _ = _score(
-                masks[first_thin:], [truth for _, truth in thin], masks[first_clean:first_thin]
-            )
-            settings = {
-                "threshold": threshold,
-                "strong": strong,
-                "min_area": min_area,
-                "max_step_ratio": ratio,
-            }
-            results.append(
-                ({**settings, "f1": round(f1, 4), "thin_f1": round(thin_f1, 4)}, f1 + thin_f1, worst)
-            )
+        measured = {
+            group: [
+                (measure_regions(p, image, context, threshold, strong, truth, smallest), truth, p.size)
+                for p, image, context, truth in entries
+            ]
+            for group, entries in maps.items()
+        }
+        others = {k: v for k, v in TINY_GRID.items() if k not in ("threshold", "strong")}
+        for values in itertools.product(*others.values()):
+            settings = {"threshold": threshold, "strong": strong, **dict(zip(others, values, strict=True))}
+            scores = {}
+            for group in ("f1", "thin_f1", "print_f1"):
+                counts = Counts()
+                for regions, truth, _ in measured[group]:
+                    kept, hits = _kept_pixels(regions, settings)
+                    counts.tp += hits
+                    counts.fp += kept - hits
+                    counts.fn += int(truth.sum()) - hits
+                scores[group] = round(counts.f1, 4)
+            worst = max(_kept_pixels(regions, settings)[0] / size for regions, _, size in measured["clean"])
+            results.append(({**settings, **scores}, sum(scores.values()), worst))
     _best(results, "scratch-tiny")
     return results
 
@@ -352,11 +466,12 @@ def main() -> None:
         damaged, clean = _calibration_images(args.data, 1)
         if "scratch-tiny" not in args.skip:
             thin = _calibration_thin(args.data)
+            prints = _calibration_prints(args.data)
             chosen = []
             for candidate in args.candidates or [args.tiny]:
                 print(f"\n{candidate}:", flush=True)
                 results = calibrate_tiny(
-                    NetworkDetector.from_file(candidate, "scratch-tiny"), damaged, clean, thin
+                    NetworkDetector.from_file(candidate, "scratch-tiny"), damaged, clean, thin, prints
                 )
                 chosen.append((candidate, *max(results, key=lambda r: (r[2] < CLEAN_MARGIN, r[1]))))
                 if args.results:

@@ -265,6 +265,8 @@ class NetworkDetector:
     strong: float = 0.0
     min_area: int = 0
     max_step_ratio: float = 0.0
+    reference_side: int = 0
+    min_surround_contrast: float = 0.0
     min_fraction: float = 0.0
     """Optional: a mask covering less than this fraction of the image is dropped ('no damage found').
     Off by default: the thresholds are calibrated so that clean photos yield nothing."""
@@ -282,6 +284,8 @@ class NetworkDetector:
             strong=config.strong,
             min_area=config.min_area,
             max_step_ratio=config.max_step_ratio,
+            reference_side=config.reference_side,
+            min_surround_contrast=config.min_surround_contrast,
         )
 
     def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
@@ -305,10 +309,27 @@ class NetworkDetector:
         cut = self.threshold if threshold is None else threshold
         mask = probability >= np.float32(cut)
         if self.strong or self.min_area:
-            mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), self.min_area)
+            min_area = scaled_min_area(self.min_area, mask.shape, self.reference_side)
+            mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), min_area)
         if self.max_step_ratio and mask.any():
             mask = drop_edges(mask, to_rgb8(pixels), self.max_step_ratio)
+        if self.min_surround_contrast and mask.any():
+            mask = drop_plain_blobs(mask, to_rgb8(pixels), self.min_surround_contrast)
         return finish(probability, mask, self.min_fraction)
+
+
+def scaled_min_area(min_area: int, shape: tuple[int, ...], reference_side: int = 0) -> int:
+    """The minimum region (px) for a picture of `shape` (H, W, ...): `min_area`, times
+    (short side / `reference_side`)² when the short side is under `reference_side` (0: never).
+
+    A small print is the same picture on fewer pixels: its damage, and the textures the network
+    mistakes for damage, shrink with the square of the scale, so the minimum region does too and asks
+    for the same share of the picture. It does not grow on larger pictures: a thin scratch stays 1-3 px
+    wide on a large scan, and the calibrated area already keeps clean photos of every size quiet."""
+    short = min(shape[:2])
+    if not reference_side or short >= reference_side:
+        return min_area
+    return max(1, round(min_area * (short / reference_side) ** 2))
 
 
 def keep_regions(weak: np.ndarray, strong: np.ndarray, min_area: int = 0) -> np.ndarray:
@@ -362,4 +383,54 @@ def drop_edges(
     blurred, response = edge_context(rgb) if context is None else context
     ratio = step_ratio(labels, count, thin, blurred, response, EDGE_ELEMENT)
     drop = thin & (ratio > max_step_ratio)
+    return mask & ~drop[labels]
+
+
+SURROUND_WIDTH = 7
+"""Ring (px) around a compact region that `drop_plain_blobs` compares it with: half the edge element."""
+SURROUND_BLUR = 2.0
+"""Gaussian sigma (px) before the comparison, so that film grain does not count as contrast."""
+
+
+def surround_contrast(
+    rgb: np.ndarray, labels: np.ndarray, stats: np.ndarray, judge: np.ndarray
+) -> np.ndarray:
+    """Per region (`labels` and `stats` from cv2.connectedComponentsWithStats; `judge`:
+    which to measure), the median colour distance (8-bit Lab, blurred) between the region's median
+    colour and the pixels of a SURROUND_WIDTH-px ring around it. Each region is judged alone (its
+    ring may cross other regions), so calibration can measure every region once. Regions not
+    measured, or covering the whole picture, get infinity."""
+    import cv2
+
+    contrast = np.full(len(judge), np.inf)
+    height, width = labels.shape
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SURROUND_WIDTH + 1,) * 2)
+    pad = SURROUND_WIDTH + 3 * math.ceil(SURROUND_BLUR)
+    for index in np.flatnonzero(judge):
+        # The region's bounding box grown by the ring and the blur: a 48 MP scan is never converted whole.
+        x, y, w, h = (int(v) for v in stats[index, :4])
+        x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(width, x + w + pad), min(height, y + h + pad)
+        lab = cv2.cvtColor(cv2.GaussianBlur(rgb[y0:y1, x0:x1], (0, 0), SURROUND_BLUR), cv2.COLOR_RGB2LAB)
+        region = labels[y0:y1, x0:x1] == index
+        ring = cv2.dilate(region.view(np.uint8), kernel).astype(bool) & ~region
+        if ring.any():
+            inside = np.median(lab[region].astype(np.float32), axis=0)
+            contrast[index] = float(np.median(np.linalg.norm(lab[ring].astype(np.float32) - inside, axis=1)))
+    return contrast
+
+
+def drop_plain_blobs(mask: np.ndarray, rgb: np.ndarray, min_contrast: float) -> np.ndarray:
+    """`mask` without its compact regions (length² / area under EDGE_ELONGATION) whose colour continues
+    into the picture around them (median Lab distance to their ring under `min_contrast`): a spot,
+    stain, tear or missing corner differs from the photo all round; a patch of cloud or highlight
+    the network took for a stain does not."""
+    import cv2
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+    compact = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < EDGE_ELONGATION
+    compact[0] = False
+    if not compact.any():
+        return mask
+    drop = compact & (surround_contrast(rgb, labels, stats, compact) < min_contrast)
     return mask & ~drop[labels]

@@ -25,6 +25,7 @@ from inpaint_cli.detect import (
     logits_of,
     network_size,
     official_run,
+    scaled_min_area,
     tiled_probability,
     to_rgb8,
     transform_size,
@@ -563,12 +564,9 @@ def test_scratch_tiny_is_bundled_with_its_thresholds() -> None:
     checkpoint = read(bundled)
     assert checkpoint.metadata["family"] == "scratch" and checkpoint.metadata["license"] == "Apache-2.0"
     detector = NetworkDetector.from_file(bundled)
-    assert (detector.threshold, detector.strong, detector.min_area, detector.max_step_ratio) == (
-        0.5,
-        0.7,
-        640,
-        0.35,
-    )
+    settings = (detector.threshold, detector.strong, detector.min_area, detector.reference_side)
+    assert settings == (0.3, 0.7, 1280, 640)
+    assert (detector.max_step_ratio, detector.min_surround_contrast) == (0.35, 25.0)
     assert detector.network.in_channels == 3 and bundled.stat().st_size < 3_000_000
 
 
@@ -631,3 +629,69 @@ def test_every_detect_option_reaches_the_library_request() -> None:
         renamed.get(name, name) for name in inspect.signature(cli_detect.detect).parameters
     } - rendering
     assert options == {field.name for field in dataclasses.fields(DetectRequest)}
+
+
+def test_the_minimum_region_shrinks_with_the_square_of_a_small_pictures_short_side() -> None:
+    assert scaled_min_area(640, (384, 384), 512) == 360  # 640 * (384 / 512)²
+    assert scaled_min_area(640, (256, 410, 3), 512) == 160
+    assert scaled_min_area(640, (640, 1024), 512) == 640  # at or above the reference: as calibrated
+    assert scaled_min_area(640, (3000, 4500), 512) == 640  # never more on large scans
+    assert scaled_min_area(640, (100, 100), 0) == 640  # no reference: absolute
+    assert scaled_min_area(640, (8, 8), 512) == 1
+
+
+class _Painted(NetworkDetector):
+    """The bundled post-processing over a probability painted by the test, not the network's."""
+
+    painted: np.ndarray
+
+    def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
+        return self.painted
+
+
+def test_a_scratch_is_kept_on_a_small_print_and_the_same_area_is_noise_on_a_large_one() -> None:
+    import cv2
+
+    bundled = NetworkDetector.from_file(
+        Path(__file__).resolve().parents[1] / "inpaint_cli" / "bundled" / "scratch-tiny.safetensors"
+    )
+    detector = _Painted(**{f: getattr(bundled, f) for f in bundled.__dataclass_fields__})
+
+    def found(side: int, length: int) -> int:
+        photo = _smooth_photo(side, side)
+        probability = np.zeros((side, side), np.float32)
+        cv2.line(probability, (20, 40), (20 + length, 40), 0.999, 3)  # a 3-px scratch the network is sure of
+        photo[probability > 0] = 250
+        detector.painted = probability
+        return int(detector.detect(photo).mask.sum())
+
+    small = scaled_min_area(bundled.min_area, (256, 256), bundled.reference_side)
+    assert bundled.reference_side > 256 and small < bundled.min_area
+    # Just above the small print's minimum region: a scratch there, kept; the same pixels on a
+    # 1024-px picture are under the calibrated minimum and dropped as noise.
+    length = small // 3 + 2
+    assert found(256, length) >= small
+    assert found(1024, length) == 0
+    # Under the small print's own minimum: a speck, dropped there too.
+    assert found(256, max(1, small // 6)) == 0
+
+
+def test_the_surround_check_drops_a_patch_of_cloud_and_keeps_a_spot_that_differs_all_round() -> None:
+    from inpaint_cli.detect import drop_plain_blobs
+
+    rng = np.random.default_rng(3)
+    rgb = np.empty((160, 240, 3), np.uint8)
+    rgb[:] = (60, 110, 190)  # blue sky
+    rgb[:, :120] = (228, 230, 232)  # a white cloud on the left
+    rgb[40:70, 170:200] = (235, 232, 225)  # a pale spot on the sky: differs from everything around
+    grain = rng.normal(0, 8, rgb.shape[:2])[..., None]
+    rgb = np.clip(rgb + grain, 0, 255).astype(np.uint8)  # grain is not contrast
+    mask = np.zeros(rgb.shape[:2], bool)
+    mask[20:50, 95:125] = True  # a patch of the cloud at its edge, as on the held-out Kite photo
+    mask[40:70, 170:200] = True
+    kept = drop_plain_blobs(mask, rgb, 20.0)
+    assert kept[40:70, 170:200].all() and not kept[20:50, 95:125].any()
+    # Thin regions are the edge check's: never judged here.
+    line = np.zeros_like(mask)
+    line[10, 5:100] = True
+    assert drop_plain_blobs(line, rgb, 20.0)[10, 5:100].all()

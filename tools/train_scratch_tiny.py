@@ -65,12 +65,23 @@ CLEAN_FRACTION = 0.4
 MAX_SIDE = 2560
 """Photos are kept in memory at most this long (and at half that), to crop from."""
 CONFIG = ScratchConfig(
-    in_channels=3, out_channels=1, depth=4, wf=3, threshold=0.5, strong=0.7, min_area=640, max_step_ratio=0.35
+    in_channels=3,
+    out_channels=1,
+    depth=4,
+    wf=3,
+    threshold=0.3,
+    strong=0.7,
+    min_area=1280,
+    reference_side=640,
+    max_step_ratio=0.35,
+    min_surround_contrast=25.0,
 )
 """The bundled file's post-processing, chosen by `benchmarks/eval_detectors.py --calibrate` on the
-CALIBRATION photos: hysteresis 0.5 / 0.7, regions of 640 px or more, thin regions dropped where the
-step across them exceeds 0.35 of their contrast. The best F1 (damaged crops plus thin scratches on a
-3000-px picture) whose clean calibration photos stay under half the 0.1 % bound (they are at 0 %)."""
+CALIBRATION photos and small prints made from them: hysteresis 0.3 / 0.7, regions of 1280 px or more
+(scaled down with the square of the short side below 640 px), thin regions dropped where the step
+across them exceeds 0.35 of their contrast, compact regions dropped where their colour differs from
+their surroundings by less than 25 (8-bit Lab). The best F1 (damaged crops, thin scratches on a
+3000-px picture, small prints) whose clean calibration pictures stay under half the 0.1 % bound."""
 CROP = 128
 BATCH = 8
 DAMAGE_WEIGHT = 2.0

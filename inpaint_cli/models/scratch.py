@@ -37,6 +37,8 @@ MAX_WIDTH_EXPONENT = 8
 MAX_DEPTH = 6
 MAX_MIN_AREA = 1_000_000
 MAX_STEP_RATIO = 100.0
+MAX_REFERENCE_SIDE = 100_000
+MAX_SURROUND_CONTRAST = 255.0
 DEFAULT_THRESHOLD = 0.4
 """A pixel is damage where its probability is at least this (BOPBtL's `>= 0.4`)."""
 
@@ -110,10 +112,19 @@ class ScratchConfig:
     strong: float = 0.0
     """Hysteresis: a region above `threshold` is kept only if it reaches this somewhere (0: off)."""
     min_area: int = 0
-    """Regions of fewer pixels are dropped (0: off)."""
+    """Regions of fewer pixels are dropped (0: off); on pictures whose short side is under
+    `reference_side`, fewer (`detect.scaled_min_area`)."""
     max_step_ratio: float = 0.0
     """Thin regions whose two sides differ by more than this times their own contrast are edges of
     real objects (rims, wires), not damage, and are dropped (0: off; `detect_classical.step_ratio`)."""
+    reference_side: int = 0
+    """Short side (px) at which `min_area` was calibrated: on smaller pictures the minimum region
+    shrinks with the square of the short side, so it asks for the same share of the picture (0: off,
+    `min_area` everywhere)."""
+    min_surround_contrast: float = 0.0
+    """Compact regions whose colour differs from the picture around them by less than this (median
+    distance in 8-bit Lab) are part of the photo, not damage, and are dropped (0: off;
+    `detect.drop_plain_blobs`)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.wf <= MAX_WIDTH_EXPONENT and 1 <= self.depth <= MAX_DEPTH):
@@ -128,6 +139,10 @@ class ScratchConfig:
             raise CheckpointError(f"unsupported max_step_ratio {self.max_step_ratio}")
         if not 0 <= self.min_area <= MAX_MIN_AREA:
             raise CheckpointError(f"unsupported min_area {self.min_area}")
+        if not 0 <= self.reference_side <= MAX_REFERENCE_SIDE:
+            raise CheckpointError(f"unsupported reference_side {self.reference_side}")
+        if not 0 <= self.min_surround_contrast <= MAX_SURROUND_CONTRAST:
+            raise CheckpointError(f"unsupported min_surround_contrast {self.min_surround_contrast}")
 
     @classmethod
     def from_json(cls, raw: object) -> ScratchConfig:
