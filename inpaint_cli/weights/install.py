@@ -324,11 +324,19 @@ def works_offline_hint() -> str:
     return f"{text}, or a bundled demo model: {bundled}" if bundled else text
 
 
+def _older_bundled_copy(entry: ModelEntry) -> bool:
+    """The cached copy of a bundled model was converted from another bundled file than the package
+    ships now (the package was upgraded, new weights or post-processing): it is converted again."""
+    shipped = {source.sha256 for source in entry.sources if source.is_bundled and source.sha256}
+    record = cache.cache_record(entry.name) or {}
+    return bool(shipped) and record.get("source_sha256") not in shipped
+
+
 def ensure_model(name: str, *, progress: DownloadProgress | None = None, offline: bool | None = None) -> Path:
     """The verified converted file of a named model, pulled first when it is missing or damaged."""
     entry = get_entry(name)
     path = cache.cached_path(name)
-    if path is not None:
+    if path is not None and not _older_bundled_copy(entry):
         return path
     offline = offline_mode() if offline is None else offline
     alternatives = "" if entry.is_detector else f"; {works_offline_hint()}"
