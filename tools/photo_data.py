@@ -2,8 +2,9 @@
 
 `fetch_package` runs `apt-get download` and `dpkg -x` into a data folder once (nothing is
 installed); `list_wallpapers` lists a Plasma wallpaper folder with the licence each `metadata.json`
-states; `photographs` gives the pictures that are photographs (not renderings), from Plasma's and
-MATE's packages, each with its licence. Used by `train_scratch_tiny.py` and `train_demo_models.py`.
+states; `photographs` gives the pictures that are photographs (not renderings), from Plasma's,
+MATE's and Lomiri's (Ubuntu Touch's) packages, each with its licence. Used by `train_scratch_tiny.py`
+and `train_demo_models.py`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,28 @@ MATE_PHOTOS = {
         "YellowFlower",
     )
 }
+LOMIRI_PHOTOS = {
+    # usr/share/backgrounds/<name>.jpg, each with the licence debian/copyright states for its file. Left
+    # out as renderings: umang (16.04); Fossa, Infinite-Sea, Painting-Colors (20.04).
+    "lomiri-wallpapers-16.04": {
+        "Bridge_by_Sander_Klootwijk": "CC-BY-SA-4.0",
+        "Dragonfly_by_Bolly": "CC-BY-SA-4.0",
+        "Picture_0B_by_freespace": "CC-BY-4.0",
+        "Picture_1A_by_freespace": "CC-BY-4.0",
+        "Wine_by_Jakkub_Mede": "CC-BY-4.0",
+        "aitzgorri_by_Aitzol_Berasategi": "CC-BY-4.0",
+        "analogpattern_by_Peter_Nerlich": "CC-BY-SA-4.0",
+        "free_by_Peter_Nerlich": "CC-BY-SA-4.0",
+        "friends_by_Aitzol_Berasategi": "CC-BY-4.0",
+        "greentock_by_Peter_Nerlich": "CC-BY-SA-4.0",
+        "life_by_Aitzol_Berasategi": "CC-BY-4.0",
+        "picosdeeuropa_by_Aitzol_Berasategi": "CC-BY-4.0",
+        "seeding_by_Clements_Engelhardt": "CC0-1.0",
+        "sunset_by_Aitzol_Berasategi": "CC-BY-4.0",
+    },
+    "lomiri-wallpapers-20.04": {"Kleiber_by_Lukas_Baubkus": "CC-BY-SA-3.0"},
+}
+"""Lomiri's photographs by package (looked at one by one)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +135,8 @@ def list_wallpapers(folder: Path) -> list[dict[str, str]]:
 
 
 def photographs(data: Path = DEFAULT_DATA) -> list[Photo]:
-    """The photographs of Plasma's and MATE's wallpaper packages (fetched into `data` if missing),
-    sorted by name; each with the licence its package states."""
+    """The photographs of Plasma's, MATE's and Lomiri's wallpaper packages (fetched into `data` if
+    missing), sorted by name; each with the licence its package states."""
     photos = [
         Photo(entry["name"], Path(entry["file"]), entry["license"], PLASMA)
         for entry in list_wallpapers(fetch_wallpapers(data))
@@ -123,8 +146,13 @@ def photographs(data: Path = DEFAULT_DATA) -> list[Photo]:
     if not nature.is_dir():
         fetch_package(MATE, data)
     photos += [Photo(name, nature / f"{name}.jpg", licence, MATE) for name, licence in MATE_PHOTOS.items()]
+    for package, licences in LOMIRI_PHOTOS.items():
+        fetch_package(package, data)
+        folder = data / "usr" / "share" / "backgrounds"
+        photos += [Photo(name, folder / f"{name}.jpg", terms, package) for name, terms in licences.items()]
+    expected = len(PLASMA_PHOTOS) + len(MATE_PHOTOS) + sum(map(len, LOMIRI_PHOTOS.values()))
     missing = [photo.name for photo in photos if not photo.file.is_file()]
-    if missing or len(photos) != len(PLASMA_PHOTOS) + len(MATE_PHOTOS):
+    if missing or len(photos) != expected or len({photo.name for photo in photos}) != expected:
         raise FileNotFoundError(f"photographs missing from the packages in {data}: {missing}")
     return sorted(photos, key=lambda photo: photo.name)
 

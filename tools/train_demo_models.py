@@ -7,15 +7,17 @@ the engine feeds them (`Runner.predict`): normalised with the family's `normaliz
 its `hole_value` convention (every family blanks the hole itself, so what the damaged pixels held
 never reaches the network), sides already multiples of `pad_multiple`.
 
-Data: the photographs of Debian's `plasma-workspace-wallpapers` and `mate-backgrounds` (LGPL-3,
-CC-BY-SA-4.0, GPL-2+; `photo_data.py` fetches them with `apt-get download` + `dpkg -x` and keeps only
-photographs). `EVAL_COLOUR`, `EVAL_GREY` (`benchmarks/eval_demo_models.py`) and `VALIDATION` (the
-checkpoint choice) are never trained on. Random square crops at scales from 1:1 to 1:6, flips,
-exposure, white-balance and saturation jitter, film grain; only a few crops grey (10 %) or sepia
-(5 %) — the first demo models saw 58 % grey or sepia crops and their colour crops were mostly warm
-(a retina, a cat, immunohistochemistry), and they learned to fill holes with a desaturated warm
-grey: the tinted scratches of issue 18. Masks (`MASK_KINDS`): thin scratches (1-8 px), dust,
-DeepFill v2 brush strokes, LaMa thick lines and boxes, torn corners and large holes.
+Data: the photographs of Debian's `plasma-workspace-wallpapers`, `mate-backgrounds`,
+`lomiri-wallpapers-16.04` and `lomiri-wallpapers-20.04` (LGPL-3, GPL-2+, CC-BY-4.0, CC-BY-SA-3.0/4.0,
+CC0-1.0; `photo_data.py` fetches them with `apt-get download` + `dpkg -x`, keeps only photographs and
+records each one's licence). `EVAL_COLOUR`, `EVAL_GREY` (`benchmarks/eval_demo_models.py`) and
+`VALIDATION` (the checkpoint choice) are never trained on. Random square crops at scales from 1:1 to
+1:6, flips, exposure, white-balance and saturation jitter, film grain; only a few crops grey
+(`--grey`, default 10 %) or sepia (`--sepia`, 5 %) — the first demo models saw 58 % grey or sepia
+crops and their colour crops were mostly warm (a retina, a cat, immunohistochemistry), and they
+learned to fill holes with a desaturated warm grey: the tinted scratches of issue 18. Masks
+(`MASK_KINDS`): thin scratches (1-8 px), dust, DeepFill v2 brush strokes, LaMa thick lines and
+boxes, torn corners and large holes.
 
 Loss: L1 inside the hole, L1 outside it (weighted less), and L1 between the image gradients of the
 composited result and of the original; both stages for GatedConv, as in DeepFill v2. No adversarial
@@ -177,8 +179,13 @@ def random_crop(photo: np.ndarray, rng: np.random.Generator, size: int) -> np.nd
     return region.astype(np.float32) / 255
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flip; exposure, white balance and saturation jitter; film grain; rarely grey or sepia."""
+def augment(
+    crop: np.ndarray,
+    rng: np.random.Generator,
+    tones: tuple[float, float] = (GREY_PROBABILITY, SEPIA_PROBABILITY),
+) -> np.ndarray:
+    """Flip; exposure, white balance and saturation jitter; film grain; grey or sepia with the
+    probabilities `tones` (grey, sepia)."""
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     crop = crop ** (2 ** rng.uniform(-0.3, 0.3)) * (2 ** rng.uniform(-0.4, 0.4))
@@ -188,10 +195,10 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.4:
         shape = (*crop.shape[:2], 1 if rng.random() < 0.5 else 3)
         crop = crop + rng.normal(0, rng.uniform(0.005, 0.03), shape).astype(np.float32)
-    tone = rng.random()
-    if tone < GREY_PROBABILITY:
+    tone, (grey_probability, sepia_probability) = rng.random(), tones
+    if tone < grey_probability:
         crop = np.repeat((crop @ LUMA)[..., None], 3, axis=2)
-    elif tone < GREY_PROBABILITY + SEPIA_PROBABILITY:
+    elif tone < grey_probability + sepia_probability:
         crop = crop @ SEPIA.T
     return np.ascontiguousarray(np.clip(crop, 0, 1), dtype=np.float32)
 
@@ -327,14 +334,20 @@ def hole_of_kind(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def batches(
-    photos: list[np.ndarray], rng: np.random.Generator, size: int, batch_size: int, shared_mask: bool
+    photos: list[np.ndarray],
+    rng: np.random.Generator,
+    size: int,
+    batch_size: int,
+    shared_mask: bool,
+    tones: tuple[float, float] = (GREY_PROBABILITY, SEPIA_PROBABILITY),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (N×3×S×S images in [0, 1], N×1×S×S {0, 1} holes); photos drawn by their area."""
+    """Endless (N×3×S×S images in [0, 1], N×1×S×S {0, 1} holes); photos drawn by their area, crops
+    grey or sepia with the probabilities `tones`."""
     weights = np.array([math.sqrt(photo.shape[0] * photo.shape[1]) for photo in photos])
     weights /= weights.sum()
     while True:
         images = [
-            augment(random_crop(photos[rng.choice(len(photos), p=weights)], rng, size), rng)
+            augment(random_crop(photos[rng.choice(len(photos), p=weights)], rng, size), rng, tones)
             for _ in range(batch_size)
         ]
         holes = (
@@ -452,6 +465,8 @@ class Run:
     best: float = math.inf
     frozen_norms: bool = False
     """BatchNorm layers keep their loaded statistics (eval mode) while the rest trains."""
+    tones: tuple[float, float] = (GREY_PROBABILITY, SEPIA_PROBABILITY)
+    """Probabilities of a grey and of a sepia training crop."""
 
 
 def checkpoint(
@@ -504,7 +519,7 @@ def train(
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
     optimizer = torch.optim.Adam(network.parameters(), lr=spec.learning_rate)
-    data = batches(photos, rng, CROP, spec.batch_size, spec.shared_mask)
+    data = batches(photos, rng, CROP, spec.batch_size, spec.shared_mask, run.tones)
     parameters = sum(p.numel() for p in network.parameters())
     print(
         f"{run.name}: {spec.family} {dict(spec.config)}, {parameters:,} parameters, {minutes} min", flush=True
@@ -610,6 +625,10 @@ def main() -> None:
         "--frozen-norms", action="store_true", help="keep --init's BatchNorm statistics while training"
     )
     parser.add_argument("--learning-rate", type=float, help="override every model's peak learning rate")
+    parser.add_argument("--grey", type=float, default=GREY_PROBABILITY, help="share of grey training crops")
+    parser.add_argument(
+        "--sepia", type=float, default=SEPIA_PROBABILITY, help="share of sepia training crops"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=photo_data.DEFAULT_DATA, help="where packages unpack")
     parser.add_argument("--output", type=Path, default=BUNDLED_DIR)
@@ -631,6 +650,8 @@ def main() -> None:
         for name in args.models or DEMO_MODELS:
             install(name, args.install_from)
         return
+    if min(args.grey, args.sepia) < 0 or args.grey + args.sepia > 1:
+        parser.error("--grey and --sepia are shares of the crops: each at least 0, together at most 1")
     if args.init == "bundled" and args.output.resolve() == BUNDLED_DIR.resolve():
         parser.error("--init bundled reads the shipped files: write to another --output, then copy")
     torch.set_num_threads(args.threads)
@@ -664,7 +685,10 @@ def main() -> None:
         if args.frozen_norms and init is None:
             parser.error("--frozen-norms needs --init weights whose statistics it keeps")
         record["frozen_norms"] = args.frozen_norms
-        run = Run(name, spec, args.output, record, frozen_norms=args.frozen_norms)
+        record["tones"] = {"grey": args.grey, "sepia": args.sepia}
+        run = Run(
+            name, spec, args.output, record, frozen_norms=args.frozen_norms, tones=(args.grey, args.sepia)
+        )
         train(run, photos, validation, args.minutes, args.check_minutes, args.seed, init, args.steps)
         if args.register and args.output.resolve() == BUNDLED_DIR.resolve():
             register(name, run.spec, args.output / f"{name}.safetensors")
