@@ -542,6 +542,32 @@ def test_bundled_source_needs_no_network(
     assert shipped.exists()  # the package's file is read, never moved
 
 
+def test_cached_copy_of_an_older_bundled_file_is_converted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, lama_state
+) -> None:
+    """An upgraded package ships another bundled file (new weights or post-processing settings): the
+    copy converted from the old one must not be used any longer."""
+    bundled_dir = tmp_path / "bundled"
+    bundled_dir.mkdir()
+    shipped = bundled_dir / "lama-demo.ckpt"
+    shipped.write_bytes(LAMA_CKPT.read_bytes())
+    monkeypatch.setattr(weights.manifest, "BUNDLED_DIR", bundled_dir)
+    write_manifest(
+        tmp_path / "m.json", monkeypatch, toy=[source("bundled:lama-demo.ckpt", shipped.read_bytes())]
+    )
+    monkeypatch.setenv("INPAINT_OFFLINE", "1")
+    path = weights.ensure_model("toy")
+    assert weights.cache_record("toy")["source_sha256"] == weights.file_sha256(shipped)
+    assert weights.ensure_model("toy") == path  # the current file's copy is used as it is
+    path.write_bytes(b"stale")  # what converting the file an older version shipped made
+    weights.cache.record_converted("toy", path, "bundled:lama-demo.ckpt", "0" * 64)
+    assert weights.cached_path("toy") == path  # intact as a file: only its source is outdated
+
+    again = weights.ensure_model("toy")
+
+    assert_lama_converted(again, lama_state, "bundled:lama-demo.ckpt", weights.file_sha256(shipped))
+
+
 @pytest.mark.parametrize(
     ("family", "fixture"),
     [
