@@ -6,7 +6,8 @@ width 64) with random weights (weights do not change the time), one runner pass 
 round. Ratios compare the process's CPU time (with one thread, the compute time, which other
 processes on a shared machine hardly inflate), median of per-round ratios. `auto` is what
 `--precision auto` chooses on this machine (measured at load, as on a first use; its ratio is that
-of the chosen precision's column).
+of the chosen precision's column), and what its measurement estimated for a 512² pass, with the time
+the measurement took.
 
 Accuracy: mean and max absolute difference from fp32 inside the hole (0..255 pixel levels) with the
 official fixtures' weights (tests/data/<family>, random weights run by the official code) on their
