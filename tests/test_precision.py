@@ -349,7 +349,7 @@ def _pass(network, image, hole, dtype):
     return Runner(network, torch.device("cpu"), dtype, "x").predict(image, hole)
 
 
-@pytest.mark.parametrize("fixture", ["lama", "gatedconv-pt", "pconv"])
+@pytest.mark.parametrize("fixture", sorted(FIXTURES))
 def test_probe_pass_records_every_convolution_with_its_input_and_output_shapes(fixture: str) -> None:
     network = _fixture(fixture, "fp32").network
     seen: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
