@@ -35,22 +35,22 @@ SCRATCHES += (((4, 125), (188, 140), 2), ((30, 10), (60, 185), 1))
 TINT_BOUND = 8.5
 """Mean CIELAB chroma distance sqrt(Δa*² + Δb*²) allowed between fill and original along the face's
 scratches (about 2.3 is just noticeable). Measured: telea 2.10, ns 2.04; lama-tiny 5.38,
-gatedconv-tiny 6.35, pconv-tiny 3.28. A guard against a worse model, not the target: the tiny models
+gatedconv-tiny 6.35, pconv-tiny 3.07. A guard against a worse model, not the target: the tiny models
 still leave visible lines (see the README's demo-models section)."""
 PATCH_COLOURS = ((60, 160, 60), (70, 120, 220), (200, 60, 60), (230, 200, 60), (60, 190, 200), (190, 80, 170))
 PATCH_BOUNDS = {"lama-tiny": 34.0, "gatedconv-tiny": 24.0, "pconv-tiny": 13.0}
 """Chroma error allowed along thin scratches across flat patches of saturated colours. Measured: the
-shipped models 28.4, 16.0, 9.5; their 72-minute versions (10 % grey, 5 % sepia crops) 35.4, 28.7,
+shipped models 28.4, 16.0, 8.4; their 72-minute versions (10 % grey, 5 % sepia crops) 35.4, 28.7,
 13.9 and the first demo models (58 % grey or sepia crops) 54.1, 51.8, 31.8 would fail; telea 1.89,
 ns 1.69."""
 THIN_TELEA_MARGIN_DB = 5.5
 """Hole PSNR a demo model may lose to `telea` along the face's scratches. Measured: telea 23.4 dB;
-lama-tiny 21.4, gatedconv-tiny 20.5, pconv-tiny 22.3."""
+lama-tiny 21.4, gatedconv-tiny 20.5, pconv-tiny 22.9."""
 DEMO_MODELS = {"lama-tiny": "lama", "gatedconv-tiny": "gatedconv", "pconv-tiny": "pconv"}
 MAX_FILE_BYTES = 5_000_000
 MEAN_FILL_MARGIN_DB = 2.0
 """Hole PSNR a demo model must gain over filling the hole with the mean known colour (measured
-gains on the example: lama-tiny 2.2, gatedconv-tiny 4.0, pconv-tiny 5.6 dB; see the README's
+gains on the example: lama-tiny 2.2, gatedconv-tiny 4.0, pconv-tiny 4.5 dB; see the README's
 demo-models section)."""
 
 
