@@ -32,9 +32,9 @@ import numpy as np
 from measure import RssSampler, machine_summary
 from PIL import Image
 
-from inpaint_cli import batch
-from inpaint_cli.engine import Inpainter, InpaintResult
-from inpaint_cli.strategies import Strategy
+from inpaint_cli.batch import engine as batch
+from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
+from inpaint_cli.engine.strategies import Strategy
 
 JPEG_QUALITY = 92
 

@@ -58,9 +58,9 @@ from bench_precision import PRECISIONS, centred_hole
 from measure import interleaved, machine_summary, peak_rss_increase, pin_threads, ratio
 from PIL import Image
 
-from inpaint_cli.engine import Inpainter
+from inpaint_cli.engine.inpainter import Inpainter
+from inpaint_cli.engine.precision import quantize_int8
 from inpaint_cli.models.base import IMAGENET
-from inpaint_cli.precision import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "portrait_original.png"

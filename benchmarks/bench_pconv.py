@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from measure import RssSampler, interleaved, machine_summary, pin_threads
 
-from inpaint_cli.loading import load_strict
+from inpaint_cli.checkpoints.loading import load_strict
 from inpaint_cli.models import pconv
 from inpaint_cli.models.base import IMAGENET
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inpaint_cli import imageio, masks
-from inpaint_cli.engine import Inpainter, InpaintOptions
+from inpaint_cli.engine.inpainter import Inpainter, InpaintOptions
+from inpaint_cli.imaging import imageio, masks
 
 
 def make_image(side: int) -> np.ndarray:

@@ -32,8 +32,8 @@ from measure import interleaved, machine_summary, pin_threads, ratio
 from PIL import Image
 from released import released_architecture
 
-from inpaint_cli import auto_precision
-from inpaint_cli.engine import Inpainter
+from inpaint_cli.engine import auto_precision
+from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.models.base import InpaintModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,9 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from inpaint_cli import batch, distributed
-from inpaint_cli.engine import Inpainter
+from inpaint_cli.batch import distributed
+from inpaint_cli.batch import engine as batch
+from inpaint_cli.engine.inpainter import Inpainter
 
 SKIP = batch.RunSettings(existing=batch.Existing.SKIP)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inpaint_cli import review
+from inpaint_cli.review import page as review
 
 
 def make_batch(root: Path, count: int, side: int) -> Path:

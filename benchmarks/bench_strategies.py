@@ -41,7 +41,7 @@ import psutil
 import torch
 from measure import machine_summary, peak_rss, reset_peak_rss
 
-from inpaint_cli.engine import Inpainter, InpaintOptions, parse_size
+from inpaint_cli.engine.inpainter import Inpainter, InpaintOptions, parse_size
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from inpaint_cli.detect_classical import ClassicalDetector, step_ratio
+from inpaint_cli.detect.classical import ClassicalDetector, step_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ as grey plus `EVAL_GREY`), with holes of each evaluated kind (thin scratches ≤
 brush strokes, large holes ≥ 1/4 of the side: ≥ 64 px at the default 256 px) drawn from a seed
 training does not use. Every method runs through the engine (`Inpainter(..., device="cpu",
 precision="fp32")`) on 8-bit pixels, exactly as `inpaint run` does. Scores over the hole pixels
-only (outside it every method returns the input): PSNR (dB), SSIM (`inpaint_cli.metrics`, its map
+only (outside it every method returns the input): PSNR (dB), SSIM (`inpaint_cli.review.metrics`, its map
 averaged over the hole) and L1 (mean absolute error in [0, 1]), averaged over crops; and the colour
 error along thin scratches on the colour crops: the mean CIELAB chroma distance
 sqrt(Δa*² + Δb*²) between fill and original (lightness left out; about 2.3 is a just noticeable
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inpaint_cli.checkpoints import read_checkpoint
-from inpaint_cli.engine import Inpainter
-from inpaint_cli.loading import network_from_checkpoint
-from inpaint_cli.metrics import psnr, ssim
+from inpaint_cli.checkpoints.containers import read_checkpoint
+from inpaint_cli.checkpoints.loading import network_from_checkpoint
+from inpaint_cli.engine.inpainter import Inpainter
+from inpaint_cli.review.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

@@ -37,7 +37,8 @@ import cv2
 import numpy as np
 import torch
 
-from inpaint_cli.detect import (
+from inpaint_cli.detect.classical import ClassicalDetector, step_ratio
+from inpaint_cli.detect.network import (
     EDGE_ELEMENT,
     EDGE_ELONGATION,
     Mode,
@@ -46,7 +47,6 @@ from inpaint_cli.detect import (
     scaled_min_area,
     surround_contrast,
 )
-from inpaint_cli.detect_classical import ClassicalDetector, step_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "scratch" / "small_detection.pt"

@@ -34,13 +34,13 @@ from measure import machine_summary
 from PIL import Image
 from released import BIG_LAMA, released_architecture
 
-from inpaint_cli.engine import Inpainter, select_device
+from inpaint_cli.engine.inpainter import Inpainter, select_device
+from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models.base import InpaintModel
 from inpaint_cli.models.gatedconv import DeepFillV2
 from inpaint_cli.models.lama import Lama
 from inpaint_cli.models.pconv import PConvUNet
-from inpaint_cli.strategies import InpaintOptions
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 FIXTURES = {

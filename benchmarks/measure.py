@@ -169,7 +169,7 @@ def pin_threads(threads: int | None) -> None:
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
     """The CPU's model name and its flags that decide bf16/int8 kernels (/proc/cpuinfo on Linux)."""
-    from inpaint_cli.auto_precision import cpu_description
+    from inpaint_cli.engine.auto_precision import cpu_description
 
     return cpu_description()
 

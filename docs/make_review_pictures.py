@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint_cli import comparison, metrics
+from inpaint_cli.review import comparison, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -30,7 +30,7 @@ DOCS = ROOT / "docs"
 
 def comparison_grid(repeat: int = 3) -> None:
     """The grid and table of the README; each time is the median of `repeat` fills (a shared CPU is noisy)."""
-    from inpaint_cli import imageio, masks
+    from inpaint_cli.imaging import imageio, masks
 
     pixels = imageio.read_image(EXAMPLES / "portrait_damaged.png").pixels
     hole = masks.read_mask(EXAMPLES / "portrait_mask.png", size=pixels.shape[:2])

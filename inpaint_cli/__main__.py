@@ -1,3 +1,3 @@
-from inpaint_cli.cli import main
+from inpaint_cli.cli.app import main
 
 main()

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from inpaint_cli.detection import Detection
-from inpaint_cli.engine import Inpainter, InpaintResult, Progress
+from inpaint_cli.detect.detection import Detection
+from inpaint_cli.engine.inpainter import Inpainter, InpaintResult, Progress
+from inpaint_cli.engine.strategies import InpaintOptions, Plan
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD
-from inpaint_cli.strategies import InpaintOptions, Plan
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors", ".bin", ".tar")
 """A `load_model` argument ending like this, or naming an existing file, is a weight file."""
@@ -51,7 +51,7 @@ def find_damage(
     """The damage in an H×W(×C) uint8/uint16 image, as `inpaint detect` finds it: `.mask` (H×W
     bool, True = damage; empty when nothing survives the detector's post-processing), `.probability`
     and `.fraction`. `high_res` None is the detector's own mode; see `DetectRequest` for folders."""
-    from inpaint_cli import detect_jobs
+    from inpaint_cli.detect import jobs as detect_jobs
 
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected uint8 or uint16 pixels, not {image.dtype}")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from inpaint_cli import weights
-from inpaint_cli.checkpoints import read_checkpoint
+from inpaint_cli.checkpoints.containers import read_checkpoint
 
 DATA = Path(__file__).resolve().parent / "data"
 LAMA_CKPT = DATA / "lama" / "small.ckpt"

@@ -55,9 +55,9 @@ import photo_data
 import torch
 from torch import nn
 
-from inpaint_cli.atomic import atomic_path
-from inpaint_cli.checkpoints import read_checkpoint, save_converted
-from inpaint_cli.loading import load_strict, network_from_checkpoint
+from inpaint_cli.checkpoints.containers import read_checkpoint, save_converted
+from inpaint_cli.checkpoints.loading import load_strict, network_from_checkpoint
+from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.models import FAMILIES
 from inpaint_cli.models.base import InpaintModel
 

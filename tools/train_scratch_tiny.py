@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inpaint_cli.checkpoints import read_checkpoint, save_converted
+from inpaint_cli.checkpoints.containers import read_checkpoint, save_converted
 from inpaint_cli.models.scratch import ScratchConfig, ScratchUNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # photo_data.py, also when loaded by path

@@ -1,4 +1,4 @@
-"""The model families: one class each, registered by name. Loading a file is `inpaint_cli.loading`."""
+"""The model families: one class each, registered by name. Loading a file: `checkpoints.loading`."""
 
 from __future__ import annotations
 

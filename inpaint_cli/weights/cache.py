@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from inpaint_cli.atomic import atomic_path
+from inpaint_cli.files.atomic import atomic_path
 
 try:
     import fcntl

@@ -1,0 +1,353 @@
+"""`inpaint run` as one library call: a `RunOptions` in, outputs written, a `RunResult` out.
+
+The path of one image: the options are checked (`RunOptions`), the input is paired with its mask(s)
+and output and every planned read and write is checked (`jobs.plan_run`), the model is loaded once
+(`engine.Inpainter`), and `batch.run_jobs` reads, fills and writes each job while `RunEvents` hears
+about every step (the CLI renders them; a Python caller may ignore them).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from inpaint_cli.batch.run_options import DEFAULT_MODEL, RunOptions
+from inpaint_cli.errors import InpaintError
+
+if TYPE_CHECKING:
+    from inpaint_cli.batch import engine as batch
+    from inpaint_cli.batch.engine import Job, JobOutcome, Status
+    from inpaint_cli.batch.provenance import Provenance
+    from inpaint_cli.engine.inpainter import Inpainter
+    from inpaint_cli.review import page as review
+    from inpaint_cli.weights import DownloadProgress
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The loaded model, for `-v` and the demo-model note."""
+
+    name: str
+    family: str
+    device: str
+    precision: str
+    threads: int
+    load_seconds: float
+    demo_note: str | None = None
+    """Set when the model is a bundled demo-quality one: what to use for real work."""
+
+
+@dataclass(frozen=True)
+class DryRunRow:
+    """What a run would do with one image (or one unused mask), without loading a model."""
+
+    image: str
+    masks: str
+    output: str
+    action: str
+    fails: bool = False
+
+
+@dataclass
+class RunResult:
+    """What one `inpaint run` did, in input order."""
+
+    plan: batch.Plan
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    not_run: list[Job] = field(default_factory=list)
+    """Jobs never started (`--fail-fast`, Ctrl-C)."""
+    interrupted: bool = False
+    model: ModelInfo | None = None
+    dry_run: list[DryRunRow] | None = None
+    """The pairing table of `--dry-run` (nothing else ran)."""
+    seconds: float = 0.0
+    """Time of the jobs, from the first read to the last write (the model load is in `model`)."""
+    report_error: str | None = None
+
+    def counts(self) -> dict[Status, int]:
+        from inpaint_cli.batch.engine import status_counts
+
+        return status_counts(self.outcomes)
+
+    @property
+    def failed(self) -> bool:
+        from inpaint_cli.batch.engine import Status
+
+        dry_failed = any(row.fails for row in self.dry_run or ())
+        return dry_failed or self.report_error is not None or self.counts()[Status.FAILED] > 0
+
+
+class RunEvents:
+    """What a run tells as it goes; every method may be overridden, none is required."""
+
+    download_progress: DownloadProgress | None = None
+    """Progress of a model download, if the model is not cached yet."""
+
+    def jobs_planned(self, jobs: list[Job]) -> None:
+        """The inputs are paired: these jobs will run (before the model is loaded)."""
+
+    def model_loaded(self, model: ModelInfo) -> None:
+        """The model is loaded and about to fill the first image."""
+
+    def job_started(self, job: Job) -> None:
+        """The model takes this job."""
+
+    def job_planned(self, job: Job, description: str, seconds: float | None) -> None:
+        """Before the model fills this job: its plan in words and the estimated seconds (None when
+        too quick to be worth estimating)."""
+
+    def job_progress(self, job: Job, done: int, total: int) -> None:
+        """`done` of the `total` network passes (boxes or tiles) of this job are finished."""
+
+    def job_finished(self, outcome: JobOutcome) -> None:
+        """A job is done, skipped or failed (in the order they finish)."""
+
+    def workers_changed(self, live: int) -> None:
+        """A distributed run (`--ray`) has `live` workers with their model loaded (started or lost one)."""
+
+    def page_written(self, summary: review.PageSummary) -> None:
+        """The review page (`--html`) is written: where, how many rows, how long it took."""
+
+
+def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
+    """Fill the holes of every input of `options`, write the outputs (and report), return what happened.
+
+    Usage problems (missing files, contradicting options, an unknown model) raise `UsageError` before
+    anything is written; a problem with one input fails that input only. Ctrl-C ends the run early
+    with `interrupted` set: outputs written so far are complete.
+    """
+    from inpaint_cli.batch import engine as batch
+
+    events = events or RunEvents()
+    settings = job_settings(options)
+    plan = plan_jobs(options, settings)
+    if options.dry_run:
+        return RunResult(plan, dry_run=dry_run_rows(plan, settings, options))
+    events.jobs_planned(plan.jobs)
+    if options.ray is not None:  # the cluster's workers load the model; this process only plans
+        started = time.perf_counter()
+        ran, model = _run_on_ray(options, plan, settings, events), None
+    else:
+        model, started, ran = _run_here(options, plan, settings, events)
+    result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
+    result.seconds = time.perf_counter() - started
+    if options.report is not None:
+        try:
+            batch.write_report(
+                options.report, result.outcomes, not_run=result.not_run, unused_masks=plan.unused_masks
+            )
+        except InpaintError as error:
+            result.report_error = error.one_line()
+        except OSError as error:
+            result.report_error = f"{options.report}: cannot write the report ({error.strerror or error})"
+    if options.html is not None:
+        _write_page(options, result, events)
+    return result
+
+
+def _run_here(
+    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
+) -> tuple[ModelInfo, float, batch.Outcomes]:
+    """The jobs in this process: the model loaded once, then `batch.run_jobs` (the model's info, when
+    the jobs started, their outcomes)."""
+    from inpaint_cli.batch import engine as batch
+
+    inpainter, model = load_model(options, events.download_progress)
+    events.model_loaded(model)
+    started = time.perf_counter()
+    ran = batch.run_jobs(
+        inpainter,
+        plan.jobs,
+        settings,
+        on_outcome=events.job_finished,
+        fail_fast=options.fail_fast,
+        workers=options.jobs,
+        on_start=events.job_started,
+        watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
+        made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
+    )
+    return model, started, ran
+
+
+def _write_page(options: RunOptions, result: RunResult, events: RunEvents) -> None:
+    """The review page (`--html`), from the same records as the report; a rerun updates it."""
+    from inpaint_cli.review import page as review
+
+    try:
+        rows = review.rows_from_outcomes(result.outcomes, not_run=result.not_run, model=options.model or "")
+        summary = review.build_page(rows, options.html)
+    except OSError as error:
+        result.report_error = f"{options.html}: cannot write the review page ({error.strerror or error})"
+        return
+    events.page_written(summary)
+
+
+# --- before anything runs ----------------------------------------------------------------------------
+
+
+def job_settings(options: RunOptions) -> batch.RunSettings:
+    """The per-input settings of the jobs: the fields of `batch.RunSettings`, taken from the options."""
+    from inpaint_cli.batch import engine as batch
+
+    if options.overwrite is None:
+        existing = batch.Existing.SKIP if options.is_batch else batch.Existing.ERROR
+    else:
+        existing = batch.Existing.OVERWRITE if options.overwrite else batch.Existing.SKIP
+    values = projected(options, _field_names(batch.RunSettings))
+    if values.get("dilate") is None:  # none for mask files; with --mask auto, the detector's default
+        from inpaint_cli.batch.jobs import is_auto
+        from inpaint_cli.options import DETECTOR_DILATE
+
+        values["dilate"] = DETECTOR_DILATE[options.detector.value] if is_auto(options.mask) else 0
+    return batch.RunSettings(**values, existing=existing)
+
+
+def projected(options: RunOptions, names: set[str]) -> dict[str, Any]:
+    """The options' values under `names` (enums as their plain values): one field, one name, everywhere."""
+    values = {spec.name: getattr(options, spec.name) for spec in fields(options) if spec.name in names}
+    return {name: value.value if isinstance(value, enum.Enum) else value for name, value in values.items()}
+
+
+def _field_names(target: type | Callable[..., Any]) -> set[str]:
+    if hasattr(target, "__dataclass_fields__"):
+        return {spec.name for spec in fields(target)}
+    return set(inspect.signature(target).parameters)
+
+
+def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
+    """Pair the input(s) with masks and outputs, and check every planned read and write (`batch.plan_run`,
+    the one place for it): the files named exist, nothing read is written, no two writes share a
+    target (the review page included), every write can happen."""
+    from inpaint_cli.batch import engine as batch
+    from inpaint_cli.files.targets import Access
+
+    reads = (
+        []
+        if options.checkpoint is None
+        else [Access(options.checkpoint, "the checkpoint", option="--checkpoint")]
+    )
+    writes = []
+    if options.html is not None:
+        from inpaint_cli.review import page as review
+
+        writes = review.page_writes(options.html)
+    return batch.plan_run(
+        options.input,
+        options.mask,
+        options.output,
+        settings,
+        recursive=options.recursive,
+        report=options.report,
+        reads=reads,
+        writes=writes,
+    )
+
+
+def _expected_provenance(options: RunOptions, settings: batch.RunSettings) -> Provenance:
+    """What the run would record beside each output, as known before loading the model."""
+    from inpaint_cli.batch import provenance
+
+    # As `engine.Inpainter` names itself: after the weight file when one is given.
+    model = options.checkpoint.name if options.checkpoint else options.model or DEFAULT_MODEL
+    plan_options = {
+        name: getattr(options, name) for name in ("max_side", "tile_size", "tile_overlap", "crop_margin")
+    }
+    return provenance.expected(
+        model, options.checkpoint, settings, strategy=options.strategy.value, plan_options=plan_options
+    )
+
+
+def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings, options: RunOptions) -> list[DryRunRow]:
+    """The pairing table: per image its mask(s), output and what a run would do."""
+    from inpaint_cli.batch import engine as batch
+
+    made_with = _expected_provenance(options, settings)
+    rows = []
+    for job in plan.jobs:
+        action, fails = batch.dry_run_action(job, settings, made_with)  # names and file headers only
+        rows.append(
+            DryRunRow(str(job.image), ", ".join(map(str, job.masks)) or "-", str(job.output), action, fails)
+        )
+    rows += [DryRunRow("-", str(mask), "-", "unused: no image has this name") for mask in plan.unused_masks]
+    rows += [DryRunRow("-", "-", "-", message, fails=True) for message in plan.unreadable]
+    return rows
+
+
+def _run_on_ray(
+    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
+) -> batch.Outcomes:
+    """The jobs on Ray workers (`distributed`), each loading the model once with `load_inpainter`."""
+    from inpaint_cli.batch import distributed
+
+    cluster = distributed.RayOptions(
+        options.ray, options.workers, options.cpus_per_worker, options.gpus_per_worker
+    )
+    return distributed.run_on_ray(
+        functools.partial(load_inpainter, options),
+        plan.jobs,
+        settings,
+        cluster,
+        on_outcome=events.job_finished,
+        on_workers=events.workers_changed,
+        fail_fast=options.fail_fast,
+        checkpoint=options.checkpoint,
+    )
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+
+def load_inpainter(options: RunOptions) -> Inpainter:
+    """The model alone (what each worker of a distributed run loads once)."""
+    return load_model(options)[0]
+
+
+def load_model(options: RunOptions, progress: DownloadProgress | None = None) -> tuple[Inpainter, ModelInfo]:
+    """The model of `--model` / `--checkpoint` on the chosen device, and what to say about it.
+
+    Without `--model`, a checkpoint's family is recognised from the file; else the default model.
+    """
+    import torch
+
+    from inpaint_cli.engine.inpainter import Inpainter
+    from inpaint_cli.engine.strategies import InpaintOptions
+
+    if options.threads:
+        torch.set_num_threads(options.threads)  # the process's setting, made here, not in a constructor
+    planning = InpaintOptions(**projected(options, _field_names(InpaintOptions)))
+    settings = {"device": options.device, "precision": options.precision.value, "options": planning}
+    if options.model is None and options.checkpoint is not None:
+        inpainter = Inpainter.from_checkpoint(options.checkpoint, None, **settings)
+    else:
+        name = options.model or DEFAULT_MODEL
+        inpainter = Inpainter.from_name(name, checkpoint=options.checkpoint, progress=progress, **settings)
+    model = ModelInfo(
+        name=options.model or (options.checkpoint.name if options.checkpoint else DEFAULT_MODEL),
+        family=inpainter.network.family,
+        device=str(inpainter.device),
+        precision=inpainter.precision_summary,
+        threads=torch.get_num_threads(),
+        load_seconds=inpainter.load_seconds,
+        demo_note=demo_note(options.model) if options.checkpoint is None else None,
+    )
+    return inpainter, model
+
+
+def demo_note(name: str | None) -> str | None:
+    """For a bundled demo-quality model: which model to use for real restorations."""
+    if name is None:
+        return None
+    from inpaint_cli import weights
+
+    entry = weights.load_manifest().get(name)
+    if entry is None or entry.variant != "demo":
+        return None
+    return (
+        f"{name} is a small demo-quality model bundled for trying the tool offline; "
+        f"for real restorations use --model {entry.family} (inpaint weights pull {entry.family})"
+    )

@@ -1,0 +1,518 @@
+"""The inference engine: one loaded network, and the way from pixels to filled pixels.
+
+`Inpainter` loads a model (by name or from a weight file), picks the device, precision and memory
+budget, asks the planner (`strategies.py`) how to cut an image into passes, and has the runner
+(`runner.py`) execute the plan, retrying in smaller tiles after running out of device memory.
+Thread counts are the caller's business (`torch.set_num_threads` in the command line).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inpaint_cli.checkpoints.containers import read_checkpoint
+from inpaint_cli.checkpoints.loading import network_from_checkpoint
+from inpaint_cli.engine import auto_precision, strategies
+from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
+from inpaint_cli.engine.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
+from inpaint_cli.engine.strategies import (
+    Box,
+    InpaintOptions,
+    Limits,
+    NetworkGeometry,
+    Plan,
+    Strategy,
+    padded_size,
+)
+from inpaint_cli.errors import UsageError
+from inpaint_cli.models import FAMILIES, InpaintModel, classical
+from inpaint_cli.options import Precision
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "InpaintOptions",
+    "InpaintResult",
+    "Inpainter",
+    "pad_bottom_right",
+    "padded_size",
+    "parse_size",
+    "select_device",
+    "select_precision",
+]
+
+PRECISIONS = tuple(p.value for p in Precision)
+_HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+CPU_BUDGET_FRACTION = 0.5
+"""Share of the available RAM one network pass may use when no budget is given."""
+CUDA_BUDGET_FRACTION = 0.8
+"""Share of the free CUDA memory one network pass may use when no budget is given."""
+MODEL_CACHE_SIZE = 4096
+"""Sizes whose memory and cost estimates are remembered per network."""
+CALIBRATION_SIDE = 256
+"""Side of the pass timed once per model to turn plan costs into seconds."""
+CALIBRATE_ABOVE = 16
+"""Plans costing less than this many calibration passes are not estimated (they take seconds)."""
+
+Progress = Callable[[int, int], None]
+"""`progress(done, total)`: network inputs (tiles or whole boxes) filled so far, of `total`."""
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """`auto` = CUDA if available, else Apple MPS, else CPU; `cuda:N` is checked to exist."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("CUDA is not available on this machine", hint="use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"no CUDA device {device.index} (this machine has {torch.cuda.device_count()})",
+                hint="use --device cuda:0",
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("Apple MPS is not available on this machine", hint="use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def select_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype: `auto` is bf16 on CUDA where supported, else fp16, and fp32 on MPS and on
+    CPU (where `Inpainter` may then measure bf16 and int8); int8 computes its convolutions in int8
+    and everything else in fp32."""
+    precision = getattr(precision, "value", precision)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, fp16, bf16 or int8")
+    if precision == "int8" and device.type != "cpu":
+        raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return _HALF_DTYPES.get(precision, torch.float32)
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """fp32, fp16 or bf16: a compute dtype as `--precision` names it."""
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes one network pass may use: a share of free CUDA memory or of available RAM."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_BUDGET_FRACTION)
+    import psutil
+
+    return int(psutil.virtual_memory().available * CPU_BUDGET_FRACTION)
+
+
+MAX_SIZE = 1 << 60
+"""Largest size `parse_size` accepts (an exabyte): anything more is a typo."""
+
+
+def parse_size(text: str) -> int:
+    """`4GB`, `512MiB`, `1.5G`, `800000000` -> bytes; a UsageError for anything else (inf, nan,
+    1e400, zero, negative, under one byte)."""
+    units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+    units |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+    cleaned = text.strip().lower().removesuffix("b")
+    number = cleaned.rstrip("kmgti")
+    unit = cleaned[len(number) :]
+    hint = "write it like 4GB, 512MiB or 2.5G"
+    try:
+        value = float(number) * units[unit]
+    except (KeyError, ValueError):
+        raise UsageError(f"cannot read size {text!r}", hint=hint) from None
+    if not math.isfinite(value) or number.strip().lower() in ("inf", "infinity", "nan"):
+        raise UsageError(f"size must be a finite number of bytes: {text!r}", hint=hint)
+    if value < 1:
+        raise UsageError(f"size must be at least one byte: {text!r}", hint=hint)
+    if value > MAX_SIZE:
+        raise UsageError(f"size {text!r} is larger than any machine's memory", hint=hint)
+    return int(value)
+
+
+@dataclass
+class InpaintResult:
+    """The filled image and what was learned on the way."""
+
+    pixels: np.ndarray
+    boxes: list[Box]
+    """The boxes the image was filled in (the plan's, after any out-of-memory retries)."""
+    intermediates: dict[str, torch.Tensor] = field(default_factory=dict)
+    intermediates_hole: torch.Tensor | None = None
+    """The N×1×H×W hole mask at the (padded) size the intermediates were computed at."""
+    coarse: np.ndarray | None = None
+    """A two-stage family's first-stage result, as pixels like `pixels` (single-pass plans only)."""
+    passes: int = 0
+    """Network calls made (a call may take a batch of tiles)."""
+    intermediates_missing: str | None = None
+    """Why no intermediates were captured although they were asked for."""
+    plan: Plan | None = None
+    """What was done: strategy, boxes, scales, tiles (`plan.describe()` says it in one line)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Time per stage: `plan`, `preprocess` (cut, resize, pad, normalise), `network`, `composite`
+    (blend, upscale, paste)."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.boxes)
+
+
+def family_of(name: str) -> str:
+    """The family of a family name or a manifest entry name."""
+    if name in FAMILIES and name != "classical":
+        return name
+    from inpaint_cli import weights
+
+    # The one resolver of model names: unknown names are usage errors listing every known name.
+    entry = weights.resolve_model(name)
+    if entry is None:
+        return "classical"
+    if entry.is_detector:
+        raise UsageError(
+            f"'{name}' is a damage detector, not an inpainting model",
+            hint="see `inpaint models`",
+        )
+    return entry.family
+
+
+def geometry_of(network: InpaintModel, name: str, device: torch.device) -> NetworkGeometry:
+    """What the planner needs of a network: its declared geometry and cost and memory models (cached:
+    the planner asks for the same sizes many times, and a family's model may walk its layers)."""
+    return NetworkGeometry(
+        name=name,
+        pad_multiple=network.pad_multiple,
+        min_size=network.min_size,
+        native_side=min(network.native_side, strategies.NO_NATIVE_LIMIT),
+        memory=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.memory_estimate),
+        cost=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.cost_estimate),
+        batches=device.type != "cpu",
+    )
+
+
+class Inpainter:
+    """A loaded network on a device at a precision, with planning options. Load once, call many times."""
+
+    def __init__(
+        self,
+        network: InpaintModel,
+        *,
+        name: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        options: InpaintOptions | None = None,
+    ) -> None:
+        self.device = select_device(device)
+        self.dtype = select_precision(precision, self.device)
+        self.network = network.to(self.device)
+        self.name = name or network.family
+        self.options = options or InpaintOptions()
+        self.budget = self.options.memory_budget or default_memory_budget(self.device)
+        self.geometry = geometry_of(self.network, self.name, self.device)
+        self.runner = Runner(self.network, self.device, self.dtype, self.name)
+        self.int8_plan: Int8Plan | None = None
+        """With int8: which convolutions run in int8 and which stay float for accuracy."""
+        self._planned: Int8Plan | None = None
+        self.precision = self._apply_precision(getattr(precision, "value", precision))
+        """fp32, fp16, bf16 or int8: what the network runs at (`auto` resolved)."""
+        self.limits = Limits()
+        """Learned from running out of device memory; later boxes and images start from them."""
+        self.load_seconds = 0.0
+        """Time it took to read the weights and build the network (not downloading)."""
+        self.seconds_per_cost: float | None = None
+        """Measured speed: seconds per unit of the network's cost model."""
+
+    def _apply_precision(self, requested: str) -> str:
+        """Convert the network once for its precision; on CPU, `auto` measures (`auto_precision.py`)."""
+        chosen = "int8" if requested == "int8" else precision_name(self.dtype)
+        if not self.network.needs_weights:
+            return chosen
+        if requested == "auto" and self.device.type == "cpu":
+            chosen = auto_precision.choose(
+                self.network,
+                self.name,
+                self._pass_of,
+                auto_precision.default_cache(),
+                int8_plan=self._int8_plan,
+            )
+        if chosen == "int8":
+            self.int8_plan = self._int8_plan()
+            quantize_int8(self.network, self.runner.predict, known=self.int8_plan)
+        elif chosen != "fp32":
+            convert_half(self.network, chosen)
+        self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
+        self.runner.dtype = self.dtype
+        return chosen
+
+    def _int8_plan(self) -> Int8Plan:
+        """The int8 plan an earlier load of these weights made (kept in the cache), or a new one made
+        by the guard on a copy of the network (the network itself stays float)."""
+        if self._planned is not None:  # asked by `auto`, then again to quantize
+            return self._planned
+        plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
+        model = auto_precision.model_key(self.network, self.name)
+        known = auto_precision.known_int8_plan(plans, model)
+        if known is not None:
+            self._planned = known
+            return known
+        candidate = copy_network(self.network)
+        plan = quantize_int8(candidate, functools.partial(self._pass_of, candidate, dtype=torch.float32))
+        auto_precision.remember_int8_plan(plans, model, plan)
+        self._planned = plan
+        return plan
+
+    def _pass_of(
+        self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """One runner pass of `network` (this one or a copy), autocast to `dtype` if it is a half type."""
+        return Runner(network, self.device, dtype, self.name).predict(image, hole)
+
+    @property
+    def precision_summary(self) -> str:
+        """The precision for people: with int8, how many convolutions it covers."""
+        plan = self.int8_plan
+        if self.precision != "int8" or plan is None:
+            return self.precision
+        total = len(plan.quantized) + len(plan.kept_float)
+        kept = f", {len(plan.kept_float)} kept in float for accuracy" if plan.kept_float else ""
+        return f"int8 ({len(plan.quantized)} of {total} convolutions{kept})"
+
+    @property
+    def dtype_label(self) -> str:
+        """The precision as provenance records it: `float32`, `bfloat16`, `float16` or `int8`."""
+        return "int8" if self.precision == "int8" else str(self.dtype).removeprefix("torch.")
+
+    # --- loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, family: str | None = None, *, name: str | None = None, **settings: Any
+    ) -> Inpainter:
+        """An inpainter for a weight file (official format or ours); the family is detected if not
+        given. `settings`: device, precision, options."""
+        if family is not None and family not in FAMILIES:
+            raise UsageError(f"unknown family {family!r}", hint=f"known: {', '.join(sorted(FAMILIES))}")
+        started = time.perf_counter()
+        network = network_from_checkpoint(read_checkpoint(path), family)
+        inpainter = cls(network, name=name or Path(path).name, **settings)
+        inpainter.load_seconds = time.perf_counter() - started
+        return inpainter
+
+    @classmethod
+    def from_name(
+        cls, name: str, *, checkpoint: str | Path | None = None, progress: Any = None, **settings: Any
+    ) -> Inpainter:
+        """The model `name` (a manifest entry, a family or a classical method), from `checkpoint` if
+        given; `progress` sees a download. `settings`: device, precision, options."""
+        if name in classical.MODELS:
+            if checkpoint is not None:
+                raise UsageError(f"--model {name} is a classical method and takes no --checkpoint")
+            return cls(classical.ClassicalInpainter.build(classical.MODELS[name]), name=name, **settings)
+        family = family_of(name)  # unknown names are usage errors, before any download
+        if checkpoint is not None:
+            return cls.from_checkpoint(checkpoint, family, **settings)
+        from inpaint_cli import weights
+
+        path = weights.ensure_model(name, progress=progress)
+        return cls.from_checkpoint(path, name=name, **settings)
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.options.strategy
+
+    # Read-only views of the options, for callers written before `InpaintOptions`.
+    max_side = property(lambda self: self.options.max_side)
+    tile_size = property(lambda self: self.options.tile_size)
+    tile_overlap = property(lambda self: self.options.tile_overlap)
+    crop_margin = property(lambda self: self.options.crop_margin)
+
+    # --- planning ----------------------------------------------------------------------------------
+
+    def plan(self, hole: np.ndarray, *, capture: bool = False, options: InpaintOptions | None = None) -> Plan:
+        """How `hole` (H×W bool) would be filled: boxes, scales, tiles and cost. Pure planning."""
+        options = options or self.options
+        budget = options.memory_budget or self.budget
+        return strategies.plan(hole, self.geometry, options, budget, limits=self.limits, single_pass=capture)
+
+    def estimate_seconds(self, plan: Plan) -> float | None:
+        """Seconds the plan's network passes should take on this device, from the cost model and
+        one timed calibration pass (made once, only for plans big enough to need a warning)."""
+        calibration = self.geometry.pass_cost(CALIBRATION_SIDE, CALIBRATION_SIDE)
+        if self.seconds_per_cost is None:
+            if plan.cost < CALIBRATE_ABOVE * calibration:
+                return None
+            self.calibrate()
+        assert self.seconds_per_cost is not None
+        return plan.cost * self.seconds_per_cost
+
+    def calibrate(self) -> float:
+        """Time one pass at the calibration side; returns and keeps seconds per cost unit."""
+        side = padded_size(CALIBRATION_SIDE, self.geometry.pad_multiple, self.geometry.min_size)
+        image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+        hole = torch.zeros(1, 1, side, side)
+        hole[..., side // 4 : side // 2, side // 4 : side // 2] = 1
+        image, hole = image.to(self.device), hole.to(self.device)
+        self.runner.predict(image, hole)  # warm-up: first calls allocate and pick kernels
+        started = time.perf_counter()
+        self.runner.predict(image, hole)
+        self.seconds_per_cost = (time.perf_counter() - started) / self.geometry.pass_cost(side, side)
+        return self.seconds_per_cost
+
+    # --- inference ---------------------------------------------------------------------------------
+
+    def inpaint(
+        self,
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        *,
+        capture: bool = False,
+        options: InpaintOptions | None = None,
+        plan: Plan | None = None,
+        progress: Progress | None = None,
+    ) -> InpaintResult:
+        """Fill the hole of an H×W×C uint8/uint16 image (C = 1 or 3); `hole` is H×W bool, True = hole.
+
+        Pixels outside the hole are returned unchanged; with `capture`, the family's intermediates
+        of a single-pass plan are returned too. `options` overrides the inpainter's for this call;
+        `plan` is one made by `self.plan` for this hole; `progress(done, total)` is called after
+        each network call.
+        """
+        if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
+            raise ValueError(
+                f"expected H×W×1 or H×W×3 uint8/uint16 pixels, not {pixels.shape} {pixels.dtype}"
+            )
+        if hole.shape != pixels.shape[:2]:
+            raise ValueError(f"hole {hole.shape} does not match image {pixels.shape[:2]}")
+        options = options or self.options
+        started = time.perf_counter()
+        plan = plan or self.plan(hole, capture=capture, options=options)
+        result = InpaintResult(
+            pixels.copy(), list(plan.boxes), plan=plan, seconds={"plan": time.perf_counter() - started}
+        )
+        before = dict(self.runner.clock.seconds)
+        try:
+            self._run(pixels, hole, result, options, capture, progress)
+        finally:
+            self.runner.on_tiles = None
+            for stage, total in self.runner.clock.seconds.items():
+                result.seconds[stage] = total - before.get(stage, 0.0)
+        assert result.plan is not None
+        result.boxes = list(result.plan.boxes)
+        if capture and result.intermediates_hole is None and result.intermediates_missing is None:
+            result.intermediates_missing = (
+                f"the {result.plan.strategy.value} plan made {result.passes} network passes; "
+                "intermediates come from a single pass (use --strategy auto or full)"
+            )
+        return result
+
+    def _run(
+        self,
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        result: InpaintResult,
+        options: InpaintOptions,
+        capture: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Fill the plan's boxes one by one; after running out of memory, the box again in tiles."""
+        assert result.plan is not None
+        done = 0
+
+        def advance(tiles: int) -> None:
+            nonlocal done
+            done += tiles
+            if progress is not None:
+                progress(done, plan.passes)
+
+        self.runner.on_tiles = advance
+        budget = options.memory_budget or self.budget
+        index, plan = 0, result.plan
+        while index < len(plan.boxes):
+            box, tiling = plan.boxes[index], plan.tilings[index]
+            captured: dict[str, torch.Tensor] | None = {} if capture and plan.single_pass else None
+            done_before, network_before = done, self.runner.clock.seconds["network"]
+            try:
+                result.passes += self.runner.fill_box(pixels, hole, box, tiling, result.pixels, captured)
+            except torch.cuda.OutOfMemoryError:
+                done = done_before
+                box, self.limits = strategies.after_out_of_memory(
+                    box, tiling, self.geometry, self.limits, str(self.device)
+                )
+                side = box.tile
+                log.warning("out of %s memory: retrying in tiles of at most %sx%s", self.device, side, side)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                plan = strategies.replace_box(
+                    plan, index, box, hole, self.geometry, options, budget, self.limits
+                )
+                result.plan = plan
+                continue
+            self._learn_speed(box, tiling, self.runner.clock.seconds["network"] - network_before)
+            if captured:
+                self._keep_intermediates(result, captured, pixels, hole, box)
+            elif captured is not None:
+                result.intermediates_missing = f"{self.name} has no intermediates to save"
+            index += 1
+
+    def _learn_speed(self, box: Box, tiling: strategies.Tiling | None, seconds: float) -> None:
+        """Keep the measured seconds per cost unit of real passes, for the next estimates."""
+        geometry = self.geometry
+        cost = (
+            geometry.pass_cost(*box.scaled_size())
+            if tiling is None
+            else tiling.tiles * geometry.pass_cost(tiling.height, tiling.width)
+        )
+        if cost > 0 and seconds > 0:
+            measured = seconds / cost
+            previous = self.seconds_per_cost
+            self.seconds_per_cost = measured if previous is None else (previous + measured) / 2
+
+    def _keep_intermediates(
+        self,
+        result: InpaintResult,
+        captured: dict[str, torch.Tensor],
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        box: Box,
+    ) -> None:
+        _, box_hole = self.runner.cut(pixels, hole, box)
+        result.intermediates_hole = self.runner.pad(torch.tensor(box_hole, dtype=torch.float32)[None, None])
+        coarse = captured.get("coarse")
+        if coarse is not None:
+            values = self.network.normalization.from_network(coarse.float())
+            values = values[..., : box.scaled_size()[0], : box.scaled_size()[1]]
+            if box.scale < 1:
+                values = upscale_to_box(values, box)
+            result.coarse = to_integer(values.clamp(0, 1), pixels.dtype, pixels.shape[2])
+        result.intermediates = {name: value.detach().float().cpu() for name, value in captured.items()}
+
+
+def with_options(options: InpaintOptions | None, **changes: Any) -> InpaintOptions:
+    """`options` (or the defaults) with some fields changed; unknown names are usage errors."""
+    base = options or InpaintOptions()
+    unknown = set(changes) - set(base.__dataclass_fields__)
+    if unknown:
+        raise UsageError(f"unknown option {sorted(unknown)[0]!r}")
+    return replace(base, **changes)

@@ -1,0 +1,496 @@
+"""The review page: one static HTML file that shows what a batch did, image by image.
+
+`build_page` takes generic `ReviewRow`s (from a batch report with `rows_from_report`, or from any
+command that has per-image results, such as detection) and writes:
+
+- `<page>.html`: the page. Jinja2 renders it with autoescaping; the rows travel as JSON inside a
+  `<script type="application/json">` element (Jinja's `tojson` escapes `<`, `>`, `&` and `'`), and
+  the page's own script shows one page of rows at a time, filling every text with `textContent`,
+  so a file named `<script>alert(1)</script>.png` is shown, never run. CSS and JS are inlined from
+  `inpaint_cli/templates/`: the page needs nothing from the network.
+- `<page stem>_files/`: thumbnails (input, mask overlay, result; `review_pixels`), each written
+  atomically and loaded lazily, and `rows.json`, the rows of the last build with what was learned
+  from the pixels, so a rebuild reuses thumbnails of unchanged files and a resumed batch keeps the
+  rows of the images an earlier run did.
+
+Rows are sorted so that failures come first, then suspicious results, then the rest by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import statistics
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from inpaint_cli.errors import InputError
+from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.targets import Access
+from inpaint_cli.review import thumbnails as review_pixels
+
+THUMBNAIL_SIDE = 256
+"""Longest side of a thumbnail: sharp enough to judge a fill, ~10 KB as JPEG."""
+PAGE_SIZE = 50
+"""Rows shown at once; the others wait in the page's JSON."""
+FILES_SUFFIX = "_files"
+CACHE_NAME = "rows.json"
+CACHE_VERSION = 1
+SLOW_FACTOR = 5.0
+"""An image that took this many times the median time (and over a second) is suspicious."""
+THUMBNAIL_NAME = re.compile(r"(?P<key>[0-9a-f]{20})_(input|mask|result)\.jpg")
+FAILED = "failed"
+NO_DAMAGE = "no damage found"
+STATUS_ORDER = {FAILED: 0}
+"""Rank of a status in the page's order (lower first); suspicious rows come next, then the rest."""
+
+
+@dataclass
+class ReviewRow:
+    """One image on the review page. `status` is free text (`done`, `failed`, `no damage`, ...)."""
+
+    name: str
+    status: str
+    image: Path | None = None
+    masks: tuple[Path, ...] = ()
+    output: Path | None = None
+    model: str = ""
+    strategy: str = ""
+    seconds: float | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    suspicious: list[str] = field(default_factory=list)
+    """Why this result deserves a look; the builder adds its own findings from the pixels."""
+    note: str = ""
+    mask_options: dict[str, Any] = field(default_factory=dict)
+    """How the run read the masks (`threshold`, `invert`, `dilate`), for the overlay; default if empty."""
+    judge_fill: bool = True
+    """Look for flat or unchanged fills in `output`; False when `output` is not a fill (a detection's
+    overlay), so only the size of the hole is judged."""
+
+
+@dataclass
+class PageSummary:
+    page: Path
+    rows: int
+    counts: dict[str, int]
+    suspicious: int
+    thumbnails_written: int
+    thumbnails_reused: int
+    seconds: float
+    page_bytes: int
+
+
+# --- rows from a batch report ------------------------------------------------------------------------
+
+
+def load_report(path: Path) -> dict:
+    """A batch report (`inpaint run --report`), checked enough to build a page from it."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such report", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the report ({exc})", path=path, hint="give a --report file") from None
+    if not isinstance(report, dict) or not isinstance(report.get("inputs"), list):
+        raise InputError("not a batch report (no 'inputs' list)", path=path, hint="give a --report file")
+    return report
+
+
+def _resolve(text: str | None, bases: Sequence[Path]) -> Path | None:
+    """A report path: absolute as is; relative to the first base where it exists (else the first)."""
+    if not text:
+        return None
+    path = Path(text)
+    if path.is_absolute() or not bases:
+        return path
+    for base in bases:
+        if (base / path).exists():
+            return base / path
+    return bases[0] / path
+
+
+def _model_of(record: dict, report: dict, default: str) -> str:
+    for source in (record, record.get("provenance") or {}, report, report.get("summary") or {}):
+        if isinstance(source, dict) and isinstance(source.get("model"), str):
+            return source["model"]
+    return default
+
+
+def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "") -> list[ReviewRow]:
+    """The rows of a batch report: one per input, plus the inputs that never ran.
+
+    Relative paths are looked up under `bases` in order (the working folder, the report's folder).
+    """
+    bases = [Path(base) for base in bases]
+    rows = []
+    for record in report["inputs"]:
+        if not isinstance(record, dict) or not record.get("image"):
+            continue
+        image = _resolve(str(record["image"]), bases)
+        output = _resolve(record.get("output"), bases)
+        rows.append(
+            ReviewRow(
+                name=str(record["image"]),
+                status=str(record.get("status") or "unknown"),
+                image=image,
+                masks=tuple(p for p in (_resolve(str(m), bases) for m in record.get("masks") or []) if p),
+                output=output,
+                model=_model_of(record, report, model),
+                strategy=str(record.get("strategy") or ""),
+                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
+                error=record.get("error") or None,
+                warnings=[str(w) for w in record.get("warnings") or []],
+                mask_options=_mask_options(record),
+            )
+        )
+    for image in report.get("not_run") or []:
+        rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
+    _shorten_names(rows)
+    return rows
+
+
+def _mask_options(record: dict) -> dict[str, Any]:
+    recorded = (record.get("provenance") or {}).get("mask")
+    if not isinstance(recorded, dict):
+        return {}
+    return {key: recorded[key] for key in review_pixels.MASK_OPTIONS if key in recorded}
+
+
+def _shorten_names(rows: list[ReviewRow]) -> None:
+    """Name images by their path under the folder all of them share (the batch's input folder)."""
+    images = [os.path.abspath(row.image) for row in rows if row.image is not None]
+    if not images or len(images) != len(rows):
+        return
+    common = os.path.commonpath([os.path.dirname(image) for image in images])
+    for row, image in zip(rows, images, strict=True):
+        row.name = os.path.relpath(image, common)
+
+
+def rows_from_outcomes(
+    outcomes: Iterable[Any], *, not_run: Iterable[Any] = (), model: str = ""
+) -> list[ReviewRow]:
+    """The rows of a run that just finished: `batch.JobOutcome`s and the jobs never started, read
+    through the same records as the JSON report."""
+    report = {
+        "inputs": [outcome.as_record() for outcome in outcomes],
+        "not_run": [str(job.image) for job in not_run],
+    }
+    return rows_from_report(report, model=model)
+
+
+def rows_from_detection(
+    records: Iterable[dict], *, detector: str = "", mode: str = "", not_run: Iterable[Any] = ()
+) -> list[ReviewRow]:
+    """The rows of a detection batch (`detect_jobs.DetectOutcome.as_record()`s, or a detection
+    report's `inputs`): the input, the detected mask (shown as an overlay) and, as the result, the
+    overlay picture `detect` wrote. Status `no damage found` when nothing survived the detector."""
+    rows = []
+    for record in records:
+        if not isinstance(record, dict) or not record.get("image"):
+            continue
+        status = str(record.get("status") or "unknown")
+        if status == "done" and record.get("no_damage"):
+            status = NO_DAMAGE
+        overlay = record.get("overlay")
+        fraction = record.get("damage_fraction")
+        rows.append(
+            ReviewRow(
+                name=str(record["image"]),
+                status=status,
+                image=Path(record["image"]),
+                masks=(Path(record["mask"]),) if record.get("mask") and status != FAILED else (),
+                output=Path(overlay) if overlay and status != FAILED else None,
+                model=detector,
+                strategy=mode,
+                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
+                error=record.get("error") or None,
+                note=f"{fraction:.2%} damaged" if isinstance(fraction, int | float) and fraction else "",
+                judge_fill=False,
+            )
+        )
+    rows += [ReviewRow(name=str(job.image), status="not run", image=Path(job.image)) for job in not_run]
+    _shorten_names(rows)
+    return rows
+
+
+def page_writes(page: Path) -> list[Access]:
+    """What a page writes: the page and its thumbnails folder, for `targets.check_targets` (a run
+    plans them with its other writes, so a page never overwrites an input, a mask or an output)."""
+    page = Path(page)
+    thumbnails = files_folder(page)
+    return [
+        Access(page, "the review page", option="--html"),
+        Access(thumbnails, "the review page's thumbnails folder", folder=True, option="--html"),
+    ]
+
+
+def files_folder(page: Path) -> Path:
+    """The folder of a page's thumbnails (`<page stem>_files/` beside it): never walked for inputs."""
+    page = Path(page)
+    return page.with_name(page.stem + FILES_SUFFIX)
+
+
+# --- thumbnails cache keys ----------------------------------------------------------------------------
+
+
+def _file_key(path: Path | None) -> str | None:
+    """Identity of a file's current content for the thumbnail cache: path, size and mtime."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _row_key(row: ReviewRow) -> str:
+    parts = [_file_key(row.image), *(_file_key(m) for m in row.masks), _file_key(row.output)]
+    parts.append(json.dumps(row.mask_options, sort_keys=True))
+    if not row.judge_fill:  # other findings for the same files: other thumbnails' cache entry
+        parts.append("no fill")
+    return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+# --- ordering and the page ----------------------------------------------------------------------------
+
+
+def _slow_findings(rows: Sequence[ReviewRow]) -> None:
+    times = [row.seconds for row in rows if row.seconds and row.status != FAILED]
+    if len(times) < 3:
+        return
+    median = statistics.median(times)
+    for row in rows:
+        if row.seconds and row.seconds > max(1.0, SLOW_FACTOR * median):
+            row.suspicious.append(f"slow: {row.seconds:.1f} s (median {median:.2f} s)")
+
+
+def _flag(row: ReviewRow) -> None:
+    """Findings that need no pixels: warnings and downscaled fills."""
+    row.suspicious += [f"warning: {warning}" for warning in row.warnings]
+    if "downscaled" in row.strategy:
+        row.suspicious.append(f"filled at reduced resolution ({row.strategy})")
+
+
+def sort_rows(rows: Iterable[ReviewRow]) -> list[ReviewRow]:
+    """Failures first, then suspicious results, then the rest; by name within each group."""
+    return sorted(rows, key=lambda r: (STATUS_ORDER.get(r.status, 2 if not r.suspicious else 1), r.name))
+
+
+def _link(path: Path | None, page_folder: str) -> str | None:
+    """A URL to `path` relative to the page's (absolute) folder; a file: URL across drives."""
+    if path is None:
+        return None
+    absolute = os.path.abspath(path)  # no symlinks resolved: 10,000 rows cost no file-system calls
+    try:
+        relative = os.path.relpath(absolute, page_folder)
+    except ValueError:
+        return Path(absolute).as_uri()
+    return urllib.parse.quote(relative.replace(os.sep, "/"))
+
+
+def _page_record(row: ReviewRow, thumbs: dict, page_folder: str) -> dict:
+    """A row as the page's script reads it (short keys keep 10,000 rows small)."""
+    record = {
+        "n": row.name,
+        "s": row.status,
+        "m": row.model,
+        "g": row.strategy,
+        "t": row.seconds,
+        "e": row.error,
+        "w": row.warnings,
+        "q": row.suspicious,
+        "o": row.note,
+        "th": [thumbs.get("input"), thumbs.get("mask"), thumbs.get("result")],
+        "l": [_link(row.image, page_folder), _link(row.output, page_folder)],
+        "k": [_link(mask, page_folder) for mask in row.masks],
+    }
+    return {key: value for key, value in record.items() if value not in (None, "", [])}
+
+
+def _load_cache(folder: Path) -> dict:
+    try:
+        cache = json.loads((folder / CACHE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"rows": {}, "thumbs": {}}
+    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
+        return {"rows": {}, "thumbs": {}}
+    return cache
+
+
+def _row_identity(row: ReviewRow) -> str:
+    return f"{row.image}|{row.output}"
+
+
+def _keep_earlier_runs(rows: list[ReviewRow], cache: dict) -> list[ReviewRow]:
+    """A row skipped because its output exists takes the row of the run that made the output."""
+    kept = []
+    for row in rows:
+        earlier = cache["rows"].get(_row_identity(row))
+        if row.status == "skipped" and earlier and earlier.get("status") not in (None, "skipped", FAILED):
+            earlier = {**earlier, "masks": tuple(Path(m) for m in earlier.get("masks", ()))}
+            for name in ("image", "output"):
+                earlier[name] = Path(earlier[name]) if earlier.get(name) else None
+            known = {item.name for item in fields(ReviewRow)}
+            earlier = {key: value for key, value in earlier.items() if key in known}
+            row = ReviewRow(**{**earlier, "suspicious": [], "note": "done by an earlier run"})
+        kept.append(row)
+    return kept
+
+
+def _row_as_json(row: ReviewRow) -> dict:
+    data = {item.name: getattr(row, item.name) for item in fields(ReviewRow)}
+    data.update(
+        image=str(row.image) if row.image else None,
+        output=str(row.output) if row.output else None,
+        masks=[str(m) for m in row.masks],
+    )
+    return data
+
+
+def build_page(
+    rows: Iterable[ReviewRow],
+    page: Path,
+    *,
+    title: str = "inpaint review",
+    thumbnails: bool = True,
+    thumbnail_side: int = THUMBNAIL_SIDE,
+    page_size: int = PAGE_SIZE,
+    workers: int | None = None,
+) -> PageSummary:
+    """Write the review page `page` and its thumbnails folder; see the module docstring."""
+    started = time.perf_counter()
+    page = Path(page)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    folder = files_folder(page)
+    folder.mkdir(exist_ok=True)
+    cache = _load_cache(folder)
+    # Copies: the findings added below stay out of the caller's rows.
+    copies = [replace(row, warnings=list(row.warnings), suspicious=list(row.suspicious)) for row in rows]
+    rows = _keep_earlier_runs(copies, cache)
+    for row in rows:
+        _flag(row)
+    _slow_findings(rows)
+    keys = [_row_key(row) for row in rows]
+    known = {key: made for key, made in cache.get("thumbs", {}).items() if _thumbs_exist(page.parent, made)}
+    todo = [(row, key) for row, key in zip(rows, keys, strict=True) if thumbnails and key not in known]
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-thumbs") as pool:
+        made = pool.map(lambda item: _thumbnails(item[0], folder, item[1], thumbnail_side), todo)
+        fresh = dict(zip((key for _, key in todo), made, strict=True))
+    seen: dict = {**known, **fresh}
+    for row, key in zip(rows, keys, strict=True):
+        row.suspicious += seen.get(key, {}).get("findings", [])
+    ordered = sort_rows(rows)
+    order = {id(row): key for row, key in zip(rows, keys, strict=True)}
+    where = os.path.abspath(page.parent)
+    records = [_page_record(r, seen.get(order[id(r)], {}).get("thumbs", {}), where) for r in ordered]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    suspicious = sum(1 for row in rows if row.suspicious and row.status != FAILED)
+    html = render_page(records, title=title, counts=counts, suspicious=suspicious, page_size=page_size)
+    with atomic_path(page) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    _save_cache(folder, rows, {key: seen[key] for key in keys if key in seen})
+    _remove_unused_thumbnails(folder, set(keys))
+    return PageSummary(
+        page=page,
+        rows=len(rows),
+        counts=counts,
+        suspicious=suspicious,
+        thumbnails_written=sum(
+            sum(v is not None for v in made["thumbs"].values()) for made in fresh.values()
+        ),
+        thumbnails_reused=len(rows) - len(fresh) if thumbnails else 0,
+        seconds=time.perf_counter() - started,
+        page_bytes=page.stat().st_size,
+    )
+
+
+def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
+    output = None if row.status == FAILED else row.output
+    made = review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side, row.mask_options)
+    if not row.judge_fill:  # `output` is no fill: keep only the findings about the hole itself
+        made["findings"] = [text for text in made["findings"] if text.startswith("hole covers")]
+    return made
+
+
+def _thumbs_exist(page_folder: Path, made: object) -> bool:
+    thumbs = made.get("thumbs") if isinstance(made, dict) else None
+    return isinstance(thumbs, dict) and all(
+        name is None or (page_folder / urllib.parse.unquote(name)).is_file() for name in thumbs.values()
+    )
+
+
+def _remove_unused_thumbnails(folder: Path, keys: set[str]) -> None:
+    """Thumbnails of files that changed or left the batch (only names this module gives)."""
+    for entry in os.scandir(folder):
+        match = THUMBNAIL_NAME.fullmatch(entry.name)
+        if match and match["key"] not in keys:
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _save_cache(folder: Path, rows: Sequence[ReviewRow], thumbs: dict) -> None:
+    # Rows are kept without the findings the builder adds, which are recomputed each time.
+    stored = {}
+    for row in rows:
+        data = _row_as_json(row)
+        data["suspicious"] = []
+        stored[_row_identity(row)] = data
+    cache = {"version": CACHE_VERSION, "rows": stored, "thumbs": thumbs}
+    with atomic_path(folder / CACHE_NAME) as tmp:
+        tmp.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
+
+
+def render_page(
+    records: Sequence[dict],
+    *,
+    title: str,
+    counts: dict[str, int],
+    suspicious: int,
+    page_size: int = PAGE_SIZE,
+) -> str:
+    """The page's HTML from page records (see `_page_record`); every value is escaped."""
+    from importlib.resources import files
+
+    import jinja2
+    from markupsafe import Markup
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("inpaint_cli.review", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}
+    assets = files("inpaint_cli.review") / "templates"
+    # The page's own assets, inlined: trusted files of this package, not data. The page's
+    # Content-Security-Policy lets only these exact texts run, by their hashes.
+    style = (assets / "review.css").read_text(encoding="utf-8")
+    script = (assets / "review.js").read_text(encoding="utf-8")
+    return environment.get_template("review.html.j2").render(
+        title=title,
+        rows=records,
+        total=len(records),
+        counts=sorted(counts.items(), key=lambda item: (STATUS_ORDER.get(item[0], 1), item[0])),
+        suspicious=suspicious,
+        page_size=page_size,
+        style=Markup(style),
+        script=Markup(script),
+        style_hash=_csp_hash(style),
+        script_hash=_csp_hash(script),
+    )
+
+
+def _csp_hash(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")

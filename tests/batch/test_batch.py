@@ -1,0 +1,578 @@
+"""Batch library: mask pairing, mirrored outputs, the decode/fill/encode pipeline, resume, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch import provenance
+from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
+from inpaint_cli.engine.strategies import Box, Strategy
+from inpaint_cli.errors import UsageError
+from inpaint_cli.files.targets import Access, check_targets
+from inpaint_cli.imaging import imageio
+
+HEIGHT, WIDTH = 24, 32
+
+
+def touch(root: Path, *names: str) -> None:
+    """Empty files: pairing looks at names only."""
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def paired(plan: batch.Plan, folder: Path, masks: Path) -> dict[str, list[str]]:
+    return {
+        job.relative.as_posix(): [mask.relative_to(masks).as_posix() for mask in job.masks]
+        for job in plan.jobs
+        if job.problem is None
+    }
+
+
+def save_photo(path: Path, seed: int) -> np.ndarray:
+    pixels = np.random.default_rng(seed).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def save_mask(path: Path) -> np.ndarray:
+    hole = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    hole[8:14, 10:20] = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(hole.astype(np.uint8) * 255).save(path)
+    return hole
+
+
+@pytest.fixture(scope="module")
+def telea() -> Inpainter:
+    return Inpainter.from_name("telea", device="cpu")
+
+
+# --- pairing ---------------------------------------------------------------------------------------
+
+
+def test_masks_pair_by_relative_path_stem_and_mask_suffixes(tmp_path: Path) -> None:
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    touch(photos, "a.jpg", "b.png", "sub/c.tif", "sub/deep/d.webp", "nomask.png", ".hidden.png", "notes.txt")
+    touch(photos, ".git/e.png")
+    touch(masks, "a.png", "b_mask.png", "b_mask2.png", "b_mask10.jpg", "sub/c_mask.png", "sub/deep/d.PNG")
+    touch(masks, "orphan.png", "sub/a.png", "b_maskx.png")
+    plan = batch.plan_folder(photos, masks, recursive=True)
+
+    assert paired(plan, photos, masks) == {
+        "a.jpg": ["a.png"],
+        "b.png": ["b_mask.png", "b_mask10.jpg", "b_mask2.png"],
+        "sub/c.tif": ["sub/c_mask.png"],
+        "sub/deep/d.webp": ["sub/deep/d.PNG"],
+    }
+    (missing,) = [job for job in plan.jobs if job.problem is not None]
+    assert missing.image == photos / "nomask.png" and missing.masks == ()
+    assert missing.problem.one_line() == (
+        f"{photos / 'nomask.png'}: no mask found "
+        f"(looked for {masks / 'nomask'}.* and {masks / 'nomask'}_mask*.*)"
+    )
+    assert plan.unused_masks == [masks / "b_maskx.png", masks / "orphan.png", masks / "sub/a.png"]
+    out = (tmp_path / "photos_inpainted").resolve()
+    assert [job.output for job in plan.jobs] == [
+        out / "a.jpg",
+        out / "b.png",
+        out / "nomask.png",
+        out / "sub/c.tif",
+        out / "sub/deep/d.webp",
+    ]
+
+
+def test_without_recursive_only_the_top_folder_is_walked(tmp_path: Path) -> None:
+    touch(tmp_path / "photos", "a.png", "sub/b.png")
+    touch(tmp_path / "masks", "a.png", "sub/b.png")
+    plan = batch.plan_folder(tmp_path / "photos", tmp_path / "masks", tmp_path / "out")
+    assert [job.relative for job in plan.jobs] == [Path("a.png")]
+    assert plan.unused_masks == []
+
+
+def test_masks_beside_the_images_are_only_the_mask_named_files(tmp_path: Path) -> None:
+    # Official LaMa layout: x.png next to x_mask001.png; y.png and y.jpg are two images, not a pair.
+    touch(tmp_path, "x.png", "x_mask001.png", "x_mask002.png", "y.png", "y.jpg")
+    plan = batch.plan_folder(tmp_path, tmp_path, tmp_path / "out")
+    assert {job.relative.name: [m.name for m in job.masks] for job in plan.jobs} == {
+        "x.png": ["x_mask001.png", "x_mask002.png"],
+        "y.jpg": [],
+        "y.png": [],
+    }
+    assert "looked for" in plan.jobs[1].problem.hint and ".* and" not in plan.jobs[1].problem.hint
+
+
+def test_mask_output_and_intermediates_folders_inside_the_input_tree_are_not_inputs(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    touch(photos, "a.png", "masks/a.png", "masks/sub/b.png", "sub/b.png", "out/a.png", "debug/a/panel.png")
+    plan = batch.plan_folder(
+        photos, photos / "masks", photos / "out", recursive=True, written_elsewhere=[photos / "debug"]
+    )
+    assert paired(plan, photos, photos / "masks") == {"a.png": ["a.png"], "sub/b.png": ["sub/b.png"]}
+    assert plan.jobs[0].output == photos / "out/a.png"
+
+
+def test_one_mask_file_serves_every_image_and_is_not_an_image_itself(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "sub/b.jpg", "scanner_defect.png")
+    defect = tmp_path / "scanner_defect.png"
+    plan = batch.plan_folder(tmp_path, defect, tmp_path / "out", recursive=True)
+    assert [(job.relative.as_posix(), job.masks) for job in plan.jobs] == [
+        ("a.png", (defect,)),
+        ("sub/b.jpg", (defect,)),
+    ]
+
+
+def test_format_changes_extensions_and_clashing_outputs_are_a_usage_error(tmp_path: Path) -> None:
+    touch(tmp_path / "in", "p.jpg", "p.png", "q.jpg")
+    touch(tmp_path / "masks", "p.png", "q.png")
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", output_format="tiff")
+    assert [job.output.name for job in plan.jobs] == ["p.tif", "p.tif", "q.tif"]
+    with pytest.raises(UsageError) as caught:
+        batch.check_plan(plan, batch.RunSettings())
+    assert caught.value.one_line() == (
+        f"{tmp_path / 'out/p.tif'}: is the output of {tmp_path / 'in/p.jpg'} "
+        f"and cannot be the output of {tmp_path / 'in/p.png'} (choose another -o)"
+    )
+
+
+def test_the_output_folder_cannot_be_the_input_folder(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "a_mask.png")
+    with pytest.raises(UsageError, match="the output folder is the input folder"):
+        batch.plan_folder(tmp_path, tmp_path, tmp_path)
+
+
+def test_single_image_finds_its_mask_in_a_folder(tmp_path: Path) -> None:
+    touch(tmp_path, "photo.jpg", "masks/photo_mask.png", "masks/other.png")
+    plan = batch.plan_single(tmp_path / "photo.jpg", tmp_path / "masks")
+    assert plan.jobs[0].masks == (tmp_path / "masks/photo_mask.png",)
+    assert plan.jobs[0].output == tmp_path / "photo_inpainted.jpg"
+    lonely = batch.plan_single(tmp_path / "photo.jpg", tmp_path / "masks" / "..")
+    assert "no mask found" in lonely.jobs[0].problem.one_line()
+
+
+def test_plan_description_names_boxes_scale_and_tiles() -> None:
+    assert batch.describe_plan("auto", [], (10, 20)) == "auto: nothing to fill"
+    assert batch.describe_plan("full", [Box(0, 0, 10, 20)], (10, 20)) == "full: whole image"
+    crops = [Box(0, 0, 4, 4, scale=0.5), Box(5, 5, 9, 9, tile=256)]
+    assert (
+        batch.describe_plan("auto", crops, (10, 20))
+        == "auto: 2 crop boxes, downscaled to 0.50, in 256 px tiles"
+    )
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def test_run_jobs_fills_only_the_hole_and_reports_in_job_order(tmp_path: Path, telea: Inpainter) -> None:
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    originals = {
+        name: save_photo(photos / name, seed) for seed, name in enumerate(["a.png", "b.png", "c.png"])
+    }
+    hole = save_mask(masks / "a.png")
+    save_mask(masks / "c_mask1.png")
+    plan = batch.plan_folder(photos, masks, tmp_path / "out")
+    settings = batch.RunSettings(existing=batch.Existing.SKIP)
+    outcomes = batch.run_jobs(telea, plan.jobs, settings, workers=3)
+
+    assert [(o.job.relative.name, o.status) for o in outcomes] == [
+        ("a.png", batch.Status.DONE),
+        ("b.png", batch.Status.FAILED),
+        ("c.png", batch.Status.DONE),
+    ]
+    for outcome in outcomes[::2]:
+        result = np.asarray(Image.open(outcome.job.output))
+        original = originals[outcome.job.relative.name]
+        np.testing.assert_array_equal(result[~hole], original[~hole])
+        assert (result[hole] != original[hole]).any()
+        assert outcome.written == [outcome.job.output] and outcome.seconds > 0
+        assert outcome.strategy.startswith("auto: ")
+
+    again = batch.run_jobs(telea, plan.jobs, settings, workers=1)
+    assert [o.status for o in again] == [batch.Status.SKIPPED, batch.Status.FAILED, batch.Status.SKIPPED]
+
+
+class RecordingInpainter:
+    """Stands in for the model: copies image i through once image i + 1 is being read (or after 10 s,
+    when the pipeline does not read ahead: a condition, not a race with a sleep on a loaded machine),
+    and records when it ran."""
+
+    strategy = Strategy.FULL
+    name, dtype, dtype_label, device = "recording", "torch.float32", "float32", "cpu"
+    max_side = tile_size = crop_margin = None
+    tile_overlap = 64
+
+    def __init__(self, events: list[tuple[str, str]], count: int) -> None:
+        self.events = events
+        self.count = count
+
+    def plan(self, hole: np.ndarray, *, capture: bool = False) -> None:
+        return None
+
+    def estimate_seconds(self, plan: None) -> None:
+        return None
+
+    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, **options: object) -> InpaintResult:
+        index = int(pixels[0, 0, 0])
+        deadline = time.monotonic() + 10
+        while index + 1 < self.count and ("read", str(index + 1)) not in self.events:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        self.events.append(("filled", str(index)))
+        return InpaintResult(pixels.copy(), [])
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_pipeline_reads_ahead_and_holds_at_most_2_workers_plus_1_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    count = 8
+    (tmp_path / "in").mkdir()
+    for index in range(count):
+        Image.fromarray(np.full((8, 8, 3), index, dtype=np.uint8)).save(tmp_path / f"in/{index}.png")
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "mask.png")
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    held, most_held = 0, 0
+    real_load, real_save = batch.load, batch.save
+
+    def counting_load(job: batch.Job, settings: batch.RunSettings) -> batch.Loaded:
+        nonlocal held, most_held
+        with lock:
+            held += 1
+            most_held = max(most_held, held)
+            events.append(("read", job.image.stem))
+        return real_load(job, settings)
+
+    def slow_save(outcome: batch.JobOutcome, *args: object) -> None:
+        nonlocal held
+        time.sleep(0.05)
+        real_save(outcome, *args)
+        with lock:
+            held -= 1
+
+    monkeypatch.setattr(batch, "load", counting_load)
+    monkeypatch.setattr(batch, "save", slow_save)
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "mask.png", tmp_path / "out")
+    outcomes = batch.run_jobs(
+        RecordingInpainter(events, count), plan.jobs, batch.RunSettings(), workers=workers
+    )
+
+    assert [o.status for o in outcomes] == [batch.Status.DONE] * count
+    assert most_held <= 2 * workers + 1
+    filled = [value for kind, value in events if kind == "filled"]
+    assert filled == [str(index) for index in range(count)]
+    # While the model fills image i, image i+1 is already being read.
+    for index in range(count - 1):
+        assert events.index(("read", str(index + 1))) < events.index(("filled", str(index)))
+
+
+def test_fail_fast_starts_nothing_after_a_failure(tmp_path: Path, telea: Inpainter) -> None:
+    for name in ["a.png", "c.png", "d.png"]:
+        save_photo(tmp_path / "in" / name, 0)
+        save_mask(tmp_path / "masks" / name)
+    save_photo(tmp_path / "in/b.png", 0)
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
+    outcomes = batch.run_jobs(telea, plan.jobs, batch.RunSettings(), fail_fast=True, workers=1)
+    assert [(o.job.relative.name, o.status.value) for o in outcomes] == [
+        ("a.png", "done"),
+        ("b.png", "failed"),
+    ]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".a.png.inpaint.json", "a.png"]
+
+
+def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: Inpainter) -> None:
+    save_photo(tmp_path / "a.png", 1)
+    save_mask(tmp_path / "m.png")
+    output = tmp_path / "done.png"
+    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), output)
+    skip = batch.RunSettings(existing=batch.Existing.SKIP)
+
+    made = batch.restore(telea, job, skip)
+    assert made.status is batch.Status.DONE and made.provenance["model"] == "telea"
+    written = output.read_bytes()
+    skipped = batch.restore(telea, job, skip)
+    assert skipped.status is batch.Status.SKIPPED and output.read_bytes() == written
+    refused = batch.restore(telea, job, batch.RunSettings(existing=batch.Existing.ERROR))
+    assert refused.error == f"{output}: output exists (use --overwrite to replace it)"
+
+    output.write_bytes(b"")  # an empty file is not a finished output
+    redone = batch.restore(telea, job, skip)
+    assert redone.status is batch.Status.DONE and output.read_bytes() == written
+
+    provenance.record_path(output).unlink()  # a file of unknown origin is never replaced on resume
+    foreign = batch.restore(telea, job, skip)
+    assert foreign.error == (
+        f"{output}: output exists and has no provenance record (made by another program or an older "
+        "inpaint) (use --overwrite to redo it, or choose another -o)"
+    )
+    assert output.read_bytes() == written
+
+
+def test_resume_refuses_outputs_made_with_other_settings(tmp_path: Path, telea: Inpainter) -> None:
+    save_photo(tmp_path / "a.png", 1)
+    save_mask(tmp_path / "m.png")
+    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), tmp_path / "out.png")
+    skip = batch.RunSettings(existing=batch.Existing.SKIP)
+    assert batch.restore(telea, job, skip).status is batch.Status.DONE
+    written = job.output.read_bytes()
+
+    ns = Inpainter.from_name("ns", device="cpu")
+    other = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.SKIP, dilate=2))
+    assert other.status is batch.Status.FAILED
+    assert other.error == (
+        f"{job.output}: output made with other settings: model telea (now ns), mask dilate 0 (now 2) "
+        "(use --overwrite to redo it, or choose another -o)"
+    )
+    assert job.output.read_bytes() == written
+    redone = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.OVERWRITE, dilate=2))
+    assert redone.status is batch.Status.DONE and job.output.read_bytes() != written
+    record = json.loads(provenance.record_path(job.output).read_text())
+    assert record["complete"] is True and record["written"] == [str(job.output)]
+    assert record["provenance"]["model"] == "ns" and record["provenance"]["mask"]["dilate"] == 2
+    assert record["provenance"]["precision"] == "float32" and record["provenance"]["weights_sha256"] is None
+
+
+def test_a_resume_recreates_a_missing_panel_and_an_output_cut_short(tmp_path: Path, telea: Inpainter) -> None:
+    for name in ["a.png", "b.png"]:
+        save_photo(tmp_path / "in" / name, 1)
+    save_mask(tmp_path / "m.png")
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
+    settings = batch.RunSettings(existing=batch.Existing.SKIP, panel=True)
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["done", "done"]
+    panel_a, output_b = tmp_path / "out/a_panel.png", tmp_path / "out/b.png"
+    panel_bytes = panel_a.read_bytes()
+    panel_a.unlink()  # lost after the run
+    record_b = provenance.record_path(output_b)  # b was killed after its output, before its panel
+    record_b.write_text(record_b.read_text().replace('"complete": true', '"complete": false'))
+
+    again = batch.run_jobs(telea, plan.jobs, settings)
+
+    assert [o.status.value for o in again] == ["done", "done"]
+    assert panel_a.read_bytes() == panel_bytes
+    assert json.loads(record_b.read_text())["complete"] is True
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["skipped", "skipped"]
+    # Asking for intermediates on a model that has none is complete once tried (nothing to write).
+    with_intermediates = batch.RunSettings(
+        existing=batch.Existing.SKIP, panel=True, intermediates_dir=tmp_path / "debug"
+    )
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == ["done", "done"]
+    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == [
+        "skipped",
+        "skipped",
+    ]
+
+
+HOLD_A_WRITE = """
+import sys, time
+from pathlib import Path
+from inpaint_cli.files.atomic import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"half")
+    print(tmp.name, flush=True)
+    if sys.argv[2] == "kill":
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def start_writer(target: Path, how: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_WRITE, str(target), how], stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_stale_temporary_files_are_removed_but_not_those_of_a_live_batch(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = start_writer(out / "x.png", "kill")  # a batch killed mid-write
+    stale = out / killed.stdout.readline().strip()
+    killed.wait()
+    live = start_writer(out / "y.png", "hold")  # a second batch on the same folder, writing now
+    try:
+        in_flight = out / live.stdout.readline().strip()
+        other_write = imageio.atomic_path(out / "x.y.png")  # of another output, held by this process
+        not_ours = other_write.__enter__()
+        (out / ".keep").touch()
+
+        debug = tmp_path / "debug/x"  # an intermediates folder: any abandoned temporary file there is ours
+        debug.mkdir(parents=True)
+        killed_debug = start_writer(debug / "stats.json", "kill")
+        stale_debug = debug / killed_debug.stdout.readline().strip()
+        killed_debug.wait()
+
+        removed = batch.remove_stale_parts(
+            [out / "x.png", out / "y.png", tmp_path / "missing/z.png"], folders=[debug, tmp_path / "none"]
+        )
+
+        assert removed == sorted([stale, stale_debug]) and list(debug.iterdir()) == []
+        assert sorted(path.name for path in out.iterdir()) == sorted([".keep", in_flight.name, not_ours.name])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path, telea: Inpainter) -> None:
+    save_photo(tmp_path / "in/a.png", 2)
+    save_mask(tmp_path / "masks/a_mask.png")
+    save_photo(tmp_path / "in/b.png", 3)
+    save_mask(tmp_path / "masks/zz.png")
+    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
+    outcomes = batch.run_jobs(telea, plan.jobs[:1], batch.RunSettings())
+    path = batch.write_report(
+        tmp_path / "report.json", outcomes, not_run=plan.jobs[1:], unused_masks=plan.unused_masks
+    )
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert report["summary"] == {"done": 1, "skipped": 0, "failed": 0, "not_run": 1, "unused_masks": 1}
+    (record,) = report["inputs"]
+    assert record["image"] == str(tmp_path / "in/a.png")
+    assert record["masks"] == [str(tmp_path / "masks/a_mask.png")]
+    assert record["output"] == str(tmp_path / "out/a.png") and record["written"] == [record["output"]]
+    assert (record["status"], record["strategy"], record["error"]) == ("done", outcomes[0].strategy, None)
+    assert record["seconds"] > 0
+    assert report["not_run"] == [str(tmp_path / "in/b.png")]
+    assert report["unused_masks"] == [str(tmp_path / "masks/zz.png")]
+    assert record["provenance"]["model"] == "telea" and record["provenance"]["strategy"]["name"] == "auto"
+
+
+def test_report_paths_are_all_absolute_when_the_run_was_given_relative_ones(
+    tmp_path: Path, telea: Inpainter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "in/a.png", 2)
+    save_mask(tmp_path / "masks/a.png")
+    plan = batch.plan_run(Path("in"), Path("masks"), None, batch.RunSettings())
+    outcomes = batch.run_jobs(telea, plan.jobs, batch.RunSettings())
+    (record,) = json.loads(batch.write_report(Path("r.json"), outcomes).read_text())["inputs"]
+    assert (record["image"], record["masks"], record["output"], record["written"]) == (
+        str(tmp_path / "in/a.png"),
+        [str(tmp_path / "masks/a.png")],
+        str(tmp_path / "in_inpainted/a.png"),
+        [str(tmp_path / "in_inpainted/a.png")],
+    )
+
+
+# --- nothing read is written, no two writes share a target --------------------------------------------
+
+
+def test_targets_are_compared_by_file_identity(tmp_path: Path) -> None:
+    touch(tmp_path, "p.png", "m.png")
+    os.link(tmp_path / "m.png", tmp_path / "hard.png")
+    (tmp_path / "sym.png").symlink_to(tmp_path / "m.png")
+    (tmp_path / "dir").symlink_to(tmp_path)
+    reads = [Access(tmp_path / "p.png", "the image"), Access(tmp_path / "m.png", "the mask of p.png")]
+    for spelling in ["hard.png", "sym.png", "dir/m.png", "dir/./m.png", "m.png"]:
+        with pytest.raises(UsageError) as caught:
+            check_targets(reads, [Access(tmp_path / spelling, "the output", option="-o")])
+        assert caught.value.what == "is the mask of p.png and cannot be the output", spelling
+        assert caught.value.path == tmp_path / "m.png" and caught.value.hint == "choose another -o"
+    check_targets(reads, [Access(tmp_path / "out.png", "the output")])  # a new file: fine
+    # `dir/..` is the parent of the folder `dir` points to, as the system resolves it: another m.png.
+    check_targets(reads, [Access(tmp_path / "dir/../m.png", "the output")])
+
+    folder_write = Access(tmp_path / "dir", "the intermediates folder", folder=True)
+    with pytest.raises(UsageError, match="is the image and cannot be the intermediates folder"):
+        check_targets(reads, [folder_write])
+    inside = Access(tmp_path / "debug/a/panel.png", "the panel")
+    with pytest.raises(UsageError, match="is the intermediates folder and cannot be the panel"):
+        check_targets([], [Access(tmp_path / "debug/a", "the intermediates folder", folder=True), inside])
+
+
+def test_a_panel_and_another_images_output_clash_before_anything_runs(tmp_path: Path) -> None:
+    touch(tmp_path / "in", "a.png", "a_panel.png")
+    touch(tmp_path, "m.png")
+    settings = batch.RunSettings(panel=True)
+    with pytest.raises(UsageError) as caught:
+        batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), settings)
+    assert caught.value.one_line() == (
+        f"{tmp_path / 'out/a_panel.png'}: is the panel of {tmp_path / 'in/a.png'} "
+        f"and cannot be the output of {tmp_path / 'in/a_panel.png'} (choose another -o)"
+    )
+    assert not (tmp_path / "out").exists()
+    batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), batch.RunSettings())
+
+
+# --- output path rules -------------------------------------------------------------------------------
+
+
+def test_output_path_rules(tmp_path: Path) -> None:
+    touch(tmp_path, "in/a.png", "p.png", "m.png", "file.txt")
+    single, folder, mask = tmp_path / "p.png", tmp_path / "in", tmp_path / "m.png"
+    settings = batch.RunSettings()
+
+    plan = batch.plan_run(single, mask, str(tmp_path / "new") + "/", settings)  # a folder, created later
+    assert plan.jobs[0].output == tmp_path / "new/p_inpainted.png" and not (tmp_path / "new").exists()
+    assert batch.plan_run(folder, mask, str(tmp_path / "out.d/"), settings).jobs[0].output == (
+        tmp_path / "out.d/a.png"
+    )
+    for output, message in [
+        (tmp_path / "single.png", "-o names an image file, but the input is a folder"),
+        (tmp_path / "file.txt", "-o must be a folder when the input is a folder"),
+        (tmp_path / "typo/out", f"folder {tmp_path / 'typo'} does not exist"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            batch.plan_run(folder, mask, str(output), settings)
+    with pytest.raises(UsageError, match=f"folder {tmp_path / 'typo'} does not exist"):
+        batch.plan_run(single, mask, str(tmp_path / "typo/p.png"), settings)
+    with pytest.raises(UsageError, match="the report must be a file, not a folder"):
+        batch.plan_run(single, mask, None, settings, report=tmp_path)
+    with pytest.raises(UsageError, match=f"{tmp_path / 'file.txt'} is a file, so --report cannot be written"):
+        batch.plan_run(single, mask, None, settings, report=tmp_path / "file.txt/r.json")
+    files_for_intermediates = batch.RunSettings(intermediates_dir=tmp_path / "file.txt")
+    with pytest.raises(UsageError, match="the intermediates folder must be a folder, not a file"):
+        batch.plan_run(single, mask, None, files_for_intermediates)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "single.png").exists()
+
+
+def test_writes_into_an_unwritable_folder_are_refused_before_the_run(
+    tmp_path: Path, unwritable: Path
+) -> None:
+    touch(tmp_path, "p.png", "m.png")
+    for options in [
+        {"report": unwritable / "r.json"},
+        {"output": str(unwritable / "o.png")},
+    ]:
+        with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
+            batch.plan_run(
+                tmp_path / "p.png",
+                tmp_path / "m.png",
+                options.get("output"),
+                batch.RunSettings(),
+                report=options.get("report"),
+            )
+    settings = batch.RunSettings(intermediates_dir=unwritable / "debug")
+    with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
+        batch.plan_run(tmp_path / "p.png", tmp_path / "m.png", None, settings)
+
+
+def test_provenance_differences_name_each_setting_and_ignore_version_and_device() -> None:
+    def made(**changes: object) -> provenance.Provenance:
+        options = {"model": "lama", "weights_sha256": "ab" * 32, "strategy": "auto", "precision": "float32"}
+        settings = batch.RunSettings(**changes.pop("settings", {}))
+        return provenance.for_run(**{**options, "device": "cpu", **changes}, settings=settings)
+
+    recorded = made().as_dict()
+    assert made().differences(recorded) == []
+    assert made(device="cuda:0").differences({**recorded, "version": "0.0.1"}) == []
+    assert made(model="telea", weights_sha256=None).differences(recorded) == [
+        "model lama (now telea)",
+        "weights sha256 abababababab (now none)",
+    ]
+    assert made(settings={"dilate": 3, "output_format": "png"}, detector="scratch-tiny").differences(
+        recorded
+    ) == ["mask dilate 0 (now 3)", "mask detector none (now scratch-tiny)", "output format none (now png)"]
+    assert made(precision="bfloat16").differences(recorded, unknown=["precision"]) == []
