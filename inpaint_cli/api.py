@@ -19,12 +19,11 @@ from inpaint_cli.detect.detection import Detection
 from inpaint_cli.engine.inpainter import Inpainter, InpaintResult, Progress
 from inpaint_cli.engine.strategies import InpaintOptions, Plan
 from inpaint_cli.errors import UsageError
-from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD
+from inpaint_cli.imaging.masks import hole_from_array
+from inpaint_cli.options import DEFAULT_DETECTOR
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors", ".bin", ".tar")
 """A `load_model` argument ending like this, or naming an existing file, is a weight file."""
-LUMA = np.array([0.299, 0.587, 0.114])
-"""ITU-R 601 weights: the grey of a colour mask, as `inpaint run` reads mask files."""
 
 
 def available_models() -> list[str]:
@@ -107,7 +106,7 @@ class Model:
 
     def plan(self, mask: np.ndarray, **options: Any) -> Plan:
         """What `inpaint` would do with this mask (boxes, scales, tiles, cost), without doing it."""
-        return self.inpainter.plan(hole_of(mask), options=_options(self.inpainter.options, options))
+        return self.inpainter.plan(hole_from_array(mask), options=_options(self.inpainter.options, options))
 
     def inpaint(
         self, image: np.ndarray, mask: np.ndarray, *, progress: Progress | None = None, **options: Any
@@ -115,12 +114,13 @@ class Model:
         """The image with its hole filled; every pixel outside the hole is returned unchanged.
 
         image: H×W, H×W×1, H×W×3 or H×W×4 (alpha is kept), uint8 or uint16.
-        mask: H×W (or H×W×C) bool (True = hole), or uint8/uint16 where values above 127 (8-bit
-        scale) are the hole, as in mask files. `options`: `InpaintOptions` fields for this call
-        (strategy="crop", max_side=1024, ...). `progress(done, total)` hears each network pass.
+        mask: H×W bool (True = hole), or uint8/uint16 levels (H×W, or H×W×C with C = 1 to 4) read
+        by the rule of mask files (`masks.hole_from_array`): grey above 127 (8-bit scale) is the
+        hole. `options`: `InpaintOptions` fields for this call (strategy="crop", max_side=1024, ...).
+        `progress(done, total)` hears each network pass.
         """
         pixels, alpha = _split(image)
-        hole = hole_of(mask)
+        hole = hole_from_array(mask)
         if hole.shape != pixels.shape[:2]:
             raise ValueError(
                 f"mask is {hole.shape[1]}x{hole.shape[0]} but image is {pixels.shape[1]}x{pixels.shape[0]}"
@@ -133,25 +133,6 @@ class Model:
         if alpha is not None:
             filled = np.concatenate([filled, alpha[..., None]], axis=-1)
         return filled.reshape(image.shape)
-
-
-def hole_of(mask: np.ndarray) -> np.ndarray:
-    """An H×W bool hole from a bool or integer mask (H×W or H×W×C; colour is read as its grey)."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        if mask.shape[2] in (3, 4):
-            mask = mask[..., :3] @ LUMA if mask.dtype != bool else mask[..., :3].any(axis=-1)
-        elif mask.shape[2] == 1:
-            mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"expected an H×W mask, not {mask.shape}")
-    if mask.dtype == bool:
-        return mask
-    if mask.dtype == np.uint16:
-        return mask > DEFAULT_MASK_THRESHOLD * 257
-    if mask.dtype == np.uint8 or np.issubdtype(mask.dtype, np.floating):
-        return mask > DEFAULT_MASK_THRESHOLD
-    raise ValueError(f"expected a bool, uint8 or uint16 mask, not {mask.dtype}")
 
 
 def _split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

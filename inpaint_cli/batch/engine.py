@@ -63,7 +63,7 @@ from inpaint_cli.engine.strategies import Box
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.files import storage
 from inpaint_cli.imaging import imageio
-from inpaint_cli.imaging.masks import read_mask
+from inpaint_cli.imaging.masks import read_mask, write_mask
 from inpaint_cli.review import visualize
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,6 @@ def save(
     outcome.written.append(job.output)
     outcome.warnings += _depth_lost(loaded.picture, job.output, settings.output_format)
     if settings.save_mask:
-        from inpaint_cli.detect.jobs import write_mask
-
         with storage.staged_write(saved_mask_path(job.output)) as staged:
             write_mask(staged, loaded.hole)
         outcome.written.append(saved_mask_path(job.output))

@@ -28,6 +28,7 @@ from inpaint_cli.detect.network import Detection, Mode, NetworkDetector, to_rgb8
 from inpaint_cli.errors import InpaintError, OutputError, UsageError
 from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.imaging import imageio
+from inpaint_cli.imaging.masks import grow_hole, write_mask
 from inpaint_cli.options import DEFAULT_MAX_PIXELS, DetectorName
 
 if TYPE_CHECKING:
@@ -105,13 +106,7 @@ def detect_for_run(pixels: np.ndarray, detector: str, dilate: int = 0) -> tuple[
     """`detected_hole` and the detector's H×W float32 probability map (for `--save-intermediates`)."""
     found = cached_detector(detector)
     detection = found.detect(pixels, default_mode(found))
-    hole = detection.mask
-    grow = dilate
-    if grow and hole.any():
-        import cv2
-
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        hole = cv2.dilate(hole.view(np.uint8), disc).astype(bool)
+    hole = grow_hole(detection.mask, dilate) if dilate else detection.mask
     return hole, detection.probability
 
 
@@ -250,14 +245,6 @@ class DetectSettings:
     existing: Existing = Existing.SKIP
     intermediates_dir: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-def write_mask(path: Path, mask: np.ndarray) -> Path:
-    """8-bit grey PNG, 255 = damage, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Image.fromarray(mask.astype(np.uint8) * 255, "L").save(tmp, format="PNG")
-    return path
 
 
 def overlay_picture(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:

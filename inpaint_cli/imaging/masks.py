@@ -1,7 +1,12 @@
-"""Reading masks: one or several files into the hole (H×W bool, True = fill) of an image.
+"""Masks: the one rule that turns mask levels into a hole (H×W bool, True = fill), for files and arrays,
+and the one way a hole grows.
 
-Thresholds are on the 8-bit scale whatever the mask's depth, masks are turned upright by EXIF like
-images (`imageio.read_image`), and their size is checked from the header before any pixel is decoded.
+`hole_from_levels` is the rule (README, "Masks"): grey above the threshold is a hole (white = hole),
+`invert` for black = hole; the threshold is on the 8-bit scale whatever the depth; grey is integer
+ITU-R 601 luma; a mask with alpha and a uniform colour uses its alpha. `read_mask` applies it to files
+(turned upright by EXIF like images, their size checked from the header before any pixel is decoded),
+`hole_from_array` to numpy masks (the Python API, `compare`), so a mask gives the same hole whichever
+way it comes in. `grow_hole` is the one dilation (`--dilate`, detected damage).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 
 from inpaint_cli.errors import InputError, UsageError
 from inpaint_cli.imaging import headers
-from inpaint_cli.imaging.imageio import Picture, read_image
+from inpaint_cli.imaging.imageio import read_image
 from inpaint_cli.options import DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS
 
 _MAX_8BIT = 255
@@ -46,7 +51,7 @@ def read_mask(
     as to images. `dilate` grows the hole by that many pixels (a disc). Warnings (a multi-page mask)
     are appended to `notes`.
     """
-    if not 0 <= threshold <= _MAX_8BIT:
+    if not 0 <= threshold <= _MAX_8BIT:  # before any file is read
         raise UsageError(f"mask threshold {threshold} is outside 0..255")
     if dilate < 0:
         raise UsageError(f"mask dilation {dilate} is negative")
@@ -64,11 +69,64 @@ def read_mask(
             raise size_mismatch(mask_path, picture.size, size, image)
         if notes is not None:
             notes += picture.notes
-        mask_hole = _mask_levels(picture) > threshold * _scale_from_8bit(picture.pixels.dtype)
-        hole |= ~mask_hole if invert else mask_hole
+        hole |= hole_from_levels(picture.pixels, picture.alpha, threshold=threshold, invert=invert)
     if dilate:
         hole = grow_hole(hole, dilate)
     return hole
+
+
+def hole_from_levels(
+    pixels: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    threshold: int = DEFAULT_MASK_THRESHOLD,
+    invert: bool = False,
+) -> np.ndarray:
+    """The mask rule: the hole of H×W×C (C = 1 or 3) uint8/uint16 mask pixels and their alpha (H×W or
+    None). A pixel is a hole where its grey level is above `threshold` (on the 8-bit scale: a 16-bit
+    mask is compared with `threshold * 257`), or at or below it with `invert`. The grey level is the
+    alpha when the colour is uniform, else integer ITU-R 601 luma rounded half up."""
+    if not 0 <= threshold <= _MAX_8BIT:
+        raise UsageError(f"mask threshold {threshold} is outside 0..255")
+    hole = _mask_levels(pixels, alpha) > threshold * _scale_from_8bit(pixels.dtype)
+    return ~hole if invert else hole
+
+
+def hole_from_array(
+    mask: np.ndarray, *, threshold: int = DEFAULT_MASK_THRESHOLD, invert: bool = False
+) -> np.ndarray:
+    """The hole of a numpy mask, by the rule of mask files (`hole_from_levels`): a bool H×W (or H×W×1)
+    array is the hole itself; uint8/uint16 H×W, H×W×1 (grey), H×W×2 (grey, alpha), H×W×3 (RGB) or
+    H×W×4 (RGBA) levels are read as a mask file with those pixels would be. Raises ValueError for other
+    shapes and types (a float mask has no agreed scale)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.dtype == bool:
+        if mask.ndim != 2:
+            raise ValueError(f"a bool mask is the hole itself and must be H×W, not {mask.shape}")
+        return ~mask if invert else mask
+    if mask.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected a bool, uint8 or uint16 mask, not {mask.dtype}")
+    if mask.ndim == 2:
+        return hole_from_levels(mask[..., None], threshold=threshold, invert=invert)
+    if mask.ndim == 3 and mask.shape[2] in (2, 4):
+        return hole_from_levels(mask[..., :-1], mask[..., -1], threshold=threshold, invert=invert)
+    if mask.ndim == 3 and mask.shape[2] == 3:
+        return hole_from_levels(mask, threshold=threshold, invert=invert)
+    raise ValueError(f"expected an H×W or H×W×C mask (C = 1 to 4), not {mask.shape}")
+
+
+def write_mask(path: Path, hole: np.ndarray) -> Path:
+    """A hole as a mask file by the convention (8-bit grey PNG, 255 = hole), written atomically."""
+    from PIL import Image
+
+    from inpaint_cli.files.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(hole.astype(np.uint8) * _MAX_8BIT, "L").save(tmp, format="PNG")
+    return path
 
 
 DILATE_KERNEL_LIMIT = 32
@@ -106,11 +164,10 @@ def size_mismatch(
     )
 
 
-def _mask_levels(picture: Picture) -> np.ndarray:
+def _mask_levels(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """The grey levels a mask is thresholded on: its alpha if its colour is uniform, else its luma."""
-    pixels = picture.pixels
-    if picture.alpha is not None and (pixels == pixels[:1, :1]).all():
-        return picture.alpha
+    if alpha is not None and (pixels == pixels[:1, :1]).all():
+        return alpha
     if pixels.shape[2] == 1:
         return pixels[..., 0]
     per_mille = np.zeros(pixels.shape[:2], dtype=np.uint32)

@@ -164,10 +164,14 @@ def load_models(
 
 def _read(image: Path | np.ndarray, mask: Path | np.ndarray, original: Path | np.ndarray | None):
     from inpaint_cli.imaging import imageio
-    from inpaint_cli.imaging.masks import read_mask
+    from inpaint_cli.imaging.masks import hole_from_array, read_mask
 
     pixels = imageio.read_image(Path(image)).pixels if not isinstance(image, np.ndarray) else image
-    hole = mask.astype(bool) if isinstance(mask, np.ndarray) else read_mask(Path(mask), size=pixels.shape[:2])
+    # An array by the rule of mask files, so the same mask gives the same hole either way.
+    if isinstance(mask, np.ndarray):
+        hole = hole_from_array(mask)
+    else:
+        hole = read_mask(Path(mask), size=pixels.shape[:2])
     if hole.shape != pixels.shape[:2]:
         raise InputError(f"mask is {hole.shape[::-1]} but image is {pixels.shape[1::-1]} (width, height)")
     clean = None

@@ -1,4 +1,4 @@
-"""Image and mask I/O: modes, bit depth, EXIF orientation, metadata, masks, errors, atomic writes.
+"""Image I/O: modes, bit depth, EXIF orientation, metadata, errors, atomic writes (masks: test_masks.py).
 
 Every input file is generated here, with Pillow, OpenCV or tifffile (independent writers), in tmp_path.
 """
@@ -439,105 +439,6 @@ def test_pillow_pixel_limit_is_restored_after_reading(tmp_path):
     assert before == Image.MAX_IMAGE_PIXELS
 
 
-# ------------------------------------------------------------------------------------ masks
-
-
-def save_mask(path: Path, values: np.ndarray, **options) -> Path:
-    Image.fromarray(values).save(path, **options)
-    return path
-
-
-def test_mask_threshold_invert_and_16bit_scale(tmp_path):
-    ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    eight = save_mask(tmp_path / "m8.png", ramp)
-    sixteen = save_mask(tmp_path / "m16.png", ramp.astype(np.uint16) * 257)
-
-    for threshold in (0, 1, 127, 200, 254, 255):
-        expected = ramp > threshold
-        hole = read_mask(eight, size=(16, 16), threshold=threshold)
-        assert hole.dtype == bool
-        np.testing.assert_array_equal(hole, expected)
-        np.testing.assert_array_equal(read_mask(sixteen, size=(16, 16), threshold=threshold), expected)
-        np.testing.assert_array_equal(
-            read_mask(eight, size=(16, 16), threshold=threshold, invert=True), ~expected
-        )
-    assert read_mask(eight, size=(16, 16)).sum() == 128  # default 127: grey 128..255
-
-
-def test_colour_mask_uses_luma(tmp_path):
-    colours = np.array([[[255, 255, 255], [255, 0, 0], [0, 255, 0], [128, 128, 128], [0, 0, 0]]], np.uint8)
-    mask = save_mask(tmp_path / "rgb.png", colours)
-
-    hole = read_mask(mask, size=(1, 5))
-
-    # Luma: 255, 76, 150, 128, 0.
-    np.testing.assert_array_equal(hole, [[True, False, True, True, False]])
-
-
-def test_rgba_mask_uses_alpha_when_colour_is_uniform_else_grey(tmp_path):
-    alpha = np.array([[0, 100, 200, 255]], np.uint8)
-    uniform = np.dstack([np.zeros((1, 4, 3), np.uint8), alpha])
-    painted = uniform.copy()
-    painted[0, 1, :3] = 255  # a white stroke on an otherwise black layer
-
-    np.testing.assert_array_equal(
-        read_mask(save_mask(tmp_path / "u.png", uniform), size=(1, 4)), [[False, False, True, True]]
-    )
-    np.testing.assert_array_equal(
-        read_mask(save_mask(tmp_path / "p.png", painted), size=(1, 4)), [[False, True, False, False]]
-    )
-
-
-def test_several_masks_are_ored_and_dilated_by_a_disc(tmp_path):
-    first, second = np.zeros((21, 21), np.uint8), np.zeros((21, 21), np.uint8)
-    first[10, 10] = 255
-    second[0, 20] = 255
-    paths = [save_mask(tmp_path / "a.png", first), save_mask(tmp_path / "b.png", second)]
-
-    hole = read_mask(paths, size=(21, 21))
-    grown = read_mask(paths, size=(21, 21), dilate=3)
-
-    assert hole.sum() == 2 and hole[10, 10] and hole[0, 20]
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)).astype(bool)
-    np.testing.assert_array_equal(grown[7:14, 7:14], disc)
-    assert not grown[10, 6] and not grown[6, 10] and not grown[7, 7]  # a disc: no corners
-    assert grown.sum() == disc.sum() + disc[3:, :4].sum()  # the corner pixel's disc is cut by the border
-
-
-def test_mask_orientation_and_size_mismatch(tmp_path):
-    upright = np.zeros((20, 30), np.uint8)
-    upright[2:5, 20:28] = 255
-    rotated = save_mask(
-        tmp_path / "r.png",
-        np.array(Image.fromarray(upright).transpose(STORING_TRANSPOSE[6])),
-        exif=camera_exif(6),
-    )
-
-    np.testing.assert_array_equal(read_mask(rotated, size=(20, 30)), upright > 127)
-    with pytest.raises(InputError) as caught:
-        read_mask(rotated, size=(25, 40))
-    assert caught.value.what == "mask is 30x20 but image is 40x25"
-    assert caught.value.path == rotated
-    with pytest.raises(InputError) as caught:  # filed under the image when the caller names it
-        read_mask(rotated, size=(25, 40), image=tmp_path / "photo.jpg")
-    assert caught.value.what == f"its mask {rotated} is 30x20 but the image is 40x25"
-    assert caught.value.path == tmp_path / "photo.jpg"
-
-
-def test_a_mask_is_checked_from_its_header_before_any_pixel_is_decoded(tmp_path, monkeypatch):
-    mask = save_mask(tmp_path / "big.png", np.zeros((300, 200), np.uint8))
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("pixels were decoded")
-
-    monkeypatch.setattr(Image.Image, "load", no_decoding)
-    monkeypatch.setattr(imageio, "read_image", no_decoding)
-    with pytest.raises(InputError, match="is 200x300 but image is 20x10"):
-        read_mask(mask, size=(10, 20))
-    with pytest.raises(InputError, match="more than 1,000 pixels"):
-        read_mask(mask, size=(300, 200), max_pixels=1000)  # the pixel limit holds for masks
-
-
 def test_headers_tell_size_frames_and_truncation_without_decoding(tmp_path, monkeypatch):
     picture = Image.fromarray(samples((12, 16, 3)))
     sideways = Image.fromarray(samples((16, 12, 3)))
@@ -587,18 +488,6 @@ def test_only_the_first_frame_is_read_and_a_note_says_so(tmp_path):
     assert picture.notes == (f"{tmp_path / 'anim.png'}: has 2 frames; only the first is used",)
     frames[0].save(tmp_path / "one.png")
     assert imageio.read_image(tmp_path / "one.png").notes == ()
-
-
-def test_mask_option_validation(tmp_path):
-    mask = save_mask(tmp_path / "m.png", np.zeros((2, 2), np.uint8))
-    for options, message in [
-        ({"threshold": 256}, "outside 0..255"),
-        ({"dilate": -1}, "negative"),
-    ]:
-        with pytest.raises(UsageError, match=message):
-            read_mask(mask, size=(2, 2), **options)
-    with pytest.raises(UsageError, match="no mask"):
-        read_mask([], size=(2, 2))
 
 
 # ------------------------------------------------------------------------------------ writing

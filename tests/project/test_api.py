@@ -96,6 +96,32 @@ def test_masks_bool_uint8_uint16_and_colour_mean_the_same_hole(telea):
         np.testing.assert_array_equal(telea.inpaint(image, mask), expected)
 
 
+def test_the_api_and_the_cli_fill_the_same_hole_from_the_same_mask(tmp_path, telea):
+    """One mask rule: the (128, 127, 127) stroke has grey 127, not a hole, through the API as through
+    `inpaint run` (the API once read it as grey 127.3, a hole); (128, 128, 127) is a hole in both."""
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli.app import app
+
+    image = np.random.default_rng(2).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    mask = np.zeros((32, 40, 3), np.uint8)
+    mask[4:10, 5:30] = (128, 127, 127)
+    mask[18:26, 10:20] = (128, 128, 127)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    done = CliRunner().invoke(
+        app, ["run", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "mask.png"), "--model", "telea"]
+    )
+    assert done.exit_code == 0, done.output
+    by_cli = np.asarray(Image.open(tmp_path / "photo_inpainted.png"))
+    by_array = telea.inpaint(image, mask)
+    by_file = telea.inpaint(image, inpaint_cli.read_mask(tmp_path / "mask.png", size=(32, 40)))
+    np.testing.assert_array_equal(by_array, by_cli)
+    np.testing.assert_array_equal(by_file, by_cli)
+    np.testing.assert_array_equal(by_cli[4:10, 5:30], image[4:10, 5:30])  # grey 127: not a hole
+    assert (by_cli[18:26, 10:20] != image[18:26, 10:20]).any()
+
+
 def test_options_progress_and_errors(telea):
     image = np.zeros((300, 300, 3), np.uint8)
     hole = np.zeros((300, 300), bool)
