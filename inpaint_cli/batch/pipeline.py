@@ -236,7 +236,7 @@ def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
         from inpaint_cli.review import page as review
 
         writes = review.page_writes(options.html)
-    return batch.plan_run(
+    plan = batch.plan_run(
         options.input,
         options.mask,
         options.output,
@@ -246,6 +246,9 @@ def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
         reads=reads,
         writes=writes,
     )
+    if options.html is not None:  # after the target check: a page that is an input is a usage error
+        review.check_page(options.html, overwrite=options.overwrite is True)
+    return plan
 
 
 def _expected_provenance(options: RunOptions, settings: batch.RunSettings) -> Provenance:

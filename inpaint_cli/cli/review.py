@@ -35,17 +35,16 @@ def report(
     *,
     title: Annotated[str, typer.Option(help="Title of the page.")] = "inpaint review",
     model: Annotated[str, typer.Option(help="Model shown for records that do not name one.")] = "",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a page (and its _files folder) that inpaint did not make.")
+    ] = False,
 ) -> None:
     """Build the review page of a batch from its JSON report, without running anything again."""
-    from inpaint_cli.errors import InpaintError, UsageError
+    from inpaint_cli.errors import InpaintError
     from inpaint_cli.review import page as review
 
     try:
-        if html.resolve() == report_file.resolve():
-            raise UsageError("is the report and cannot be the page", path=html, hint="give another --html")
-        data = review.load_report(report_file)
-        rows = review.rows_from_report(data, bases=[Path.cwd(), report_file.parent], model=model)
-        summary = review.build_page(rows, html, title=title)
+        summary = review.rebuild_page(report_file, html, title=title, model=model, overwrite=overwrite)
     except InpaintError as exc:
         fail(exc)
     except OSError as exc:

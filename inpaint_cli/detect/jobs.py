@@ -232,6 +232,10 @@ def precheck(job: DetectJob, existing: Existing) -> DetectOutcome | None:
         if existing is Existing.ERROR:
             error = OutputError("mask exists", path=job.mask, hint="use --overwrite to replace it")
             return DetectOutcome(job, Status.FAILED, error=error.one_line())
+    elif existing is not Existing.OVERWRITE and job.overlay is not None and job.overlay.exists():
+        # No mask beside it: not an overlay of an earlier run of ours to resume.
+        error = OutputError("overlay exists", path=job.overlay, hint="use --overwrite to replace it")
+        return DetectOutcome(job, Status.FAILED, error=error.one_line())
     return None
 
 
@@ -328,26 +332,30 @@ def run_detect(
     return outcomes
 
 
-def check_page(jobs: list[DetectJob], page: Path, *, report: Path | None = None) -> None:
-    """Refuse (UsageError) a review page (`--html`) or its thumbnails folder that is an input, a
-    mask, an overlay or the report (`targets.check_targets`, as `run --html` plans it)."""
+def check_targets_of(
+    jobs: list[DetectJob], *, report: Path | None, page: Path | None, intermediates: Path | None
+) -> None:
+    """Refuse (UsageError) a write that hits an input or another write: the masks, overlays and
+    intermediates folders of every image, the report, the review page (`targets.check_targets`, as
+    `run` plans them)."""
     from inpaint_cli.files.targets import Access, check_targets
     from inpaint_cli.review import page as review
 
     reads = [Access(job.image, "an input image") for job in jobs]
-    writes = [
-        Access(path, role, option="-o")
-        for job in jobs
-        if job.problem is None  # a mask that clashes already fails its own image
-        for path, role in (
-            (job.mask, f"the mask of {job.image}"),
-            (job.overlay, f"the overlay of {job.image}"),
-        )
-        if path is not None
-    ]
+    writes = []
+    for job in jobs:
+        if job.problem is not None:  # a mask that clashes already fails its own image
+            continue
+        writes.append(Access(job.mask, f"the mask of {job.image}", option="-o"))
+        if job.overlay is not None:
+            writes.append(Access(job.overlay, f"the overlay of {job.image}", option="-o"))
+        if intermediates is not None:
+            folder = intermediates / (job.relative or Path(job.image.name)).with_suffix("")
+            role = f"the intermediates folder of {job.image}"
+            writes.append(Access(folder, role, folder=True, option="--save-intermediates"))
     if report is not None:
         writes.append(Access(report, "the report", option="--report"))
-    check_targets(reads, [*writes, *review.page_writes(page)])
+    check_targets(reads, [*writes, *(review.page_writes(page) if page is not None else [])])
 
 
 def write_page(

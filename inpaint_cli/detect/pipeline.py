@@ -87,8 +87,11 @@ def plan_detection(request: DetectRequest) -> DetectPlan:
         existing = Existing.SKIP if is_batch else Existing.ERROR
     else:
         existing = Existing.OVERWRITE if request.overwrite else Existing.SKIP
+    detect_jobs.check_targets_of(
+        jobs, report=request.report, page=request.html, intermediates=request.intermediates_dir
+    )
     if request.html is not None:
-        detect_jobs.check_page(jobs, request.html, report=request.report)
+        review.check_page(request.html, overwrite=request.overwrite is True)
     return DetectPlan(jobs, unreadable, existing, is_batch)
 
 

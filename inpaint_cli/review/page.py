@@ -26,15 +26,15 @@ import re
 import statistics
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from inpaint_cli.errors import InputError
+from inpaint_cli.errors import InputError, OutputError
 from inpaint_cli.files.atomic import atomic_path
-from inpaint_cli.files.targets import Access
+from inpaint_cli.files.targets import Access, check_targets
 from inpaint_cli.review import thumbnails as review_pixels
 
 THUMBNAIL_SIDE = 256
@@ -234,6 +234,57 @@ def page_writes(page: Path) -> list[Access]:
     ]
 
 
+def check_page(page: Path, *, overwrite: bool = False) -> None:
+    """Refuse (OutputError), before anything runs, a page that would replace files this tool did not
+    make: an existing `page` or a non-empty thumbnails folder without the `rows.json` a build leaves
+    (a page of ours is rebuilt; anything else needs `overwrite`). Even then, a build removes only
+    the thumbnails its own `rows.json` lists."""
+    page = Path(page)
+    folder = files_folder(page)
+    if overwrite or _is_ours(folder):
+        return
+    hint = "give another --html, or --overwrite to replace it"
+    if page.exists():
+        raise OutputError("exists and is not a review page made by inpaint", path=page, hint=hint)
+    try:
+        occupied = folder.is_dir() and any(folder.iterdir())
+    except OSError as exc:
+        raise OutputError(f"cannot list the folder ({exc.strerror or exc})", path=folder) from None
+    if occupied or (folder.exists() and not folder.is_dir()):
+        raise OutputError("exists and was not made by inpaint", path=folder, hint=hint)
+
+
+def _is_ours(folder: Path) -> bool:
+    """Whether `folder` holds the `rows.json` of a page this tool built."""
+    return _read_cache(folder) is not None
+
+
+def rebuild_page(
+    report_file: Path, page: Path, *, title: str = "inpaint review", model: str = "", overwrite: bool = False
+) -> PageSummary:
+    """`inpaint report`: the review page of a report, without running anything again. Its reads (the
+    report, every image, mask and output it names) and writes (the page, its thumbnails folder) go
+    through the one target check first, so a page never replaces a file it shows."""
+    report_file, page = Path(report_file), Path(page)
+    data = load_report(report_file)
+    rows = rows_from_report(data, bases=[Path.cwd(), report_file.parent], model=model)
+    reads = [Access(report_file, "the report"), *row_reads(rows)]
+    check_targets(reads, page_writes(page))
+    check_page(page, overwrite=overwrite)
+    return build_page(rows, page, title=title)
+
+
+def row_reads(rows: Iterable[ReviewRow]) -> Iterator[Access]:
+    """The files the rows show (images, masks, outputs), as reads for `targets.check_targets`."""
+    for row in rows:
+        if row.image is not None:
+            yield Access(row.image, f"the image {row.name}")
+        for mask in row.masks:
+            yield Access(mask, f"a mask of {row.name}")
+        if row.output is not None:
+            yield Access(row.output, f"the output of {row.name}")
+
+
 def files_folder(page: Path) -> Path:
     """The folder of a page's thumbnails (`<page stem>_files/` beside it): never walked for inputs."""
     page = Path(page)
@@ -318,14 +369,21 @@ def _page_record(row: ReviewRow, thumbs: dict, page_folder: str) -> dict:
     return {key: value for key, value in record.items() if value not in (None, "", [])}
 
 
-def _load_cache(folder: Path) -> dict:
+def _read_cache(folder: Path) -> dict | None:
+    """The `rows.json` of an earlier build, or None if there is none of ours."""
     try:
         cache = json.loads((folder / CACHE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"rows": {}, "thumbs": {}}
+    except (OSError, ValueError, RecursionError):
+        return None
     if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
-        return {"rows": {}, "thumbs": {}}
+        return None
+    if not isinstance(cache.get("rows"), dict) or not isinstance(cache.get("thumbs"), dict):
+        return None
     return cache
+
+
+def _load_cache(folder: Path) -> dict:
+    return _read_cache(folder) or {"rows": {}, "thumbs": {}}
 
 
 def _row_identity(row: ReviewRow) -> str:
@@ -403,7 +461,7 @@ def build_page(
     with atomic_path(page) as tmp:
         tmp.write_text(html, encoding="utf-8")
     _save_cache(folder, rows, {key: seen[key] for key in keys if key in seen})
-    _remove_unused_thumbnails(folder, set(keys))
+    _remove_unused_thumbnails(folder, cache, set(keys))
     return PageSummary(
         page=page,
         rows=len(rows),
@@ -433,12 +491,18 @@ def _thumbs_exist(page_folder: Path, made: object) -> bool:
     )
 
 
-def _remove_unused_thumbnails(folder: Path, keys: set[str]) -> None:
-    """Thumbnails of files that changed or left the batch (only names this module gives)."""
-    for entry in os.scandir(folder):
-        match = THUMBNAIL_NAME.fullmatch(entry.name)
-        if match and match["key"] not in keys:
-            Path(entry.path).unlink(missing_ok=True)
+def _remove_unused_thumbnails(folder: Path, earlier: dict, keys: set[str]) -> None:
+    """Thumbnails of files that changed or left the batch: only those the earlier build's `rows.json`
+    lists as its own, and only thumbnail names inside `folder` (a file of the same pattern that another
+    program put there, or a name that a crafted `rows.json` points elsewhere, stays)."""
+    for key, made in earlier.get("thumbs", {}).items():
+        thumbs = made.get("thumbs") if isinstance(made, dict) else None
+        if key in keys or not isinstance(thumbs, dict):
+            continue
+        for link in thumbs.values():
+            name = Path(urllib.parse.unquote(link)) if isinstance(link, str) else None
+            if name and name.parent == Path(folder.name) and THUMBNAIL_NAME.fullmatch(name.name):
+                (folder / name.name).unlink(missing_ok=True)
 
 
 def _save_cache(folder: Path, rows: Sequence[ReviewRow], thumbs: dict) -> None:

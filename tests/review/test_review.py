@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def test_report_command_builds_the_page_and_refuses_bad_reports(tmp_path: Path) 
     assert result.exit_code == 1
     assert result.output.strip().endswith("not a batch report (no 'inputs' list) (give a --report file)")
     result = runner.invoke(app, ["report", str(report), "--html", str(report)])
-    assert result.exit_code == 2 and "is the report and cannot be the page" in result.output
+    assert result.exit_code == 2 and "is the report and cannot be the review page" in result.output
     assert json.loads(report.read_text())["inputs"]
 
 
@@ -376,3 +377,63 @@ def test_detect_html_inside_the_photos_folder_is_not_taken_for_photos(tmp_path: 
     assert again.exit_code == 1, again.output
     assert "0 done (0 without damage), 2 skipped, 1 failed" in again.output
     assert sorted(row["n"] for row in page_rows(page)) == ["a.png", "broken.png", "clean.png"]
+
+
+def test_report_never_writes_its_page_over_a_file_of_the_report(tmp_path: Path) -> None:
+    """#27: `inpaint report r.json --html in/a.png` replaced the photo with the page (r.json from a real
+    `run --report`); the same with a mask or an output as the page. Only page == report was checked."""
+    hole = np.zeros((24, 32), np.uint8)
+    hole[5:10, 5:20] = 255
+    for folder in ("in", "masks"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(hole).save(tmp_path / "masks" / "a.png")
+    report = tmp_path / "r.json"
+    args = ["run", str(tmp_path / "in"), "--mask", str(tmp_path / "masks"), "-o", str(tmp_path / "out")]
+    ran = CliRunner().invoke(app, [*args, "--model", "telea", "--report", str(report)])
+    assert ran.exit_code == 0, ran.output
+    for page, role in [
+        (tmp_path / "in" / "a.png", "the image a.png"),
+        (tmp_path / "masks" / "a.png", "a mask of a.png"),
+        (tmp_path / "out" / "a.png", "the output of a.png"),
+    ]:
+        before = page.read_bytes()
+        result = CliRunner().invoke(app, ["report", str(report), "--html", str(page)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (
+            f"error: {page}: is {role} and cannot be the review page (choose another --html)"
+        )
+        assert page.read_bytes() == before and not page.with_name("a_files").exists()
+
+
+def test_report_replaces_and_removes_only_files_it_made(tmp_path: Path) -> None:
+    """#27: `report` deleted files in `<page>_files/` that looked like thumbnails and rewrote a
+    `rows.json` there; a page of another program was replaced without `--overwrite`."""
+    report = make_batch(tmp_path)
+    page, files = tmp_path / "page.html", tmp_path / "page_files"
+    files.mkdir()
+    foreign = {files / "rows.json": b'{"mine": true}', files / f"{'0' * 20}_input.jpg": b"a photo of mine"}
+    for path, data in foreign.items():
+        path.write_bytes(data)
+    refused = CliRunner().invoke(app, ["report", str(report), "--html", str(page)])
+    assert refused.exit_code == 1
+    hint = "give another --html, or --overwrite to replace it"
+    assert refused.output.strip() == f"error: {files}: exists and was not made by inpaint ({hint})"
+    assert all(path.read_bytes() == data for path, data in foreign.items()) and not page.exists()
+    (files / "rows.json").unlink()
+    page.write_text("<p>my own page</p>")
+    refused = CliRunner().invoke(app, ["report", str(report), "--html", str(page)])
+    assert refused.exit_code == 1 and "exists and is not a review page made by inpaint" in refused.output
+    assert page.read_text() == "<p>my own page</p>"
+    made = CliRunner().invoke(app, ["report", str(report), "--html", str(page), "--overwrite"])
+    assert made.exit_code == 0, made.output
+    ours = {path.name for path in files.iterdir()} - {path.name for path in foreign}
+    assert len(ours) > 10 and (files / "rows.json").is_file()
+    # A rebuild after every input changed removes its own old thumbnails, never the look-alike.
+    for name in NAMES:
+        os.utime(tmp_path / "in" / name, ns=(1, 1))  # a new mtime: new thumbnails
+    again = CliRunner().invoke(app, ["report", str(report), "--html", str(page)])
+    assert again.exit_code == 0, again.output
+    left = {path.name for path in files.iterdir()}
+    assert (files / f"{'0' * 20}_input.jpg").read_bytes() == b"a photo of mine"
+    assert not (ours - {"rows.json"}) & left  # every thumbnail of the first build was replaced
