@@ -1,35 +1,48 @@
 """The one place that turns a weight file into a ready network: family, config, checks, weights.
 
-`checkpoints` reads containers and knows nothing of families; `models` holds the families and
-knows nothing of files. This module joins them. Before a network is built for real, the config
-(from our metadata, or inferred from the tensors) is validated, the network it describes is built
-on the `meta` device to check the family's parameter ceiling and every tensor's key and shape,
-and the weights are checked to be finite, so a small file cannot make the tool allocate a large
-network or run with NaN weights.
+Every network the tool runs comes through here: the inpainting families (`models.FAMILIES`) and the
+damage detectors (`models.DETECTORS`). `checkpoints` reads containers and knows nothing of families;
+`models` holds the families and knows nothing of files. This module joins them. Before a network is
+built for real, the config (from our metadata, or inferred from the tensors) is validated, the
+network it describes is built on the `meta` device to check the family's parameter ceiling and
+every tensor's key and shape, and the weights are checked to be finite, so a small file cannot make
+the tool allocate a large network or run with NaN weights. The network comes back in float32 on the
+device asked for, whatever precision the file stores (the engine converts it for inference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from inpaint_cli.checkpoints.containers import SAFETENSORS_SUFFIX, Checkpoint, read_checkpoint, save_converted
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models import FAMILIES, FamilyConfig, InpaintModel, detect_family, weighted_families
+from inpaint_cli.models import (
+    DETECTORS,
+    FAMILIES,
+    FamilyConfig,
+    Network,
+    Registry,
+    detect_family,
+    weighted_families,
+)
 
 MAX_LISTED_KEYS = 8
 INFERENCE_ERRORS = (ValueError, IndexError, KeyError, TypeError, RuntimeError, RecursionError)
 """What reading shapes off tensors of an unexpected layout can raise; each becomes one line."""
 
 
+NetworkT = TypeVar("NetworkT", bound=Network)
+
+
 class Resolved(NamedTuple):
     """A checkpoint understood: its family, its state dict in our layout and its validated config."""
 
-    family: type[InpaintModel]
+    family: type[Network]
     state_dict: dict[str, torch.Tensor]
     config: FamilyConfig
 
@@ -75,25 +88,29 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], source: object = None) 
             raise CheckpointError(f"non-finite values in {key}", path=source, hint="the file is damaged")
 
 
-def load_strict(model: InpaintModel, state_dict: Mapping[str, torch.Tensor], source: object = None) -> None:
+def load_strict(model: Network, state_dict: Mapping[str, torch.Tensor], source: object = None) -> None:
     """Load weights key for key; one error lists every missing, unexpected or mis-shaped tensor."""
     expected = {key: value.shape for key, value in model.state_dict().items()}
     check_tensors(expected, state_dict, model.family, source)
     model.load_state_dict(state_dict, strict=True)
 
 
-def _stored_family(checkpoint: Checkpoint, family_name: str | None) -> type[InpaintModel]:
+def _stored_family(
+    checkpoint: Checkpoint, family_name: str | None, registry: Mapping[str, type[NetworkT]]
+) -> type[NetworkT]:
     stored = checkpoint.metadata.get("family", "")
-    if stored not in FAMILIES or not FAMILIES[stored].needs_weights:
+    if stored not in registry or not registry[stored].needs_weights:
         raise CheckpointError(f"holds a model of the unknown family {stored!r}")
     if family_name and family_name != stored:
         raise CheckpointError(f"holds a {stored} model, not a {family_name} model")
-    return FAMILIES[stored]
+    return registry[stored]
 
 
-def _understand(checkpoint: Checkpoint, family_name: str | None) -> Resolved:
+def _understand(
+    checkpoint: Checkpoint, family_name: str | None, registry: Mapping[str, type[NetworkT]]
+) -> Resolved:
     if checkpoint.is_converted:
-        family = _stored_family(checkpoint, family_name)
+        family = _stored_family(checkpoint, family_name, registry)
         state_dict = dict(checkpoint.state_dict)
         stored = checkpoint.config
         try:
@@ -101,7 +118,7 @@ def _understand(checkpoint: Checkpoint, family_name: str | None) -> Resolved:
         except CheckpointError as exc:
             raise CheckpointError(f"invalid config in the metadata: {exc.what}") from None
         return Resolved(family, state_dict, config or family.config_from_state_dict(state_dict))
-    family = FAMILIES[family_name] if family_name else detect_family(checkpoint.state_dict)
+    family = registry[family_name] if family_name else detect_family(checkpoint.state_dict, registry)
     if not family.needs_weights:
         raise CheckpointError(f"the {family.family} methods take no weights")
     if not family.recognizes(checkpoint.state_dict):
@@ -111,7 +128,9 @@ def _understand(checkpoint: Checkpoint, family_name: str | None) -> Resolved:
     return Resolved(family, state_dict, family.config_from_state_dict(state_dict))
 
 
-def resolve_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -> Resolved:
+def resolve_checkpoint(
+    checkpoint: Checkpoint, family_name: str | None = None, registry: Registry = FAMILIES
+) -> Resolved:
     """The family, the state dict in our layout and the architecture config of a checkpoint, checked.
 
     Our safetensors files carry family and config in their metadata (validated, then checked
@@ -120,10 +139,10 @@ def resolve_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -
     described network must stay under its family's ceilings and every tensor must fit it and be
     finite; nothing of the network's size is allocated before.
     """
-    if family_name is not None and family_name not in FAMILIES:
+    if family_name is not None and family_name not in registry:
         raise CheckpointError(f"unknown family {family_name!r}", path=checkpoint.path)
     try:
-        resolved = _understand(checkpoint, family_name)
+        resolved = _understand(checkpoint, family_name, registry)
         family = resolved.family
         expected = family.expected_tensors(resolved.config)
         check_tensors(expected, resolved.state_dict, family.family)
@@ -137,14 +156,32 @@ def resolve_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -
     return resolved
 
 
-def network_from_checkpoint(checkpoint: Checkpoint, family_name: str | None = None) -> InpaintModel:
-    """Build the network a checkpoint describes, load it strictly, and prepare it for inference."""
-    family, state_dict, config = resolve_checkpoint(checkpoint, family_name)
+def network_from_checkpoint(
+    checkpoint: Checkpoint,
+    family_name: str | None = None,
+    *,
+    registry: Mapping[str, type[NetworkT]] = FAMILIES,  # type: ignore[assignment]
+    device: torch.device | str = "cpu",
+) -> NetworkT:
+    """Build the network a checkpoint describes (a family of `registry`), load it strictly, prepare
+    it for inference and place it on `device`, in float32."""
+    family, state_dict, config = resolve_checkpoint(checkpoint, family_name, registry)
     model = family.build(config)
-    load_strict(model, state_dict, checkpoint.path)
+    load_strict(model, state_dict, checkpoint.path)  # copies into the float32 parameters
     model.eval()
     model.prepare_for_inference()
-    return model
+    return cast(NetworkT, model.to(device))
+
+
+def load_network(
+    path: str | Path,
+    family_name: str | None = None,
+    *,
+    registry: Mapping[str, type[NetworkT]] = FAMILIES,  # type: ignore[assignment]
+    device: torch.device | str = "cpu",
+) -> NetworkT:
+    """`network_from_checkpoint` of the weight file at `path`."""
+    return network_from_checkpoint(read_checkpoint(path), family_name, registry=registry, device=device)
 
 
 def checkpoint_family(path: str | Path) -> str:
@@ -164,7 +201,7 @@ def checkpoint_family(path: str | Path) -> str:
     checkpoint = read_checkpoint(path)
     if checkpoint.is_converted:
         try:
-            return _stored_family(checkpoint, None).family
+            return _stored_family(checkpoint, None, FAMILIES).family
         except CheckpointError as exc:
             raise CheckpointError(exc.what, path=path) from None
     try:
@@ -183,19 +220,21 @@ def convert_checkpoint(
     source_sha256: str,
     license: str,
 ) -> Path:
-    """Turn an official checkpoint (or one of ours) into our safetensors file, once.
+    """Turn an official checkpoint (or one of ours) into our safetensors file, once: an inpainting
+    family's or a detector's, the network's tensors only (no training state).
 
     The tensors are mapped onto our layout, the architecture is inferred from them, and the
     result must load strictly into the network it describes before anything is written.
     """
-    if family not in FAMILIES or not FAMILIES[family].needs_weights:
-        known = ", ".join(weighted_families())
+    registry: Registry = DETECTORS if family in DETECTORS else FAMILIES
+    if family not in registry or not registry[family].needs_weights:
+        known = ", ".join(weighted_families() + weighted_families(DETECTORS))
         raise CheckpointError(
             f"the {family} family is not available in this version of inpaint",
             path=source,
             hint=f"known: {known}",
         )
-    network_family, state_dict, config = resolve_checkpoint(read_checkpoint(source), family)
+    network_family, state_dict, config = resolve_checkpoint(read_checkpoint(source), family, registry)
     load_strict(network_family.build(config), state_dict, source)
     return save_converted(
         destination,

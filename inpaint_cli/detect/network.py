@@ -20,19 +20,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from inpaint_cli.checkpoints.containers import Checkpoint, read_checkpoint, save_converted
+from inpaint_cli.checkpoints.loading import load_network
 from inpaint_cli.detect.detection import Detection, Mode, finish, to_rgb8
-from inpaint_cli.errors import CheckpointError, InputError
-from inpaint_cli.models.scratch import (
-    DEFAULT_THRESHOLD,
-    FAMILY_NAME,
-    ScratchConfig,
-    ScratchUNet,
-    config_from_state_dict,
-    convert_state_dict,
-    load_weights,
-    recognizes,
-)
+from inpaint_cli.errors import InputError
+from inpaint_cli.models import DETECTORS
+from inpaint_cli.models.scratch import DEFAULT_THRESHOLD, ScratchUNet
 
 NETWORK_SHORT_SIDE = 256
 """Both official modes feed the network a short side of 256 px."""
@@ -93,66 +85,6 @@ class OfficialRun:
     prob_up: torch.Tensor
     """sigmoid(logits) nearest-resized to the transform size, 1×1×H1×W1."""
     resized_rgb: np.ndarray
-
-
-# --- the network -------------------------------------------------------------------------------------
-
-
-def network_from_checkpoint(checkpoint: Checkpoint) -> tuple[ScratchUNet, ScratchConfig]:
-    """A ready detector network from BOPBtL's `FT_Epoch_latest.pt` (zip or legacy) or our safetensors."""
-    try:
-        state_dict = checkpoint.state_dict
-        if checkpoint.is_converted:
-            stored = checkpoint.metadata.get("family", "")
-            if stored != FAMILY_NAME:
-                raise CheckpointError(f"holds a {stored or 'unknown'} model, not a scratch detector")
-            raw = checkpoint.config
-            config = ScratchConfig.from_json(raw) if raw is not None else config_from_state_dict(state_dict)
-        else:
-            if not recognizes(state_dict):
-                sample = ", ".join(list(state_dict)[:3])
-                raise CheckpointError(f"not a scratch detector checkpoint (first keys: {sample})")
-            state_dict = convert_state_dict(state_dict)
-            config = config_from_state_dict(state_dict)
-        network = ScratchUNet(config)
-        load_weights(network, state_dict)
-    except CheckpointError as exc:
-        raise CheckpointError(exc.what, path=checkpoint.path, hint=exc.hint) from None
-    return network.eval(), config
-
-
-def load_network(path: str | Path) -> tuple[ScratchUNet, ScratchConfig]:
-    return network_from_checkpoint(read_checkpoint(path))
-
-
-def convert_checkpoint(
-    source: Path,
-    destination: Path,
-    *,
-    family: str,
-    variant: str,
-    source_url: str,
-    source_sha256: str,
-    license: str,
-) -> Path:
-    """A detector checkpoint (BOPBtL's `FT_Epoch_latest.pt` or ours) as our safetensors file, once: the
-    network's tensors only (no training state), the architecture in the metadata, after a strict load.
-
-    The detectors' counterpart of `loading.convert_checkpoint`, used by `inpaint weights pull/import`.
-    """
-    if family != FAMILY_NAME:
-        raise CheckpointError(f"the {family} detector family is not available in this version of inpaint")
-    network, config = network_from_checkpoint(read_checkpoint(source))
-    return save_converted(
-        destination,
-        network.state_dict(),
-        family=family,
-        variant=variant,
-        config=config.to_json(),
-        source_url=source_url,
-        source_sha256=source_sha256,
-        license=license,
-    )
 
 
 @torch.no_grad()
@@ -274,8 +206,13 @@ class NetworkDetector:
     margin: int = DEFAULT_TILE_MARGIN
 
     @classmethod
-    def from_file(cls, path: str | Path, name: str | None = None) -> NetworkDetector:
-        network, config = load_network(path)
+    def from_file(
+        cls, path: str | Path, name: str | None = None, device: torch.device | str = "cpu"
+    ) -> NetworkDetector:
+        """The detector in a weight file (BOPBtL's `FT_Epoch_latest.pt` or ours), through the one
+        loader, on `device`, with the defaults its file declares."""
+        network = load_network(path, registry=DETECTORS, device=device)
+        config = network.config
         return cls(
             network,
             name or Path(path).name,

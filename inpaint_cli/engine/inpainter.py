@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inpaint_cli.checkpoints.containers import read_checkpoint
-from inpaint_cli.checkpoints.loading import network_from_checkpoint
+from inpaint_cli.checkpoints.loading import load_network
 from inpaint_cli.engine import auto_precision, strategies
 from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
 from inpaint_cli.engine.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
@@ -315,7 +314,7 @@ class Inpainter:
         if family is not None and family not in FAMILIES:
             raise UsageError(f"unknown family {family!r}", hint=f"known: {', '.join(sorted(FAMILIES))}")
         started = time.perf_counter()
-        network = network_from_checkpoint(read_checkpoint(path), family)
+        network = load_network(path, family)
         inpainter = cls(network, name=name or Path(path).name, **settings)
         inpainter.load_seconds = time.perf_counter() - started
         return inpainter

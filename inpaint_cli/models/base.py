@@ -87,6 +87,7 @@ def conv2d(
 
 
 ConfigT = TypeVar("ConfigT", bound="FamilyConfig")
+NetworkT = TypeVar("NetworkT", bound="Network")
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class FamilyConfig:
 
 
 def _checked_value(name: str, value: object, hint: Any, limits: tuple[int, int] | None) -> object:
-    """`value` if it has the field's type (bool, int, str or a Literal of them) and lies within `limits`."""
+    """`value` if it has the field's type (bool, int, float, str or a Literal of them), within `limits`."""
     choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
     if choices is not None:
         if value not in choices or type(value) is not type(choices[0]):
@@ -137,16 +138,87 @@ def _checked_value(name: str, value: object, hint: Any, limits: tuple[int, int] 
             )
         return value
     expected = hint if isinstance(hint, type) else None
+    if expected is float and type(value) is int:
+        value = float(value)  # JSON writes 1.0 as 1 in some encoders: a whole number is a float too
     # bool is an int in Python; a config field is exactly one of them.
     if expected is None or type(value) is not expected:
         raise CheckpointError(f"config {name} is {value!r}; expected {getattr(expected, '__name__', hint)}")
+    if expected is float and not math.isfinite(value):  # type: ignore[arg-type]
+        raise CheckpointError(f"config {name} is {value!r}; expected a finite number")
     if limits is not None and not limits[0] <= value <= limits[1]:  # type: ignore[operator]
         raise CheckpointError(f"config {name} = {value} is outside {limits[0]}..{limits[1]}")
     return value
 
 
-class InpaintModel(nn.Module):
-    """Base class of every family: the network, its checkpoint conversion and its declared facts.
+class Network(nn.Module):
+    """Base of every network the tool loads from a file (inpainting families and damage detectors).
+
+    What the one loader (`checkpoints.loading`) needs: the family's name, its typed `Config`, a
+    parameter ceiling, and pure class methods that recognise a state dict, convert the official
+    layout to ours, infer a config from the tensors and list the tensors a config implies.
+    """
+
+    family: ClassVar[str]
+    """The family's name, written only here; the registries key on it."""
+    Config: ClassVar[type[FamilyConfig] | None] = None
+    needs_weights: ClassVar[bool] = True
+    max_parameters: ClassVar[int] = 10**9
+    """Hard ceiling on the parameter count a checkpoint may describe."""
+
+    def __init__(self, config: FamilyConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = self.Config.from_json(config) if self.Config is not None else config
+
+    # --- checkpoints (pure class methods, no I/O) -----------------------------------------------
+
+    @classmethod
+    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """True when a state dict (official layout or ours) belongs to this family."""
+        return False
+
+    @classmethod
+    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Official layout (already unwrapped from its container) -> ours. Idempotent on ours."""
+        return dict(state_dict)
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> FamilyConfig:
+        """The architecture inferred from the tensor shapes of a state dict in our layout."""
+        raise CheckpointError(f"the {cls.family} family has no weights")
+
+    @classmethod
+    def build(cls: type[NetworkT], config: FamilyConfig | Mapping[str, Any]) -> NetworkT:
+        """An untrained network for a config."""
+        return cls(config)
+
+    @classmethod
+    def expected_tensors(cls, config: FamilyConfig) -> dict[str, torch.Size]:
+        """Shape of every state-dict entry of the network a config describes, allocating nothing.
+
+        The network is built on the `meta` device; its parameter count must stay under the family's
+        ceiling, which is checked before anything of that size is allocated for real.
+        """
+        with torch.device("meta"):
+            network = cls(config)
+        shapes = {key: value.shape for key, value in network.state_dict().items()}
+        parameters = sum(math.prod(shape) for shape in shapes.values())
+        if parameters > cls.max_parameters:
+            raise CheckpointError(
+                f"describes a {cls.family} network of {parameters:,} parameters, "
+                f"above this family's ceiling of {cls.max_parameters:,}"
+            )
+        return shapes
+
+    def prepare_for_inference(self) -> None:
+        """Called once after the weights are loaded and the model is in eval mode.
+
+        Families fold batch norms, drop constant tensors and so on here. The result must be
+        numerically equivalent (within 1e-4) to the unprepared network.
+        """
+
+
+class InpaintModel(Network):
+    """Base class of every inpainting family: the network, its checkpoint conversion and its declared facts.
 
     Subclasses set the class attributes, a `Config` dataclass and `forward`, and override the
     checkpoint class methods. The engine guarantees that `forward` receives an image whose sides
@@ -154,10 +226,6 @@ class InpaintModel(nn.Module):
     family's own convention.
     """
 
-    family: ClassVar[str]
-    """The family's name, written only here; the registry keys on it."""
-    Config: ClassVar[type[FamilyConfig] | None] = None
-    needs_weights: ClassVar[bool] = True
     normalization: ClassVar[Normalization] = UNIT_RANGE
     hole_value: ClassVar[float] = 1.0
     """Value of a hole pixel in the mask the network reads (PConv uses 0 = hole, 1 = valid)."""
@@ -166,12 +234,6 @@ class InpaintModel(nn.Module):
     """Side length (pixels) of the crops the weights were trained on (None: not a trained network)."""
     activation_bytes_per_pixel: ClassVar[int] = 4096
     """Peak fp32 activation memory of one forward pass per input pixel (measured per family)."""
-    max_parameters: ClassVar[int] = 10**9
-    """Hard ceiling on the parameter count a checkpoint may describe."""
-
-    def __init__(self, config: FamilyConfig | Mapping[str, Any]) -> None:
-        super().__init__()
-        self.config = self.Config.from_json(config) if self.Config is not None else config
 
     # --- declared facts -------------------------------------------------------------------------
 
@@ -216,46 +278,6 @@ class InpaintModel(nn.Module):
         """
         return 2 * self.macs_per_pixel() * height * width / GIGA
 
-    # --- checkpoints (pure class methods, no I/O) -----------------------------------------------
-
-    @classmethod
-    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
-        """True when a state dict (official layout or ours) belongs to this family."""
-        return False
-
-    @classmethod
-    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Official layout (already unwrapped from its container) -> ours. Idempotent on ours."""
-        return dict(state_dict)
-
-    @classmethod
-    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> FamilyConfig:
-        """The architecture inferred from the tensor shapes of a state dict in our layout."""
-        raise CheckpointError(f"the {cls.family} family has no weights")
-
-    @classmethod
-    def build(cls, config: FamilyConfig | Mapping[str, Any]) -> InpaintModel:
-        """An untrained network for a config."""
-        return cls(config)
-
-    @classmethod
-    def expected_tensors(cls, config: FamilyConfig) -> dict[str, torch.Size]:
-        """Shape of every state-dict entry of the network a config describes, allocating nothing.
-
-        The network is built on the `meta` device; its parameter count must stay under the family's
-        ceiling, which is checked before anything of that size is allocated for real.
-        """
-        with torch.device("meta"):
-            network = cls(config)
-        shapes = {key: value.shape for key, value in network.state_dict().items()}
-        parameters = sum(math.prod(shape) for shape in shapes.values())
-        if parameters > cls.max_parameters:
-            raise CheckpointError(
-                f"describes a {cls.family} network of {parameters:,} parameters, "
-                f"above this family's ceiling of {cls.max_parameters:,}"
-            )
-        return shapes
-
     # --- inference --------------------------------------------------------------------------------
 
     def forward(
@@ -290,10 +312,3 @@ class InpaintModel(nn.Module):
         precision, the modules a family runs with autocast disabled keep float32 weights.
         """
         return []
-
-    def prepare_for_inference(self) -> None:
-        """Called once after the weights are loaded and the model is in eval mode.
-
-        Families fold batch norms, drop constant tensors and so on here. The result must be
-        numerically equivalent (within 1e-4) to the unprepared network.
-        """

@@ -15,17 +15,16 @@ bundled `scratch-tiny` is the same network, narrower and fed RGB.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
+from inpaint_cli.models.base import FamilyConfig, Network
 
 FAMILY_NAME = "scratch"
 LEAKY_SLOPE = 0.2
@@ -35,6 +34,9 @@ BLUR_TAPS = (1.0, 2.0, 1.0)
 MAX_WIDTH_EXPONENT = 8
 """`wf` above this (256 stem channels, 4x the official width) is refused: no file asks for a huge net."""
 MAX_DEPTH = 6
+MAX_PARAMETERS = 160_000_000
+"""About 4x the official network's 37.6 M: a file describing more (wf 8 with depth 6 is 9.7 G, 39 GB of
+float32) is refused before anything of its size is allocated."""
 MAX_MIN_AREA = 1_000_000
 MAX_STEP_RATIO = 100.0
 MAX_REFERENCE_SIDE = 100_000
@@ -99,7 +101,7 @@ class UpBlock(nn.Module):
 
 
 @dataclass(frozen=True)
-class ScratchConfig:
+class ScratchConfig(FamilyConfig):
     """The detector's architecture (BOPBtL: 1 grey channel in, 1 logit out, depth 4, wf 6) and the
     defaults the pipeline uses with these weights: `threshold`, and `scale` of the high-res mode."""
 
@@ -127,6 +129,10 @@ class ScratchConfig:
     `detect.drop_plain_blobs`)."""
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Sizes and post-processing values within what the pipeline supports."""
         if not (0 <= self.wf <= MAX_WIDTH_EXPONENT and 1 <= self.depth <= MAX_DEPTH):
             raise CheckpointError(f"unsupported detector size: wf={self.wf}, depth={self.depth}")
         if self.in_channels not in (1, 3) or self.out_channels != 1:
@@ -144,28 +150,8 @@ class ScratchConfig:
         if not 0 <= self.min_surround_contrast <= MAX_SURROUND_CONTRAST:
             raise CheckpointError(f"unsupported min_surround_contrast {self.min_surround_contrast}")
 
-    @classmethod
-    def from_json(cls, raw: object) -> ScratchConfig:
-        """A validated config from stored JSON: known fields only, numbers of the right type."""
-        if isinstance(raw, cls):
-            return raw
-        if not isinstance(raw, Mapping):
-            raise CheckpointError("detector config must be a JSON object")
-        fields = {field.name: field.type for field in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise CheckpointError(f"unknown detector config field(s) {', '.join(map(str, unknown))}")
-        for name, value in raw.items():
-            wanted = (int,) if fields[name] == "int" else (int, float)
-            if type(value) not in wanted:
-                raise CheckpointError(f"detector config {name} is {value!r}; expected {fields[name]}")
-        return cls(**raw)
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-class ScratchUNet(nn.Module):
+class ScratchUNet(Network):
     """BOPBtL's detection U-Net for a `ScratchConfig`.
 
     Input N×in_channels×H×W normalised to [-1, 1], H and W multiples of 2**depth and at least
@@ -173,10 +159,12 @@ class ScratchUNet(nn.Module):
     """
 
     family = FAMILY_NAME
+    Config = ScratchConfig
+    max_parameters = MAX_PARAMETERS
+    config: ScratchConfig
 
-    def __init__(self, config: ScratchConfig | Mapping[str, Any] | None = None) -> None:
-        super().__init__()
-        self.config = ScratchConfig.from_json(config if config is not None else {})
+    def __init__(self, config: ScratchConfig | Mapping[str, object] | None = None) -> None:
+        super().__init__(config if config is not None else {})
         self.in_channels = self.config.in_channels
         self.depth = self.config.depth
         widths = [2 ** (self.config.wf + level) for level in range(self.depth + 1)]
@@ -198,6 +186,18 @@ class ScratchUNet(nn.Module):
     def min_size(self) -> int:
         """Reflect-padding the deepest level by 1 needs 2 pixels there."""
         return 2 ** (self.depth + 1)
+
+    @classmethod
+    def recognizes(cls, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        return recognizes(state_dict)
+
+    @classmethod
+    def convert_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return convert_state_dict(state_dict)
+
+    @classmethod
+    def config_from_state_dict(cls, state_dict: Mapping[str, torch.Tensor]) -> ScratchConfig:
+        return config_from_state_dict(state_dict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.first(x)
@@ -246,31 +246,3 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> ScratchCon
     if not 1 <= depth <= MAX_DEPTH:
         raise CheckpointError(f"the detector has {depth} levels; expected 1 to {MAX_DEPTH}")
     return ScratchConfig(in_channels=int(stem.shape[1]), out_channels=int(last.shape[0]), depth=depth, wf=wf)
-
-
-def build(config: ScratchConfig | Mapping[str, Any]) -> ScratchUNet:
-    return ScratchUNet(config)
-
-
-def _listed(keys: list[str], shown: int = 8) -> str:
-    return ", ".join(keys[:shown]) + (f", ... ({len(keys)} in all)" if len(keys) > shown else "")
-
-
-def load_weights(network: ScratchUNet, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Strict load; one CheckpointError lists every missing, unexpected or mis-shaped tensor."""
-    expected = network.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    misshaped = [
-        f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in state_dict and state_dict[key].shape != value.shape
-    ]
-    problems = [
-        f"{what} {_listed(keys)}"
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError("weights do not fit the scratch detector: " + "; ".join(problems))
-    network.load_state_dict(state_dict, strict=True)

@@ -237,10 +237,7 @@ def install(entry: ModelEntry, checkpoint: Path, source_sha256: str, source_url:
     if problem:
         raise CheckpointError(problem, path=checkpoint)
     # Imported here so that listing and verifying models never pays for importing torch.
-    if entry.is_detector:
-        from inpaint_cli.detect.network import convert_checkpoint
-    else:
-        from inpaint_cli.checkpoints.loading import convert_checkpoint
+    from inpaint_cli.checkpoints.loading import convert_checkpoint
 
     cache.downloads_dir().mkdir(parents=True, exist_ok=True)
     staged = cache.downloads_dir() / f".{entry.name}.staged{cache.CONVERTED_SUFFIX}"

@@ -18,10 +18,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
+from typer.testing import CliRunner
 
 from inpaint_cli.checkpoints.containers import (
     ForeignObject,
@@ -31,10 +34,14 @@ from inpaint_cli.checkpoints.containers import (
     unwrap_state_dict,
 )
 from inpaint_cli.checkpoints.loading import checkpoint_family, convert_checkpoint, network_from_checkpoint
+from inpaint_cli.cli.app import app
+from inpaint_cli.detect.network import NetworkDetector
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.models import FAMILIES, classical, weighted_families
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+BUNDLED = Path(__file__).resolve().parents[2] / "inpaint_cli" / "bundled"
+BUNDLED_DETECTOR = BUNDLED / "scratch-tiny.safetensors"
 
 
 class CreatesFile:
@@ -267,8 +274,12 @@ import resource, sys
 from inpaint_cli.checkpoints.containers import read_checkpoint
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.checkpoints.loading import network_from_checkpoint
+from inpaint_cli.detect.network import NetworkDetector
 try:
-    network_from_checkpoint(read_checkpoint(sys.argv[1]), sys.argv[2] or None)
+    if sys.argv[2] == "detector":
+        NetworkDetector.from_file(sys.argv[1])
+    else:
+        network_from_checkpoint(read_checkpoint(sys.argv[1]), sys.argv[2] or None)
     print("loaded")
 except CheckpointError as exc:
     print(f"error: {exc}")
@@ -287,7 +298,9 @@ def _limit_address_space() -> None:
 
 
 def load_in_child(path: Path, family: str = "") -> tuple[str, int]:
-    """(the one line the load printed, the child's peak RSS in MB); fails on a traceback."""
+    """(the one line the load printed, the child's peak RSS in MB); fails on a traceback.
+
+    `family` "detector" loads the file as `detect --checkpoint` does."""
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), family],
         capture_output=True,
@@ -414,6 +427,30 @@ def test_metadata_config_of_a_giant_lama_is_checked_before_building(tmp_path: Pa
         "above this family's ceiling of 500,000,000"
     )
     assert rss < RSS_LIMIT_MB
+
+
+def test_metadata_config_of_a_giant_detector_is_checked_before_building(tmp_path: Path) -> None:
+    """Issue 27: the bundled detector's 2.4 MB of tensors with wf 8 / depth 6 in the metadata built a
+    9.7 G-parameter network (23 GB) before the tensors were compared with it."""
+    bundled = read_checkpoint(BUNDLED_DETECTOR)
+    path = tmp_path / "scratch-tiny.safetensors"
+    save_converted(
+        path,
+        bundled.state_dict,
+        family="scratch",
+        variant="x",
+        config={**bundled.config, "wf": 8, "depth": 6},
+    )
+    assert path.stat().st_size < 3_000_000
+
+    message, rss = load_in_child(path, "detector")
+
+    assert message == (
+        f"error: {path}: describes a scratch network of 9,662,083,103 parameters, "
+        "above this family's ceiling of 160,000,000"
+    )
+    assert rss < RSS_LIMIT_MB
+    print(f"peak RSS refusing the detector bomb: {rss} MB")
 
 
 def test_metadata_config_that_does_not_match_the_tensors_is_refused(tmp_path: Path) -> None:
@@ -607,6 +644,51 @@ def test_non_finite_weights_are_refused_at_load_and_import(tmp_path: Path, value
             path, destination, family="pconv", variant="v", source_url="", source_sha256="", license=""
         )
     assert not destination.exists()
+
+
+def test_an_all_nan_detector_is_refused_not_taken_for_no_damage(tmp_path: Path) -> None:
+    """Issue 27: a detector whose weights are all NaN said "no damage found" and exited 0."""
+    bundled = read_checkpoint(BUNDLED_DETECTOR)
+    nan = {
+        key: torch.full_like(value, float("nan")) if value.is_floating_point() else value
+        for key, value in bundled.state_dict.items()
+    }
+    path = save_converted(
+        tmp_path / "nan.safetensors", nan, family="scratch", variant="x", config=bundled.config
+    )
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(photo)
+
+    with pytest.raises(CheckpointError, match=r"non-finite values in down_path\.0\.block\.1\.bias"):
+        NetworkDetector.from_file(path)
+    result = CliRunner().invoke(app, ["detect", str(photo), "--checkpoint", str(path)])
+
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {path}: non-finite values in down_path.0.block.1.bias (the file is damaged)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.safetensors", "photo.png"]
+
+
+@pytest.mark.parametrize("kind", ["pconv", "detector"])
+def test_half_precision_files_load_as_float32_networks(tmp_path: Path, kind: str) -> None:
+    """The loader places every network in float32 whatever the file stores; precision is the engine's."""
+    source = read_checkpoint(BUNDLED_DETECTOR if kind == "detector" else BUNDLED / "pconv-tiny.safetensors")
+    half = {
+        key: value.half() if value.is_floating_point() else value for key, value in source.state_dict.items()
+    }
+    family = source.metadata["family"]
+    path = save_converted(
+        tmp_path / "half.safetensors", half, family=family, variant="x", config=source.config
+    )
+
+    if kind == "detector":
+        network = NetworkDetector.from_file(path).network
+    else:
+        network = network_from_checkpoint(read_checkpoint(path))
+
+    assert {p.dtype for p in network.parameters()} == {torch.float32}
+    assert {p.device.type for p in network.parameters()} == {"cpu"}
 
 
 # --- the family of a file alone (issue 15 §4) -----------------------------------------------------------

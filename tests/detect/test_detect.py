@@ -20,7 +20,6 @@ from inpaint_cli.checkpoints.containers import read_checkpoint
 from inpaint_cli.detect.network import (
     Mode,
     NetworkDetector,
-    load_network,
     logits_of,
     network_size,
     official_run,
@@ -31,9 +30,10 @@ from inpaint_cli.detect.network import (
 )
 from inpaint_cli.errors import CheckpointError, UsageError
 from inpaint_cli.imaging import imageio
-from inpaint_cli.models.scratch import ScratchUNet, config_from_state_dict
+from inpaint_cli.models.scratch import ScratchConfig, ScratchUNet, config_from_state_dict
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "scratch"
+
 SMALL = DATA / "small_detection.pt"
 SMALL_LEGACY = DATA / "small_detection_legacy.pt"
 LOGIT_TOLERANCE = 1e-4
@@ -43,6 +43,12 @@ OFFICIAL_CASES = [
     (Mode.FULL_SIZE, "case_b_full", "case_b_mask_full.png", "case_b_input_full.png"),
     (Mode.SCALE_256, "case_b_scale256", "case_b_mask_scale256.png", "case_b_input_scale256.png"),
 ]
+
+
+def load_network(path: Path) -> tuple[ScratchUNet, ScratchConfig]:
+    """A detector network and its config, as `detect --checkpoint` loads them."""
+    network = NetworkDetector.from_file(path).network
+    return network, network.config
 
 
 def _key_table(name: str) -> list[dict[str, str]]:
@@ -587,7 +593,7 @@ def test_keep_regions_is_hysteresis_with_a_minimum_area() -> None:
     [
         ({"wf": 9}, "unsupported detector size"),
         ({"wf": 3.0}, "expected int"),
-        ({"wf": 3, "layers": 4}, "unknown detector config field(s) layers"),
+        ({"wf": 3, "layers": 4}, "unknown config field(s) layers"),
         ({"threshold": 1.5}, "unsupported threshold"),
         ("[]", "must be a JSON object"),
     ],
