@@ -21,6 +21,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+__version__ = "0.1.0"
+"""The one place the version is written: setuptools reads it into the distribution `inpaint-cli`."""
+
 _EXPORTS = {
     "available_models": "inpaint_cli.api",
     "load_model": "inpaint_cli.api",

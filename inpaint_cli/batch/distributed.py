@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from inpaint_cli.batch.provenance import Provenance
     from inpaint_cli.engine.inpainter import Inpainter
 
-INSTALL_HINT = 'pip install "inpaint[ray]"'
+INSTALL_HINT = 'pip install "inpaint-cli[ray]"'
 DEFAULT_ADDRESS = "auto"
 """`ray.init()`'s own choice: the cluster of RAY_ADDRESS or of `ray start` here, else a new local one."""
 

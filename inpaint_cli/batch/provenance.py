@@ -29,12 +29,9 @@ def record_path(output: Path) -> Path:
 
 
 def tool_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from inpaint_cli import __version__
 
-    try:
-        return version("inpaint")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
+    return __version__
 
 
 @dataclass(frozen=True)

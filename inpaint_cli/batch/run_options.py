@@ -272,7 +272,7 @@ class RunOptions:
     ray: str | None = field(
         default=None,
         metadata=cli(
-            'Run the batch on a Ray cluster (pip install "inpaint\\[ray]"): auto (RAY_ADDRESS, else a '
+            'Run the batch on a Ray cluster (pip install "inpaint-cli\\[ray]"): auto (RAY_ADDRESS, else a '
             "cluster of `ray start` here, else a new local one), HOST:PORT or ray://HOST:10001.",
             metavar="[ADDRESS]",
             bare="auto",

@@ -31,9 +31,9 @@ app = typer.Typer(
 
 def version_callback(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from inpaint_cli import __version__
 
-        typer.echo(f"inpaint {version('inpaint')}")
+        typer.echo(f"inpaint {__version__}")
         raise typer.Exit()
 
 

@@ -180,7 +180,9 @@ def _require_protocol(protocol: str, url: str) -> None:
         from fsspec.registry import known_implementations
     except ImportError as exc:
         raise UsageError(
-            "URLs need the fsspec package", path=url, hint='pip install "inpaint[ray]" or pip install fsspec'
+            "URLs need the fsspec package",
+            path=url,
+            hint='pip install "inpaint-cli[ray]" or pip install fsspec',
         ) from exc
     known = known_implementations.get(protocol)
     if known is None and protocol not in fsspec.registry:

@@ -54,7 +54,8 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     with pytest.raises(UsageError) as missing:
         distributed.require_ray()
-    assert missing.value.one_line() == '--ray needs Ray, which is not installed (pip install "inpaint[ray]")'
+    expected = '--ray needs Ray, which is not installed (pip install "inpaint-cli[ray]")'
+    assert missing.value.one_line() == expected
 
 
 def test_workers_default_to_what_the_cluster_holds_and_a_worker_too_big_for_it_is_refused() -> None:
@@ -364,7 +365,7 @@ def test_cluster_options_without_ray_are_usage_errors(
     monkeypatch.setitem(sys.modules, "ray", None)
     missing = invoke(photos, "-m", masks, "-o", tmp_path / "out", "--model", "telea", "-r", "--ray")
     assert missing.exit_code == 2, missing.stderr
-    assert 'error: --ray needs Ray, which is not installed (pip install "inpaint[ray]")' in missing.stderr
+    assert 'error: --ray needs Ray, which is not installed (pip install "inpaint-cli[ray]")' in missing.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -352,15 +352,15 @@ def command_line_flags() -> set[str]:
     return flags
 
 
-def test_the_readme_options_table_lists_exactly_the_options_of_run() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### `inpaint run INPUT --mask MASK [options]`", 1)[1].split("\n### ", 1)[0]
+def test_the_documented_options_table_lists_exactly_the_options_of_run() -> None:
+    page = (ROOT / "docs" / "running.md").read_text(encoding="utf-8")
+    section = page.split("## `inpaint run INPUT --mask MASK [options]`", 1)[1].split("\n## ", 1)[0]
     rows = [re.split(r"(?<!\\)\|", line) for line in section.splitlines() if line.startswith("| `")]
     first_cells = [row[1] for row in rows]  # split on the table's pipes, not on escaped ones
     documented = {flag for cell in first_cells for flag in re.findall(r"(?<![\w-])--?[a-z][a-z0-9-]*", cell)}
     undocumented, gone = command_line_flags() - documented, documented - command_line_flags()
-    assert not undocumented, f"add {sorted(undocumented)} to README's `inpaint run` options table"
-    assert not gone, f"README's `inpaint run` table names options that do not exist: {sorted(gone)}"
+    assert not undocumented, f"add {sorted(undocumented)} to the `inpaint run` table of docs/running.md"
+    assert not gone, f"docs/running.md's `inpaint run` table names options that do not exist: {sorted(gone)}"
 
 
 def test_help_of_every_command_imports_no_heavy_library() -> None:
@@ -439,14 +439,3 @@ def test_usage_errors_of_any_command_are_one_line() -> None:
     assert result.output.strip().splitlines() == [
         "error: Missing argument 'name' (see inpaint weights pull --help)"
     ]
-
-
-def test_the_readme_set_up_installs_the_ci_pytorch_first_then_the_tool() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Set-up in two commands", 1)[1].split("\n## ", 1)[0]
-    first, second = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)[:2]
-    steps = [step.strip() for step in first.split("&&")]
-    pinned = re.search(r'pip install --quiet "(torch==[\d.]+)"', (ROOT / ".ci" / "run").read_text()).group(1)
-    assert steps[0].startswith(f"pip install {pinned} ")  # the CPU build of the version CI pins, first
-    assert steps[1] == "pip install ." and steps[2].startswith("inpaint run examples/")
-    assert second == 'pip install -e ".[test]" && python -m pytest -q'
