@@ -51,6 +51,7 @@ from inpaint_cli.engine.precision import (
     int8_available,
     pad,
     quantizable_convolutions,
+    weight_levels,
 )
 from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.models.base import InpaintModel
@@ -379,7 +380,8 @@ def known_int8_plan(path: Path, model: str) -> Int8Plan | None:
     entry = read_cache(path).get(model)
     if not isinstance(entry, dict) or entry.get("version") != PLAN_VERSION:
         return None
-    if entry.get("bound") != INT8_HOLE_ERROR:
+    # A plan made where the kernel saturates (7-bit weights) is no plan for 8-bit ones, and back.
+    if entry.get("bound") != INT8_HOLE_ERROR or entry.get("weight_levels") != weight_levels():
         return None
     try:
         return Int8Plan(
@@ -394,7 +396,12 @@ def known_int8_plan(path: Path, model: str) -> Int8Plan | None:
 def remember_int8_plan(path: Path, model: str, plan: Int8Plan) -> None:
     """Keep `plan` for later loads of `model` (a failure to write only costs a later calibration)."""
     data = read_cache(path)
-    data[model] = {"version": PLAN_VERSION, "bound": INT8_HOLE_ERROR, **asdict(plan)}
+    data[model] = {
+        "version": PLAN_VERSION,
+        "bound": INT8_HOLE_ERROR,
+        "weight_levels": weight_levels(),
+        **asdict(plan),
+    }
     _write_cache(path, data)
 
 

@@ -6,7 +6,8 @@
   instead of on every pass (51 M weights per pass for big-lama); autocast still casts activations
   at layer boundaries, and what a family keeps in float32 (`float_modules`) keeps fp32 weights.
 - `int8` (CPU): post-training quantization of the convolutions. Weights per output channel
-  (symmetric int8), inputs per tensor (uint8) over the range each call's input spans; outputs stay
+  (symmetric int8; 7 bits where the CPU's kernel would saturate, see `weight_levels`), inputs per
+  tensor (uint8) over the range each call's input spans; outputs stay
   float32 (oneDNN's int8 convolution writes fp32 directly), so there is no requantisation step and
   everything between convolutions (FFTs, attention, softmax, sigmoid gates, residual sums, output
   layers) stays float. A guard calibrated on the project's own photo (`bundled/calibration.jpg`,
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +50,12 @@ more sensitive layers stay float until it holds. Half the 1/255 promised on phot
 photos other than the calibration one."""
 UINT8_LEVELS = 255
 INT8_LEVELS = 127
+SATURATION_SAFE_LEVELS = 64
+"""Weight levels where the kernel sums pairs of uint8 × int8 products in 16 bits: 2 · 255 · 64 =
+32,640 fits in an int16 (with 127 levels a pair reaches 64,770 and saturates at 32,767). Measured on
+the bundled models with every layer in int8: 7-bit weights moved the fill by 0.47/0.57/0.75 levels
+(lama/gatedconv/pconv-tiny) where 8-bit ones moved it by 0.47/0.54/0.62; 7-bit activations instead
+(PyTorch's `reduce_range`) by 1.05/0.85/1.35."""
 
 
 # --- which layers ----------------------------------------------------------------------------------------
@@ -107,6 +115,59 @@ def int8_available() -> bool:
     return hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
 
 
+@functools.cache
+def weight_levels() -> int:
+    """`INT8_LEVELS`, or `SATURATION_SAFE_LEVELS` where this CPU's int8 convolution saturates.
+
+    oneDNN on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiplies uint8 inputs by int8
+    weights with `vpmaddubsw`, which adds each pair of products into a saturating 16-bit integer:
+    large inputs times large weights are clipped, and the output is wrong by up to half (measured:
+    16 % relative error on random inputs). Which kernel runs depends on the CPU and on
+    `ONEDNN_MAX_CPU_ISA`, so this asks the kernel: one convolution of the largest codes, exact or not.
+    """
+    channels = 16
+    weight = torch.full((channels, channels, 1, 1), INT8_LEVELS, dtype=torch.int8)
+    scales = torch.ones(channels)
+    packed = torch.ops.onednn.qconv_prepack(weight, scales, 1.0, 0, [1, 1], [0, 0], [1, 1], 1, None)
+    codes = torch.full((1, channels, 4, 4), UINT8_LEVELS, dtype=torch.uint8)
+    output = _int8_convolution(codes, 1.0, 0, packed, scales, None, [1, 1], [1, 1])
+    exact = UINT8_LEVELS * INT8_LEVELS * channels
+    return INT8_LEVELS if bool((output == exact).all()) else SATURATION_SAFE_LEVELS
+
+
+def _int8_convolution(
+    codes: torch.Tensor,
+    scale: float,
+    zero: int,
+    packed: torch.Tensor,
+    weight_scales: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    dilation: list[int],
+) -> torch.Tensor:
+    """oneDNN's int8 convolution of unpadded uint8 `codes` with prepacked weights, float32 output."""
+    zero_points = torch.zeros(weight_scales.shape[0], dtype=torch.long)
+    return torch.ops.onednn.qconv2d_pointwise(
+        codes,
+        scale,
+        zero,
+        packed,
+        weight_scales,
+        zero_points,
+        bias,
+        stride,
+        [0, 0],
+        dilation,
+        1,
+        1.0,
+        0,
+        torch.float32,
+        "none",
+        [],
+        "",
+    )
+
+
 def pad(x: torch.Tensor, padding: int | tuple[int, int], mode: str, zero: int = 0) -> torch.Tensor:
     """Pad H and W on both sides as the convolution would (`zeros`, `reflect`, `replicate`, `circular`);
     `zero` is the value of a zero (an int8 input's zero point)."""
@@ -140,8 +201,7 @@ class Int8Convolution:
 
     def __init__(self, conv: nn.Conv2d) -> None:
         weight = conv.weight.detach().float()
-        self.weight_scales = (weight.abs().amax(dim=(1, 2, 3)) / INT8_LEVELS).clamp(min=1e-12)
-        self.weight_zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+        self.weight_scales = (weight.abs().amax(dim=(1, 2, 3)) / weight_levels()).clamp(min=1e-12)
         quantized = (weight / self.weight_scales.view(-1, 1, 1, 1)).round().clamp(-128, 127).to(torch.int8)
         self.stride, self.dilation = list(conv.stride), list(conv.dilation)
         # The input's scale and zero point given here are placeholders: the kernel takes them per call.
@@ -160,24 +220,15 @@ class Int8Convolution:
         codes = torch.mul(x, 1 / scale).round_().add_(zero).clamp_(0, UINT8_LEVELS).to(torch.uint8)
         # Padded here, not by the kernel (which pads codes with 0): a padded zero is the zero point.
         codes = pad(codes, padding, mode, zero)
-        return torch.ops.onednn.qconv2d_pointwise(
+        return _int8_convolution(
             codes,
             scale,
             zero,
             self.packed,
             self.weight_scales,
-            self.weight_zero_points,
             self.bias if bias else None,
             self.stride,
-            [0, 0],
             self.dilation,
-            1,
-            1.0,
-            0,
-            torch.float32,
-            "none",
-            [],
-            "",
         )
 
 

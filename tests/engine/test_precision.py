@@ -6,6 +6,9 @@ import copy
 import json
 import math
 import os
+import platform
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +153,13 @@ def test_int8_plan_is_kept_and_the_next_load_does_not_calibrate(tmp_path: Path, 
     image = _read(EXAMPLES / "portrait_damaged.png")
     hole = _read(EXAMPLES / "portrait_mask.png", grey=True) > 127
     assert np.array_equal(first.inpaint(image, hole).pixels, second.inpaint(image, hole).pixels)
+    # A plan made for the other weight range (a CPU whose kernel saturates, or one whose does not) is
+    # no plan for this one: it is made again.
+    path, (model,) = tmp_path / auto_precision.PLANS_NAME, stored
+    assert auto_precision.known_int8_plan(path, model) == first.int8_plan
+    other = {precision.INT8_LEVELS: precision.SATURATION_SAFE_LEVELS}.get(entry["weight_levels"], 127)
+    path.write_text(json.dumps({model: {**entry, "weight_levels": other}}))
+    assert auto_precision.known_int8_plan(path, model) is None
 
 
 def test_int8_input_range_follows_each_call() -> None:
@@ -206,6 +216,35 @@ def test_int8_padding_is_exact_at_the_border() -> None:
         # The border rows are no worse than the interior: padding adds no error of its own.
         assert float(error[..., 0, :].mean()) < 2 * float(error[..., 5:-5, 5:-5].mean())
         assert float(error.max()) < 0.02 * float(expected.abs().max())
+
+
+def test_int8_largest_codes_are_exact() -> None:
+    """Every input at the top of its range times every weight at the top of its: the case a kernel
+    summing products in 16 bits (CPUs without VNNI) clips, which would halve this output."""
+    conv = torch.nn.Conv2d(32, 16, 3, padding=1, bias=False).eval()
+    torch.nn.init.constant_(conv.weight, 0.25)
+    x = torch.ones(1, 32, 8, 8)
+    with torch.inference_mode():
+        expected, got = conv(x), precision.Int8Convolution(conv)(x, 1)
+    assert float((got - expected).abs().max()) < 1e-4 * float(expected.max()), (got.max(), expected.max())
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="ONEDNN_MAX_CPU_ISA is an x86 setting"
+)
+def test_int8_holds_on_a_cpu_without_vnni() -> None:
+    """The int8 kernel tests again with oneDNN limited to AVX2, as on CPUs without VNNI (issue 30: they
+    failed there every time); the limit must be set before oneDNN's first call, hence new processes."""
+    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    probe = "from inpaint_cli.engine import precision; print(precision.weight_levels())"
+    levels = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert levels.stdout.strip() == str(precision.SATURATION_SAFE_LEVELS), levels.stderr[-2000:]
+    selected = "input_range_follows_each_call or padding_is_exact or largest_codes_are_exact"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selected]
+    tests = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert tests.returncode == 0 and "3 passed" in tests.stdout, tests.stdout[-3000:]
 
 
 def test_int8_needs_the_cpu() -> None:
