@@ -162,6 +162,7 @@ def save(
             result.intermediates_hole,
             panel,
             tensors=settings.intermediate_tensors,
+            box=result.intermediates_box,
         )
     elif capture:
         outcome.warnings.append(result.intermediates_missing or "no intermediates: the mask has no hole")
@@ -225,7 +226,7 @@ def _fill_step(
     job = outcome.job
 
     def fill() -> InpaintResult:
-        plan = inpainter.plan(loaded.hole, capture=capture)
+        plan = inpainter.plan(loaded.hole)
         if watch.on_plan is not None:
             watch.on_plan(job, plan.describe(), inpainter.estimate_seconds(plan))
         on_progress = watch.on_progress
@@ -235,7 +236,9 @@ def _fill_step(
 
     result = _attempt(outcome, fill, "fill")
     if result is not None:
-        outcome.strategy = result.plan.describe() if result.plan is not None else None
+        plan = result.plan
+        outcome.strategy = plan.describe() if plan is not None else None
+        outcome.warnings += [f"{job.image}: {warning}" for warning in (plan.warnings if plan else ())]
         outcome.stages.update({f"fill: {stage}": seconds for stage, seconds in result.seconds.items()})
     return result
 

@@ -162,8 +162,10 @@ class InpaintResult:
     intermediates: dict[str, torch.Tensor] = field(default_factory=dict)
     intermediates_hole: torch.Tensor | None = None
     """The N×1×H×W hole mask at the (padded) size the intermediates were computed at."""
+    intermediates_box: Box | None = None
+    """The box whose pass the intermediates are of (`capture_box`)."""
     coarse: np.ndarray | None = None
-    """A two-stage family's first-stage result, as pixels like `pixels` (single-pass plans only)."""
+    """A two-stage family's first-stage result in the captured box, as pixels like `pixels`."""
     passes: int = 0
     """Network calls made (a call may take a batch of tiles)."""
     intermediates_missing: str | None = None
@@ -208,6 +210,7 @@ def geometry_of(network: InpaintModel, name: str, device: torch.device) -> Netwo
         memory=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.memory_estimate),
         cost=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.cost_estimate),
         batches=device.type != "cpu",
+        fill_reach=network.fill_reach,
     )
 
 
@@ -349,11 +352,11 @@ class Inpainter:
 
     # --- planning ----------------------------------------------------------------------------------
 
-    def plan(self, hole: np.ndarray, *, capture: bool = False, options: InpaintOptions | None = None) -> Plan:
+    def plan(self, hole: np.ndarray, *, options: InpaintOptions | None = None) -> Plan:
         """How `hole` (H×W bool) would be filled: boxes, scales, tiles and cost. Pure planning."""
         options = options or self.options
         budget = options.memory_budget or self.budget
-        return strategies.plan(hole, self.geometry, options, budget, limits=self.limits, single_pass=capture)
+        return strategies.plan(hole, self.geometry, options, budget, limits=self.limits)
 
     def estimate_seconds(self, plan: Plan) -> float | None:
         """Seconds the plan's network passes should take on this device, from the cost model and
@@ -394,7 +397,8 @@ class Inpainter:
         """Fill the hole of an H×W×C uint8/uint16 image (C = 1 or 3); `hole` is H×W bool, True = hole.
 
         Pixels outside the hole are returned unchanged; with `capture`, the family's intermediates
-        of a single-pass plan are returned too. `options` overrides the inpainter's for this call;
+        of one pass of the plan are returned too (`capture_box`: capturing changes neither the plan
+        nor the pixels). `options` overrides the inpainter's for this call;
         `plan` is one made by `self.plan` for this hole; `progress(done, total)` is called after
         each network call.
         """
@@ -406,7 +410,7 @@ class Inpainter:
             raise ValueError(f"hole {hole.shape} does not match image {pixels.shape[:2]}")
         options = options or self.options
         started = time.perf_counter()
-        plan = plan or self.plan(hole, capture=capture, options=options)
+        plan = plan or self.plan(hole, options=options)
         result = InpaintResult(
             pixels.copy(), list(plan.boxes), plan=plan, seconds={"plan": time.perf_counter() - started}
         )
@@ -421,8 +425,9 @@ class Inpainter:
         result.boxes = list(result.plan.boxes)
         if capture and result.intermediates_hole is None and result.intermediates_missing is None:
             result.intermediates_missing = (
-                f"the {result.plan.strategy.value} plan made {result.passes} network passes; "
-                "intermediates come from a single pass (use --strategy auto or full)"
+                f"the {result.plan.strategy.value} plan ran every box in tiles ({result.passes} network "
+                "passes); intermediates come from one whole pass of a box (--strategy resize makes one, "
+                "and fills differently)"
             )
         return result
 
@@ -448,9 +453,10 @@ class Inpainter:
         self.runner.on_tiles = advance
         budget = options.memory_budget or self.budget
         index, plan = 0, result.plan
+        watched = capture_box(plan, hole) if capture else None
         while index < len(plan.boxes):
             box, tiling = plan.boxes[index], plan.tilings[index]
-            captured: dict[str, torch.Tensor] | None = {} if capture and plan.single_pass else None
+            captured: dict[str, torch.Tensor] | None = {} if index == watched and tiling is None else None
             done_before, network_before = done, self.runner.clock.seconds["network"]
             try:
                 result.passes += self.runner.fill_box(pixels, hole, box, tiling, result.pixels, captured)
@@ -498,14 +504,24 @@ class Inpainter:
     ) -> None:
         _, box_hole = self.runner.cut(pixels, hole, box)
         result.intermediates_hole = self.runner.pad(torch.tensor(box_hole, dtype=torch.float32)[None, None])
+        result.intermediates_box = box
         coarse = captured.get("coarse")
         if coarse is not None:
             values = self.network.normalization.from_network(coarse.float())
             values = values[..., : box.scaled_size()[0], : box.scaled_size()[1]]
             if box.scale < 1:
                 values = upscale_to_box(values, box)
-            result.coarse = to_integer(values.clamp(0, 1), pixels.dtype, pixels.shape[2])
+            # The first stage's picture of its box, in the image around it.
+            result.coarse = pixels.copy()
+            result.coarse[box.slices] = to_integer(values.clamp(0, 1), pixels.dtype, pixels.shape[2])
         result.intermediates = {name: value.detach().float().cpu() for name, value in captured.items()}
+
+
+def capture_box(plan: Plan, hole: np.ndarray) -> int | None:
+    """The box whose pass `--save-intermediates` shows: of those filled in one pass (a tiled box has
+    no one set of intermediates), the one holding the most hole pixels; None if every box is tiled."""
+    whole = [index for index, tiling in enumerate(plan.tilings) if tiling is None]
+    return max(whole, key=lambda index: int(hole[plan.boxes[index].slices].sum()), default=None)
 
 
 def with_options(options: InpaintOptions | None, **changes: Any) -> InpaintOptions:

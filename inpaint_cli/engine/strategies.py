@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from inpaint_cli.engine.regions import (
     fitted_tile,
     group_regions,
     hole_boxes,
+    hole_reach,
     hole_regions,
     largest_scale,
     padded_size,
@@ -68,6 +69,9 @@ PASS_COST_LIMIT = 2.0
 family's own cost model). A model linear in its pixels is never limited by it (its memory is);
 DeepFill v2's contextual attention, quadratic in the pixels, is: at 2048² it costs 3.4 times as much
 per pixel as at its native 1024² (cnum 48), and one such pass ran 479 s on a CPU."""
+REACH_SLACK = 1.25
+"""A hole up to this many times the network's reach draws no warning: the reach is a lower bound
+(pconv-tiny's 39 px measured closing holes up to about 50 px deep)."""
 NO_NATIVE_LIMIT = 1 << 24
 """A native side this large means no limit (classical methods): no cost bound either."""
 
@@ -121,6 +125,8 @@ class NetworkGeometry:
     """Relative work of one pass at a padded (height, width)."""
     batches: bool = False
     """Whether tiles run in batches (accelerators; on a CPU one tile already keeps every core busy)."""
+    fill_reach: float = math.inf
+    """Deepest hole (pixels from a known one) one pass fills (`InpaintModel.fill_reach`)."""
 
     def padded(self, height: int, width: int) -> tuple[int, int]:
         return (
@@ -185,6 +191,8 @@ class Plan:
     tilings: tuple[Tiling | None, ...] = ()
     cost: float = 0.0
     """Sum of the passes' costs (`NetworkGeometry.cost` units)."""
+    warnings: tuple[str, ...] = ()
+    """What the plan cannot do well (a hole deeper than the network reaches at the scale chosen)."""
 
     @property
     def passes(self) -> int:
@@ -231,16 +239,12 @@ def plan(
     budget: int,
     *,
     limits: Limits = Limits(),
-    single_pass: bool = False,
 ) -> Plan:
-    """The plan for filling `hole` (H×W bool, True = hole).
-
-    `single_pass` (for intermediates) makes `auto` fill the whole image in one pass, downscaled as
-    far as the native side, the memory budget and the cost bound require.
-    """
+    """The plan for filling `hole` (H×W bool, True = hole). Nothing else decides it: saving
+    intermediates, for one, looks at the plan that runs anyway."""
     planner = _Planner(geometry, options, budget, limits)
-    boxes = planner.boxes(hole, single_pass) if hole.any() else []
-    return planner.finish(hole, boxes)
+    boxes = planner.boxes(hole) if hole.any() else []
+    return replace(planner.finish(hole, boxes), warnings=planner.out_of_reach(hole, boxes))
 
 
 def replace_box(
@@ -294,7 +298,7 @@ class _Planner:
             geometry.cost_growth(height, width) <= PASS_COST_LIMIT
         )
 
-    def boxes(self, hole: np.ndarray, single_pass: bool) -> list[Box]:
+    def boxes(self, hole: np.ndarray) -> list[Box]:
         height, width = hole.shape
         whole = Box(0, 0, height, width)
         strategy, options = self.options.strategy, self.options
@@ -302,8 +306,6 @@ class _Planner:
             box = whole.at_scale(scale_to_fit(height, width, options.max_side))
             self.check(*box.scaled_size())
             return [box]
-        if strategy is Strategy.AUTO and single_pass:
-            return [self.one_pass(whole)]
         if strategy is Strategy.RESIZE:
             return [self.within_budget(whole, options.max_side or self.geometry.native_side)]
         if strategy is Strategy.TILE:
@@ -343,14 +345,38 @@ class _Planner:
     def auto_box(self, box: Box, reach: float) -> Box:
         """`auto` for one box: the larger of two scales. One pass needs the box within the family's
         native side, the budget and the cost bound; tiles need every hole pixel to have context
-        inside a tile. Native scale when one pass is possible there."""
+        inside a tile. Native scale when one pass is possible there. Either way no deeper than the
+        network reaches (`NetworkGeometry.fill_reach`)."""
+        within_reach = self.reach_scale(reach)
         one_pass = self.one_pass(box)
+        one_pass = one_pass.at_scale(min(one_pass.scale, within_reach))
         tile = self.tile_side()
         if not self.fits(tile, tile):
             return one_pass
-        scale = scale_to_fit(box.height, box.width, self.options.max_side)
+        scale = min(scale_to_fit(box.height, box.width, self.options.max_side), within_reach)
         tiled_scale = min(scale, TILE_CONTEXT_SHARE * tile / reach) if reach > 0 else scale
         return box.at_scale(tiled_scale).in_tiles(tile) if tiled_scale > one_pass.scale else one_pass
+
+    def reach_scale(self, reach: float) -> float:
+        """The largest scale <= 1 at which a hole `reach` pixels deep is within the network's reach (1
+        for a hole with no known pixel: no scale gives it one)."""
+        limit = self.geometry.fill_reach
+        return 1.0 if math.isinf(reach) or reach <= limit else limit / reach
+
+    def out_of_reach(self, hole: np.ndarray, boxes: Sequence[Box]) -> tuple[str, ...]:
+        """A warning when a box's hole, at the box's scale, is deeper than the network reaches."""
+        limit = self.geometry.fill_reach
+        if math.isinf(limit):
+            return ()
+        depths = [hole_reach(hole[box.slices]) * box.scale for box in boxes]
+        deepest = max((depth for depth in depths if math.isfinite(depth)), default=0.0)
+        if deepest <= limit * REACH_SLACK:
+            return ()
+        hint = "" if self.options.strategy is Strategy.AUTO else "; --strategy auto downscales such holes"
+        return (
+            f"{self.geometry.name} fills holes up to {limit:.0f} px deep, and one is {deepest:.0f} px deep "
+            f"at the scale it is filled at: expect a flat patch in it{hint}",
+        )
 
     def one_pass(self, box: Box) -> Box:
         """`box` downscaled to the native side, and further until one pass fits budget and cost."""

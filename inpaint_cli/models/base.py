@@ -253,6 +253,16 @@ class InpaintModel(Network):
         assert self.training_size is not None, "a family without training size declares native_side"
         return NATIVE_SIDE_FACTOR * self.training_size
 
+    @property
+    def fill_reach(self) -> float:
+        """Deepest hole (pixels from the nearest known pixel) one pass fills; inf: no such limit.
+
+        A family whose network passes only known pixels on (partial convolutions) leaves deeper
+        holes without input, filled with its biases: a flat patch. The planner downscales such
+        holes until they are within reach.
+        """
+        return math.inf
+
     def memory_estimate(self, height: int, width: int) -> int:
         """Peak bytes of activations for one fp32 forward pass at this (padded) size, batch 1.
 

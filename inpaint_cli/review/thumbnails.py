@@ -24,6 +24,17 @@ FLAT_FILL_STD = 1.5
 """A hole filled with nearly one colour (8-bit standard deviation below this) while its surroundings
 vary (above `BUSY_SURROUNDINGS_STD`) is suspicious: a broken network or non-finite output."""
 BUSY_SURROUNDINGS_STD = 8.0
+FOREIGN_SHARE = 0.02
+"""A fill whose colours are found nowhere around the hole, in this share of the hole or more (and
+in one patch of `FOREIGN_PATCH` pixels or more), looks unfilled or broken: issue 30's torn corner,
+left to pconv-tiny at native scale, came out a flat block with green, red and black blots on a sepia
+print (7.9 % of the hole foreign), gatedconv-tiny's a blue cast (58 %); good fills of that photo
+measured 0-1 %."""
+FOREIGN_PATCH = 256
+PALETTE_BIN = 8
+"""Colours are compared in 8-bit Lab, in bins this wide; a neighbouring bin counts as the same."""
+PALETTE_RING = 31
+"""Side of the square that grows the hole into the ring of surroundings whose colours count."""
 MASK_OPTIONS = ("threshold", "invert", "dilate")
 """How a run read its masks (recorded in its provenance): `masks.read_mask` keywords."""
 
@@ -103,7 +114,38 @@ def pixel_findings(before: np.ndarray | None, hole: np.ndarray | None, after: np
         found.append("the hole is filled with one flat colour")
     elif before is not None and before.shape == after.shape and np.array_equal(before[hole], after[hole]):
         found.append("the hole is unchanged")
+    else:
+        share, patch = foreign_colours(after, hole)
+        if share >= FOREIGN_SHARE and patch >= FOREIGN_PATCH:
+            found.append(f"{share:.0%} of the fill has colours found nowhere around the hole (unfilled?)")
     return found
+
+
+def foreign_colours(after: np.ndarray, hole: np.ndarray) -> tuple[float, int]:
+    """The share of hole pixels whose colour (8-bit RGB) is found nowhere in the ring around the hole,
+    and the largest connected patch of them (pixels)."""
+    import cv2
+
+    bins = cv2.cvtColor(np.ascontiguousarray(after), cv2.COLOR_RGB2LAB) // PALETTE_BIN
+    grown = cv2.dilate(hole.view(np.uint8), np.ones((PALETTE_RING, PALETTE_RING), np.uint8))
+    ring = grown.astype(bool) & ~hole
+    if not ring.any():
+        return 0.0, 0
+    side = 256 // PALETTE_BIN
+    seen = np.zeros((side + 2,) * 3, bool)  # one empty bin on each side, for the neighbours below
+    found = bins[ring].astype(np.intp) + 1
+    seen[found[:, 0], found[:, 1], found[:, 2]] = True
+    near = np.zeros_like(seen)
+    for offset in np.ndindex(3, 3, 3):  # a bin next to a seen one counts as seen
+        near[1:-1, 1:-1, 1:-1] |= seen[tuple(slice(o, o + side) for o in offset)]
+    inside = bins[hole].astype(np.intp) + 1
+    foreign = ~near[inside[:, 0], inside[:, 1], inside[:, 2]]
+    if not foreign.any():
+        return 0.0, 0
+    where = np.zeros(hole.shape, np.uint8)
+    where[hole] = foreign
+    count, _, stats, _ = cv2.connectedComponentsWithStats(where, connectivity=8)
+    return float(foreign.mean()), int(stats[1:count, cv2.CC_STAT_AREA].max())
 
 
 def make_thumbnails(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import save_file
 
+from inpaint_cli.engine.regions import Box
 from inpaint_cli.imaging.imageio import atomic_path
 
 HOLE_THRESHOLD = 0.5
@@ -142,9 +143,11 @@ def save_intermediates(
     panel: Image.Image | None = None,
     *,
     tensors: str = "none",
+    box: Box | None = None,
 ) -> list[Path]:
     """Write `stats.json`, the family pictures, `panel.png` and (with `tensors` fp16 or fp32) the raw
-    tensors into `folder`; return the files written. Nothing at all without intermediates."""
+    tensors into `folder`; return the files written. Nothing at all without intermediates. `box`:
+    the part of the image the pass filled, recorded in `stats.json` (a plan may fill several)."""
     if tensors not in TENSOR_FORMATS:
         raise ValueError(f"tensors must be one of {', '.join(TENSOR_FORMATS)}, not {tensors!r}")
     if not intermediates:
@@ -152,7 +155,13 @@ def save_intermediates(
     folder.mkdir(parents=True, exist_ok=True)
     values = {name: value.detach().float().contiguous().cpu() for name, value in intermediates.items()}
     written = [folder / "stats.json"]
-    stats = {"layers": layer_stats(values, hole), "hole_fraction": float(hole.float().mean())}
+    stats: dict[str, object] = {
+        "layers": layer_stats(values, hole),
+        "hole_fraction": float(hole.float().mean()),
+    }
+    if box is not None:
+        edges = {"top": box.top, "left": box.left, "bottom": box.bottom, "right": box.right}
+        stats["box"] = {**edges, "scale": box.scale}
     with atomic_path(written[0]) as tmp:
         tmp.write_text(json.dumps(stats, indent=2) + "\n")
     if tensors != "none":

@@ -525,14 +525,32 @@ def test_cpu_budget_comes_from_available_ram_and_sets_the_tile_side(monkeypatch)
     assert box.tile == 200  # the largest multiple of 8 within the budget (and the native side, 256)
 
 
-def test_capture_makes_auto_plan_a_single_pass_and_explains_otherwise():
+@pytest.mark.parametrize("strategy", ["auto", "crop", "resize"])
+def test_capturing_intermediates_changes_neither_the_plan_nor_the_pixels(strategy):
+    """Issue 30: looking must not change what is looked at (capture once forced a one-pass plan, and
+    41,302 pixels of a photo differed). The intermediates are those of the box with the most hole."""
     pixels, hole = smooth_image(1000, 1500), scratches(1000, 1500)
-    result = inpainter(ContextFill()).inpaint(pixels, hole, capture=True)
-    assert result.passes == 1 and result.intermediates_missing is None
-    assert result.intermediates["feature.fill"].shape == (1, 3, 176, 256)
-    crop = inpainter(ContextFill(), strategy="crop").inpaint(pixels, hole, capture=True)
-    assert crop.intermediates == {} and crop.passes == 3
-    assert crop.intermediates_missing.startswith("the crop plan made 3 network passes")
+    hole[:300, 1200:] = True  # a torn corner: the region with the most hole pixels
+    looked_at = inpainter(ContextFill(), strategy=strategy)
+    plain = inpainter(ContextFill(), strategy=strategy).inpaint(pixels, hole)
+    captured = looked_at.inpaint(pixels, hole, capture=True)
+    assert np.array_equal(captured.pixels, plain.pixels)
+    assert captured.plan == plain.plan and captured.passes == plain.passes
+    assert captured.intermediates_missing is None and set(captured.intermediates) == {"feature.fill"}
+    box = captured.intermediates_box
+    assert box is not None and box.bottom >= 300 and box.right == 1500
+    height, width = (-(-side // 8) * 8 for side in box.scaled_size())
+    assert captured.intermediates["feature.fill"].shape == (1, 3, height, width)
+    assert captured.intermediates_hole.shape == (1, 1, height, width)
+
+
+def test_a_plan_of_tiles_only_has_no_intermediates_and_says_why():
+    pixels, hole = smooth_image(600, 1200), np.zeros((600, 1200), bool)
+    hole[300:304, 100:1100] = True
+    network = ContextFill()
+    tiled = inpainter(network, strategy="tile", tile_size=200).inpaint(pixels, hole, capture=True)
+    assert tiled.intermediates == {} and tiled.passes > 1
+    assert tiled.intermediates_missing.startswith(f"the tile plan ran every box in tiles ({tiled.passes} ")
 
 
 def test_out_of_memory_halves_the_tile_until_it_fits():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -387,11 +388,6 @@ def test_resize_and_max_side():
     assert plan_boxes(hole, linear(), strategy="full", max_side=450) == [Box(0, 0, 600, 900, 0.5)]
 
 
-def test_single_pass_for_intermediates_downscales_to_the_native_side():
-    (box,) = plan(scratches(1000, 1500), linear(), InpaintOptions(), GB, single_pass=True).boxes
-    assert box == Box(0, 0, 1000, 1500, 256 / 1500) and box.scaled_size() == (171, 256)
-
-
 def test_tiles_within_the_memory_budget_and_a_learned_cap():
     thin = np.zeros((600, 1200), bool)
     thin[300:304, 100:1100] = True
@@ -455,3 +451,31 @@ def test_a_2048_scan_with_scratches_and_a_hole_is_not_downscaled():
     tight = plan(hole, LAMA, InpaintOptions(), 2 * GB)  # a pass of 2048² needs 3.5 GB: tiles, still native
     assert tight.describe() == "auto: whole image, in 1544 px tiles; 4 passes"
     assert all(LAMA.pass_memory(t.height, t.width) <= 2 * GB for t in tight.tilings if t is not None)
+
+
+def torn_corner(height: int = 750, width: int = 1200, depth: int = 190) -> np.ndarray:
+    """A hole over the top-right corner, `depth` px from its diagonal edge to the corner."""
+    rows, cols = np.mgrid[:height, :width]
+    return (width - 1 - cols) + rows < depth * math.sqrt(2)
+
+
+def test_auto_downscales_a_hole_deeper_than_the_network_reaches():
+    """Issue 30: a partial-convolution U-Net leaves a hole deeper than its mask updates reach as
+    a flat patch; auto fills such a hole at the scale that brings it within reach."""
+    hole = torn_corner()
+    reach = hole_reach(hole)
+    shallow = NetworkGeometry("pconv-tiny", 32, 32, 1024, lambda h, w: h * w, lambda h, w: float(h * w))
+    (native,) = plan_boxes(hole, shallow)
+    assert native.scale == 1  # no limit declared: native scale, as before
+    limited = replace(shallow, fill_reach=39.0)
+    (box,) = plan_boxes(hole, limited)
+    assert box.scale == pytest.approx(39 / reach) and box.tile is None
+    assert plan(hole, limited, InpaintOptions(), GB).warnings == ()
+    (warning,) = plan(hole, limited, InpaintOptions(strategy="full"), GB).warnings
+    assert warning == (
+        f"pconv-tiny fills holes up to 39 px deep, and one is {reach:.0f} px deep at the scale it is "
+        "filled at: expect a flat patch in it; --strategy auto downscales such holes"
+    )
+    # A thin scratch is within reach at any scale: nothing changes, nothing is said.
+    assert plan_boxes(scratches(1000, 1500), limited) == plan_boxes(scratches(1000, 1500), shallow)
+    assert plan(scratches(1000, 1500), limited, InpaintOptions(strategy="full"), GB).warnings == ()

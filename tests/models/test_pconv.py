@@ -552,3 +552,46 @@ def test_full_size_fixture_matches_the_reference() -> None:
     expected = load_file(FULL_SIZE / "case_a.safetensors")
     raw, _ = _run_network(network, expected["image"], expected["hole_mask"])
     torch.testing.assert_close(raw, expected["raw_output"], **NETWORK_TOLERANCE)
+
+
+def _bottleneck_holes(network: PConvUNet, hole: np.ndarray) -> int:
+    """Positions of the innermost encoder's output still marked hole for this H×W hole."""
+    valid = torch.from_numpy(~hole).float()[None, None]
+    captured: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        network(torch.zeros(1, 3, *hole.shape), valid, captured)
+    return int((captured[f"mask.enc_{network.layer_size}"] == 0).sum())
+
+
+def test_fill_reach_is_how_deep_the_mask_updates_carry_known_pixels() -> None:
+    """A hole as deep as `fill_reach` reaches the bottleneck filled; one twice as deep does not (there
+    the network has no input and fills with its biases: issue 30's flat block)."""
+    network = PConvUNet(PConvConfig(layer_size=5, base_channels=4)).eval()  # pconv-tiny's depth
+    assert network.fill_reach == 3 + 2 * 2 + 2 * 4 + 1 * 8 + 1 * 16
+    rows, cols = np.mgrid[:256, :256]
+    for depth, holes_left in ((network.fill_reach, False), (2 * network.fill_reach, True)):
+        disc = (rows - 128) ** 2 + (cols - 128) ** 2 <= depth**2
+        assert (_bottleneck_holes(network, disc) > 0) is holes_left, depth
+    with torch.device("meta"):
+        assert PConvUNet(PConvConfig(layer_size=7)).fill_reach == 135  # the released U-Net
+
+
+def test_auto_fills_a_torn_corner_within_reach_and_other_plans_are_warned() -> None:
+    """Issue 30: under auto, pconv-tiny left the torn corner of a 1200×750 sepia print (about 190 px
+    deep) a flat block with coloured blots, without a word, and the review page saw nothing."""
+    from mask_helpers import torn_photo
+
+    from inpaint_cli.review.thumbnails import pixel_findings
+
+    damaged, hole, _ = torn_photo()
+    auto = Inpainter.from_name("pconv-tiny", device="cpu", precision="fp32")
+    filled = auto.inpaint(damaged, hole, capture=True)
+    assert filled.plan.warnings == () and filled.intermediates_box.right == 1200  # the corner's box
+    assert int((filled.intermediates[f"mask.enc_{auto.network.layer_size}"] == 0).sum()) == 0
+    assert pixel_findings(damaged, hole, filled.pixels) == []
+    whole = auto.inpaint(damaged, hole, options=InpaintOptions(strategy="full"))
+    (warning,) = whole.plan.warnings
+    assert warning.startswith("pconv-tiny fills holes up to 39 px deep, and one is 19")
+    assert warning.endswith("expect a flat patch in it; --strategy auto downscales such holes")
+    (finding,) = pixel_findings(damaged, hole, whole.pixels)
+    assert finding.endswith("of the fill has colours found nowhere around the hole (unfilled?)")

@@ -223,6 +223,29 @@ def test_pixel_findings() -> None:
     assert review_pixels.pixel_findings(before, big, None) == ["hole covers 50% of the image"]
 
 
+def test_a_fill_in_colours_found_nowhere_around_the_hole_is_flagged() -> None:
+    """Issue 30: blots of colour the photo does not have (a sepia print filled green and black where
+    the network had no input) are flagged; a fill in the photo's own colours is not."""
+    rows, cols = np.mgrid[:120, :160]
+    tone = (90 + rows + cols // 2).astype(np.uint8)
+    sepia = np.stack([tone, (tone * 0.85).astype(np.uint8), (tone * 0.65).astype(np.uint8)], axis=-1)
+    hole = np.zeros((120, 160), bool)
+    hole[:50, 100:] = True  # a torn corner
+    assert review_pixels.pixel_findings(sepia, hole, sepia.copy()) == ["the hole is unchanged"]
+    blotted = sepia.copy()
+    blotted[10:30, 120:150] = (40, 160, 60)  # 600 green pixels, 20 % of the hole
+    assert review_pixels.pixel_findings(sepia, hole, blotted) == [
+        "20% of the fill has colours found nowhere around the hole (unfilled?)"
+    ]
+    toned = sepia.copy()
+    toned[:50, 100:] = sepia[60:110, 40:100][::-1]  # the print's own tones, moved
+    assert review_pixels.pixel_findings(sepia, hole, toned) == []
+    small = sepia.copy()
+    small[10:20, 120:130] = (40, 160, 60)  # 100 px: noise, not a patch
+    assert review_pixels.foreign_colours(small, hole) == (100 / hole.sum(), 100)
+    assert review_pixels.pixel_findings(sepia, hole, small) == []
+
+
 def test_run_html_writes_the_page_and_a_resumed_batch_updates_it(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     (tmp_path / "in").mkdir()

@@ -67,3 +67,36 @@ def test_a_model_without_intermediates_writes_nothing(tmp_path):
     assert visualize.summarize(written) == "no intermediates (the model has none)"
     with pytest.raises(ValueError, match="tensors must be one of none, fp16, fp32"):
         visualize.save_intermediates(tmp_path, {}, hole, tensors="int8")
+
+
+def test_saving_intermediates_leaves_the_output_bytes_as_they_were(tmp_path):
+    """Issue 30: with --save-intermediates pconv-tiny once filled a 1200×750 photo with a torn corner by
+    another plan (41,302 pixels differed). Now both runs write the same bytes (so a batch rerun that
+    adds intermediates rewrites outputs unchanged), and the intermediates are of the torn corner's box."""
+    from mask_helpers import torn_photo
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli.app import app
+
+    damaged, hole, _ = torn_photo()
+    Image.fromarray(damaged).save(tmp_path / "print.png")
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    common = [
+        "run",
+        str(tmp_path / "print.png"),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--model",
+        "pconv-tiny",
+    ]
+    common += ["--device", "cpu", "--precision", "fp32"]
+    plain = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "plain.png")])
+    assert plain.exit_code == 0, plain.output
+    folder = tmp_path / "inter"
+    looked = CliRunner().invoke(
+        app, [*common, "-o", str(tmp_path / "looked.png"), "--save-intermediates", folder]
+    )
+    assert looked.exit_code == 0, looked.output
+    assert (tmp_path / "looked.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+    stats = json.loads((folder / "print" / "stats.json").read_text())
+    assert stats["box"]["right"] == 1200 and stats["box"]["top"] == 0  # the torn corner's box
