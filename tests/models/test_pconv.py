@@ -472,6 +472,8 @@ def test_cli_run_with_official_checkpoint(tmp_path: Path, case_b) -> None:
         str(SMALL_CHECKPOINT),
         "--device",
         "cpu",
+        "--strategy",
+        "full",  # the official code's one pass of the whole image (auto may crop or downscale)
         "-o",
         str(output),
         "--save-intermediates",
