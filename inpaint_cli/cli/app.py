@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from inpaint_cli.cli import detect as cli_detect
+from inpaint_cli.cli import edit as cli_edit
 from inpaint_cli.cli import models as cli_models
 from inpaint_cli.cli import review as cli_review
 from inpaint_cli.cli import run as cli_run
@@ -54,6 +55,7 @@ app.add_typer(cli_weights.weights_app, name="weights")
 app.command()(cli_review.report)
 app.command()(cli_review.compare)
 app.command()(cli_detect.detect)
+cli_edit.register(app)
 same_help_everywhere(app)  # after the last command: flags without `<bool>`, usage lines without braces
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from inpaint_cli.batch.jobs import Existing, walk_images
 from inpaint_cli.batch.outcomes import Status
 from inpaint_cli.batch.resume import output_complete, remove_stale_parts
-from inpaint_cli.detect.network import Detection, Mode, NetworkDetector, to_rgb8
+from inpaint_cli.detect.detection import Detection, Mode, to_rgb8
 from inpaint_cli.errors import InpaintError, OutputError, UsageError
 from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.imaging import imageio
@@ -63,6 +63,8 @@ def load_detector(name: str, checkpoint: Path | None = None, progress: Any = Non
         raise UsageError(
             f"unknown detector {name!r}", hint=f"known: {', '.join(d.value for d in DetectorName)}"
         )
+    from inpaint_cli.detect.network import NetworkDetector  # torch: only when a network is loaded
+
     if checkpoint is not None:
         return NetworkDetector.from_file(checkpoint, name=Path(checkpoint).name)
     from inpaint_cli import weights
@@ -72,7 +74,8 @@ def load_detector(name: str, checkpoint: Path | None = None, progress: Any = Non
 
 def default_mode(detector: Detector) -> Mode:
     """Grey networks (BOPBtL's) run as published, at the official scale; the others in high-res."""
-    if isinstance(detector, NetworkDetector) and detector.network.in_channels == 1:
+    network = getattr(detector, "network", None)  # a NetworkDetector's (the classical one has none)
+    if network is not None and network.in_channels == 1:
         return Mode.FULL_SIZE
     return Mode.HIGH_RES
 

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -84,8 +85,9 @@ def require_nonempty_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
-    """Open (header only) a file of a readable format no larger than `max_pixels`."""
+def open_image(path: Path, max_pixels: int, *, data: BinaryIO | None = None) -> Iterator[Image.Image]:
+    """Open (header only) a file of a readable format no larger than `max_pixels`; with `data`,
+    those bytes (an upload) under the name `path`."""
     over_limit = InputError(
         f"image has more than {max_pixels:,} pixels",
         path=path,
@@ -97,7 +99,7 @@ def open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
             try:
-                image = Image.open(path, formats=READABLE_FORMATS)
+                image = Image.open(path if data is None else data, formats=READABLE_FORMATS)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except Image.DecompressionBombError as error:

@@ -1,0 +1,66 @@
+"""The options of one `inpaint edit`, declared once with their command-line spelling (as `RunOptions`).
+
+Torch-free and Typer-free: the CLI generates the `edit` command from this class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inpaint_cli.batch.run_options import cli
+from inpaint_cli.errors import UsageError
+from inpaint_cli.options import DEFAULT_MAX_PIXELS
+
+MAX_PORT = 65535
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditOptions:
+    """Everything `inpaint edit` was asked to do. Invalid values raise `UsageError` on construction."""
+
+    photos: Path = field(
+        metadata=cli(
+            "A photo, or a folder of photos: the batch whose masks to correct.",
+            metavar="PHOTOS",
+            argument=True,
+        )
+    )
+    masks: Path = field(
+        metadata=cli(
+            "The folder of masks, paired by name as `run --mask` pairs them (what `inpaint detect` wrote); "
+            "each edited mask is saved as <stem>_mask.png there. Created if missing; a photo without "
+            "a mask starts empty.",
+            "--masks",
+            metavar="MASKS",
+        )
+    )
+    port: int = field(
+        default=0,
+        metadata=cli("Port on 127.0.0.1. Default: a free one.", metavar="N", minimum=0, maximum=MAX_PORT),
+    )
+    no_browser: bool = field(
+        default=False, metadata=cli("Print the address only; do not open a browser.", "--no-browser")
+    )
+    recursive: bool = field(
+        default=False,
+        metadata=cli(
+            "Also edit photos in subfolders (masks mirror the tree, as `detect -r` writes them).",
+            "--recursive",
+            "-r",
+        ),
+    )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=cli(
+            "Refuse photos and masks with more pixels than this (decompression bombs).",
+            metavar="N",
+            minimum=1,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= MAX_PORT:
+            raise UsageError(f"--port {self.port} is out of range", hint=f"between 0 and {MAX_PORT}")
+        if self.max_pixels < 1:
+            raise UsageError(f"--max-pixels {self.max_pixels} is out of range", hint="at least 1")

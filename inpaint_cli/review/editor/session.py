@@ -1,0 +1,89 @@
+"""Running the editor: plan the batch, hold the masks folder, serve on 127.0.0.1 until Ctrl-C.
+
+Ctrl-C (or SIGTERM) stops accepting requests and lets the saves under way finish (uvicorn's graceful
+shutdown), so every mask the page was told is saved is complete; a second Ctrl-C stops at once, and
+even then a mask is either the old file or the new one (atomic writes).
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inpaint_cli.errors import UsageError
+from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue
+from inpaint_cli.review.editor.lock import folder_lock
+from inpaint_cli.review.editor.options import EditOptions
+from inpaint_cli.review.editor.pixels import Views
+from inpaint_cli.review.editor.server import Access, Editor, create_app
+from inpaint_cli.review.editor.store import MaskStore
+
+HOST = "127.0.0.1"
+GRACEFUL_SECONDS = 30
+"""How long Ctrl-C waits for requests under way: a save of a 100-megapixel mask takes about a second."""
+TOKEN_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a session did, for the closing line."""
+
+    catalogue: Catalogue
+    saves: int
+
+
+def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> Served:
+    """Serve the editor of `options` until stopped; `on_ready(url, catalogue)` once it listens.
+
+    Raises UsageError for a batch that cannot be edited or a port that cannot be had, and
+    `lock.EditorRunning` when another editor serves the same masks folder.
+    """
+    import uvicorn
+
+    catalogue = plan_catalogue(options.photos, options.masks, recursive=options.recursive)
+    options.masks.mkdir(exist_ok=True)  # `plan_catalogue` checked that only this last folder is missing
+    with folder_lock(options.masks) as held:
+        listening = _listen(options.port)
+        access = Access(port=listening.getsockname()[1], token=secrets.token_urlsafe(TOKEN_BYTES))
+        held.announce(access.url, options.photos)
+        store = MaskStore(catalogue, max_pixels=options.max_pixels)
+        views = Views(max_pixels=options.max_pixels)
+        title = f"inpaint edit: {options.photos.resolve().name}"
+        config = uvicorn.Config(
+            create_app(Editor(catalogue, store, views, title), access),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # no proxy in front: a forwarded-for header is a lie
+            server_header=False,
+            ws="none",
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        )
+        on_ready(access.url, catalogue)
+        try:
+            uvicorn.Server(config).run(sockets=[listening])
+        except KeyboardInterrupt:  # uvicorn hands Ctrl-C on once it has stopped: the normal way out
+            pass
+        finally:
+            views.close()
+            listening.close()
+    return Served(catalogue, store.saves)
+
+
+def _listen(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1 (never another interface): `port`, or a free one for 0."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listening.bind((HOST, port))
+    except OSError as error:
+        listening.close()
+        busy = error.errno == errno.EADDRINUSE
+        raise UsageError(
+            f"{HOST}:{port}: {'is in use' if busy else error.strerror}",
+            hint="choose another --port, or leave --port out for a free one",
+        ) from None
+    listening.listen()
+    return listening
