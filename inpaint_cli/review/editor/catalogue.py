@@ -107,11 +107,16 @@ def _reads(photos: list[Photo]) -> Iterator[Access]:
             yield Access(photo.image, f"the photo {photo.name}")
 
 
+def written_by(photo: Photo) -> Iterator[tuple[Path, str]]:
+    """Every file the editor may write for `photo`, and its role (for messages)."""
+    yield photo.mask, f"the mask of {photo.name}"
+    yield record_path(photo.mask), f"the edit record of {photo.name}"
+    for source in sorted({photo.mask, *photo.sources}):
+        yield original_path(source), f"the original mask of {photo.name}"
+
+
 def _writes(photos: list[Photo]) -> Iterator[Access]:
     for photo in photos:
-        if photo.problem is not None:
-            continue
-        yield Access(photo.mask, f"the mask of {photo.name}", option="--masks")
-        yield Access(record_path(photo.mask), f"the edit record of {photo.name}", option="--masks")
-        for source in sorted({photo.mask, *photo.sources}):
-            yield Access(original_path(source), f"the original mask of {photo.name}", option="--masks")
+        if photo.problem is None:
+            for path, role in written_by(photo):
+                yield Access(path, role, option="--masks")

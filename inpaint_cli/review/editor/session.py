@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inpaint_cli.errors import UsageError
-from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue
+from inpaint_cli.batch.resume import remove_stale_parts
+from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue, written_by
 from inpaint_cli.review.editor.lock import folder_lock
 from inpaint_cli.review.editor.options import EditOptions
 from inpaint_cli.review.editor.pixels import Views
@@ -46,6 +47,8 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
     catalogue = plan_catalogue(options.photos, options.masks, recursive=options.recursive)
     options.masks.mkdir(exist_ok=True)  # `plan_catalogue` checked that only this last folder is missing
     with folder_lock(options.masks) as held:
+        # Temporary files of saves a kill cut short (never those of a live writer: they are locked).
+        remove_stale_parts(path for photo in catalogue.photos for path, _ in written_by(photo))
         listening = _listen(options.port)
         access = Access(port=listening.getsockname()[1], token=secrets.token_urlsafe(TOKEN_BYTES))
         held.announce(access.url, options.photos)

@@ -93,9 +93,8 @@ def decode_upload(data: bytes, photo: Photo, size: tuple[int, int]) -> np.ndarra
         # The photo's own area is the pixel limit: a PNG claiming more is refused before decoding.
         with headers.open_image(Path(photo.name), area, data=io.BytesIO(data)) as image:
             if (image.height, image.width) != size:
-                raise Refused(
-                    422, masks.size_mismatch(Path(photo.name), (image.height, image.width), size).what
-                )
+                mismatch = masks.size_mismatch(Path(photo.name), (image.height, image.width), size)
+                raise Refused(422, mismatch.one_line())
             if image.format != "PNG" or image.mode not in ("1", "L"):
                 raise Refused(415, f"{photo.name}: the mask upload must be a grey PNG, not {image.mode}")
             image.load()
