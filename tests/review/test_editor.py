@@ -9,6 +9,7 @@ real browser by `test_editor_browser.py`, which uses `EditorServer` from here.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -181,7 +182,7 @@ def test_other_hosts_and_origins_are_refused_and_no_cors(server: EditorServer) -
         {"Sec-Fetch-Site": "same-site"},
     ]
     for headers in refused:
-        status, answer, body = server.request("GET", "/api/photos", **headers)
+        status, answer, _ = server.request("GET", "/api/photos", **headers)
         assert status == 403, headers
         assert not any(name.startswith("access-control-") for name in answer), headers
     status, answer, _ = server.request("OPTIONS", "/api/mask?name=p0.png", Origin="http://evil.example")
@@ -335,7 +336,7 @@ def test_a_save_writes_the_mask_keeps_the_detectors_once_and_records_the_edit(
     status, answer = server.save("p0.png", np.zeros(PHOTO_SIZE, bool), If_Match=again["tag"])
     assert answer["status"] == "edited"  # an empty mask is not "no damage" unless the page says so
     status, _, body = server.request(
-        "PUT", f"/api/mask?name=p1.png&no_damage=1", png_of(np.zeros(PHOTO_SIZE, bool))
+        "PUT", "/api/mask?name=p1.png&no_damage=1", png_of(np.zeros(PHOTO_SIZE, bool))
     )
     assert json.loads(body)["status"] == "no damage"
     assert not saved_hole(masks / "p1_mask.png").any()
@@ -466,10 +467,8 @@ def test_sigkill_during_a_save_leaves_the_old_mask_or_the_new_never_a_partial_on
 
 
 def _ignore_errors(call, *args) -> None:
-    try:
+    with contextlib.suppress(OSError, http.client.HTTPException):  # the server was killed mid-request
         call(*args)
-    except (OSError, http.client.HTTPException):
-        pass  # the server was killed mid-request
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inpaint_cli.errors import UsageError
 from inpaint_cli.batch.resume import remove_stale_parts
+from inpaint_cli.errors import UsageError
 from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue, written_by
 from inpaint_cli.review.editor.lock import folder_lock
 from inpaint_cli.review.editor.options import EditOptions

@@ -47,8 +47,6 @@ UPLOAD_SLACK = 64 * 1024
 """Headers and chunks of a tiny photo's mask."""
 NO_MASK = "none"
 """The tag of a photo whose mask does not exist yet."""
-_HOLE_ABOVE = 127
-"""An uploaded grey level above this is hole (the page sends 0 and 1, or 0 and 255)."""
 _CORRUPT_PNG = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
@@ -103,7 +101,7 @@ def decode_upload(data: bytes, photo: Photo, size: tuple[int, int]) -> np.ndarra
         raise Refused(422, f"{photo.name}: the mask upload: {error.what}") from None
     except _CORRUPT_PNG as error:
         raise Refused(422, f"{photo.name}: the mask upload is truncated or corrupt ({error})") from None
-    return pixels if pixels.dtype == bool else pixels > _HOLE_ABOVE
+    return masks.hole_from_array(pixels)  # the one mask rule: 1-bit is the hole, grey above 127 too
 
 
 class MaskStore:
@@ -145,7 +143,6 @@ class MaskStore:
                     "(another tab or program); reload the page to see it",
                 )
             originals = _keep_originals(photo, sources)
-            photo.mask.parent.mkdir(parents=True, exist_ok=True)
             masks.write_mask(photo.mask, hole)
             for source in sources:
                 if source != photo.mask:
