@@ -118,18 +118,24 @@ def is_image_file(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+def read_image(
+    path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, at_least: tuple[int, int] | None = None
+) -> Picture:
     """Decode an image file completely (so truncation shows here), turned upright by its EXIF.
 
     Grey stays grey (C = 1), palette and CMYK become RGB, 1-bit becomes 8-bit grey, 16-bit stays
     16-bit; 32-bit integer and float grey become 16-bit (floats in [0, 1] are scaled to 0..65535,
     larger ones are taken as 16-bit values). Raises InputError naming the file and the problem.
+    `at_least` (height, width) lets a JPEG decode at 1/2, 1/4 or 1/8 of its size (DCT scaling, several
+    times faster) where that still has at least this size upright: a picture to show, not to fill.
     """
     path = Path(path)
     headers.require_nonempty_file(path)
     with headers.open_image(path, max_pixels) as image:
         frames = headers.frame_count(image)
         try:
+            if at_least is not None and image.format in ("JPEG", "MPO"):
+                _draft(image, at_least)
             image.load()
             orientation = headers.orientation(image)
             exif = _upright_exif(image, orientation)
@@ -162,6 +168,13 @@ def read_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
         source_mode=source_mode,
         notes=_frames_note(path, source_format, frames),
     )
+
+
+def _draft(image: Image.Image, at_least: tuple[int, int]) -> None:
+    height, width = at_least
+    if headers.orientation(image, decoded=False) in _AXES_SWAPPING_ORIENTATIONS:
+        height, width = width, height
+    image.draft(image.mode, (width, height))
 
 
 def _frames_note(path: Path, source_format: str, frames: int) -> tuple[str, ...]:

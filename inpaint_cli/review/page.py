@@ -49,6 +49,7 @@ SLOW_FACTOR = 5.0
 THUMBNAIL_NAME = re.compile(r"(?P<key>[0-9a-f]{20})_(input|mask|result)\.jpg")
 FAILED = "failed"
 NO_DAMAGE = "no damage found"
+EDITED_NOTE = "mask edited by hand"
 STATUS_ORDER = {FAILED: 0}
 """Rank of a status in the page's order (lower first); suspicious rows come next, then the rest."""
 
@@ -151,12 +152,21 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
                 error=record.get("error") or None,
                 warnings=[str(w) for w in record.get("warnings") or []],
                 mask_options=_mask_options(record),
+                note=_edit_note(record.get("masks") or [], bases),
             )
         )
     for image in report.get("not_run") or []:
         rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
     _shorten_names(rows)
     return rows
+
+
+def _edit_note(masks: list, bases: Sequence[Path]) -> str:
+    """`mask edited by hand` where `inpaint edit` saved one of the masks and it is unchanged since."""
+    from inpaint_cli.review.editor.records import hand_edit
+
+    found = (_resolve(str(mask), bases) for mask in masks)
+    return EDITED_NOTE if any(path is not None and hand_edit(path) for path in found) else ""
 
 
 def _mask_options(record: dict) -> dict[str, Any]:

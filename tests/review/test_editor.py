@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,15 +33,16 @@ from inpaint_cli.review.editor.catalogue import plan_catalogue
 from inpaint_cli.review.editor.lock import LOCK_NAME
 from inpaint_cli.review.editor.store import MaskStore, Refused, decode_upload, upload_limit
 
-PHOTO_SIZE = (300, 400)  # height, width
+PHOTO_SIZE = (300, 403)  # height, width: a row of 1-bit pixels ends in a partial byte
 START_SECONDS = 30
+INPAINT = [sys.executable, "-m", "inpaint_cli"]
 
 
 class EditorServer:
     """`inpaint edit PHOTOS --masks MASKS --no-browser` in a subprocess, and requests to it."""
 
     def __init__(self, photos: Path, masks: Path, *extra: str) -> None:
-        command = [sys.executable, "-m", "inpaint_cli", "edit", str(photos), "--masks", str(masks)]
+        command = [*INPAINT, "edit", str(photos), "--masks", str(masks)]
         self.process = subprocess.Popen(
             [*command, "--no-browser", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -98,7 +100,7 @@ def saved_hole(path: Path) -> np.ndarray:
 
 
 def make_batch(root: Path, count: int = 3, *, detected: bool = True) -> tuple[Path, Path]:
-    """`photos/p0.png ...` (random colour, 400x300) and `masks/p0_mask.png ...` (a detector's bar)."""
+    """`photos/p0.png ...` (random colour, 403x300) and `masks/p0_mask.png ...` (a detector's bar)."""
     photos, masks = root / "photos", root / "masks"
     photos.mkdir()
     masks.mkdir()
@@ -262,10 +264,10 @@ def test_refused_uploads_say_why_and_write_nothing(server: EditorServer, batch) 
         (b"\x00" * (limit + 1), 413, f"p0.png: the mask upload is larger than {limit:,} bytes"),
         (jpeg.getvalue(), 415, "p0.png: the mask upload is not a PNG image"),
         (b"hello", 415, "p0.png: the mask upload is not a PNG image"),
-        (wrong_size, 422, "mask is 10x10 but image is 400x300"),
+        (wrong_size, 422, "mask is 10x10 but image is 403x300"),
         (colour.getvalue(), 415, "p0.png: the mask upload must be a grey PNG, not RGB"),
         (truncated, 422, "p0.png: the mask upload is truncated or corrupt"),
-        (_bomb_png(), 422, "p0.png: the mask upload: image has more than 120,000 pixels"),
+        (_bomb_png(), 422, "p0.png: the mask upload: image has more than 120,900 pixels"),
     ]
     for body, status, message in cases:
         got, _, answer = server.request("PUT", "/api/mask?name=p0.png", body)
@@ -412,9 +414,9 @@ def test_decode_upload_reads_one_and_eight_bit_grey(tmp_path: Path) -> None:
     for data in (png_of(hole), eight.getvalue()):
         np.testing.assert_array_equal(decode_upload(data, photo, PHOTO_SIZE), hole)
     with pytest.raises(Refused) as refused:
-        decode_upload(png_of(hole), photo, (301, 400))
+        decode_upload(png_of(hole), photo, (301, 403))
     assert refused.value.status == 422 and refused.value.message == (
-        "p0.png: mask is 400x300 but image is 400x301 "
+        "p0.png: mask is 403x300 but image is 403x301 "
         "(a mask must have the image's size once both are turned upright by EXIF)"
     )
 
@@ -497,7 +499,7 @@ def test_a_second_editor_on_the_same_masks_joins_or_refuses(
 ) -> None:
     photos, masks = batch
     joined = subprocess.run(
-        [sys.executable, "-m", "inpaint_cli", "edit", str(photos), "--masks", str(masks), "--no-browser"],
+        [*INPAINT, "edit", str(photos), "--masks", str(masks), "--no-browser"],
         capture_output=True,
         text=True,
         timeout=START_SECONDS,
@@ -509,7 +511,7 @@ def test_a_second_editor_on_the_same_masks_joins_or_refuses(
     other.mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(other / "o.png")
     refused = subprocess.run(
-        [sys.executable, "-m", "inpaint_cli", "edit", str(other), "--masks", str(masks), "--no-browser"],
+        [*INPAINT, "edit", str(other), "--masks", str(masks), "--no-browser"],
         capture_output=True,
         text=True,
         timeout=START_SECONDS,
@@ -561,3 +563,41 @@ def test_the_server_listens_on_loopback_only(server: EditorServer) -> None:
         if state == "0A" and int(local.split(":")[1], 16) == server.port:  # LISTEN
             address = local.split(":")[0]
     assert address == "0100007F"  # 127.0.0.1, little-endian hex
+
+
+def test_run_fills_the_edited_masks_and_its_review_page_says_which_were_edited(tmp_path: Path) -> None:
+    photos, masks = make_batch(tmp_path)
+    server = EditorServer(photos, masks)
+    try:
+        edited = a_hole()
+        status, _ = server.save("p0.png", edited)
+        assert status == 200
+    finally:
+        server.stop()
+    out, page = tmp_path / "out", tmp_path / "review.html"
+    result = subprocess.run(
+        [
+            *INPAINT,
+            "run",
+            str(photos),
+            "--mask",
+            str(masks),
+            "--model",
+            "telea",
+            "-o",
+            str(out),
+            "--html",
+            str(page),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"unused masks +│ 0 ", result.stderr)  # the kept original and the record are no masks
+    source = np.asarray(Image.open(photos / "p0.png"))
+    filled = np.asarray(Image.open(out / "p0.png"))
+    changed = (source != filled).any(axis=2)
+    assert changed.any() and not (changed & ~edited).any()  # the edited hole, not the detector's bar
+    assert not (changed[100:110, 100:300] & ~edited[100:110, 100:300]).any()
+    assert page.read_text().count('"o":"mask edited by hand"') == 1

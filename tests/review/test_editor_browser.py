@@ -24,7 +24,9 @@ from test_review_browser import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run installs it)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run installs it)"
+    ),
 ]
 
 BRUSH = 9
@@ -110,7 +112,11 @@ def disc(hole: np.ndarray, x: int, y: int, size: int, value: bool = True) -> Non
     reach = int(radius)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
-            if dx * dx + dy * dy <= radius * radius and 0 <= y + dy < hole.shape[0] and 0 <= x + dx < hole.shape[1]:
+            if (
+                dx * dx + dy * dy <= radius * radius
+                and 0 <= y + dy < hole.shape[0]
+                and 0 <= x + dx < hole.shape[1]
+            ):
                 hole[y + dy, x + dx] = value
 
 
@@ -130,7 +136,9 @@ def bresenham(start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, i
             error, y = error + dx, y + sy
 
 
-def painted(hole: np.ndarray, pixels: list[tuple[int, int]], size: int = BRUSH, value: bool = True) -> np.ndarray:
+def painted(
+    hole: np.ndarray, pixels: list[tuple[int, int]], size: int = BRUSH, value: bool = True
+) -> np.ndarray:
     """`hole` with a stroke through these pointer positions painted (or erased, value False)."""
     hole = hole.copy()
     for start, end in zip(pixels, pixels[1:] or pixels, strict=False):
@@ -152,7 +160,8 @@ def test_a_stroke_at_1_to_4_saves_exactly_its_pixels(editing: Editing) -> None:
     editing.zoom("0.25")
     assert editing.page.text_content("#zoom-shown") == "1:4"
     pixels = editing.stroke([(720 + step, 400) for step in range(0, 11)])
-    assert [x - pixels[0][0] for x, _ in pixels] == list(range(0, 41, 4))  # one screen pixel: four photo pixels
+    # One screen pixel is four photo pixels.
+    assert [x - pixels[0][0] for x, _ in pixels] == list(range(0, 41, 4))
     editing.saved()
     np.testing.assert_array_equal(editing.mask(), painted(detected(), pixels))
 

@@ -94,9 +94,13 @@ class Views:
         return known
 
     def view(self, photo: Photo) -> bytes:
-        """The whole photo at its view level, as JPEG."""
+        """The whole photo at its view level, as JPEG; the full decode (for tiles) follows in the
+        background."""
         geometry = self.geometry(photo)
-        return _jpeg(self._level(photo, geometry.view_level))
+        data = _jpeg(self._level(photo, geometry.view_level))
+        if geometry.view_level > 0:
+            self.decode_ahead(photo, level=0)
+        return data
 
     def tile(self, photo: Photo, level: int, column: int, row: int) -> bytes | None:
         """One tile of a level above the view level, as JPEG; None where there is no such tile."""
@@ -109,33 +113,47 @@ class Views:
         pixels = self._level(photo, level)
         return _jpeg(pixels[row * TILE : (row + 1) * TILE, column * TILE : (column + 1) * TILE])
 
-    def decode_ahead(self, photo: Photo) -> None:
-        """Decode `photo` in the background (the next one the page will likely open)."""
-        self._ahead.submit(self._quietly_decode, photo)
+    def decode_ahead(self, photo: Photo, level: int | None = None) -> None:
+        """Decode `photo` in the background (by default its view: the page is about to ask for it)."""
+        self._ahead.submit(self._quietly_decode, photo, level)
 
     def close(self) -> None:
         self._ahead.shutdown(wait=False, cancel_futures=True)
 
-    def _quietly_decode(self, photo: Photo) -> None:
+    def _quietly_decode(self, photo: Photo, level: int | None) -> None:
         try:
-            self._level(photo, self.geometry(photo).view_level)
+            self._level(photo, self.geometry(photo).view_level if level is None else level)
         except Exception:  # any problem shows when the page opens the photo, with its message
             return
 
     def _level(self, photo: Photo, level: int) -> np.ndarray:
+        geometry = self.geometry(photo)
         decoded = self._entry(photo)
         with decoded.lock:
-            if decoded.levels[0] is None:
-                picture = imageio.read_image(photo.image, max_pixels=self.max_pixels)
-                decoded.levels[0] = _displayable(picture.pixels)
-            for index in range(1, level + 1):
-                if decoded.levels[index] is None:
-                    height, width = self.geometry(photo).levels[index]
-                    above = decoded.levels[index - 1]
-                    decoded.levels[index] = cv2.resize(above, (width, height), interpolation=cv2.INTER_AREA)
+            if decoded.levels[level] is None and decoded.levels[0] is None and level == geometry.view_level:
+                # The first view alone: a JPEG decodes it at a fraction of the full decode's cost.
+                picture = imageio.read_image(
+                    photo.image, max_pixels=self.max_pixels, at_least=geometry.levels[level]
+                )
+                height, width = geometry.levels[level]
+                reduced = _displayable(picture.pixels)
+                decoded.levels[level] = cv2.resize(reduced, (width, height), interpolation=cv2.INTER_AREA)
+            if decoded.levels[level] is None:
+                self._build(photo, decoded, level)
             pixels = decoded.levels[level]
         self._evict(keep=photo.name)
         return pixels
+
+    def _build(self, photo: Photo, decoded: _Decoded, level: int) -> None:
+        """Level 0 from the file, then each level up to `level` from the one above it."""
+        if decoded.levels[0] is None:
+            picture = imageio.read_image(photo.image, max_pixels=self.max_pixels)
+            decoded.levels[0] = _displayable(picture.pixels)
+        for index in range(1, level + 1):
+            if decoded.levels[index] is None:
+                height, width = self.geometry(photo).levels[index]
+                above = decoded.levels[index - 1]
+                decoded.levels[index] = cv2.resize(above, (width, height), interpolation=cv2.INTER_AREA)
 
     def _entry(self, photo: Photo) -> _Decoded:
         with self._lock:

@@ -233,6 +233,7 @@ def _jpeg(data: bytes) -> Response:
 def _photo(editor: Editor, request: Request) -> Response:
     photo = editor.photo(request)
     geometry = editor.views.geometry(photo)
+    editor.views.decode_ahead(photo)  # the page asks for the view next: start on it now
     following = editor.next_after(photo)
     if following is not None:
         editor.views.decode_ahead(following)

@@ -99,8 +99,11 @@
     for (let y = 0; y < height; y++) {
       const row = mask.subarray(y * width, (y + 1) * width);
       if (row.indexOf(1) < 0) continue;
-      const out = y * stride + 1;
-      for (let x = 0; x < width; x++) if (row[x]) raw[out + (x >> 3)] |= 0x80 >> (x & 7);
+      // Eight pixels a byte, most significant first; past the row's end `row[x]` is undefined (0).
+      for (let x = 0, at = y * stride + 1; x < width; x += 8, at++) {
+        raw[at] = (row[x] << 7) | (row[x + 1] << 6) | (row[x + 2] << 5) | (row[x + 3] << 4)
+          | (row[x + 4] << 3) | (row[x + 5] << 2) | (row[x + 6] << 1) | row[x + 7];
+      }
     }
     const stream = new Blob([raw]).stream().pipeThrough(new CompressionStream("deflate"));
     const deflated = new Uint8Array(await new Response(stream).arrayBuffer());
