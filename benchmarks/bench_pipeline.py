@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inpaint_cli.engine.inpainter import Inpainter, InpaintOptions
+from inpaint_cli.engine.inpainter import Inpainter
+from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.imaging import imageio, masks
 
 

@@ -41,9 +41,11 @@ import psutil
 import torch
 from measure import machine_summary, peak_rss, reset_peak_rss
 
-from inpaint_cli.engine.inpainter import Inpainter, InpaintOptions, parse_size
+from inpaint_cli.engine.inpainter import Inpainter
+from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
+from inpaint_cli.options import parse_size
 
 LAMA_BLOCKS = {"input_nc": 4, "output_nc": 3, "n_downsampling": 3, "n_blocks": 18, "enable_lfu": False}
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -34,7 +34,8 @@ from measure import machine_summary
 from PIL import Image
 from released import BIG_LAMA, released_architecture
 
-from inpaint_cli.engine.inpainter import Inpainter, select_device
+from inpaint_cli.engine.device import select_device
+from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models.base import InpaintModel

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inpaint_cli.options import DEFAULT_COMPARE_MODELS
 from inpaint_cli.review import comparison, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def comparison_grid(repeat: int = 3) -> None:
     pixels = imageio.read_image(EXAMPLES / "portrait_damaged.png").pixels
     hole = masks.read_mask(EXAMPLES / "portrait_mask.png", size=pixels.shape[:2])
     original = imageio.read_image(EXAMPLES / "portrait_original.png").pixels
-    fillers, load_seconds = comparison.load_models(comparison.DEFAULT_MODELS, device="cpu", precision="fp32")
+    fillers, load_seconds = comparison.load_models(DEFAULT_COMPARE_MODELS, device="cpu", precision="fp32")
     runs = [
         comparison.run_comparison("portrait_damaged.png", pixels, hole, fillers, original)
         for _ in range(repeat)

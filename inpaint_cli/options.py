@@ -1,12 +1,20 @@
-"""Choices and defaults shared by the command line and the library, with no heavy imports.
+"""Choices, defaults and option spellings shared by the command line and the library, torch-free.
 
-The CLI builds its options from these (so `inpaint --help` stays instant) and the library
-validates against the same values, so a default is written once.
+The CLI builds its commands from options dataclasses whose fields carry a `Spelling` (so `inpaint
+--help` stays instant), and the library validates against the same values and bounds, so a default
+and a bound are written once. `parse_size` is the one reader of sizes (`4GB`, `512MiB`).
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
+from typing import Any
+
+from inpaint_cli.errors import UsageError
 
 
 class Precision(str, Enum):
@@ -49,6 +57,8 @@ DEFAULT_QUALITY = 95
 """JPEG/WebP quality of lossy outputs."""
 DEFAULT_TILE_OVERLAP = 64
 """Pixels shared by neighbouring tiles of the tile strategy, blended with feathered weights."""
+DEFAULT_PAGE_TITLE = "inpaint review"
+"""Title of a review page (`--html`, `inpaint report`)."""
 
 CLASSICAL_METHODS = {
     "telea": "fast marching (Telea 2004): thin scratches and dust",
@@ -69,9 +79,151 @@ class DetectorName(str, Enum):
     CLASSICAL = "classical"
 
 
+DEFAULT_MODEL = "lama"
+"""The model `inpaint run` uses when neither --model nor --checkpoint says otherwise."""
+DEFAULT_COMPARE_MODELS = ("lama-tiny", "gatedconv-tiny", "pconv-tiny", "telea", "ns")
+"""The models `inpaint compare` runs when none are named: all that work offline."""
+DEFAULT_RAY_ADDRESS = "auto"
+"""`ray.init()`'s own choice: the cluster of RAY_ADDRESS or of `ray start` here, else a new local one."""
+_RAY_ADDRESS = re.compile(r"auto|ray://[^\s/]+/?|(?:[\w.-]+|\[[0-9a-fA-F:.]+\]):\d{1,5}")
+RAY_ADDRESS_HINT = "auto, HOST:PORT or ray://HOST:PORT"
+
+
+def ray_address(text: str) -> str:
+    """`text` if it is a Ray cluster address (`auto`, `HOST:PORT`, `[IPv6]:PORT`, `ray://HOST[:PORT]`),
+    else a `UsageError`. The grammar also decides whether a bare `--ray` took the next word."""
+    if _RAY_ADDRESS.fullmatch(text) is None:
+        raise UsageError(f"--ray {text!r} is not a cluster address", hint=RAY_ADDRESS_HINT)
+    return text
+
+
 DEFAULT_DETECTOR = DetectorName.SCRATCH_TINY
 """Bundled, so `--mask auto` works offline on a fresh install."""
 DETECTOR_DILATE = {"scratch-tiny": 2, "scratch-bopbtl": 3, "classical": 2}
 """Pixels a detected mask grows by before filling (`--dilate` overrides): the fill must cover the
 soft edge of a scratch that the detector's threshold leaves out. BOPBtL's restoration dilates its
 masks by 3 (`Global/test.py`, 3x3 kernel, 3 iterations, at --HR)."""
+
+
+# --- sizes -------------------------------------------------------------------------------------------
+
+MAX_SIZE = 1 << 60
+"""Largest size `parse_size` accepts (an exabyte): anything more is a typo."""
+SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+SIZE_UNITS |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_SIZE = re.compile(r"\s*(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<unit>[kmgt]i?)?b?\s*", re.I)
+SIZE_HINT = "write it like 4GB, 512MiB or 2.5G"
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size: a number, then optionally a unit k, M, G or T (powers of 1000) or Ki, Mi, Gi,
+    Ti (powers of 1024), then optionally B; case and spaces do not matter (`4GB`, `512 MiB`, `1.5g`,
+    `800000000`). A `UsageError` for anything else, and for sizes under one byte or over `MAX_SIZE`."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise UsageError(f"cannot read size {text!r}", hint=SIZE_HINT)
+    value = float(match["number"]) * SIZE_UNITS[(match["unit"] or "").lower()]
+    if not math.isfinite(value):
+        raise UsageError(f"size must be a finite number of bytes: {text!r}", hint=SIZE_HINT)
+    if value < 1:
+        raise UsageError(f"size must be at least one byte: {text!r}", hint=SIZE_HINT)
+    if value > MAX_SIZE:
+        raise UsageError(f"size {text!r} is larger than any machine's memory", hint=SIZE_HINT)
+    return int(value)
+
+
+# --- how the command line spells an option -------------------------------------------------------------
+
+
+class Panel(str, Enum):
+    """The help panels of the commands, in the order `--help` shows them."""
+
+    INPUT_OUTPUT = "Input and output"
+    MODEL = "Model"
+    MASKS = "Masks"
+    STRATEGY = "Strategy"
+    BATCH = "Batch"
+    REVIEW = "Review"
+    DISTRIBUTED = "Distributed (Ray)"
+    OTHER = "Other"
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How the command line writes one field of an options dataclass: flags, help, accepted values."""
+
+    help: str
+    flags: tuple[str, ...] = ()
+    """Empty: `--<field-name>` (a bool becomes a plain flag)."""
+    metavar: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    parse: Callable[[str], Any] | None = None
+    """Turns the command line's text into the field's value (sizes like 4GB); raises `UsageError`."""
+    argument: bool = False
+    """A positional argument rather than an option."""
+    bare: str | None = None
+    """The value of the option given alone (`--ray` means `--ray auto`). Such an option takes the next
+    word as its value only when `parse` accepts that word (`--ray 10.0.0.5:6379`); any other word is
+    left to the rest of the command line (`--ray photos/` leaves the input folder alone)."""
+    panel: Panel = Panel.OTHER
+    """The group of options `--help` shows it in."""
+
+
+def cli(help: str, *flags: str, **spelling: Any) -> dict[str, Spelling]:
+    """A field's metadata: how the command line spells it (see `Spelling`)."""
+    return {"cli": Spelling(help, flags, **spelling)}
+
+
+def spelling_of(options_class: type, name: str) -> Spelling:
+    """The `Spelling` of field `name` of an options dataclass."""
+    spelling: Spelling = options_class.__dataclass_fields__[name].metadata["cli"]
+    return spelling
+
+
+def flag_of(options_class: type, name: str) -> str:
+    """The long flag of a field as the command line writes it (`intermediates_dir` ->
+    `--save-intermediates`); the metavar of a positional argument."""
+    spelling = spelling_of(options_class, name)
+    if spelling.argument:
+        return spelling.metavar or name.upper()
+    long = [flag for flag in spelling.flags if flag.startswith("--")]
+    return long[0].split("/")[0] if long else "--" + name.replace("_", "-")
+
+
+def describe_range(spelling: Spelling) -> str:
+    """`at least 1`, `at most 256` or `between 1 and 100`."""
+    low, high = spelling.minimum, spelling.maximum
+    show = {value: _number(value) for value in (low, high) if value is not None}
+    if low is not None and high is not None:
+        return f"between {show[low]} and {show[high]}"
+    return f"at least {show[low]}" if low is not None else f"at most {show[high]}"
+
+
+def _number(value: float) -> str:
+    """A bound as people read it: `16MiB` for a whole number of mebibytes, else the plain number."""
+    if float(value).is_integer():
+        value = int(value)
+        if value >= 2**20 and value % 2**20 == 0:
+            return f"{value // 2**20}MiB"
+    return str(value)
+
+
+def states_range(spelling: Spelling) -> bool:
+    """Whether the metavar already shows the bounds (`1-100`), so the help need not repeat them."""
+    low, high = spelling.minimum, spelling.maximum
+    return low is not None and high is not None and spelling.metavar == f"{_number(low)}-{_number(high)}"
+
+
+def check_bounds(options: Any) -> None:
+    """A `UsageError` naming the flag of the first numeric field of `options` outside its bounds."""
+    for spec in fields(options):
+        spelling: Spelling = spec.metadata["cli"]
+        value = getattr(options, spec.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        low, high = spelling.minimum, spelling.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise UsageError(
+                f"{flag_of(type(options), spec.name)} {value} is out of range", hint=describe_range(spelling)
+            )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from inpaint_cli.batch import engine as batch
 from inpaint_cli.errors import InpaintError, UsageError
 from inpaint_cli.files import storage
+from inpaint_cli.options import DEFAULT_RAY_ADDRESS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from inpaint_cli.engine.inpainter import Inpainter
 
 INSTALL_HINT = 'pip install "inpaint-cli[ray]"'
-DEFAULT_ADDRESS = "auto"
-"""`ray.init()`'s own choice: the cluster of RAY_ADDRESS or of `ray start` here, else a new local one."""
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ logger = logging.getLogger(__name__)
 class RayOptions:
     """Where and how wide a distributed batch runs."""
 
-    address: str = DEFAULT_ADDRESS
+    address: str = DEFAULT_RAY_ADDRESS
     workers: int | None = None
     """Actors, each with its own model; default: as many as the cluster's CPUs (or GPUs) allow."""
     cpus_per_worker: float = 1.0
@@ -75,7 +74,7 @@ def require_ray() -> Any:
     return ray
 
 
-def connect(address: str = DEFAULT_ADDRESS) -> bool:
+def connect(address: str = DEFAULT_RAY_ADDRESS) -> bool:
     """Join the cluster at `address` (`auto`, `host:port`, `ray://host:10001`); True if this call
     started a new local cluster (or connection) that the caller should shut down."""
     ray = require_ray()
@@ -83,10 +82,10 @@ def connect(address: str = DEFAULT_ADDRESS) -> bool:
         return False
     try:
         ray.init(
-            address=None if address == DEFAULT_ADDRESS else address,
+            address=None if address == DEFAULT_RAY_ADDRESS else address,
             log_to_driver=False,  # worker logs stay in the cluster's log folder, not over the progress bar
             logging_level=logging.ERROR,  # not its start-up notes over our progress
-            include_dashboard=False if address == DEFAULT_ADDRESS else None,
+            include_dashboard=False if address == DEFAULT_RAY_ADDRESS else None,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise UsageError(f"cannot join the Ray cluster at {address}: {exc}", hint="check --ray") from exc

@@ -27,7 +27,7 @@ from inpaint_cli.errors import InpaintError, InputError, UsageError
 from inpaint_cli.files import storage
 from inpaint_cli.files.targets import Access, check_targets, check_writable
 from inpaint_cli.imaging import imageio
-from inpaint_cli.options import DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
+from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 
 PANEL_SUFFIX = "_panel"
 OUTPUT_FOLDER_SUFFIX = "_inpainted"
@@ -63,7 +63,7 @@ class RunSettings:
     mask_threshold: int = DEFAULT_MASK_THRESHOLD
     invert_mask: bool = False
     dilate: int = 0
-    detector: str = "scratch-tiny"
+    detector: str = DEFAULT_DETECTOR.value
     """The detector of `--mask auto` jobs (jobs without mask files)."""
     save_mask: bool = False
     output_format: str | None = None

@@ -8,16 +8,14 @@ about every step (the CLI renders them; a Python caller may ignore them).
 
 from __future__ import annotations
 
-import enum
 import functools
-import inspect
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from inpaint_cli.batch.run_options import DEFAULT_MODEL, RunOptions
+from inpaint_cli.batch.run_options import RunOptions, planning_options, run_settings
 from inpaint_cli.errors import InpaintError
+from inpaint_cli.options import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from inpaint_cli.batch import engine as batch
@@ -124,7 +122,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     from inpaint_cli.batch import engine as batch
 
     events = events or RunEvents()
-    settings = job_settings(options)
+    settings = run_settings(options)
     plan = plan_jobs(options, settings)
     if options.dry_run:
         return RunResult(plan, dry_run=dry_run_rows(plan, settings, options))
@@ -188,35 +186,6 @@ def _write_page(options: RunOptions, result: RunResult, events: RunEvents) -> No
 
 
 # --- before anything runs ----------------------------------------------------------------------------
-
-
-def job_settings(options: RunOptions) -> batch.RunSettings:
-    """The per-input settings of the jobs: the fields of `batch.RunSettings`, taken from the options."""
-    from inpaint_cli.batch import engine as batch
-
-    if options.overwrite is None:
-        existing = batch.Existing.SKIP if options.is_batch else batch.Existing.ERROR
-    else:
-        existing = batch.Existing.OVERWRITE if options.overwrite else batch.Existing.SKIP
-    values = projected(options, _field_names(batch.RunSettings))
-    if values.get("dilate") is None:  # none for mask files; with --mask auto, the detector's default
-        from inpaint_cli.batch.jobs import is_auto
-        from inpaint_cli.options import DETECTOR_DILATE
-
-        values["dilate"] = DETECTOR_DILATE[options.detector.value] if is_auto(options.mask) else 0
-    return batch.RunSettings(**values, existing=existing)
-
-
-def projected(options: RunOptions, names: set[str]) -> dict[str, Any]:
-    """The options' values under `names` (enums as their plain values): one field, one name, everywhere."""
-    values = {spec.name: getattr(options, spec.name) for spec in fields(options) if spec.name in names}
-    return {name: value.value if isinstance(value, enum.Enum) else value for name, value in values.items()}
-
-
-def _field_names(target: type | Callable[..., Any]) -> set[str]:
-    if hasattr(target, "__dataclass_fields__"):
-        return {spec.name for spec in fields(target)}
-    return set(inspect.signature(target).parameters)
 
 
 def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
@@ -318,12 +287,14 @@ def load_model(options: RunOptions, progress: DownloadProgress | None = None) ->
     import torch
 
     from inpaint_cli.engine.inpainter import Inpainter
-    from inpaint_cli.engine.strategies import InpaintOptions
 
     if options.threads:
         torch.set_num_threads(options.threads)  # the process's setting, made here, not in a constructor
-    planning = InpaintOptions(**projected(options, _field_names(InpaintOptions)))
-    settings = {"device": options.device, "precision": options.precision.value, "options": planning}
+    settings = {
+        "device": options.device,
+        "precision": options.precision.value,
+        "options": planning_options(options),
+    }
     if options.model is None and options.checkpoint is not None:
         inpainter = Inpainter.from_checkpoint(options.checkpoint, None, **settings)
     else:

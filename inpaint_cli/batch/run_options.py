@@ -1,16 +1,17 @@
 """The options of one `inpaint run`: one frozen object, declared once, with its command-line spelling.
 
-Each field carries how the command line writes it (flags, help, bounds) as plain metadata, so the CLI
-builds the `run` command from this class (adding an option is adding a field here) and the library
-validates the same bounds for Python callers. Torch-free and Typer-free: `inpaint --help` stays instant.
+Each field carries how the command line writes it (`options.Spelling`: flags, help, bounds, panel) as
+plain metadata, so the CLI builds the `run` command from this class (adding an option is adding a
+field here) and the library validates the same bounds for Python callers. `planning_options` and
+`run_settings` turn it into the engine's and the jobs' options, field by field. Torch-free and
+Typer-free: `inpaint --help` stays instant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files import storage
@@ -20,15 +21,23 @@ from inpaint_cli.options import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
     DEFAULT_TILE_OVERLAP,
+    DETECTOR_DILATE,
     DetectorName,
     OutputFormat,
+    Panel,
     Precision,
     StrategyName,
     TensorFormat,
+    check_bounds,
+    cli,
+    parse_size,
+    ray_address,
 )
 
-DEFAULT_MODEL = "lama"
-"""The model used when neither --model nor --checkpoint says otherwise."""
+if TYPE_CHECKING:
+    from inpaint_cli.batch.jobs import RunSettings
+    from inpaint_cli.engine.strategies import InpaintOptions
+
 MAX_DILATE = 256
 """Largest hole growth (pixels): wider than any scratch needs (a 100000 px disc kernel would take 40 GB)."""
 MIN_MEMORY_BUDGET = 16 * 2**20
@@ -36,33 +45,8 @@ MIN_MEMORY_BUDGET = 16 * 2**20
 DEFAULT_JOBS = 2
 
 
-@dataclass(frozen=True)
-class Spelling:
-    """How the command line writes one option: flags, help and the values it accepts."""
-
-    help: str
-    flags: tuple[str, ...] = ()
-    """Empty: `--<field-name>` (a bool becomes a plain flag)."""
-    metavar: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    parse: Callable[[str], Any] | None = None
-    """Turns the command line's text into the field's value (sizes like 4GB)."""
-    argument: bool = False
-    """A positional argument rather than an option."""
-    bare: str | None = None
-    """The value of an option given without one (`--ray` alone means `--ray auto`)."""
-
-
-def cli(help: str, *flags: str, **spelling: Any) -> dict[str, Spelling]:
-    """A field's metadata: how the command line spells it (see `Spelling`)."""
-    return {"cli": Spelling(help, flags, **spelling)}
-
-
 def parse_memory_size(text: str) -> int:
     """`4GB`, `512MiB` -> bytes, at least `MIN_MEMORY_BUDGET`; the error names --memory-budget."""
-    from inpaint_cli.engine.inpainter import parse_size  # the one size parser (engine owns it)
-
     try:
         value = parse_size(text)
     except UsageError as error:
@@ -74,6 +58,10 @@ def parse_memory_size(text: str) -> int:
     return value
 
 
+IO, MODEL, MASKS, STRATEGY = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.MASKS, Panel.STRATEGY
+BATCH, REVIEW, RAY = Panel.BATCH, Panel.REVIEW, Panel.DISTRIBUTED
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Everything `inpaint run` was asked to do. Invalid values raise `UsageError` on construction."""
@@ -82,265 +70,271 @@ class RunOptions:
     # (`jobs.plan_run`) reads a trailing `/` as "a folder", which a `Path` would drop.
     input: Path = field(
         metadata=cli(
-            "An image file, or a folder of images (batch); a folder may be a URL (s3://...).",
+            "An image, or a folder of images (a batch; may be a URL: s3://...).",
             metavar="INPUT",
             argument=True,
             parse=storage.location,
+            panel=IO,
         )
     )
     mask: Path = field(
         metadata=cli(
-            "Mask file (white = hole), a folder of masks paired by name, or auto: "
-            "find the damage with --detector.",
+            "Mask file (white = hole), a folder of masks paired by name, or auto (find the damage).",
             "--mask",
             "-m",
             metavar="MASK",
             parse=storage.location,
+            panel=IO,
         )
+    )
+    output: str | Path | None = field(
+        default=None,
+        metadata=cli(
+            "Output file, or folder (a batch, or a name ending in /). "
+            "Default: <stem>_inpainted.<ext> beside the input.",
+            "--output",
+            "-o",
+            metavar="PATH",
+            parse=str,
+            panel=IO,
+        ),
+    )
+    output_format: OutputFormat | None = field(
+        default=None,
+        metadata=cli(
+            "Output format. Default: the output's extension, else the input's format.",
+            "--format",
+            metavar="FORMAT",
+            panel=IO,
+        ),
+    )
+    quality: int = field(
+        default=DEFAULT_QUALITY,
+        metadata=cli("Quality of JPEG and WebP outputs.", metavar="1-100", minimum=1, maximum=100, panel=IO),
+    )
+    save_mask: bool = field(
+        default=False,
+        metadata=cli("Also write <stem>_mask.png: the hole that was filled.", panel=IO),
+    )
+    panel: bool = field(
+        default=False, metadata=cli("Also write <stem>_panel.png: input | mask | result.", panel=IO)
+    )
+    overwrite: bool | None = field(
+        default=None,
+        metadata=cli(
+            "Replace existing outputs, or skip their inputs. Default: skip in a batch, "
+            "refuse for a single image.",
+            "--overwrite/--skip-existing",
+            panel=IO,
+        ),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=cli("Print the mask(s) and output of each image, or why not; load no model.", panel=IO),
+    )
+    quiet: bool = field(
+        default=False, metadata=cli("Print only the paths of the results.", "--quiet", "-q", panel=IO)
+    )
+    verbose: bool = field(
+        default=False,
+        metadata=cli(
+            "Say more: device, precision, load time, the plan and time per stage.",
+            "--verbose",
+            "-v",
+            panel=IO,
+        ),
     )
     model: str | None = field(
         default=None,
         metadata=cli(
-            "A model from `inpaint models` (lama, lama-fourier, gatedconv, pconv, ...), a family name with "
-            "--checkpoint, or a classical method: telea, ns. Default: lama, or the family of --checkpoint.",
+            "A model of `inpaint models`, a family with --checkpoint, or telea / ns (classical). "
+            "Default: lama, or the family of --checkpoint.",
             metavar="NAME",
+            panel=MODEL,
         ),
     )
     checkpoint: Path | None = field(
         default=None,
         metadata=cli(
-            "Use this weight file instead of the registry (official format or ours); "
-            "the family comes from --model or is recognised from the file.",
-            metavar="FILE",
+            "A weight file (official format or ours) instead of the registry.", metavar="FILE", panel=MODEL
         ),
-    )
-    output: str | Path | None = field(
-        default=None,
-        metadata=cli(
-            "Output file (single image) or folder (batch; a name ending in / is a folder for a single "
-            "image too). Default: <stem>_inpainted.<ext> beside the input.",
-            "--output",
-            "-o",
-            metavar="PATH",
-            parse=str,
-        ),
-    )
-    output_format: OutputFormat | None = field(
-        default=None,
-        metadata=cli("Output format; default: the output's extension, else the input's format.", "--format"),
-    )
-    quality: int = field(
-        default=DEFAULT_QUALITY,
-        metadata=cli("Quality of lossy outputs (JPEG, WebP).", metavar="1-100", minimum=1, maximum=100),
     )
     device: str = field(
-        default="auto", metadata=cli("auto (CUDA if available), cpu, cuda, cuda:N or mps.", metavar="DEVICE")
-    )
-    threads: int | None = field(
-        default=None,
-        metadata=cli("CPU threads for the network (default: PyTorch's choice).", metavar="N", minimum=1),
+        default="auto",
+        metadata=cli("auto (CUDA if available), cpu, cuda, cuda:N or mps.", metavar="DEVICE", panel=MODEL),
     )
     precision: Precision = field(
         default=Precision.AUTO,
         metadata=cli(
-            "auto = bf16/fp16 on CUDA; on CPU fp32, or bf16/int8 where a measurement at the first load "
-            "shows them faster. int8: CPU only."
+            "auto: bf16/fp16 on CUDA; on CPU fp32, or bf16/int8 where measured faster. int8: CPU only.",
+            metavar="NAME",
+            panel=MODEL,
         ),
     )
-    strategy: StrategyName = field(
-        default=StrategyName.AUTO,
-        metadata=cli(
-            "How big images are processed: full (one pass), crop (boxes around holes), tile, "
-            "resize (to --max-side), auto (chosen per image from the model and the memory budget)."
-        ),
-    )
-    max_side: int | None = field(
+    threads: int | None = field(
         default=None,
-        metadata=cli(
-            "Longest side a pass may have; larger boxes are downscaled, filled, upscaled.",
-            metavar="PX",
-            minimum=16,
-        ),
-    )
-    tile_size: int | None = field(
-        default=None,
-        metadata=cli(
-            "Side of the tiles of the tile strategy (default: from the model and memory budget).",
-            metavar="PX",
-            minimum=64,
-        ),
-    )
-    tile_overlap: int = field(
-        default=DEFAULT_TILE_OVERLAP,
-        metadata=cli(
-            "Overlap of neighbouring tiles, blended with feathered weights.", metavar="PX", minimum=0
-        ),
-    )
-    crop_margin: int | None = field(
-        default=None,
-        metadata=cli(
-            "Context (pixels) kept around each hole by the crop strategy. "
-            "Default: 1.5 hole widths, between 16 and 128.",
-            metavar="PX",
-            minimum=0,
-        ),
-    )
-    memory_budget: int | None = field(
-        default=None,
-        metadata=cli(
-            "Memory one network pass may use, e.g. 4GB (default: from free device memory/RAM).",
-            metavar="SIZE",
-            minimum=MIN_MEMORY_BUDGET,
-            parse=parse_memory_size,
-        ),
+        metadata=cli("CPU threads of the network. Default: PyTorch's.", metavar="N", minimum=1, panel=MODEL),
     )
     mask_threshold: int = field(
         default=DEFAULT_MASK_THRESHOLD,
         metadata=cli(
-            "A mask pixel is a hole where its grey value (0-255) is above this.",
+            "A mask pixel is a hole where its grey level is above this.",
             metavar="0-254",
             minimum=0,
             maximum=254,
+            panel=MASKS,
         ),
     )
-    invert_mask: bool = field(default=False, metadata=cli("Black = hole instead of white = hole."))
+    invert_mask: bool = field(default=False, metadata=cli("Black = hole instead of white.", panel=MASKS))
     dilate: int | None = field(
         default=None,
         metadata=cli(
-            "Grow the hole by this many pixels. Default: 0 for mask files; with --mask auto, "
-            "2 for scratch-tiny and classical, 3 for scratch-bopbtl.",
+            "Grow the hole by this many pixels. Default: 0; with --mask auto, the detector's (2 or 3).",
             metavar="PX",
             minimum=0,
             maximum=MAX_DILATE,
+            panel=MASKS,
         ),
     )
     detector: DetectorName = field(
         default=DEFAULT_DETECTOR,
         metadata=cli(
-            "With --mask auto: scratch-tiny (bundled), scratch-bopbtl (BOPBtL, downloaded) or classical.",
+            "With --mask auto: scratch-tiny (bundled), scratch-bopbtl (downloaded) or classical.",
+            metavar="NAME",
+            panel=MASKS,
         ),
     )
-    save_mask: bool = field(
-        default=False,
+    strategy: StrategyName = field(
+        default=StrategyName.AUTO,
         metadata=cli(
-            "Also write <output stem>_mask.png: the hole that was filled (the detected one with auto)."
+            "full (one pass), crop (boxes around holes), tile, resize (to --max-side), "
+            "or auto (per image, from the model and the memory).",
+            metavar="NAME",
+            panel=STRATEGY,
+        ),
+    )
+    max_side: int | None = field(
+        default=None,
+        metadata=cli(
+            "Longest side of a pass; larger boxes are downscaled, filled, upscaled.",
+            metavar="PX",
+            minimum=16,
+            panel=STRATEGY,
+        ),
+    )
+    tile_size: int | None = field(
+        default=None,
+        metadata=cli(
+            "Side of the tiles. Default: from the model and the memory budget.",
+            metavar="PX",
+            minimum=64,
+            panel=STRATEGY,
+        ),
+    )
+    tile_overlap: int = field(
+        default=DEFAULT_TILE_OVERLAP,
+        metadata=cli("Overlap of neighbouring tiles, blended.", metavar="PX", minimum=0, panel=STRATEGY),
+    )
+    crop_margin: int | None = field(
+        default=None,
+        metadata=cli(
+            "Context kept around each hole by crop. Default: 1.5 hole widths, 16 to 128.",
+            metavar="PX",
+            minimum=0,
+            panel=STRATEGY,
+        ),
+    )
+    memory_budget: int | None = field(
+        default=None,
+        metadata=cli(
+            "Memory one pass may use, e.g. 4GB. Default: from the free memory.",
+            metavar="SIZE",
+            minimum=MIN_MEMORY_BUDGET,
+            parse=parse_memory_size,
+            panel=STRATEGY,
+        ),
+    )
+    recursive: bool = field(
+        default=False,
+        metadata=cli("Also process the input folder's subfolders.", "--recursive", "-r", panel=BATCH),
+    )
+    jobs: int = field(
+        default=DEFAULT_JOBS,
+        metadata=cli(
+            "Threads decoding and as many encoding while the model works.",
+            "--jobs",
+            "-j",
+            metavar="N",
+            minimum=1,
+            panel=BATCH,
+        ),
+    )
+    fail_fast: bool = field(default=False, metadata=cli("Stop at the first failed input.", panel=BATCH))
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=cli(
+            "Refuse images with more pixels (decompression bombs).", metavar="N", minimum=1, panel=BATCH
+        ),
+    )
+    report: Path | None = field(
+        default=None,
+        metadata=cli("Write a JSON report: status, output, time per input.", metavar="FILE", panel=REVIEW),
+    )
+    html: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Write a review page: thumbnails and status per image, failures first.",
+            metavar="FILE",
+            panel=REVIEW,
         ),
     )
     intermediates_dir: Path | None = field(
         default=None,
         metadata=cli(
-            "Folder for per-input visualisations and raw tensors "
-            "(PConv masks, GatedConv gates, LaMa features).",
+            "Folder for each network's inner pictures: PConv masks, GatedConv gates, LaMa features.",
             "--save-intermediates",
             metavar="DIR",
+            panel=REVIEW,
         ),
     )
     intermediate_tensors: TensorFormat = field(
         default=TensorFormat.NONE,
         metadata=cli(
-            "With --save-intermediates: also the raw tensors (intermediates.safetensors), in fp16 or fp32; "
-            "default: pictures and stats only.",
+            "With --save-intermediates: also the raw tensors, in fp16 or fp32.",
             "--save-tensors",
+            metavar="NAME",
+            panel=REVIEW,
         ),
     )
-    panel: bool = field(
-        default=False, metadata=cli("Also write <output stem>_panel.png: input | mask | result.")
-    )
-    overwrite: bool | None = field(
-        default=None,
-        metadata=cli(
-            "Replace existing outputs, or skip inputs whose output exists. "
-            "Default: skip in a batch, refuse for a single image.",
-            "--overwrite/--skip-existing",
-        ),
-    )
-    report: Path | None = field(
-        default=None,
-        metadata=cli(
-            "Write a JSON report (status, output, masks, time, error per input).", metavar="FILE.json"
-        ),
-    )
-    html: Path | None = field(
-        default=None,
-        metadata=cli(
-            "Write a review page: per image the input, mask and result thumbnails, status, time; "
-            "failures and suspicious results first (a rerun updates it).",
-            metavar="FILE.html",
-        ),
-    )
-    fail_fast: bool = field(default=False, metadata=cli("Stop at the first failed input."))
     ray: str | None = field(
         default=None,
         metadata=cli(
-            'Run the batch on a Ray cluster (pip install "inpaint-cli\\[ray]"): auto (RAY_ADDRESS, else a '
-            "cluster of `ray start` here, else a new local one), HOST:PORT or ray://HOST:10001.",
+            'Run the batch on a Ray cluster (pip install "inpaint-cli\\[ray]"). ADDRESS: auto (the default), '
+            "HOST:PORT or ray://HOST:PORT.",
             metavar="[ADDRESS]",
             bare="auto",
+            parse=ray_address,
+            panel=RAY,
         ),
     )
     workers: int | None = field(
         default=None,
         metadata=cli(
-            "With --ray: workers, each loading the model once (default: as many as the cluster holds).",
+            "Workers, each loading the model once. Default: as many as fit.",
             metavar="N",
             minimum=1,
+            panel=RAY,
         ),
     )
     cpus_per_worker: float = field(
-        default=1.0, metadata=cli("With --ray: CPUs each worker reserves.", metavar="N", minimum=0)
+        default=1.0, metadata=cli("CPUs each worker reserves.", metavar="N", minimum=0, panel=RAY)
     )
     gpus_per_worker: float = field(
-        default=0.0,
-        metadata=cli(
-            "With --ray: GPUs each worker reserves (1: one worker per GPU).", metavar="N", minimum=0
-        ),
-    )
-    recursive: bool = field(
-        default=False, metadata=cli("Batch: also process the input folder's subfolders.", "--recursive", "-r")
-    )
-    jobs: int = field(
-        default=DEFAULT_JOBS,
-        metadata=cli(
-            "Threads that decode the next images, and as many that write finished ones, "
-            "while the model works (at most 2*jobs+1 images in memory).",
-            "--jobs",
-            "-j",
-            metavar="N",
-            minimum=1,
-        ),
-    )
-    dry_run: bool = field(
-        default=False,
-        metadata=cli("Print which mask(s) and output each image gets, or why not; load no model."),
-    )
-    max_pixels: int = field(
-        default=DEFAULT_MAX_PIXELS,
-        metadata=cli(
-            "Refuse images with more pixels than this (decompression bombs).", metavar="N", minimum=1
-        ),
-    )
-    quiet: bool = field(default=False, metadata=cli("Print only the paths of the results.", "--quiet", "-q"))
-    verbose: bool = field(
-        default=False,
-        metadata=cli(
-            "Say more: device, precision, threads, model load time, "
-            "the plan and time per stage of each image.",
-            "--verbose",
-            "-v",
-        ),
+        default=0.0, metadata=cli("GPUs each worker reserves.", metavar="N", minimum=0, panel=RAY)
     )
 
     def __post_init__(self) -> None:
-        for spec in fields(self):
-            spelling: Spelling = spec.metadata["cli"]
-            value = getattr(self, spec.name)
-            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            low, high = spelling.minimum, spelling.maximum
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise UsageError(
-                    f"{flag_of(spec.name)} {value} is out of range", hint=describe_range(spelling)
-                )
+        check_bounds(self)
         if self.ray is None and (
             self.workers is not None or self.gpus_per_worker or self.cpus_per_worker != 1
         ):
@@ -353,22 +347,44 @@ class RunOptions:
         return self.input.is_dir()
 
 
-def describe_range(spelling: Spelling) -> str:
-    """`at least 1`, `at most 256` or `between 1 and 100`."""
-    low, high = spelling.minimum, spelling.maximum
-    show = {value: format(value, ",").replace(",", "") for value in (low, high) if value is not None}
-    if low is not None and high is not None:
-        return f"between {show[low]} and {show[high]}"
-    return f"at least {show[low]}" if low is not None else f"at most {show[high]}"
+def planning_options(options: RunOptions) -> InpaintOptions:
+    """How the engine cuts each image into passes, as `options` asks."""
+    from inpaint_cli.engine.strategies import InpaintOptions
+
+    return InpaintOptions(
+        strategy=options.strategy,
+        max_side=options.max_side,
+        tile_size=options.tile_size,
+        tile_overlap=options.tile_overlap,
+        crop_margin=options.crop_margin,
+        memory_budget=options.memory_budget,
+    )
 
 
-def flag_of(name: str) -> str:
-    """The long flag the command line gives a field (`intermediates_dir` -> `--save-intermediates`)."""
-    spelling: Spelling = RUN_FIELDS[name].metadata["cli"]
-    if spelling.argument:
-        return spelling.metavar or name.upper()
-    long = [flag for flag in spelling.flags if flag.startswith("--")]
-    return long[0].split("/")[0] if long else "--" + name.replace("_", "-")
+def run_settings(options: RunOptions) -> RunSettings:
+    """The per-input settings of the jobs. Existing outputs are skipped in a batch and refused for a
+    single image unless --overwrite/--skip-existing says; detected masks (`--mask auto`) grow by the
+    detector's own dilation unless --dilate says otherwise."""
+    from inpaint_cli.batch.jobs import Existing, RunSettings, is_auto
 
-
-RUN_FIELDS = {spec.name: spec for spec in fields(RunOptions)}
+    if options.overwrite is None:
+        existing = Existing.SKIP if options.is_batch else Existing.ERROR
+    else:
+        existing = Existing.OVERWRITE if options.overwrite else Existing.SKIP
+    dilate = options.dilate
+    if dilate is None:
+        dilate = DETECTOR_DILATE[options.detector.value] if is_auto(options.mask) else 0
+    return RunSettings(
+        mask_threshold=options.mask_threshold,
+        invert_mask=options.invert_mask,
+        dilate=dilate,
+        detector=options.detector.value,
+        save_mask=options.save_mask,
+        output_format=None if options.output_format is None else options.output_format.value,
+        quality=options.quality,
+        existing=existing,
+        panel=options.panel,
+        intermediates_dir=options.intermediates_dir,
+        intermediate_tensors=options.intermediate_tensors.value,
+        max_pixels=options.max_pixels,
+    )

@@ -1,9 +1,9 @@
 """The `inpaint` command line: the application, its commands, and the console-script entry point.
 
-Commands live in their own modules (`cli_run`, `cli_models`, `cli_weights`, `cli_review`,
-`cli_detect`), each mounted here in one line, and render through `console`; heavy imports (torch,
-OpenCV) happen inside the commands so `inpaint --help` stays instant. Domain errors become one-line
-messages in the CLI and nowhere else: exit 1 for failed inputs, exit 2 for invalid usage.
+Commands live in their own modules (`run`, `detect`, `compare`, `review`, `models`, `weights`), each
+mounted here in one line, and render through `console`; heavy imports (torch, OpenCV) happen inside
+the commands so `inpaint --help` stays instant. Domain errors become one-line messages in the CLI and
+nowhere else: exit 1 for failed inputs, exit 2 for invalid usage.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from typing import Annotated
 
 import typer
 
+from inpaint_cli.batch.run_options import RunOptions
+from inpaint_cli.cli import compare as cli_compare
 from inpaint_cli.cli import detect as cli_detect
 from inpaint_cli.cli import edit as cli_edit
 from inpaint_cli.cli import models as cli_models
 from inpaint_cli.cli import review as cli_review
 from inpaint_cli.cli import run as cli_run
 from inpaint_cli.cli import weights as cli_weights
-from inpaint_cli.cli.command import same_help_everywhere
+from inpaint_cli.cli.command import add_command, same_help_everywhere
+from inpaint_cli.review.editor.options import EditOptions
 
 app = typer.Typer(
     name="inpaint",
@@ -47,15 +50,15 @@ def main_options(
     """Restore damaged photos by neural inpainting."""
 
 
-# Each command module adds itself here, one line each.
-cli_run.register(app)
+# Each command adds itself here, one line each: generated from its options dataclass, or a plain function.
+add_command(app, "run", RunOptions, cli_run.run)
 app.command()(cli_models.models)
 app.command()(cli_models.doctor)
 app.add_typer(cli_weights.weights_app, name="weights")
-app.command()(cli_review.report)
-app.command()(cli_review.compare)
-app.command()(cli_detect.detect)
-cli_edit.register(app)
+add_command(app, "report", cli_review.ReportOptions, cli_review.report)
+add_command(app, "compare", cli_compare.CompareOptions, cli_compare.compare)
+add_command(app, "detect", cli_detect.DetectOptions, cli_detect.detect)
+add_command(app, "edit", EditOptions, cli_edit.edit)
 same_help_everywhere(app)  # after the last command: flags without `<bool>`, usage lines without braces
 
 

@@ -1,19 +1,43 @@
-"""Commands built from an options dataclass, with a plain usage line and one-line usage errors.
+"""Commands generated from options dataclasses, with a plain usage line, 80-column help, one-line errors.
 
-`options_command(RunOptions, body)` declares one command-line parameter per field of the dataclass
-(flags, help and metavar from the field's `Spelling`), builds the object from what was typed and hands
-it to `body`; so an option is added by adding a field. `OptionsCommand` renders help without
-`<bool>` after flags and `{input}` in the usage line, and prints usage errors as one line.
+A command is an options dataclass plus a body: `add_command(app, "run", RunOptions, run)`. Each field
+of the dataclass carries its command-line spelling as metadata (`options.cli(...)`, a `Spelling`:
+flags, help, metavar, bounds, a `parse` function for text such as sizes, a `bare` value for an option
+given alone, the help panel). `options_command` declares one Typer parameter per field, builds the
+frozen options object from what was typed (bounds and cross-field rules are checked by the class's
+`__post_init__`, so Python callers get the same checks) and calls the body with it. So adding an option
+is adding a field. Library calls take either that object (`run`) or a library object built from it by
+an explicit, typed conversion in the command's module (`detect`, `compare`): a renamed field then
+fails at once instead of silently yielding a default. The pattern for a new command `NAME`:
+
+    @dataclass(frozen=True, kw_only=True)
+    class NameOptions:
+        input: Path = field(metadata=cli("The photo.", metavar="INPUT", argument=True, panel=Panel.MODEL))
+        port: int = field(default=8000, metadata=cli("Port to listen on.", metavar="N", minimum=1))
+
+        def __post_init__(self) -> None:
+            check_bounds(self)
+
+    def name(options: NameOptions) -> None:
+        \"\"\"What `inpaint NAME` does (its help).\"\"\"
+
+    add_command(app, "name", NameOptions, name)
+
+An option with a `bare` value (`--ray`) may be given alone; it takes the next word as its value only
+when its `parse` accepts that word, so `--ray photos/` leaves the input folder alone while
+`--ray 10.0.0.5:6379` and `--ray=auto` set the address. The rule is the value's grammar, not
+whether a file of that name exists. No state outside the command: each command reads its own
+options class from its callback.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
-import os
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 from importlib import import_module
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar, Union
 
@@ -25,6 +49,8 @@ if TYPE_CHECKING:  # only for annotations: Typer 0.2x vendors click and does not
     import click
 
 from inpaint_cli.cli.console import EXIT_USAGE, console, fail, printable
+from inpaint_cli.errors import InpaintError
+from inpaint_cli.options import Spelling, describe_range, states_range
 
 T = TypeVar("T")
 
@@ -55,7 +81,7 @@ class OptionsGroup(TyperGroup):
 
 
 class OptionsCommand(TyperCommand):
-    """A Typer command whose help and usage errors read like the rest of the tool's messages."""
+    """A Typer command whose help fits 80 columns and whose usage errors read like the tool's messages."""
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         """`INPUT --mask MASK [OPTIONS]`: the required parameters as typed, then the optional ones."""
@@ -72,31 +98,57 @@ class OptionsCommand(TyperCommand):
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         return _flags_without_metavar(super().get_params(ctx))
 
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from inpaint_cli.cli.help import print_help
+
+        print_help(self, ctx)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options_class = (
+            getattr(inspect.unwrap(self.callback), "options_class", None) if self.callback else None
+        )
+        if options_class is not None:
+            args = with_bare_values(args, options_class)
         try:
-            return super().parse_args(ctx, _with_bare_values(args))
+            return super().parse_args(ctx, args)
         except _CLICK.exceptions.NoSuchOption as error:
             hint = OTHER_TOOLS_OPTIONS.get(error.option_name)
             _usage_error(f"no such option {error.option_name}", hint or f"see {ctx.command_path} --help")
         except _CLICK.exceptions.UsageError as error:
-            _usage_error(error.format_message().rstrip("."), f"see {ctx.command_path} --help")
+            message = error.format_message().rstrip(".").replace("Value error, ", "")  # pydantic's prefix
+            _usage_error(message, f"see {ctx.command_path} --help")
 
 
-BARE_VALUES: dict[str, str] = {}
-"""Options that may be given without a value, and the value they then take (`Spelling.bare`)."""
-
-
-def _with_bare_values(args: list[str]) -> list[str]:
-    """`--ray` alone becomes `--ray auto` (Typer's click has no optional values). The next word is the
-    option's value unless it is another option or names an existing file or folder (the input)."""
-    filled = []
+def with_bare_values(args: list[str], options_class: type) -> list[str]:
+    """`args` with the `bare` value after each option of `options_class` given alone (Typer's click
+    has no optional values): `--ray` stays alone unless the next word is a value its `parse` accepts."""
+    bare = {
+        flag: spelling
+        for spec, spelling in _spellings(options_class)
+        if spelling.bare
+        for flag in _flags(spec)
+    }
+    filled: list[str] = []
     for index, arg in enumerate(args):
+        if arg == "--":  # the rest are arguments, whatever they look like
+            return [*filled, *args[index:]]
         filled.append(arg)
-        if arg in BARE_VALUES:
+        spelling = bare.get(arg)
+        if spelling is not None and spelling.bare is not None:
             following = args[index + 1] if index + 1 < len(args) else None
-            if following is None or following.startswith("-") or os.path.exists(following):
-                filled.append(BARE_VALUES[arg])
+            if following is None or not _accepts(spelling, following):
+                filled.append(spelling.bare)
     return filled
+
+
+def _accepts(spelling: Spelling, word: str) -> bool:
+    if spelling.parse is None:  # no grammar: only the bare value is known to be one
+        return word == spelling.bare
+    try:
+        spelling.parse(word)
+    except InpaintError:
+        return False
+    return True
 
 
 def same_help_everywhere(app: typer.Typer) -> None:
@@ -116,62 +168,87 @@ def _usage_error(message: str, hint: str) -> typing.NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def add_command(app: typer.Typer, name: str, options_class: type[T], body: Callable[[T], None]) -> None:
+    """Register `inpaint NAME`: its parameters are the fields of `options_class`, its work `body`."""
+    app.command(name, cls=OptionsCommand)(options_command(options_class, body))
+
+
 def options_command(options_class: type[T], body: Callable[[T], None]) -> Callable[..., None]:
     """A function Typer can register whose parameters are the fields of `options_class`.
 
     Each call builds the options object (parsing text with the field's `parse`, validating bounds
     in the class) and calls `body` with it; invalid values end as one-line usage errors.
     """
-    from inpaint_cli.errors import InpaintError
-
     hints = typing.get_type_hints(options_class)
-    specs = fields(options_class)
+    spellings = _spellings(options_class)
 
-    def command(**values: Any) -> None:
+    def command(**typed: Any) -> None:
+        values = {name: value for name, value in typed.items() if value is not None}  # the rest: defaults
         try:
-            for spec in specs:
-                parse = spec.metadata["cli"].parse
-                if parse is not None and values[spec.name] is not None:
-                    values[spec.name] = parse(values[spec.name])
+            for spec, spelling in spellings:
+                if spelling.parse is not None and spec.name in values:
+                    values[spec.name] = spelling.parse(values[spec.name])
             options = options_class(**values)
         except InpaintError as error:
             fail(error)
         body(options)
 
-    parameters = [_parameter(spec, hints[spec.name]) for spec in specs]
+    parameters = [_parameter(spec, spelling, hints[spec.name]) for spec, spelling in spellings]
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
     command.__doc__ = body.__doc__
     command.__name__ = body.__name__
+    command.options_class = options_class  # type: ignore[attr-defined]  # read by OptionsCommand.parse_args
     return command
 
 
-def _parameter(spec: Any, hint: Any) -> inspect.Parameter:
-    """The Typer parameter of one dataclass field."""
-    from inpaint_cli.batch.run_options import describe_range
+def _spellings(options_class: type) -> list[tuple[Field[Any], Spelling]]:
+    return [(spec, spec.metadata["cli"]) for spec in fields(options_class)]
 
-    spelling = spec.metadata["cli"]
+
+def _flags(spec: Field[Any]) -> tuple[str, ...]:
+    """The flags of a field: its spelling's, else `--field-name`."""
+    spelling: Spelling = spec.metadata["cli"]
+    return spelling.flags or ("--" + spec.name.replace("_", "-"),)
+
+
+def _parameter(spec: Field[Any], spelling: Spelling, hint: Any) -> inspect.Parameter:
+    """The Typer parameter of one dataclass field. Typer's default is None ("not typed"): the value then
+    comes from the dataclass, the one place a default is written; the help shows it as text."""
     value_type = str if spelling.parse is not None else _unwrap_optional(hint)
-    optional = spec.default is None or _unwrap_optional(hint) is not hint
-    annotation = Optional[value_type] if optional else value_type  # noqa: UP045 - Typer needs Optional on 3.10
+    required = spec.default is MISSING and spec.default_factory is MISSING
+    annotation = value_type if required else Optional[value_type]  # noqa: UP045 - Typer needs Optional on 3.10
     help_text = spelling.help
-    if spelling.minimum is not None or spelling.maximum is not None:
-        help_text += f" ({describe_range(spelling)})"
+    if (spelling.minimum is not None or spelling.maximum is not None) and not states_range(spelling):
+        help_text += f" \\[{describe_range(spelling)}]"  # escaped: rich markup would read [...] as a style
+    panel = spelling.panel.value
     if spelling.argument:
-        info = typer.Argument(help=help_text, metavar=spelling.metavar, show_default=False)
-    else:
-        flags = spelling.flags
-        if not flags and value_type is bool:
-            flags = ("--" + spec.name.replace("_", "-"),)  # a plain flag, without a --no- twin
-        info = typer.Option(
-            *flags, help=help_text, metavar=spelling.metavar, show_default=spec.default not in (None, False)
+        info = typer.Argument(
+            help=help_text, metavar=spelling.metavar, show_default=False, rich_help_panel=panel
         )
-        if spelling.bare is not None:
-            BARE_VALUES.update(dict.fromkeys(flags or ("--" + spec.name.replace("_", "-"),), spelling.bare))
-    default = inspect.Parameter.empty if spec.default is MISSING else spec.default
+    else:
+        info = typer.Option(
+            *_flags(spec),
+            help=help_text,
+            metavar=spelling.metavar,
+            show_default=_default_text(spec.default) or False,
+            rich_help_panel=panel,
+        )
+    default = inspect.Parameter.empty if required else None
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]
     )
+
+
+def _default_text(value: Any) -> str:
+    """A default as the user would type it; empty for none, for flags and for computed ones."""
+    if value is None or isinstance(value, bool) or value is MISSING:
+        return ""
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _unwrap_optional(hint: Any) -> Any:

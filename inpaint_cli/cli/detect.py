@@ -1,95 +1,168 @@
-"""`inpaint detect`: parse, call `detect_jobs`, render through `console`."""
+"""`inpaint detect`: options from `DetectOptions`, the work from `detect.pipeline`, rendered on the console.
+
+The command's parameters are the fields of `DetectOptions` (see `cli.command`); `request_of` turns
+them into the library's `DetectRequest` field by field.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from inpaint_cli.cli.console import EXIT_FAILED, console, fail
-from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS, DetectorName
+from inpaint_cli.options import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MAX_PIXELS,
+    DetectorName,
+    Panel,
+    check_bounds,
+    cli,
+)
 
 if TYPE_CHECKING:
     from inpaint_cli.detect.jobs import DetectOutcome
-    from inpaint_cli.detect.pipeline import DetectPlan
+    from inpaint_cli.detect.pipeline import DetectPlan, DetectRequest
+
+IO, MODEL, BATCH, REVIEW = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.BATCH, Panel.REVIEW
 
 
-def detect(
-    input: Annotated[Path, typer.Argument(help="An image file, or a folder of images.", show_default=False)],
-    output: Annotated[
-        Optional[Path],  # noqa: UP045 - Typer needs Optional on Python 3.10
-        typer.Option(
+@dataclass(frozen=True, kw_only=True)
+class DetectOptions:
+    """Everything `inpaint detect` was asked to do."""
+
+    input: Path = field(
+        metadata=cli("An image, or a folder of images.", metavar="INPUT", argument=True, panel=IO)
+    )
+    output: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Folder for <stem>_mask.png and <stem>_overlay.jpg. Default: beside the image; "
+            "for a folder, <folder>_masks/ mirroring it.",
             "--output",
             "-o",
-            help="Folder for <stem>_mask.png and <stem>_overlay.jpg. Default: beside the image; "
-            "for a folder, <folder>_masks/ mirroring its tree.",
+            metavar="DIR",
+            panel=IO,
         ),
-    ] = None,
-    *,
-    detector: Annotated[
-        DetectorName,
-        typer.Option(
-            help="scratch-tiny (bundled), scratch-bopbtl (BOPBtL, downloaded), classical (no weights)."
-        ),
-    ] = DEFAULT_DETECTOR,
-    checkpoint: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(help="Detector weights (BOPBtL's FT_Epoch_latest.pt or ours) instead of the registry."),
-    ] = None,
-    threshold: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option(
-            min=0.0, max=1.0, help="Damage where the probability is at least this (default: the detector's)."
-        ),
-    ] = None,
-    high_res: Annotated[
-        Optional[bool],  # noqa: UP045
-        typer.Option(
-            "--high-res/--official-scale",
-            help="Run the network on the image's own pixels in tiles, or as BOPBtL does at a short side "
-            "of 256 px. Default: official for scratch-bopbtl, high-res otherwise.",
-            show_default=False,
-        ),
-    ] = None,
-    overlay: Annotated[bool, typer.Option(help="Also write <stem>_overlay.jpg for review.")] = True,
-    save_intermediates: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(help="Folder for the probability map of each image (PNG and float32 safetensors)."),
-    ] = None,
-    overwrite: Annotated[
-        Optional[bool],  # noqa: UP045
-        typer.Option(
-            "--overwrite/--skip-existing",
-            help="Replace existing masks, or skip images that have one. Default: skip in a folder, "
+    )
+    overlay: bool = field(
+        default=True,
+        metadata=cli("Also write <stem>_overlay.jpg for review.", "--overlay/--no-overlay", panel=IO),
+    )
+    overwrite: bool | None = field(
+        default=None,
+        metadata=cli(
+            "Replace existing masks, or skip their images. Default: skip in a folder, "
             "refuse for a single image.",
-            show_default=False,
+            "--overwrite/--skip-existing",
+            panel=IO,
         ),
-    ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also look in subfolders.")] = False,
-    report: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(help="Write a JSON report (status, mask, damaged fraction per image)."),
-    ] = None,
-    html: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            "--html",
-            help="Write a review page: per image the input, the detected damage and the status; "
-            "failures first (see `inpaint run --html`).",
-            metavar="FILE.html",
+    )
+    dry_run: bool = field(
+        default=False, metadata=cli("Print which mask each image gets; load no detector.", panel=IO)
+    )
+    quiet: bool = field(
+        default=False, metadata=cli("Print only the paths of the masks.", "--quiet", "-q", panel=IO)
+    )
+    detector: DetectorName = field(
+        default=DEFAULT_DETECTOR,
+        metadata=cli(
+            "scratch-tiny (bundled), scratch-bopbtl (BOPBtL, downloaded) or classical (no weights).",
+            metavar="NAME",
+            panel=MODEL,
         ),
-    ] = None,
-    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed image.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option(help="Print which mask each image gets; load no detector.")
-    ] = False,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more pixels than this (decompression bombs).")
-    ] = DEFAULT_MAX_PIXELS,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the paths of the masks.")] = False,
-) -> None:
+    )
+    checkpoint: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Detector weights (BOPBtL's FT_Epoch_latest.pt or ours) instead of the registry.",
+            metavar="FILE",
+            panel=MODEL,
+        ),
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata=cli(
+            "Damage where the probability is at least this. Default: the detector's.",
+            metavar="0-1",
+            minimum=0.0,
+            maximum=1.0,
+            panel=MODEL,
+        ),
+    )
+    high_res: bool | None = field(
+        default=None,
+        metadata=cli(
+            "Run on the image's own pixels in tiles, or as BOPBtL does at a short side of 256 px. "
+            "Default: official for scratch-bopbtl, else high-res.",
+            "--high-res/--official-scale",
+            panel=MODEL,
+        ),
+    )
+    recursive: bool = field(
+        default=False, metadata=cli("Also look in subfolders.", "--recursive", "-r", panel=BATCH)
+    )
+    fail_fast: bool = field(default=False, metadata=cli("Stop at the first failed image.", panel=BATCH))
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=cli(
+            "Refuse images with more pixels (decompression bombs).", metavar="N", minimum=1, panel=BATCH
+        ),
+    )
+    report: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Write a JSON report: status, mask, damaged fraction per image.", metavar="FILE", panel=REVIEW
+        ),
+    )
+    html: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Write a review page: the input, the damage found and the status per image, failures first.",
+            metavar="FILE",
+            panel=REVIEW,
+        ),
+    )
+    intermediates_dir: Path | None = field(
+        default=None,
+        metadata=cli(
+            "Folder for each image's probability map (PNG and float32 safetensors).",
+            "--save-intermediates",
+            metavar="DIR",
+            panel=REVIEW,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+def request_of(options: DetectOptions) -> DetectRequest:
+    """The library's request for `options` (all but `dry_run` and `quiet`, which are the command's)."""
+    from inpaint_cli.detect.pipeline import DetectRequest
+
+    return DetectRequest(
+        input=options.input,
+        output=options.output,
+        detector=options.detector.value,
+        checkpoint=options.checkpoint,
+        threshold=options.threshold,
+        high_res=options.high_res,
+        overlay=options.overlay,
+        intermediates_dir=options.intermediates_dir,
+        overwrite=options.overwrite,
+        recursive=options.recursive,
+        report=options.report,
+        html=options.html,
+        fail_fast=options.fail_fast,
+        max_pixels=options.max_pixels,
+    )
+
+
+def detect(options: DetectOptions) -> None:
     """Find scratches, dust, cracks and tears: write a mask (white = damage) and an overlay per image.
 
     The masks are named so that `inpaint run PHOTOS --mask MASKS` pairs them: detect, fix a few
@@ -97,28 +170,14 @@ def detect(
     post-processing are reported as "no damage found" and get an empty mask.
     """
     from inpaint_cli.batch.engine import Status
-    from inpaint_cli.detect.pipeline import DetectRequest, plan_detection, run_detection
+    from inpaint_cli.detect.pipeline import plan_detection, run_detection
     from inpaint_cli.errors import InpaintError
 
-    request = DetectRequest(
-        input=input,
-        output=output,
-        detector=detector.value,
-        checkpoint=checkpoint,
-        threshold=threshold,
-        high_res=high_res,
-        overlay=overlay,
-        intermediates_dir=save_intermediates,
-        overwrite=overwrite,
-        recursive=recursive,
-        report=report,
-        html=html,
-        fail_fast=fail_fast,
-        max_pixels=max_pixels,
-    )
+    request = request_of(options)
+    quiet = options.quiet
     try:
         plan = plan_detection(request)
-        if dry_run:
+        if options.dry_run:
             _print_plan(plan)
             return
         for message in plan.unreadable:

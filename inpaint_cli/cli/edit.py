@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from inpaint_cli.cli.command import OptionsCommand, options_command
 from inpaint_cli.cli.console import console, fail, printable
 from inpaint_cli.review.editor.options import EditOptions
 
@@ -60,8 +59,3 @@ def _ready(url: str, catalogue: Catalogue | None, no_browser: bool) -> None:
         import webbrowser
 
         webbrowser.open(url)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `edit` to the application."""
-    app.command("edit", cls=OptionsCommand)(options_command(EditOptions, edit))

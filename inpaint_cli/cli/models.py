@@ -11,6 +11,7 @@ from rich.filesize import decimal
 from rich.table import Table
 
 from inpaint_cli import weights
+from inpaint_cli.cli.console import print_table
 from inpaint_cli.cli.weights import cached_size_text, reported
 from inpaint_cli.options import CLASSICAL_METHODS
 
@@ -21,7 +22,7 @@ def models() -> None:
     """Registered models: family, variant, download size, licence, and whether they are cached."""
     with reported():
         table = models_table()
-    Console().print(table)
+    print_table(table)
 
 
 def doctor() -> None:
@@ -64,7 +65,7 @@ def models_table() -> Table:
     table = Table(title="models", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in ("family", "variant", "download", "license", "cached"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column)
     for entry in weights.load_manifest().values():
         row = (entry.family, entry.variant, _download_column(entry), entry.license, _cached_column(entry))
         table.add_row(entry.name, *row)

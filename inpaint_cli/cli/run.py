@@ -1,7 +1,7 @@
-"""`inpaint run`: options from `RunOptions`, the work from `pipeline.run`, the text from `cli_render`.
+"""`inpaint run`: options from `RunOptions`, the work from `pipeline.run`, the text from `cli.render`.
 
 The command declares nothing itself: its parameters are the fields of `RunOptions` (see
-`cli_command.options_command`), so a new option is a new field there, read by the library.
+`cli.command`), so a new option is a new field there, read by the library.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import typer
 from inpaint_cli.batch.pipeline import RunEvents
 from inpaint_cli.batch.run_options import RunOptions
 from inpaint_cli.cli import render as cli_render
-from inpaint_cli.cli.command import OptionsCommand, options_command
 from inpaint_cli.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
 
 if TYPE_CHECKING:
@@ -47,11 +46,6 @@ def run(options: RunOptions) -> None:
     except InpaintError as error:
         fail(error)
     _finish(options, result)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `run` to the application."""
-    app.command("run", cls=OptionsCommand)(options_command(RunOptions, run))
 
 
 def _finish(options: RunOptions, result: RunResult) -> None:

@@ -27,9 +27,9 @@ from rich.progress import (
 from rich.table import Table
 
 from inpaint_cli import weights
-from inpaint_cli.cli.console import console, fail
+from inpaint_cli.cli.console import console, fail, print_table
 from inpaint_cli.errors import InpaintError, UsageError, WeightsError
-from inpaint_cli.weights.limits import parse_bytes
+from inpaint_cli.options import parse_size
 
 weights_app = typer.Typer(
     help="Download, import, verify and remove the weights of named models.", no_args_is_help=True
@@ -131,15 +131,15 @@ def list_weights() -> None:
             source = record["source_url"] if record and cached else entry.sources[0].url
             state = cached_size_text(entry.name) if cached else "bundled" if entry.bundled else "no"
             table.add_row(entry.name, state, digest, source)
-        Console().print(table)
+        print_table(table)
 
 
 def _parse_size(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return parse_bytes(text)
-    except ValueError:
+        return parse_size(text)
+    except UsageError:
         raise UsageError(f"--max-size must be a size like 4GB or 500MB, not {text!r}") from None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,8 +21,15 @@ import torch
 
 from inpaint_cli.checkpoints.loading import load_network
 from inpaint_cli.engine import auto_precision, strategies
+from inpaint_cli.engine.device import (
+    HALF_DTYPES,
+    default_memory_budget,
+    precision_name,
+    select_device,
+    select_precision,
+)
 from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
-from inpaint_cli.engine.runner import Runner, pad_bottom_right, to_integer, upscale_to_box
+from inpaint_cli.engine.runner import Runner, to_integer, upscale_to_box
 from inpaint_cli.engine.strategies import (
     Box,
     InpaintOptions,
@@ -35,28 +41,9 @@ from inpaint_cli.engine.strategies import (
 )
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
-from inpaint_cli.options import Precision
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "InpaintOptions",
-    "InpaintResult",
-    "Inpainter",
-    "pad_bottom_right",
-    "padded_size",
-    "parse_size",
-    "select_device",
-    "select_precision",
-]
-
-PRECISIONS = tuple(p.value for p in Precision)
-_HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-CPU_BUDGET_FRACTION = 0.5
-"""Share of the available RAM one network pass may use when no budget is given."""
-CUDA_BUDGET_FRACTION = 0.8
-"""Share of the free CUDA memory one network pass may use when no budget is given."""
 MODEL_CACHE_SIZE = 4096
 """Sizes whose memory and cost estimates are remembered per network."""
 CALIBRATION_SIDE = 256
@@ -66,90 +53,6 @@ CALIBRATE_ABOVE = 16
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: network inputs (tiles or whole boxes) filled so far, of `total`."""
-
-
-def select_device(spec: str = "auto") -> torch.device:
-    """`auto` = CUDA if available, else Apple MPS, else CPU; `cuda:N` is checked to exist."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"unknown device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("CUDA is not available on this machine", hint="use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"no CUDA device {device.index} (this machine has {torch.cuda.device_count()})",
-                hint="use --device cuda:0",
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("Apple MPS is not available on this machine", hint="use --device cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unsupported device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def select_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype: `auto` is bf16 on CUDA where supported, else fp16, and fp32 on MPS and on
-    CPU (where `Inpainter` may then measure bf16 and int8); int8 computes its convolutions in int8
-    and everything else in fp32."""
-    precision = getattr(precision, "value", precision)
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, fp16, bf16 or int8")
-    if precision == "int8" and device.type != "cpu":
-        raise UsageError("--precision int8 runs on the CPU only", hint="use fp16 or bf16 on a GPU")
-    if precision == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return _HALF_DTYPES.get(precision, torch.float32)
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    """fp32, fp16 or bf16: a compute dtype as `--precision` names it."""
-    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes one network pass may use: a share of free CUDA memory or of available RAM."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free * CUDA_BUDGET_FRACTION)
-    import psutil
-
-    return int(psutil.virtual_memory().available * CPU_BUDGET_FRACTION)
-
-
-MAX_SIZE = 1 << 60
-"""Largest size `parse_size` accepts (an exabyte): anything more is a typo."""
-
-
-def parse_size(text: str) -> int:
-    """`4GB`, `512MiB`, `1.5G`, `800000000` -> bytes; a UsageError for anything else (inf, nan,
-    1e400, zero, negative, under one byte)."""
-    units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-    units |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-    cleaned = text.strip().lower().removesuffix("b")
-    number = cleaned.rstrip("kmgti")
-    unit = cleaned[len(number) :]
-    hint = "write it like 4GB, 512MiB or 2.5G"
-    try:
-        value = float(number) * units[unit]
-    except (KeyError, ValueError):
-        raise UsageError(f"cannot read size {text!r}", hint=hint) from None
-    if not math.isfinite(value) or number.strip().lower() in ("inf", "infinity", "nan"):
-        raise UsageError(f"size must be a finite number of bytes: {text!r}", hint=hint)
-    if value < 1:
-        raise UsageError(f"size must be at least one byte: {text!r}", hint=hint)
-    if value > MAX_SIZE:
-        raise UsageError(f"size {text!r} is larger than any machine's memory", hint=hint)
-    return int(value)
 
 
 @dataclass
@@ -264,7 +167,7 @@ class Inpainter:
             quantize_int8(self.network, self.runner.predict, known=self.int8_plan)
         elif chosen != "fp32":
             convert_half(self.network, chosen)
-        self.dtype = _HALF_DTYPES.get(chosen, torch.float32)
+        self.dtype = HALF_DTYPES.get(chosen, torch.float32)
         self.runner.dtype = self.dtype
         return chosen
 

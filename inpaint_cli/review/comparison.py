@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 
 from inpaint_cli.errors import InpaintError, InputError, UsageError
+from inpaint_cli.options import DEFAULT_COMPARE_MODELS
 from inpaint_cli.review.metrics import psnr, ssim_map
 
-DEFAULT_MODELS = ("lama-tiny", "gatedconv-tiny", "pconv-tiny", "telea", "ns")
-"""The models that work offline: the bundled demo networks and OpenCV's two methods."""
 CROP_SIDE = 384
 """Largest side of the full-size crop around the hole in the grid."""
 CROP_MARGIN = 24
@@ -148,7 +147,7 @@ def load_models(
     from inpaint_cli.api import load_model
 
     if not names:
-        raise UsageError("no models to compare", hint=f"e.g. --models {','.join(DEFAULT_MODELS)}")
+        raise UsageError("no models to compare", hint=f"e.g. --models {','.join(DEFAULT_COMPARE_MODELS)}")
     duplicates = sorted({name for name in names if list(names).count(name) > 1})
     if duplicates:
         raise UsageError(f"model named twice: {', '.join(duplicates)}")
@@ -210,7 +209,7 @@ def run_comparison(
 def compare(
     image: str | Path | np.ndarray,
     mask: str | Path | np.ndarray,
-    models: Sequence[str] = DEFAULT_MODELS,
+    models: Sequence[str] = DEFAULT_COMPARE_MODELS,
     *,
     original: str | Path | np.ndarray | None = None,
     **options: Any,
@@ -304,7 +303,7 @@ def compare_folder(
     folder: str | Path,
     mask: str | Path,
     originals: str | Path,
-    models: Sequence[str] = DEFAULT_MODELS,
+    models: Sequence[str] = DEFAULT_COMPARE_MODELS,
     *,
     recursive: bool = False,
     exclude: Sequence[Path] = (),

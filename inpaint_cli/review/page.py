@@ -35,6 +35,7 @@ from typing import Any
 from inpaint_cli.errors import InputError, OutputError
 from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.files.targets import Access, check_targets
+from inpaint_cli.options import DEFAULT_PAGE_TITLE
 from inpaint_cli.review import thumbnails as review_pixels
 
 THUMBNAIL_SIDE = 256
@@ -270,7 +271,12 @@ def _is_ours(folder: Path) -> bool:
 
 
 def rebuild_page(
-    report_file: Path, page: Path, *, title: str = "inpaint review", model: str = "", overwrite: bool = False
+    report_file: Path,
+    page: Path,
+    *,
+    title: str = DEFAULT_PAGE_TITLE,
+    model: str = "",
+    overwrite: bool = False,
 ) -> PageSummary:
     """`inpaint report`: the review page of a report, without running anything again. Its reads (the
     report, every image, mask and output it names) and writes (the page, its thumbnails folder) go
@@ -430,7 +436,7 @@ def build_page(
     rows: Iterable[ReviewRow],
     page: Path,
     *,
-    title: str = "inpaint review",
+    title: str = DEFAULT_PAGE_TITLE,
     thumbnails: bool = True,
     thumbnail_side: int = THUMBNAIL_SIDE,
     page_size: int = PAGE_SIZE,

@@ -9,10 +9,10 @@ what comes out of a zip. A connection whose average rate over `timeout` seconds 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
-from inpaint_cli.errors import WeightsError
+from inpaint_cli.errors import UsageError, WeightsError
+from inpaint_cli.options import parse_size
 
 DEFAULT_TIMEOUT_S = 60.0
 """Seconds without a byte from the server before a download counts as stalled (INPAINT_TIMEOUT)."""
@@ -24,8 +24,6 @@ DEFAULT_MAX_DOWNLOAD = 4_000_000_000
 the largest official archive (BOPBtL's ~2 GB zip)."""
 APPROX_SLACK = 1.5
 """How far an approximate manifest size may be exceeded before a transfer is cut off."""
-
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30}
 
 
 @dataclass(frozen=True)
@@ -45,21 +43,13 @@ class Limits:
         return self.max_download
 
 
-def parse_bytes(text: str) -> int:
-    """`4GB`, `500 MB`, `2GiB`, `123456` -> bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text.lower())
-    if not match:
-        raise ValueError(text)
-    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
-
-
 def _positive(variable: str, parse: type[float] | type[int], default: float) -> float:
     raw = os.environ.get(variable)
     if not raw:
         return default
     try:
-        value = parse_bytes(raw) if parse is int else float(raw)
-    except ValueError:
+        value = parse_size(raw) if parse is int else float(raw)
+    except (UsageError, ValueError):
         raise WeightsError(f"{variable} must be a positive number, not {raw!r}") from None
     if value <= 0:
         raise WeightsError(f"{variable} must be positive, not {raw!r}")

@@ -451,8 +451,8 @@ def test_jpeg_output_of_a_16bit_image_says_it_drops_to_8_bits(tmp_path):
     ("option", "value", "message"),
     [
         ("--dilate", "100000", "error: --dilate 100000 is out of range (between 0 and 256)"),
-        ("--memory-budget", "inf", "error: --memory-budget 'inf': size must be a finite number of bytes"),
-        ("--memory-budget", "nan", "error: --memory-budget 'nan': size must be a finite number of bytes"),
+        ("--memory-budget", "inf", "error: --memory-budget 'inf': cannot read size 'inf'"),
+        ("--memory-budget", "nan", "error: --memory-budget 'nan': cannot read size 'nan'"),
         ("--memory-budget", "1e400", "error: --memory-budget '1e400': size must be a finite number of bytes"),
         ("--memory-budget", "1B", "error: --memory-budget '1B' is too small (no network pass fits in less"),
         ("--memory-budget", "lots", "error: --memory-budget 'lots': cannot read size 'lots'"),

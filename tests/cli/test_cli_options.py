@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inpaint_cli.batch import pipeline
-from inpaint_cli.batch.run_options import RunOptions
+from inpaint_cli.batch.run_options import RunOptions, run_settings
 from inpaint_cli.cli.app import app
 from inpaint_cli.options import DetectorName, OutputFormat, Precision, StrategyName, TensorFormat
 
@@ -237,7 +237,7 @@ def test_the_options_object_is_projected_onto_the_engine_and_the_jobs(
         mask=files["mask"],
         **{name: value for name, (_, value) in typed.items() if name not in ("quiet", "checkpoint")},
     )
-    settings = pipeline.job_settings(options)
+    settings = run_settings(options)
     for name in (
         "mask_threshold",
         "invert_mask",

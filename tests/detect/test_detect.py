@@ -432,7 +432,7 @@ def test_detect_saves_the_probability_map(tmp_path: Path) -> None:
         (["missing.png"], 2, "missing.png: no such file or folder"),
         (["{image}", "--detector", "classical", "--checkpoint", "{image}"], 2, "takes no --checkpoint"),
         (["{image}", "--checkpoint", "{image}"], 1, "error: {image}: "),
-        (["{image}", "--threshold", "1.5"], 2, "less than or equal to 1"),
+        (["{image}", "--threshold", "1.5"], 2, "error: --threshold 1.5 is out of range (between 0 and 1)"),
     ],
 )
 def test_detect_bad_usage_is_one_line(tmp_path: Path, args: list[str], code: int, message: str) -> None:
@@ -619,22 +619,6 @@ def test_the_edge_check_drops_a_rim_between_two_backgrounds_and_keeps_a_scratch_
     assert kept[30, 10:90].all() and not kept[:, 99:101].any()
     # The context computed once (calibration) gives the same answer.
     assert np.array_equal(drop_edges(mask, rgb, 0.35, edge_context(rgb)), kept)
-
-
-def test_every_detect_option_reaches_the_library_request() -> None:
-    """`inpaint detect` parses and renders; each option it takes is a `DetectRequest` field."""
-    import dataclasses
-    import inspect
-
-    from inpaint_cli.cli import detect as cli_detect
-    from inpaint_cli.detect.pipeline import DetectRequest
-
-    rendering = {"dry_run", "quiet"}  # how the command prints, not what the library does
-    renamed = {"save_intermediates": "intermediates_dir"}
-    options = {
-        renamed.get(name, name) for name in inspect.signature(cli_detect.detect).parameters
-    } - rendering
-    assert options == {field.name for field in dataclasses.fields(DetectRequest)}
 
 
 def test_the_minimum_region_shrinks_with_the_square_of_a_small_pictures_short_side() -> None:

@@ -15,20 +15,12 @@ import torch
 import torch.nn.functional as F
 from mask_helpers import scratches
 
-from inpaint_cli.engine import inpainter as engine
-from inpaint_cli.engine import runner
-from inpaint_cli.engine.inpainter import (
-    Inpainter,
-    InpaintOptions,
-    pad_bottom_right,
-    padded_size,
-    parse_size,
-    select_device,
-    select_precision,
-)
+from inpaint_cli.engine import device, runner
+from inpaint_cli.engine.device import select_device, select_precision
+from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.engine.regions import fitted_tile, tile_starts
-from inpaint_cli.engine.runner import TileBlender, feather, paste_upscaled
-from inpaint_cli.engine.strategies import Box
+from inpaint_cli.engine.runner import TileBlender, feather, pad_bottom_right, paste_upscaled
+from inpaint_cli.engine.strategies import Box, InpaintOptions, padded_size
 from inpaint_cli.errors import InpaintError, UsageError
 from inpaint_cli.models.base import IMAGENET, SIGNED_UNIT_RANGE, InpaintModel, Normalization
 
@@ -231,32 +223,6 @@ def test_padding_makes_no_copy_when_none_is_needed():
     assert pad_bottom_right(values, 16, 24, "symmetric") is values
     padded = pad_bottom_right(values, 21, 24, "reflect")
     torch.testing.assert_close(padded[..., :16, :], values)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("4GB", 4_000_000_000), ("512MiB", 512 * 2**20), ("1.5g", 1_500_000_000), ("100", 100)],
-)
-def test_parse_size(text, expected):
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("lots", "cannot read size 'lots'"),
-        ("-1GB", "size must be at least one byte"),
-        ("4XB", "cannot read size"),
-        ("inf", "size must be a finite number of bytes: 'inf'"),
-        ("nan", "size must be a finite number of bytes: 'nan'"),
-        ("1e400", "size must be a finite number of bytes: '1e400'"),
-        ("0.5B", "size must be at least one byte"),
-        ("1e30", "larger than any machine's memory"),
-    ],
-)
-def test_parse_size_rejects_nonsense(text, message):
-    with pytest.raises(UsageError, match=message):
-        parse_size(text)
 
 
 def test_device_and_precision_selection():
@@ -517,7 +483,7 @@ def test_auto_tiles_within_the_memory_budget():
 
 def test_cpu_budget_comes_from_available_ram_and_sets_the_tile_side(monkeypatch):
     network = ContextFill()
-    available = network.memory_estimate(203, 203) / engine.CPU_BUDGET_FRACTION
+    available = network.memory_estimate(203, 203) / device.CPU_BUDGET_FRACTION
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=available))
     planner = inpainter(network, strategy="tile")
     assert planner.budget == network.memory_estimate(203, 203)

@@ -20,7 +20,8 @@ from PIL import Image
 from inpaint_cli.engine import auto_precision, precision
 from inpaint_cli.engine import inpainter as engine
 from inpaint_cli.engine.auto_precision import Measurement, decide
-from inpaint_cli.engine.inpainter import Inpainter, select_precision
+from inpaint_cli.engine.device import select_precision
+from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.engine.runner import Runner
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models.base import KERNEL_ATTRIBUTE

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 from inpaint_cli.checkpoints.containers import read_checkpoint, save_converted
 from inpaint_cli.checkpoints.loading import load_strict, network_from_checkpoint
 from inpaint_cli.cli.app import app
-from inpaint_cli.engine.inpainter import Inpainter, pad_bottom_right, padded_size
-from inpaint_cli.engine.strategies import InpaintOptions
+from inpaint_cli.engine.inpainter import Inpainter
+from inpaint_cli.engine.runner import pad_bottom_right
+from inpaint_cli.engine.strategies import InpaintOptions, padded_size
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.models import FAMILIES, detect_family
 from inpaint_cli.models.base import UNIT_RANGE

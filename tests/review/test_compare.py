@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from inpaint_cli.cli.app import app
 from inpaint_cli.errors import UsageError
+from inpaint_cli.options import DEFAULT_COMPARE_MODELS
 from inpaint_cli.review import comparison, metrics
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -359,7 +360,7 @@ def test_bundled_models_on_the_example() -> None:
         device="cpu",
     )
     rows = {row["model"]: row for row in result.rows()}
-    assert list(rows) == list(comparison.DEFAULT_MODELS)
+    assert list(rows) == list(DEFAULT_COMPARE_MODELS)
     for row in rows.values():  # all fill plausibly: far better than the damaged input, far from perfect
         assert 19 < row["psnr_hole"] < 26 and 0.7 < row["ssim_hole"] < 0.9 and row["psnr_whole"] > 30
     damaged = metrics.psnr(result.pixels, result.original, result.hole)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaint_cli.batch.run_options import cli
 from inpaint_cli.errors import UsageError
-from inpaint_cli.options import DEFAULT_MAX_PIXELS
+from inpaint_cli.options import DEFAULT_MAX_PIXELS, Panel, cli
 
 MAX_PORT = 65535
 
@@ -24,6 +23,7 @@ class EditOptions:
             "A photo, or a folder of photos: the batch whose masks to correct.",
             metavar="PHOTOS",
             argument=True,
+            panel=Panel.INPUT_OUTPUT,
         )
     )
     masks: Path = field(
@@ -33,14 +33,22 @@ class EditOptions:
             "a mask starts empty.",
             "--masks",
             metavar="MASKS",
+            panel=Panel.INPUT_OUTPUT,
         )
     )
     port: int = field(
         default=0,
-        metadata=cli("Port on 127.0.0.1. Default: a free one.", metavar="N", minimum=0, maximum=MAX_PORT),
+        metadata=cli(
+            "Port on 127.0.0.1. Default: a free one.",
+            metavar="N",
+            minimum=0,
+            maximum=MAX_PORT,
+            panel=Panel.REVIEW,
+        ),
     )
     no_browser: bool = field(
-        default=False, metadata=cli("Print the address only; do not open a browser.", "--no-browser")
+        default=False,
+        metadata=cli("Print the address only; do not open a browser.", "--no-browser", panel=Panel.REVIEW),
     )
     recursive: bool = field(
         default=False,
@@ -48,6 +56,7 @@ class EditOptions:
             "Also edit photos in subfolders (masks mirror the tree, as `detect -r` writes them).",
             "--recursive",
             "-r",
+            panel=Panel.INPUT_OUTPUT,
         ),
     )
     max_pixels: int = field(
@@ -56,6 +65,7 @@ class EditOptions:
             "Refuse photos and masks with more pixels than this (decompression bombs).",
             metavar="N",
             minimum=1,
+            panel=Panel.INPUT_OUTPUT,
         ),
     )
 
