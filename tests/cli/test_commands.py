@@ -192,19 +192,31 @@ def test_compare_options_hold_enums() -> None:
 # --- report -------------------------------------------------------------------------------------------
 
 
-def test_report_refuses_to_write_the_page_over_its_report(tmp_path: Path) -> None:
-    report = tmp_path / "r.json"
-    report.write_text("{}")
-    result = runner.invoke(app, ["report", str(report), "--html", str(report)])
-    assert result.exit_code == 2
-    assert result.output == f"error: {report}: is the report and cannot be the page (give another --html)\n"
-    assert report.read_text() == "{}"
+def test_report_options_reach_the_page_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inpaint_cli.errors import UsageError
+    from inpaint_cli.review import page
+
+    calls: list[tuple[object, ...]] = []
+
+    def fake(report: Path, html: Path, **kwargs: object) -> None:
+        calls.append((report, html, kwargs))
+        raise UsageError("stopped by the test")
+
+    monkeypatch.setattr(page, "rebuild_page", fake)
+    report, html = tmp_path / "r.json", tmp_path / "p.html"
+    typed = ["--html", str(html), "--title", "Scans 1950", "--model", "lama", "--overwrite"]
+    assert runner.invoke(app, ["report", str(report), *typed]).exit_code == 2
+    assert runner.invoke(app, ["report", str(report), "--html", str(html)]).exit_code == 2
+    assert calls == [
+        (report, html, {"title": "Scans 1950", "model": "lama", "overwrite": True}),
+        (report, html, {"title": "inpaint review", "model": "", "overwrite": False}),
+    ]
     missing = runner.invoke(app, ["report", str(report)])
     assert (missing.exit_code, missing.output) == (
         2,
         "error: Missing option '--html' (see inpaint report --help)\n",
     )
-    assert ReportOptions(report_file=report, html=tmp_path / "p.html").title == "inpaint review"
+    assert ReportOptions(report_file=report, html=html).title == "inpaint review"
 
 
 # --- --ray: an optional value decided by the address grammar -------------------------------------------
