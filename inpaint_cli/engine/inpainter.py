@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,6 @@ class InpaintResult:
     seconds: dict[str, float] = field(default_factory=dict)
     """Time per stage: `plan`, `preprocess` (cut, resize, pad, normalise), `network`, `composite`
     (blend, upscale, paste)."""
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.boxes)
 
 
 def family_of(name: str) -> str:
@@ -425,12 +421,3 @@ def capture_box(plan: Plan, hole: np.ndarray) -> int | None:
     no one set of intermediates), the one holding the most hole pixels; None if every box is tiled."""
     whole = [index for index, tiling in enumerate(plan.tilings) if tiling is None]
     return max(whole, key=lambda index: int(hole[plan.boxes[index].slices].sum()), default=None)
-
-
-def with_options(options: InpaintOptions | None, **changes: Any) -> InpaintOptions:
-    """`options` (or the defaults) with some fields changed; unknown names are usage errors."""
-    base = options or InpaintOptions()
-    unknown = set(changes) - set(base.__dataclass_fields__)
-    if unknown:
-        raise UsageError(f"unknown option {sorted(unknown)[0]!r}")
-    return replace(base, **changes)
