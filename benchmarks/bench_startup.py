@@ -43,7 +43,7 @@ def cases(output: Path) -> dict[str, list[str]]:
     run = ["-m", "inpaint_cli", "run", str(EXAMPLE), "--mask", str(MASK), "--model", "telea"]
     return {
         "--help": ["-m", "inpaint_cli", "--help"],
-        "run --dry-run": [*run, "-o", str(output), "--dry-run"],
+        "run --dry-run": [*run, "-o", str(output), "--overwrite", "--dry-run"],
         "run telea": [*run, "-o", str(output), "--overwrite", "-q"],
         "import torch": ["-c", "import torch"],
     }
@@ -58,7 +58,9 @@ def timed_child(arguments: list[str], tree: Path) -> tuple[float, float]:
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(arguments)} failed in {tree}:\n{done.stderr.decode()}")
+        raise SystemExit(
+            f"{' '.join(arguments)} failed in {tree}:\n{done.stdout.decode()}{done.stderr.decode()}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -58,13 +58,14 @@ from inpaint_cli.batch.resume import (  # noqa: F401 - re-exported
     precheck,
     remove_stale_parts,
 )
-from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
 from inpaint_cli.engine.strategies import Box
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.files import storage
 from inpaint_cli.imaging import imageio
 from inpaint_cli.imaging.masks import read_mask, write_mask
-from inpaint_cli.review import visualize
+
+if TYPE_CHECKING:  # torch: imported by the model's own module when one is loaded, not to plan a run
+    from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ def save(
         outcome.written.append(saved_mask_path(job.output))
     capture = folder is not None
     if settings.panel or capture:
+        from inpaint_cli.review import visualize  # torch: only for the pictures asked for
+
         panel = visualize.make_panel(loaded.picture.pixels, loaded.hole, result.pixels, result.coarse)
     if settings.panel:
         with storage.staged_write(panel_path(job.output)) as staged:

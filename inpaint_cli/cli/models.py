@@ -6,14 +6,18 @@ and OpenCV to report their versions and devices.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.filesize import decimal
 from rich.table import Table
 
-from inpaint_cli import weights
 from inpaint_cli.cli.console import print_table
 from inpaint_cli.cli.weights import cached_size_text, reported
 from inpaint_cli.options import CLASSICAL_METHODS
+
+if TYPE_CHECKING:
+    from inpaint_cli import weights
 
 CLASSICAL_LICENSE = "Apache-2.0 (OpenCV)"
 
@@ -33,6 +37,8 @@ def doctor() -> None:
     import numpy
     import PIL
     import torch
+
+    from inpaint_cli import weights
 
     table = Table(title="inpaint doctor", show_header=False)
     table.add_row("python", platform.python_version())
@@ -62,6 +68,8 @@ def models_table() -> Table:
 
     Torch-free: only the manifest and the cache index are read.
     """
+    from inpaint_cli import weights
+
     table = Table(title="models", title_justify="left")
     table.add_column("name", no_wrap=True)
     for column in ("family", "variant", "download", "license", "cached"):

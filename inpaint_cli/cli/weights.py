@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -26,10 +26,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from inpaint_cli import weights
 from inpaint_cli.cli.console import console, fail, print_table
 from inpaint_cli.errors import InpaintError, UsageError, WeightsError
 from inpaint_cli.options import parse_size
+
+if TYPE_CHECKING:
+    from inpaint_cli import weights
 
 weights_app = typer.Typer(
     help="Download, import, verify and remove the weights of named models.", no_args_is_help=True
@@ -112,6 +114,8 @@ def reported() -> Iterator[None]:
 
 def cached_size_text(name: str) -> str:
     """`yes (400.0 MB)` for a cached model, else `no`."""
+    from inpaint_cli import weights
+
     path = weights.cached_path(name)
     return f"yes ({decimal(path.stat().st_size)})" if path else "no"
 
@@ -119,6 +123,8 @@ def cached_size_text(name: str) -> str:
 @weights_app.command("list")
 def list_weights() -> None:
     """Named models with their cache state, file and checksum."""
+    from inpaint_cli import weights
+
     with reported():
         table = Table(title=f"cache: {weights.cache_dir()}", title_justify="left")
         table.add_column("name", no_wrap=True)
@@ -161,6 +167,8 @@ def pull(
     ] = None,
 ) -> None:
     """Download a model (resuming, verified, bounded, following mirrors) and convert it once."""
+    from inpaint_cli import weights
+
     with reported():
         weights.get_entry(name)
         limits = weights.limits_from_env(timeout=timeout, max_download=_parse_size(max_size))
@@ -178,6 +186,8 @@ def import_weights(
     file: Annotated[Path, typer.Argument(help="Official checkpoint: .ckpt, .pth, TorchScript .pt, .zip.")],
 ) -> None:
     """Convert a weight file you already have (e.g. IOPaint's big-lama.pt) into the cache."""
+    from inpaint_cli import weights
+
     with reported():
         path = weights.import_file(name, file, progress=rich_download_progress(console))
         typer.echo(str(path))
@@ -191,6 +201,8 @@ def verify(
     ] = None,
 ) -> None:
     """Re-hash cached models and compare them with the recorded checksums (exit 1 on a mismatch)."""
+    from inpaint_cli import weights
+
     with reported():
         names = (
             [weights.get_entry(name).name]
@@ -210,6 +222,8 @@ def verify(
 @weights_app.command()
 def path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
     """Print the path of a cached model (exit 1 if it is not cached)."""
+    from inpaint_cli import weights
+
     with reported():
         cached = weights.cached_path(weights.get_entry(name).name)
         if cached is None:
@@ -229,6 +243,8 @@ def remove(
     ] = False,
 ) -> None:
     """Delete a cached model and its leftover downloads."""
+    from inpaint_cli import weights
+
     with reported():
         removed = weights.remove(name, unpin=unpin)
     for removed_path in removed:

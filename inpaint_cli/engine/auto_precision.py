@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaint_cli.engine.device import HALF_DTYPES
 from inpaint_cli.engine.precision import (
-    HALF_DTYPES,
     INT8_HOLE_ERROR,
     Int8Convolution,
     Int8Plan,

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaint_cli.engine.device import HALF_DTYPES
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models.base import KERNEL_ATTRIBUTE, InpaintModel
 
-HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_INT8_CHANNELS = 16
 """Convolutions with fewer input channels (first layers: pixels and the mask) stay float: little
 work, and an 8-bit scale of raw pixels loses what the whole network builds on."""

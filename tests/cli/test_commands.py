@@ -364,3 +364,24 @@ def test_reading_a_memory_budget_imports_no_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_dry_run_and_the_weight_free_listing_import_no_torch(photo: dict[str, Path]) -> None:
+    """Start-up (issue 30 item 10): what a command does not need, it does not import. A dry run plans
+    and checks without a model; `models` reads the manifest."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from inpaint_cli.cli.app import app\n"
+        f"args = ['run', {str(photo['image'])!r}, '-m', {str(photo['mask'])!r}, '--model', 'telea']\n"
+        "args.append('--dry-run')\n"
+        "for words in (args, ['models']):\n"
+        "    result = CliRunner().invoke(app, words)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "print(sorted(name for name in ('torch', 'safetensors') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
