@@ -30,6 +30,7 @@ UNREFERENCED_ALLOWED: dict[str, str] = {
     "inpaint_cli.batch.engine:restore": "pipeline (batch/engine.py; only tests call it)",
     "inpaint_cli.checkpoints.loading:checkpoint_family": "trust (checkpoints/loading.py; only tests)",
     "inpaint_cli.detect.jobs:detected_hole": "pipeline (detect/jobs.py)",
+    "inpaint_cli.engine.strategies:Plan.single_pass": "newcomer (engine/strategies.py; unused since d8be460)",
     "inpaint_cli.files.storage:list_folder": "trust (files/storage.py; only tests)",
     "inpaint_cli.review.visualize:summarize": "newcomer (review/visualize.py; only tests)",
 }
