@@ -156,12 +156,15 @@ def pull(
     force: Annotated[bool, typer.Option("--force", help="Download again even when cached.")] = False,
     timeout: Annotated[
         Optional[float],  # noqa: UP045 - typer reads the annotation at runtime (Python 3.10)
-        typer.Option(min=0.1, help="Seconds without data before a download counts as stalled."),
+        typer.Option(
+            min=0.1, metavar="SECONDS", help="Seconds without data before a download counts as stalled."
+        ),
     ] = None,
     max_size: Annotated[
         Optional[str],  # noqa: UP045 - typer reads the annotation at runtime (Python 3.10)
         typer.Option(
             "--max-size",
+            metavar="SIZE",
             help="Most bytes a download of unknown size may bring, e.g. 4GB (default: INPAINT_MAX_DOWNLOAD).",
         ),
     ] = None,
