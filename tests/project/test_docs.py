@@ -122,6 +122,21 @@ def test_the_links_of_the_readme_and_the_pages_lead_to_files_that_exist() -> Non
     assert not broken
 
 
+def test_blocks_inside_lists_are_indented_as_mkdocs_reads_them() -> None:
+    """Python-Markdown nests a list, a paragraph or a table in a list item only at 4 spaces (GitHub at 2-3):
+    at fewer, a page renders its sub-list as the next items of the outer list."""
+    misread = []
+    for page in PAGES[1:]:
+        lines, fenced = page.read_text(encoding="utf-8").splitlines(), False
+        for number, line in enumerate(lines, 1):
+            fenced ^= line.startswith("```")
+            after_blank = number > 1 and not lines[number - 2].strip()
+            starts_block = re.match(r" {1,3}([-*] |\||\d+\. )", line) or after_blank
+            if not fenced and re.match(r" {1,3}\S", line) and starts_block:
+                misread.append(f"{page.name}:{number}: {line.strip()[:40]}")
+    assert misread == []
+
+
 def test_every_page_is_in_the_sites_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert [page.name for page in PAGES[1:] if f": {page.name}" not in nav] == []
