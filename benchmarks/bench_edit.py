@@ -10,9 +10,14 @@ Playwright):
 - save in the page: a stroke at 1:1, then from the page starting to save until it shows "saved"
   (the 1-bit PNG made in the browser, the upload, the server's checks, the atomic 8-bit write, the
   record; the page's 0.7 s wait for more changes is not counted);
-- save on the server: the same upload sent directly (what the server's part costs).
+- save on the server: the same upload sent directly (what the server's part costs);
+- next: pressing N on the JPEG until the PNG, decoded ahead meanwhile, is on screen (the usual way
+  through a batch).
 
 Medians of `--runs` runs; the CPU is named, and the machine may be shared (its load is printed).
+On a busy machine wall times say little, so the CPU time the server and the browser spent on the
+open (all their processes, user and system) is printed too: about what the open takes on an idle
+core.
 Run: `python benchmarks/bench_edit.py --runs 5`.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import math
 import statistics
 import subprocess
 import sys
@@ -37,6 +43,8 @@ SIZE = (4000, 6000)  # height, width: 24 megapixels
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 900}
+NAMES = ("scan.jpg", "scan_png.png")
+"""In the page's order: the JPEG's `next` opens the PNG, decoded ahead while the JPEG was open."""
 SAVE_WATCH = """() => {
     const state = document.getElementById("save-state");
     window.benchSave = {};
@@ -49,7 +57,7 @@ SAVE_WATCH = """() => {
 
 
 def make_scan(folder: Path) -> tuple[Path, Path]:
-    """`photos/scan.jpg`, `photos/scan_png.png` and `masks/<stem>_mask.png` for each."""
+    """`photos/scan.jpg`, `photos/scan_png.png` (`NAMES`) and `masks/<stem>_mask.png` for each."""
     photos, masks = folder / "photos", folder / "masks"
     photos.mkdir()
     masks.mkdir()
@@ -80,18 +88,36 @@ def start_server(photos: Path, masks: Path) -> tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().split()[1]
 
 
-def one_run(browser, photos: Path, masks: Path, name: str, run: int) -> tuple[float, float, float]:
-    """(open, save in the page, save on the server) in seconds, with a new server; each run paints
-    somewhere else (a stroke over pixels painted already changes nothing, and saves nothing)."""
+def cpu_seconds() -> float:
+    """User and system CPU time of every process this one started (the server, the browser's)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
+def one_run(browser, photos: Path, masks: Path, name: str, run: int) -> tuple[float, ...]:
+    """(open, open's CPU time, save in the page, save on the server, next) in seconds, with a new
+    server; each run paints elsewhere (a stroke over pixels painted already changes nothing). `next`:
+    from pressing N until the next photo (decoded ahead meanwhile) is shown; NaN for the last one."""
     process, url = start_server(photos, masks)
     page = browser.new_page(viewport=VIEWPORT)
     try:
+        page.wait_for_timeout(500)  # the server's start-up is not the open
+        cpu = cpu_seconds()
         started = time.perf_counter()
         page.goto(f"{url}#{name}")
         page.wait_for_selector(
             f'#canvas[data-ready="1"][data-photo="{name}"]', state="attached", timeout=60000
         )
         opened = time.perf_counter() - started
+        cpu = cpu_seconds() - cpu
         page.select_option("#zoom", "1")
         page.evaluate(SAVE_WATCH)
         page.mouse.move(600, 200 + 60 * run)
@@ -101,11 +127,21 @@ def one_run(browser, photos: Path, masks: Path, name: str, run: int) -> tuple[fl
         page.wait_for_function("() => window.benchSave.end", timeout=60000)
         in_page = page.evaluate("() => (window.benchSave.end - window.benchSave.start) / 1000")
         on_server = server_save(url, masks / f"{Path(name).stem}_mask.png", name)
+        following = math.nan
+        if name != NAMES[-1]:
+            started = time.perf_counter()
+            page.keyboard.press("n")
+            page.wait_for_selector(
+                f'#canvas[data-ready="1"][data-photo="{NAMES[NAMES.index(name) + 1]}"]',
+                state="attached",
+                timeout=60000,
+            )
+            following = time.perf_counter() - started
     finally:
         page.close()
         process.terminate()
         process.wait()
-    return opened, in_page, on_server
+    return opened, cpu, in_page, on_server, following
 
 
 def server_save(url: str, mask: Path, name: str) -> float:
@@ -136,12 +172,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         photos, masks = make_scan(Path(folder))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        print("photo              open (s)   save in page (s)   save on server (s)   [median of runs]")
-        for name in ("scan.jpg", "scan_png.png"):
+        print("photo              open (s)  open CPU (s)  save in page (s)  save on server (s)  next (s)")
+        for name in NAMES:
             results = [one_run(browser, photos, masks, name, run) for run in range(args.runs)]
             medians = [statistics.median(column) for column in zip(*results, strict=True)]
             size = (photos / name).stat().st_size / 2**20
-            print(f"{name:12} {size:4.1f} MB  {medians[0]:6.2f}   {medians[1]:12.2f}   {medians[2]:16.2f}")
+            columns = "".join(
+                f"{value:{width}.2f}" for value, width in zip(medians, (8, 14, 18, 20, 10), strict=True)
+            )
+            print(f"{name:12} {size:4.1f} MB{columns}")
             print("   runs: " + "; ".join(" / ".join(f"{value:.2f}" for value in run) for run in results))
         browser.close()
 

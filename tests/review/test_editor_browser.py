@@ -45,13 +45,42 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
-class Editing:
+class _Probe:
+    """Screen points and photo pixels of a page at 1:1, from the page's status line."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+
+    def pixel_at(self, x: float, y: float) -> tuple[int, int]:
+        self.page.mouse.move(x, y)
+        found = re.fullmatch(r"x (-?\d+), y (-?\d+)", self.page.text_content("#where"))
+        return int(found[1]), int(found[2])
+
+    def screen_of(self, pixel: tuple[int, int]) -> tuple[int, int]:
+        """The screen point over a photo pixel, found by probing near the canvas's centre (over the
+        photo after any zoom from the list); exact at 1:1 and beyond."""
+        box = self.page.locator("#canvas").bounding_box()
+        cx, cy = round(box["x"] + box["width"] / 2), round(box["y"] + box["height"] / 2)
+        x0, y0 = self.pixel_at(cx, cy)
+        x1, y1 = self.pixel_at(cx + 16, cy + 16)
+        sx, sy = (x1 - x0) / 16, (y1 - y0) / 16
+        return round(cx + (pixel[0] - x0) / sx), round(cy + (pixel[1] - y0) / sy)
+
+    def colour(self, point: tuple[int, int]) -> list[int]:
+        """The colour shown at a screen point (from a screenshot: what a person sees)."""
+        self.page.mouse.move(5, 5)  # the brush outline would be drawn over the pixel
+        self.page.wait_for_timeout(100)
+        shot = self.page.screenshot(clip={"x": point[0], "y": point[1], "width": 1, "height": 1})
+        return list(Image.open(io.BytesIO(shot)).convert("RGB").getpixel((0, 0)))
+
+
+class Editing(_Probe):
     """A page of the editor on a batch of three photos whose detector marked a bar in each."""
 
     def __init__(self, browser, root: Path) -> None:
         self.photos, self.masks = make_batch(root)
         self.server = EditorServer(self.photos, self.masks)
-        self.page = browser.new_page(viewport=VIEWPORT)
+        super().__init__(browser.new_page(viewport=VIEWPORT))
         self.problems: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(m.text))
@@ -68,12 +97,6 @@ class Editing:
 
     def zoom(self, value: str) -> None:
         self.page.select_option("#zoom", value)
-
-    def pixel_at(self, x: float, y: float) -> tuple[int, int]:
-        """The photo pixel under screen point (x, y), as the page's status line says."""
-        self.page.mouse.move(x, y)
-        found = re.fullmatch(r"x (-?\d+), y (-?\d+)", self.page.text_content("#where"))
-        return int(found[1]), int(found[2])
 
     def stroke(self, points: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Drag through screen points; the photo pixels of the pointer positions."""
@@ -199,9 +222,9 @@ def test_undo_and_redo(editing: Editing) -> None:
 
 def test_shift_click_draws_a_straight_line(editing: Editing) -> None:
     editing.zoom("1")
-    start = editing.stroke([_screen_of(editing, (60, 150))])
+    start = editing.stroke([editing.screen_of((60, 150))])
     editing.page.keyboard.down("Shift")
-    end = editing.stroke([_screen_of(editing, (137, 201))])
+    end = editing.stroke([editing.screen_of((137, 201))])
     editing.page.keyboard.up("Shift")
     assert (start[0], end[0]) == ((60, 150), (137, 201))
     editing.saved()
@@ -214,29 +237,23 @@ def test_fill_closes_an_outline_and_clears_a_marked_area(editing: Editing) -> No
     editing.page.keyboard.press("[")
     assert editing.page.text_content("#size") == "6"
     corners = [(100, 150), (180, 150), (180, 210), (100, 210), (100, 150)]
-    outline = editing.stroke([_screen_of(editing, corners[0])])
+    outline = editing.stroke([editing.screen_of(corners[0])])
     editing.page.keyboard.down("Shift")
     for corner in corners[1:]:
-        outline += editing.stroke([_screen_of(editing, corner)])
+        outline += editing.stroke([editing.screen_of(corner)])
     editing.page.keyboard.up("Shift")
     assert outline == corners
     expected = painted(detected(), outline, size=6).astype(np.uint8)
     editing.page.keyboard.press("f")
-    editing.stroke([_screen_of(editing, (140, 180))])
+    editing.stroke([editing.screen_of((140, 180))])
     cv2.floodFill(expected, None, (140, 180), 1, flags=4)
     editing.saved()
     np.testing.assert_array_equal(editing.mask(), expected.astype(bool))
     assert expected[150:211, 100:181].all()
     # A click with the fill on a marked area (a false detection) clears all of it.
-    editing.stroke([_screen_of(editing, (200, 105))])
+    editing.stroke([editing.screen_of((200, 105))])
     editing.saved()
     np.testing.assert_array_equal(editing.mask(), expected.astype(bool) & ~detected())
-
-
-def _screen_of(editing: Editing, pixel: tuple[int, int]) -> tuple[int, int]:
-    """At 1:1, the screen point over a photo pixel (from the pixel under a known point)."""
-    x, y = editing.pixel_at(700, 300)
-    return 700 + pixel[0] - x, 300 + pixel[1] - y
 
 
 def test_the_next_photo_saves_the_previous_and_a_reload_keeps_everything(editing: Editing) -> None:
@@ -246,7 +263,7 @@ def test_the_next_photo_saves_the_previous_and_a_reload_keeps_everything(editing
     editing.ready("p1.png")
     np.testing.assert_array_equal(editing.mask("p0"), painted(detected(), first))
     editing.zoom("1")
-    second = editing.stroke([_screen_of(editing, (60, 150 + step)) for step in range(0, 21, 2)])
+    second = editing.stroke([editing.screen_of((60, 150 + step)) for step in range(0, 21, 2)])
     editing.saved()
     editing.page.reload()
     editing.ready("p1.png")  # the same photo again
@@ -254,23 +271,15 @@ def test_the_next_photo_saves_the_previous_and_a_reload_keeps_everything(editing
     assert badges == ["edited", "edited", "unedited"]
     editing.zoom("1")
     editing.page.fill("#opacity", "100")
-    colour = _canvas_colour(editing, _screen_of(editing, second[0]))
+    colour = editing.colour(editing.screen_of(second[0]))
     assert colour[:3] == [255, 40, 40]  # the saved stroke is shown over the photo
-    assert _canvas_colour(editing, _screen_of(editing, (300, 250)))[:3] != [255, 40, 40]
-    third = editing.stroke([_screen_of(editing, (250 + step, 220)) for step in range(0, 21, 2)])
+    assert editing.colour(editing.screen_of((300, 250)))[:3] != [255, 40, 40]
+    third = editing.stroke([editing.screen_of((250 + step, 220)) for step in range(0, 21, 2)])
     editing.saved()
     np.testing.assert_array_equal(editing.mask("p1"), painted(painted(detected(), second), third))
     editing.page.keyboard.press("p")
     editing.ready("p0.png")
     np.testing.assert_array_equal(editing.mask("p0"), painted(detected(), first))
-
-
-def _canvas_colour(editing: Editing, point: tuple[int, int]) -> list[int]:
-    """The colour shown at a screen point (from a screenshot: what a person sees)."""
-    editing.page.mouse.move(5, 5)  # the brush outline would be drawn over the pixel
-    editing.page.wait_for_timeout(100)
-    shot = editing.page.screenshot(clip={"x": point[0], "y": point[1], "width": 1, "height": 1})
-    return list(Image.open(io.BytesIO(shot)).convert("RGB").getpixel((0, 0)))
 
 
 def test_no_damage_here_and_clear(editing: Editing) -> None:
@@ -315,3 +324,50 @@ def test_screenshot_for_the_docs(browser, tmp_path: Path) -> None:
     assert picture.stat().st_size > 50_000  # a photo, not a blank page
     if os.environ.get("INPAINT_DOCS_PICTURES"):
         shutil.copy(picture, DOCS / "editing_masks.png")
+
+
+def test_a_large_scan_shows_coarse_first_and_paints_exactly_on_full_resolution_tiles(
+    browser, tmp_path
+) -> None:
+    """4200x2800: a first view of 1050x700, then photo tiles and mask tiles at 1:1."""
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    size = (2800, 4200)
+    ramp = np.linspace(40, 220, size[1], dtype=np.float32)[None, :].repeat(size[0], axis=0)
+    Image.fromarray(
+        np.stack([ramp, ramp[::-1], np.full(size, 90, np.float32)], axis=2).astype(np.uint8)
+    ).save(photos / "large.jpg", quality=90)
+    bar = np.zeros(size, dtype=bool)
+    bar[1400:1440, 500:3700] = True
+    Image.fromarray(bar.astype(np.uint8) * 255).save(masks / "large_mask.png")
+    server = EditorServer(photos, masks)
+    page = browser.new_page(viewport=VIEWPORT)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        page.goto(server.url)
+        page.wait_for_selector('#canvas[data-ready="1"][data-photo="large.jpg"]', state="attached")
+        page.fill("#opacity", "100")
+        probe = _Probe(page)
+        assert not any("/api/tile" in url for url in requests)  # the first view alone
+        assert probe.colour(probe.screen_of((2100, 1420)))[:3] == [255, 40, 40]  # the coarse overlay
+        page.select_option("#zoom", "1")
+        centre = probe.pixel_at(700, 560)  # below the detector's bar
+        page.wait_for_timeout(500)
+        assert any("/api/tile?name=large.jpg&level=0" in url for url in requests)
+        pixels = [probe.pixel_at(700 + step, 560) for step in range(0, 31, 3)]
+        page.mouse.move(700, 560)
+        page.mouse.down()
+        for step in range(3, 31, 3):
+            page.mouse.move(700 + step, 560)
+        page.mouse.up()
+        page.wait_for_selector('#save-state[data-state="saved"]', state="attached")
+        np.testing.assert_array_equal(saved_hole(masks / "large_mask.png"), painted(bar, pixels))
+        inside, outside = probe.screen_of(centre), probe.screen_of((centre[0], centre[1] + BRUSH // 2 + 1))
+        assert probe.colour(inside)[:3] == [255, 40, 40]  # the full-resolution overlay, pixel-exact
+        assert probe.colour(outside)[:3] != [255, 40, 40]
+        assert not bar[centre[1] + BRUSH // 2 + 1, centre[0]]
+    finally:
+        page.close()
+        server.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -94,13 +95,8 @@ class Views:
         return known
 
     def view(self, photo: Photo) -> bytes:
-        """The whole photo at its view level, as JPEG; the full decode (for tiles) follows in the
-        background."""
-        geometry = self.geometry(photo)
-        data = _jpeg(self._level(photo, geometry.view_level))
-        if geometry.view_level > 0:
-            self.decode_ahead(photo, level=0)
-        return data
+        """The whole photo at its view level, as JPEG."""
+        return _jpeg(self._level(photo, self.geometry(photo).view_level))
 
     def tile(self, photo: Photo, level: int, column: int, row: int) -> bytes | None:
         """One tile of a level above the view level, as JPEG; None where there is no such tile."""
@@ -115,7 +111,20 @@ class Views:
 
     def decode_ahead(self, photo: Photo, level: int | None = None) -> None:
         """Decode `photo` in the background (by default its view: the page is about to ask for it)."""
-        self._ahead.submit(self._quietly_decode, photo, level)
+        self.later(self._quietly_decode, photo, level)
+
+    def later(self, work: Callable[..., object], *args: object) -> None:
+        """Run `work(*args)` in the background: one task at a time, in the order asked, so what the
+        page needs now is never queued behind what it may need next."""
+        self._ahead.submit(work, *args)
+
+    def opened(self, photo: Photo, following: Photo | None) -> None:
+        """The page has what it shows first: decode the rest in the background, the photo's full
+        resolution (for tiles) and then the view of the photo it will likely open next."""
+        if self.geometry(photo).view_level > 0:
+            self.decode_ahead(photo, level=0)
+        if following is not None:
+            self.decode_ahead(following)
 
     def close(self) -> None:
         self._ahead.shutdown(wait=False, cancel_futures=True)
@@ -131,18 +140,27 @@ class Views:
         decoded = self._entry(photo)
         with decoded.lock:
             if decoded.levels[level] is None and decoded.levels[0] is None and level == geometry.view_level:
-                # The first view alone: a JPEG decodes it at a fraction of the full decode's cost.
-                picture = imageio.read_image(
-                    photo.image, max_pixels=self.max_pixels, at_least=geometry.levels[level]
-                )
-                height, width = geometry.levels[level]
-                reduced = _displayable(picture.pixels)
-                decoded.levels[level] = cv2.resize(reduced, (width, height), interpolation=cv2.INTER_AREA)
+                self._first_view(photo, decoded)
             if decoded.levels[level] is None:
                 self._build(photo, decoded, level)
             pixels = decoded.levels[level]
         self._evict(keep=photo.name)
         return pixels
+
+    def _first_view(self, photo: Photo, decoded: _Decoded) -> None:
+        """The view level before anything else: a JPEG decodes it at a fraction of the full cost
+        (DCT scaling); other formats decode in full, kept as level 0 for the tiles to come."""
+        geometry = self.geometry(photo)
+        height, width = geometry.levels[geometry.view_level]
+        picture = imageio.read_image(photo.image, max_pixels=self.max_pixels, at_least=(height, width))
+        pixels = _displayable(picture.pixels)
+        if picture.size == geometry.levels[0]:
+            decoded.levels[0] = pixels
+            self._build(photo, decoded, geometry.view_level)
+        else:
+            decoded.levels[geometry.view_level] = cv2.resize(
+                pixels, (width, height), interpolation=cv2.INTER_AREA
+            )
 
     def _build(self, photo: Photo, decoded: _Decoded, level: int) -> None:
         """Level 0 from the file, then each level up to `level` from the one above it."""
@@ -174,15 +192,18 @@ class Views:
 
 
 def _displayable(pixels: np.ndarray) -> np.ndarray:
-    """8-bit samples, grey as H×W, colour as H×W×3 in OpenCV's BGR order (what `imencode` takes)."""
+    """8-bit samples, grey as H×W, colour as H×W×3 (RGB, as decoded: no copy of a whole scan)."""
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
     if pixels.shape[2] == 1:
         return np.ascontiguousarray(pixels[..., 0])
-    return np.ascontiguousarray(pixels[..., ::-1])
+    return np.ascontiguousarray(pixels)
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:
+    """A view or a tile as JPEG (OpenCV takes colour in BGR order: only this small piece is turned)."""
+    if pixels.ndim == 3:
+        pixels = np.ascontiguousarray(pixels[..., ::-1])
     ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:  # OpenCV encodes any 8-bit grey or BGR array; a failure here is a bug, not a bad input
         raise RuntimeError("JPEG encoding failed")

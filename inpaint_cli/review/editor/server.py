@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -159,6 +159,7 @@ class Editor:
     store: MaskStore
     views: Views
     title: str
+    _prepared: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def photo(self, request: Request) -> Photo:
         """The photo the request names (`?name=`), or `Refused` 404."""
@@ -175,6 +176,31 @@ class Editor:
             {"name": photo.name, "status": self.store.status(photo).value, "problem": photo.problem}
             for photo in self.catalogue.photos
         ]
+
+    def run_lengths(self, photo: Photo) -> tuple[bytes, str]:
+        """The hole as run lengths, and its tag: little-endian uint32 width, height, count, then the
+        indices (in row order) where the value flips, starting from "kept" — a few kilobytes for a
+        scan's scratches. One made ahead (`prepare`) is used while the mask files are unchanged."""
+        import numpy as np
+
+        ready = self._prepared.pop(photo.name, None)
+        if ready is not None and ready[1] == self.store.tag(photo):
+            return ready
+        geometry = self.views.geometry(photo)
+        hole, tag = self.store.load(photo, (geometry.height, geometry.width))
+        flat = hole.ravel()
+        flips = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        if flat.size and flat[0]:
+            flips = np.concatenate([[0], flips])
+        header = np.array([geometry.width, geometry.height, flips.size], dtype="<u4")
+        return header.tobytes() + flips.astype("<u4").tobytes(), tag
+
+    def prepare(self, photo: Photo) -> None:
+        """Read the mask of the photo the page will likely open next (in the background)."""
+        try:
+            self._prepared = {photo.name: self.run_lengths(photo)}  # one kept: the next photo's
+        except InpaintError:
+            return  # its problem shows when the page opens it
 
     def next_after(self, photo: Photo) -> Photo | None:
         photos = [p for p in self.catalogue.photos if p.problem is None]
@@ -234,9 +260,6 @@ def _photo(editor: Editor, request: Request) -> Response:
     photo = editor.photo(request)
     geometry = editor.views.geometry(photo)
     editor.views.decode_ahead(photo)  # the page asks for the view next: start on it now
-    following = editor.next_after(photo)
-    if following is not None:
-        editor.views.decode_ahead(following)
     size = (geometry.height, geometry.width)
     return JSONResponse(
         {
@@ -261,19 +284,12 @@ def _tile(editor: Editor, request: Request) -> Response:
 
 
 def _mask(editor: Editor, request: Request) -> Response:
-    """The hole as run lengths: little-endian uint32 width, height, count, then the indices (in row
-    order) where the value flips, starting from "kept" — a few kilobytes for a scan's scratches."""
-    import numpy as np
-
     photo = editor.photo(request)
-    geometry = editor.views.geometry(photo)
-    hole, tag = editor.store.load(photo, (geometry.height, geometry.width))
-    flat = hole.ravel()
-    flips = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    if flat.size and flat[0]:
-        flips = np.concatenate([[0], flips])
-    header = np.array([geometry.width, geometry.height, flips.size], dtype="<u4")
-    body = header.tobytes() + flips.astype("<u4").tobytes()
+    body, tag = editor.run_lengths(photo)
+    following = editor.next_after(photo)
+    editor.views.opened(photo, following)  # the mask is the page's last piece to wait for
+    if following is not None:
+        editor.views.later(editor.prepare, following)
     return Response(body, media_type="application/octet-stream", headers={TAG_HEADER: tag})
 
 

@@ -124,6 +124,11 @@ class MaskStore:
             existing = [path for path in sources if path.exists()]
             return masks.read_mask(existing, size=size, max_pixels=self.max_pixels, image=photo.image), tag
 
+    def tag(self, photo: Photo) -> str:
+        """What the photo's mask files are now (the `If-Match` a save must bring)."""
+        with self._locks[photo.name]:
+            return _tag(self._sources[photo.name])
+
     def status(self, photo: Photo) -> Status:
         if photo.problem is not None:
             return Status.PROBLEM

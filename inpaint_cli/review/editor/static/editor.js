@@ -1,7 +1,9 @@
 // The mask editor's page: one photo at a time, its mask painted over it, saved as the user works.
 //
 // The mask is held at the photo's full resolution as one byte a pixel (1 = hole), the truth that is
-// saved; a canvas of the same size mirrors it in colour for display. A brush of size d paints the
+// saved. It is shown in red: zoomed out, from a coarse copy at the first view's resolution (a coarse
+// pixel is red where any photo pixel under it is hole); zoomed in, from full-resolution tiles painted
+// from the mask when first shown and again after a change, so a 24-megapixel mask opens at once. A brush of size d paints the
 // pixels whose centres lie within d/2 of the pointer's pixel centre; a stroke stamps that disc at
 // every pixel of the straight lines between successive pointer positions, so the saved mask holds
 // exactly the pixels painted, at any zoom. Saving sends a 1-bit PNG of the whole mask (deflated by
@@ -12,6 +14,8 @@
   const SAVE_DELAY_MS = 700;
   const HISTORY_BYTES = 256 * 1024 * 1024;
   const MAX_TILES = 160;
+  const OVERLAY_TILE = 1024;
+  const MAX_OVERLAY_TILES = 48;
   const TILE_REQUESTS = 6;
   const MIN_SCALE = 1 / 64;
   const MAX_SCALE = 32;
@@ -132,10 +136,11 @@
     this.view = view;
     this.tiles = new Map();
     this.loading = 0;
-    this.overlay = document.createElement("canvas");
-    this.overlay.width = this.width;
-    this.overlay.height = this.height;
-    this.octx = this.overlay.getContext("2d");
+    this.shift = info.view_level; // a coarse pixel is 2^shift photo pixels a side
+    this.coarse = document.createElement("canvas");
+    this.coarse.width = info.levels[info.view_level].width;
+    this.coarse.height = info.levels[info.view_level].height;
+    this.overlayTiles = new Map();
     this.snapshot = null;
     this.rect = null;
     this.undo = [];
@@ -148,21 +153,70 @@
     this.timer = null;
     this.stopped = false;
     this.last = null;
-    paintOverlay(this, { x0: 0, y0: 0, x1: this.width, y1: this.height });
+    paintCoarse(this, { x0: 0, y0: 0, x1: this.width, y1: this.height });
   }
 
-  function paintOverlay(doc, rect) {
-    const w = rect.x1 - rect.x0, h = rect.y1 - rect.y0;
-    if (w <= 0 || h <= 0) return;
-    const image = doc.octx.createImageData(w, h);
+  function paintCoarse(doc, rect) {
+    // The coarse pixels over `rect`, from the mask; `indexOf` jumps to the next hole pixel, then past
+    // the coarse pixel it marks, so the cost follows the hole, not the photo.
+    const s = doc.shift, cx0 = rect.x0 >> s, cy0 = rect.y0 >> s;
+    const cw = ((rect.x1 - 1) >> s) + 1 - cx0, ch = ((rect.y1 - 1) >> s) + 1 - cy0;
+    if (cw <= 0 || ch <= 0) return;
+    const context = doc.coarse.getContext("2d");
+    const image = context.createImageData(cw, ch);
     const pixels = new Uint32Array(image.data.buffer);
-    for (let y = 0; y < h; y++) {
-      const from = (rect.y0 + y) * doc.width + rect.x0;
-      const row = doc.mask.subarray(from, from + w);
-      if (row.indexOf(1) < 0) continue;
-      for (let x = 0; x < w; x++) if (row[x]) pixels[y * w + x] = HOLE_RGBA;
+    const from = cx0 << s, to = Math.min(doc.width, (cx0 + cw) << s);
+    for (let y = cy0 << s; y < Math.min(doc.height, (cy0 + ch) << s); y++) {
+      const row = doc.mask.subarray(y * doc.width + from, y * doc.width + to), line = ((y >> s) - cy0) * cw;
+      for (let x = row.indexOf(1); x >= 0; x = row.indexOf(1, (((x + from) >> s) + 1 << s) - from)) {
+        pixels[line + ((x + from) >> s) - cx0] = HOLE_RGBA;
+      }
     }
-    doc.octx.putImageData(image, rect.x0, rect.y0);
+    context.putImageData(image, cx0, cy0);
+  }
+
+  function overlayTile(doc, column, row) {
+    const key = column + "/" + row;
+    let tile = doc.overlayTiles.get(key);
+    if (!tile) {
+      const canvas = document.createElement("canvas");
+      canvas.width = Math.min(OVERLAY_TILE, doc.width - column * OVERLAY_TILE);
+      canvas.height = Math.min(OVERLAY_TILE, doc.height - row * OVERLAY_TILE);
+      tile = { canvas, dirty: true };
+      doc.overlayTiles.set(key, tile);
+      if (doc.overlayTiles.size > MAX_OVERLAY_TILES) doc.overlayTiles.delete(doc.overlayTiles.keys().next().value);
+    }
+    if (tile.dirty) {
+      paintTile(doc, tile.canvas, column * OVERLAY_TILE, row * OVERLAY_TILE);
+      tile.dirty = false;
+    }
+    return tile.canvas;
+  }
+
+  function paintTile(doc, canvas, x0, y0) {
+    // Every run of hole pixels becomes one `fill` of red.
+    const context = canvas.getContext("2d"), w = canvas.width;
+    const image = context.createImageData(w, canvas.height);
+    const pixels = new Uint32Array(image.data.buffer);
+    for (let y = 0; y < canvas.height; y++) {
+      const row = doc.mask.subarray((y0 + y) * doc.width + x0, (y0 + y) * doc.width + x0 + w);
+      for (let start = row.indexOf(1); start >= 0; ) {
+        let end = row.indexOf(0, start);
+        if (end < 0) end = w;
+        pixels.fill(HOLE_RGBA, y * w + start, y * w + end);
+        start = row.indexOf(1, end);
+      }
+    }
+    context.putImageData(image, 0, 0);
+  }
+
+  function invalidate(doc, rect) {
+    paintCoarse(doc, rect);
+    for (const [key, tile] of doc.overlayTiles) {
+      const [column, row] = key.split("/").map(Number);
+      const x0 = column * OVERLAY_TILE, y0 = row * OVERLAY_TILE;
+      if (x0 < rect.x1 && rect.x0 < x0 + OVERLAY_TILE && y0 < rect.y1 && rect.y0 < y0 + OVERLAY_TILE) tile.dirty = true;
+    }
   }
 
   function grow(doc, x0, y0, x1, y1) {
@@ -201,7 +255,7 @@
     }
     if (touched.x0 < touched.x1) {
       grow(doc, touched.x0, touched.y0, touched.x1, touched.y1);
-      paintOverlay(doc, touched);
+      invalidate(doc, touched);
     }
   }
 
@@ -232,7 +286,7 @@
       }
     }
     grow(doc, touched.x0, touched.y0, touched.x1, touched.y1);
-    paintOverlay(doc, touched);
+    invalidate(doc, touched);
   }
 
   // --- undo and redo: the rectangle a change touched, before and after -------------------------
@@ -274,8 +328,7 @@
     for (let y = rect.y0; y < rect.y1; y++) {
       doc.mask.set(values.subarray((y - rect.y0) * w, (y - rect.y0 + 1) * w), y * doc.width + rect.x0);
     }
-    doc.octx.clearRect(rect.x0, rect.y0, w, rect.y1 - rect.y0);
-    paintOverlay(doc, rect);
+    invalidate(doc, rect);
   }
 
   function undo() {
@@ -300,8 +353,8 @@
   function wholeMask(doc, noDamage) {
     begin(doc);
     doc.mask.fill(0);
-    doc.octx.clearRect(0, 0, doc.width, doc.height);
     grow(doc, 0, 0, doc.width, doc.height);
+    invalidate(doc, doc.rect);
     finish(doc, { noDamage });
     if (noDamage) save(doc);
   }
@@ -390,10 +443,32 @@
     drawTiles(doc);
     if (state.overlay) {
       ctx.globalAlpha = state.opacity;
-      ctx.drawImage(doc.overlay, 0, 0);
+      drawOverlay(doc);
       ctx.globalAlpha = 1;
     }
     drawCursor(doc);
+  }
+
+  function drawOverlay(doc) {
+    if (state.scale * (1 << doc.shift) <= 1) { // a coarse pixel covers at most one screen pixel
+      ctx.drawImage(doc.coarse, 0, 0, doc.coarse.width << doc.shift, doc.coarse.height << doc.shift);
+      return;
+    }
+    const [left, top, right, bottom] = visible(doc);
+    for (let row = Math.floor(top / OVERLAY_TILE); row * OVERLAY_TILE < bottom; row++) {
+      for (let column = Math.floor(left / OVERLAY_TILE); column * OVERLAY_TILE < right; column++) {
+        ctx.drawImage(overlayTile(doc, column, row), column * OVERLAY_TILE, row * OVERLAY_TILE);
+      }
+    }
+  }
+
+  function visible(doc) {
+    // The part of the photo on screen, in photo pixels: [left, top, right, bottom].
+    return [
+      Math.max(0, -state.x / state.scale), Math.max(0, -state.y / state.scale),
+      Math.min(doc.width, (canvas.width - state.x) / state.scale),
+      Math.min(doc.height, (canvas.height - state.y) / state.scale),
+    ];
   }
 
   function drawTiles(doc) {
@@ -401,9 +476,7 @@
     if (level >= doc.viewLevel) return;
     const size = doc.levels[level], tile = doc.tileSize;
     const fx = doc.width / size.width, fy = doc.height / size.height;
-    const left = Math.max(0, -state.x / state.scale), top = Math.max(0, -state.y / state.scale);
-    const right = Math.min(doc.width, (canvas.width - state.x) / state.scale);
-    const bottom = Math.min(doc.height, (canvas.height - state.y) / state.scale);
+    const [left, top, right, bottom] = visible(doc);
     for (let row = Math.floor(top / fy / tile); row * tile * fy < bottom; row++) {
       for (let column = Math.floor(left / fx / tile); column * tile * fx < right; column++) {
         const image = tileImage(doc, level, column, row);
