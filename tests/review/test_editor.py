@@ -601,3 +601,16 @@ def test_run_fills_the_edited_masks_and_its_review_page_says_which_were_edited(t
     assert changed.any() and not (changed & ~edited).any()  # the edited hole, not the detector's bar
     assert not (changed[100:110, 100:300] & ~edited[100:110, 100:300]).any()
     assert page.read_text().count('"o":"mask edited by hand"') == 1
+
+
+def test_a_port_out_of_range_is_a_usage_error(batch) -> None:
+    result = subprocess.run(
+        [*INPAINT, "edit", str(batch[0]), "--masks", str(batch[1]), "--port", "70000", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=START_SECONDS,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "error: --port 70000 is out of range (between 0 and 65535)",
+    )

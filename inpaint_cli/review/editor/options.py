@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inpaint_cli.errors import UsageError
-from inpaint_cli.options import DEFAULT_MAX_PIXELS, Panel, cli
+from inpaint_cli.options import DEFAULT_MAX_PIXELS, Panel, check_bounds, cli
 
 MAX_PORT = 65535
 
@@ -70,7 +69,4 @@ class EditOptions:
     )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= MAX_PORT:
-            raise UsageError(f"--port {self.port} is out of range", hint=f"between 0 and {MAX_PORT}")
-        if self.max_pixels < 1:
-            raise UsageError(f"--max-pixels {self.max_pixels} is out of range", hint="at least 1")
+        check_bounds(self)
