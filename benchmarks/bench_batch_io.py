@@ -1,8 +1,8 @@
 """Batch throughput: does background decoding/encoding (`--jobs`) keep the model busy?
 
 A folder of 50 small photos (JPEG, 640×480 by default) with one mask each (thin scratches and a
-blotch) is restored through `batch.run_jobs`, by default with `telea` (no weights; any `--model`
-and `--device` of `inpaint run` can be given):
+blotch) is restored through `engine.run_jobs` (the inpaint kind), by default with `telea` (no weights;
+any `--model` and `--device` of `inpaint run` can be given):
 
 - `serial`: read, fill, write one image after another in one thread (no pipeline);
 - `jobs N`: the pipeline with N decode threads and N encode threads beside the model.
@@ -32,7 +32,10 @@ import numpy as np
 from measure import RssSampler, machine_summary
 from PIL import Image
 
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch import engine
+from inpaint_cli.batch.jobs import Existing, Job
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
+from inpaint_cli.batch.outcomes import JobOutcome, Status
 from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
 from inpaint_cli.engine.strategies import Strategy
 
@@ -64,26 +67,37 @@ class SimulatedDevice:
     """A model that takes a fixed time and leaves the CPU free, like a network on a GPU."""
 
     strategy = Strategy.FULL
+    name, dtype_label, device = "simulated", "float32", "cpu"
+    max_side = tile_size = crop_margin = None
+    tile_overlap = 64
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, *, capture: bool = False) -> InpaintResult:
+    def plan(self, hole: np.ndarray, *, capture: bool = False) -> None:
+        return None
+
+    def estimate_seconds(self, plan: None) -> None:
+        return None
+
+    def inpaint(self, pixels: np.ndarray, hole: np.ndarray, **options: object) -> InpaintResult:
         time.sleep(self.seconds)
         return InpaintResult(pixels.copy(), [])
 
 
-def run_serial(inpainter: Inpainter, jobs: list[batch.Job], settings: batch.RunSettings) -> None:
+def run_serial(inpainter: Inpainter, jobs: list[Job], settings: RunSettings) -> None:
+    kind = InpaintKind(inpainter, settings)
     for job in jobs:
-        loaded = batch.load(job, settings)
+        outcome = JobOutcome(job, Status.DONE)
+        loaded = kind.load(outcome)
         result = inpainter.inpaint(loaded.picture.pixels, loaded.hole)
-        batch.save(batch.JobOutcome(job, batch.Status.DONE), loaded, result, settings)
+        kind.save(outcome, loaded, result)
 
 
-def run_pipeline(workers: int) -> Callable[[Inpainter, list[batch.Job], batch.RunSettings], None]:
-    def run(inpainter: Inpainter, jobs: list[batch.Job], settings: batch.RunSettings) -> None:
-        outcomes = batch.run_jobs(inpainter, jobs, settings, workers=workers)
-        failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+def run_pipeline(workers: int) -> Callable[[Inpainter, list[Job], RunSettings], None]:
+    def run(inpainter: Inpainter, jobs: list[Job], settings: RunSettings) -> None:
+        outcomes = engine.run_jobs(InpaintKind(inpainter, settings), jobs, workers=workers)
+        failed = [o.error for o in outcomes if o.status is not Status.DONE]
         if failed:
             raise RuntimeError(f"benchmark inputs failed: {failed[:3]}")
 
@@ -105,8 +119,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_batch_io_"))
     try:
         make_folder(root, args.images, args.width, args.height)
-        plan = batch.plan_folder(root / "photos", root / "masks", root / "out")
-        settings = batch.RunSettings(existing=batch.Existing.OVERWRITE)
+        plan = plan_folder(root / "photos", root / "masks", root / "out")
+        settings = RunSettings(existing=Existing.OVERWRITE)
         if args.simulated_model_ms is None:
             inpainter = Inpainter.from_name(args.model, device=args.device)
         else:

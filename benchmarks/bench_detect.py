@@ -52,9 +52,9 @@ def synthetic_scan(path: Path, width: int, height: int, seed: int = 0) -> None:
 def child(detector_name: str, mode: str, image: Path, mask: Path, threads: int) -> None:
     """One detection in this process; prints seconds and peak RSS as JSON."""
     from inpaint_cli.detect.classical import ClassicalDetector
-    from inpaint_cli.detect.jobs import write_mask
     from inpaint_cli.detect.network import Mode, NetworkDetector
     from inpaint_cli.imaging import imageio
+    from inpaint_cli.imaging.masks import write_mask
     from inpaint_cli.models.scratch import ScratchUNet
 
     pin_threads(threads)

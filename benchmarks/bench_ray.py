@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ray.py [--images 200] [--size 128] [--repeats 3] [--models telea,pconv-tiny]
 
-A folder of small noise photos with one mask is restored by `batch.run_jobs` in this process (the
+A folder of small noise photos with one mask is restored by `engine.run_jobs` in this process (the
 local batch, torch on one thread, as one worker has one CPU) and by `distributed.run_on_ray` on a
 local cluster of 2 CPUs with 1 and 2 workers. For Ray, the start (workers starting and loading the
 model) is timed apart from the steady state (first result to last), which gives images/s; the
@@ -27,11 +27,18 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from inpaint_cli.batch import distributed
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch import distributed, engine
+from inpaint_cli.batch.jobs import Existing
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
+from inpaint_cli.batch.outcomes import Status
 from inpaint_cli.engine.inpainter import Inpainter
 
-SKIP = batch.RunSettings(existing=batch.Existing.SKIP)
+SKIP = RunSettings(existing=Existing.SKIP)
+
+
+def inpaint_kind(model: str) -> InpaintKind:
+    """What each Ray worker builds once: the inpaint kind with `model` on the CPU, resuming."""
+    return InpaintKind(Inpainter.from_name(model, device="cpu"), SKIP)
 
 
 def make_folder(root: Path, count: int, size: int) -> tuple[Path, Path]:
@@ -56,26 +63,25 @@ def local_rate(model: str, photos: Path, mask: Path, out: Path) -> tuple[float, 
     started = time.perf_counter()
     inpainter = Inpainter.from_name(model, device="cpu")
     loaded = time.perf_counter()
-    jobs = batch.plan_folder(photos, mask, out).jobs
-    outcomes = batch.run_jobs(inpainter, jobs, SKIP, workers=1)
-    failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+    jobs = plan_folder(photos, mask, out).jobs
+    outcomes = engine.run_jobs(InpaintKind(inpainter, SKIP), jobs, workers=1)
+    failed = [o.error for o in outcomes if o.status is not Status.DONE]
     assert not failed, failed[:3]
     return loaded - started, len(jobs) / (time.perf_counter() - loaded)
 
 
 def ray_rate(model: str, photos: Path, mask: Path, out: Path, workers: int) -> tuple[float, float]:
     """(start seconds, images/s): until the first result, then the steady state to the last."""
-    jobs = batch.plan_folder(photos, mask, out).jobs
+    jobs = plan_folder(photos, mask, out).jobs
     times: list[float] = []
     started = time.perf_counter()
     outcomes = distributed.run_on_ray(
-        functools.partial(Inpainter.from_name, model, device="cpu"),
+        functools.partial(inpaint_kind, model),
         jobs,
-        SKIP,
         distributed.RayOptions(workers=workers),
         on_outcome=lambda outcome: times.append(time.perf_counter()),
     )
-    failed = [o.error for o in outcomes if o.status is not batch.Status.DONE]
+    failed = [o.error for o in outcomes if o.status is not Status.DONE]
     assert not failed, failed[:3]
     return times[0] - started, (len(times) - 1) / (times[-1] - times[0])
 

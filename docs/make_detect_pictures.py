@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inpaint_cli.detect.jobs import overlay_picture
+from inpaint_cli.detect.detectors import overlay_picture
 from inpaint_cli.review import visualize
 
 ROOT = Path(__file__).resolve().parents[1]

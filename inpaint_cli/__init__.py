@@ -28,9 +28,9 @@ _EXPORTS = {
     "available_models": "inpaint_cli.api",
     "load_model": "inpaint_cli.api",
     "find_damage": "inpaint_cli.api",
-    "DetectRequest": "inpaint_cli.detect.pipeline",
-    "plan_detection": "inpaint_cli.detect.pipeline",
-    "run_detection": "inpaint_cli.detect.pipeline",
+    "DetectRequest": "inpaint_cli.batch.kinds.detect",
+    "plan_detection": "inpaint_cli.batch.kinds.detect",
+    "run_detection": "inpaint_cli.batch.kinds.detect",
     "Model": "inpaint_cli.api",
     "InpaintOptions": "inpaint_cli.engine.strategies",
     "Plan": "inpaint_cli.engine.strategies",
@@ -40,7 +40,7 @@ _EXPORTS = {
     "Picture": "inpaint_cli.imaging.imageio",
     "InpaintError": "inpaint_cli.errors",
     "compare": "inpaint_cli.review.comparison",
-    "compare_folder": "inpaint_cli.review.comparison",
+    "compare_folder": "inpaint_cli.batch.kinds.compare",
     "make_grid": "inpaint_cli.review.comparison",
 }
 

@@ -50,12 +50,12 @@ def find_damage(
     """The damage in an H×W(×C) uint8/uint16 image, as `inpaint detect` finds it: `.mask` (H×W
     bool, True = damage; empty when nothing survives the detector's post-processing), `.probability`
     and `.fraction`. `high_res` None is the detector's own mode; see `DetectRequest` for folders."""
-    from inpaint_cli.detect import jobs as detect_jobs
+    from inpaint_cli.detect.detectors import chosen_mode, load_detector
 
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"expected uint8 or uint16 pixels, not {image.dtype}")
-    found = detect_jobs.load_detector(detector, None if checkpoint is None else Path(checkpoint))
-    mode = detect_jobs.chosen_mode(found, high_res)
+    found = load_detector(detector, None if checkpoint is None else Path(checkpoint))
+    mode = chosen_mode(found, high_res)
     if image.ndim == 3 and image.shape[2] in (2, 4):
         image = image[..., : image.shape[2] - 1]  # alpha is not the photo
     return found.detect(image, mode, threshold)

@@ -1,10 +1,11 @@
 """Running a batch on a Ray cluster: one model per worker, bounded work in flight, lost workers replaced.
 
 The plan is made once on the driver (this process), which never loads a model. Each worker is a Ray
-actor that builds the model once with the `load_model` function it is given and then restores one job
-per call with the local batch code (`batch.run_jobs`), so pairing, skip/resume, atomic writes and the
-report records are those of a local run. The driver keeps at most `in_flight` calls queued per worker,
-so neither its memory nor the cluster's grows with the archive.
+actor that builds its job kind (and so its model) once with the `make_kind` function it is given and
+then processes one job per call with the local batch engine (`engine.run_jobs`), so pairing,
+skip/resume, atomic writes and the report records are those of a local run, for every kind of job.
+The driver keeps at most `in_flight` calls queued per worker, so neither its memory nor the
+cluster's grows with the archive.
 
 A worker that dies (killed, out of memory, node lost) fails the calls queued on it. The job it was
 running is charged one attempt; all of them are queued again for the other workers, and a new worker
@@ -23,17 +24,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch.engine import run_jobs
+from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
 from inpaint_cli.errors import InpaintError, UsageError
 from inpaint_cli.files import storage
 from inpaint_cli.options import DEFAULT_RAY_ADDRESS
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from inpaint_cli.batch.engine import Job, JobOutcome, RunSettings
-    from inpaint_cli.batch.provenance import Provenance
-    from inpaint_cli.engine.inpainter import Inpainter
+    from inpaint_cli.batch.engine import JobKind
+    from inpaint_cli.batch.jobs import Job
 
 INSTALL_HINT = 'pip install "inpaint-cli[ray]"'
 
@@ -135,17 +134,14 @@ def worker_count(options: RayOptions, resources: dict[str, float]) -> int:
 
 
 class Worker:
-    """One Ray actor: builds its model once, then restores the jobs it is given, one per call."""
+    """One Ray actor: builds its job kind (its model) once, then processes the jobs it is given, one
+    per call."""
 
-    def __init__(
-        self, load_model: Callable[[], Inpainter], settings: RunSettings, checkpoint: Path | None = None
-    ) -> None:
+    def __init__(self, make_kind: Callable[[], JobKind[Any, Any]]) -> None:
         import ray
 
-        self.settings = settings
         self.error: InpaintError | None = None
-        self.inpainter: Inpainter | None = None
-        self.made_with: Provenance | None = None
+        self.kind: JobKind[Any, Any] | None = None
         context = ray.get_runtime_context()
         self.placement = {
             "node": ray.util.get_node_ip_address(),
@@ -153,8 +149,7 @@ class Worker:
             "worker_pid": os.getpid(),
         }
         try:
-            self.inpainter = load_model()
-            self.made_with = batch.provenance_of(self.inpainter, settings, checkpoint=checkpoint)
+            self.kind = make_kind()
         except InpaintError as exc:  # a missing model is the user's to fix: the driver says it once
             self.error = exc
 
@@ -162,11 +157,10 @@ class Worker:
         """Where this worker runs, and why it cannot work (None when its model is loaded)."""
         return self.placement, self.error
 
-    def process(self, job: Job, settings: RunSettings | None = None) -> JobOutcome:
-        """Restore one job as a local batch would; problems with the input become its outcome."""
-        assert self.inpainter is not None, "process() called on a worker whose model did not load"
-        settings = settings or self.settings
-        (outcome,) = batch.run_jobs(self.inpainter, [job], settings, workers=1, made_with=self.made_with)
+    def process(self, job: Job) -> JobOutcome:
+        """Process one job as a local batch would; problems with the input become its outcome."""
+        assert self.kind is not None, "process() called on a worker whose model did not load"
+        (outcome,) = run_jobs(self.kind, [job])
         outcome.placement = dict(self.placement)
         return outcome
 
@@ -185,19 +179,16 @@ class _Run:
     def __init__(
         self,
         ray: Any,
-        load_model: Callable[[], Inpainter],
+        make_kind: Callable[[], JobKind[Any, Any]],
         jobs: Sequence[Job],
-        settings: RunSettings,
         options: RayOptions,
         on_outcome: Callable[[JobOutcome], None] | None,
         on_workers: Callable[[int], None] | None,
         fail_fast: bool,
-        checkpoint: Path | None = None,
     ) -> None:
-        self.ray, self.load_model, self.jobs, self.settings = ray, load_model, jobs, settings
+        self.ray, self.make_kind, self.jobs = ray, make_kind, jobs
         self.options, self.fail_fast = options, fail_fast
         self.on_outcome, self.on_workers = on_outcome, on_workers
-        self.checkpoint = checkpoint
         self.worker_class = ray.remote(Worker)
         self.pending: deque[int] = deque(range(len(jobs)))
         self.attempts: dict[int, int] = {}
@@ -215,7 +206,7 @@ class _Run:
         if self.replacements is None:
             self.replacements = 2 * self.workers
 
-    def run(self) -> batch.Outcomes:
+    def run(self) -> Outcomes:
         """The outcomes in job order; Ctrl-C ends the run early with `interrupted` set."""
         for _ in range(self.workers):
             self._start_worker()
@@ -243,14 +234,14 @@ class _Run:
             for actor in self.actors:
                 self.ray.kill(actor.handle, no_restart=True)
         not_run = [job for index, job in enumerate(self.jobs) if index not in self.outcomes]
-        return batch.Outcomes((self.outcomes[i] for i in sorted(self.outcomes)), not_run, interrupted)
+        return Outcomes((self.outcomes[i] for i in sorted(self.outcomes)), not_run, interrupted)
 
     def _start_worker(self) -> None:
         handle = self.worker_class.options(
             num_cpus=self.options.cpus_per_worker,
             num_gpus=self.options.gpus_per_worker,
             max_restarts=0,  # a lost worker is replaced by a fresh actor here, its jobs requeued
-        ).remote(self.load_model, self.settings, self.checkpoint)
+        ).remote(self.make_kind)
         actor = _Actor(handle)
         self.actors.append(actor)
         self.calls[handle.ready.remote()] = actor
@@ -281,7 +272,7 @@ class _Run:
             index = self._dequeue(actor, reference)
             job = self.jobs[index]
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=f"{job.image}: {cause}"))
+            self._finish(index, JobOutcome(job, Status.FAILED, error=f"{job.image}: {cause}"))
             return
         if not actor.ready:
             placement, error = result
@@ -325,7 +316,7 @@ class _Run:
         (written before the loss), or it has lost too many workers."""
         job = self.jobs[index]
         if _written_since(job.output, self.started):
-            outcome = batch.JobOutcome(job, batch.Status.DONE, written=[job.output])
+            outcome = JobOutcome(job, Status.DONE, written=[job.output])
             outcome.warnings.append(f"{job.output}: written by a worker that was lost afterwards; kept")
             self._finish(index, outcome)
             return True
@@ -333,7 +324,7 @@ class _Run:
         if attempts < self.options.max_attempts:
             return False
         error = f"{job.image}: {attempts} Ray workers were lost while restoring it (more memory per worker?)"
-        self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=error))
+        self._finish(index, JobOutcome(job, Status.FAILED, error=error))
         return True
 
     def _finish(self, index: int, outcome: JobOutcome) -> None:
@@ -346,7 +337,7 @@ class _Run:
             else:
                 outcome.provenance = same
         self.outcomes[index] = outcome
-        if self.fail_fast and outcome.status is batch.Status.FAILED:
+        if self.fail_fast and outcome.status is Status.FAILED:
             self.stop = True
         if self.on_outcome is not None:
             self.on_outcome(outcome)
@@ -355,7 +346,7 @@ class _Run:
         while self.pending:
             index = self.pending.popleft()
             job = self.jobs[index]
-            self._finish(index, batch.JobOutcome(job, batch.Status.FAILED, error=f"{job.image}: {reason}"))
+            self._finish(index, JobOutcome(job, Status.FAILED, error=f"{job.image}: {reason}"))
 
     def _workers_changed(self) -> None:
         if self.on_workers is not None:
@@ -372,34 +363,31 @@ def _written_since(path: storage.AnyPath, started: float) -> bool:
 
 
 def run_on_ray(
-    load_model: Callable[[], Inpainter],
+    make_kind: Callable[[], JobKind[Any, Any]],
     jobs: Iterable[Job],
-    settings: RunSettings,
     options: RayOptions = RayOptions(),  # frozen: sharing the default is safe
     *,
     on_outcome: Callable[[JobOutcome], None] | None = None,
     on_workers: Callable[[int], None] | None = None,
     fail_fast: bool = False,
-    checkpoint: Path | None = None,
-) -> batch.Outcomes:
-    """Run `jobs` on Ray workers that each call `load_model()` once; outcomes in job order.
+) -> Outcomes:
+    """Run `jobs` on Ray workers that each call `make_kind()` once; outcomes in job order.
 
-    Same contract as `batch.run_jobs`: every per-input problem is a failed outcome, `on_outcome`
+    Same contract as `engine.run_jobs`: every per-input problem is a failed outcome, `on_outcome`
     sees each outcome as it arrives (in this thread), `fail_fast` starts nothing new after a
     failure, and Ctrl-C cancels the cluster's work and returns with `interrupted` set (and the
     jobs never finished in `not_run`). `on_workers` sees the number of live workers whenever it
-    changes. `load_model` is pickled to the workers: a module-level function or a
-    `functools.partial` of one. `checkpoint` goes into the outputs' provenance.
+    changes. `make_kind` is pickled to the workers: a module-level function or a `functools.partial`
+    of one.
     """
     jobs = list(jobs)
     ray = require_ray()
     if not jobs:
-        return batch.Outcomes([], [], interrupted=False)
+        return Outcomes([], [], interrupted=False)
     started_here = connect(options.address)
     quiet_cluster_messages(ray)
     try:
-        run = _Run(ray, load_model, jobs, settings, options, on_outcome, on_workers, fail_fast, checkpoint)
-        return run.run()
+        return _Run(ray, make_kind, jobs, options, on_outcome, on_workers, fail_fast).run()
     finally:
         if started_here:
             ray.shutdown()

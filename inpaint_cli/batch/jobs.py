@@ -1,16 +1,13 @@
-"""Planning a run: pair each image with its mask(s) and output, then check every planned read and
-write before anything runs.
+"""What a batch is made of, for every kind of job: jobs, plans, pairing, and the one planning check.
 
-A single `inpaint run photo.jpg --mask m.png` is a plan of one job. A folder is walked, each image is
-paired with its mask(s) by name (DESIGN.md, "Batch pairing") and its output mirrors the input tree.
-`plan_run` is the whole step: pairing, the output path rules, writability, and `targets.check_targets`
-(nothing read is written, no two writes share a target) — all usage errors, found before any model
-is loaded. Torch-free.
+A `Job` is one image, the files it reads (masks, an original) and its main output; a `Plan` is the
+jobs of one command and what pairing found but could not use. Each kind of job says what a job
+writes through its settings (`Outputs.artefacts`); `check_plan` hands every planned read and write to
+`targets.check_targets` before anything runs (nothing read is written, no two writes share a target),
+so `run`, `detect`, `compare` and `report` are held to one rule. Torch-free.
 
-Output path rules (README, "Batches"): `-o` ending in `/` or naming an existing folder is a folder;
-a folder input needs a folder `-o` (an image file name is refused); only the last component of
-`-o`, `--report` and `--save-intermediates` may be missing (it is created), so a typo in a parent
-never creates a tree of folders.
+Pairing (DESIGN.md, "Batch pairing"): a folder is walked (`walk_images`) and each image finds its
+mask(s) by name in a mask folder (`MaskIndex`), or one mask file serves every image.
 """
 
 from __future__ import annotations
@@ -21,72 +18,41 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from inpaint_cli.batch.provenance import record_path
-from inpaint_cli.errors import InpaintError, InputError, UsageError
+from inpaint_cli.errors import InpaintError, InputError
 from inpaint_cli.files import storage
-from inpaint_cli.files.targets import Access, check_targets, check_writable
+from inpaint_cli.files.targets import Access, check_targets
 from inpaint_cli.imaging import imageio
-from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MASK_THRESHOLD, DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 
-PANEL_SUFFIX = "_panel"
-OUTPUT_FOLDER_SUFFIX = "_inpainted"
-"""Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
 MASK_NAME = re.compile(r"_mask\d*$")
 """Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
-AUTO_MASK = "auto"
-"""`--mask auto`: no mask files; the detector (`RunSettings.detector`) finds each image's damage."""
-SAVED_MASK_SUFFIX = "_mask"
-
-
-def is_auto(mask: Path | str) -> bool:
-    return not storage.is_remote(mask) and os.fspath(mask) == AUTO_MASK  # s3://... is a mask folder
-
-
-def saved_mask_path(output: Path) -> Path:
-    """`--save-mask`: `<output stem>_mask.png` beside the output (the hole that was filled)."""
-    return output.with_name(f"{output.stem}{SAVED_MASK_SUFFIX}.png")
 
 
 class Existing(str, Enum):
-    """What to do when an output file already exists."""
+    """What to do when a file a job writes already exists."""
 
     ERROR = "error"
     SKIP = "skip"
+    """Resume: skip a job whose outputs were made with the same settings (its provenance record)."""
     OVERWRITE = "overwrite"
 
 
 @dataclass(frozen=True)
-class RunSettings:
-    """Per-input options of `inpaint run` (everything but the model)."""
-
-    mask_threshold: int = DEFAULT_MASK_THRESHOLD
-    invert_mask: bool = False
-    dilate: int = 0
-    detector: str = DEFAULT_DETECTOR.value
-    """The detector of `--mask auto` jobs (jobs without mask files)."""
-    save_mask: bool = False
-    output_format: str | None = None
-    quality: int = DEFAULT_QUALITY
-    existing: Existing = Existing.ERROR
-    panel: bool = False
-    intermediates_dir: Path | None = None
-    intermediate_tensors: str = "none"
-    """`none`, `fp16` or `fp32`: whether and how raw tensors join the intermediates."""
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-@dataclass(frozen=True)
 class Job:
-    """One image, its mask(s) and where its output goes."""
+    """One image, the files it reads beside it and its main output."""
 
     image: Path
     masks: tuple[Path, ...]
-    output: Path
+    output: Path | None
+    """The main output (filled image, detected mask, comparison grid); None when the job writes none."""
     relative: Path | None = None
     """The image's path inside the input folder (a batch mirrors it); None for a single image."""
     problem: InpaintError | None = None
     """Why this input cannot be processed, found while pairing (no mask)."""
+    original: Path | None = None
+    """The clean version of the image (`compare --original`): read, and scored against."""
 
     @property
     def name(self) -> Path:
@@ -96,7 +62,7 @@ class Job:
 
 @dataclass
 class Plan:
-    """The jobs of one `inpaint run`, and what pairing found but could not use."""
+    """The jobs of one command, and what pairing found but could not use."""
 
     jobs: list[Job]
     unused_masks: list[Path] = field(default_factory=list)
@@ -106,30 +72,85 @@ class Plan:
     """A folder input: roles in messages name their image (`the output of in/a.png`)."""
 
 
-def panel_path(output: Path) -> Path:
-    return output.with_name(f"{output.stem}{PANEL_SUFFIX}.png")
+@dataclass(frozen=True)
+class Artefact:
+    """A file (or folder) one job writes: `name` in messages (`output`, `panel`, `overlay`)."""
+
+    name: str
+    path: Path
+    folder: bool = False
+    option: str = "-o"
+    """The option that chose this path, named in the hint of a clash."""
 
 
-def intermediates_folder(job: Job, settings: RunSettings) -> Path | None:
-    """Where a job's intermediates go: `<--save-intermediates>/<image path without extension>/`."""
-    if settings.intermediates_dir is None:
-        return None
-    return settings.intermediates_dir / job.name.with_suffix("")
+class Outputs(Protocol):
+    """What the jobs of one kind write, known before any model is loaded (a kind's settings)."""
+
+    @property
+    def kind(self) -> str:
+        """`inpaint`, `detect`, `compare`: the report's and the provenance records' `kind`."""
+
+    @property
+    def existing(self) -> Existing: ...
+
+    @property
+    def recorded(self) -> bool:
+        """Whether each job's main output gets a provenance record (and so can be resumed)."""
+
+    def artefacts(self, job: Job) -> list[Artefact]:
+        """Everything `job` writes, its main output first (empty: nothing)."""
 
 
-def artefacts(job: Job, settings: RunSettings) -> list[Path]:
-    """The files a job writes beside its output: the output, its panel, its provenance record.
-    Intermediates go to their own folder (`intermediates_folder`)."""
-    files = [job.output, panel_path(job.output)] if settings.panel else [job.output]
-    if settings.save_mask:
-        files.append(saved_mask_path(job.output))
-    return [*files, record_path(job.output)]
+def primary(outputs: Outputs, job: Job) -> Artefact | None:
+    """The file whose provenance record describes the job's other artefacts too."""
+    return next((artefact for artefact in outputs.artefacts(job) if not artefact.folder), None)
 
 
-def default_output_folder(folder: Path) -> Path:
-    """`<folder>_inpainted` beside the input folder: never inside the tree it mirrors."""
-    resolved = folder.resolve()
-    return resolved.parent / f"{resolved.name}{OUTPUT_FOLDER_SUFFIX}"
+# --- the one planning check ------------------------------------------------------------------------
+
+
+def check_plan(
+    plan: Plan, outputs: Outputs, *, reads: Iterable[Access] = (), writes: Iterable[Access] = ()
+) -> None:
+    """Raise a UsageError if a planned write hits a file the command reads or another planned write.
+
+    `reads` are further files read (a checkpoint, a report), `writes` further files written (the
+    report, the review page); the plan's own come from its jobs and `outputs.artefacts`."""
+    check_targets([*planned_reads(plan), *reads], [*planned_writes(plan, outputs), *writes])
+
+
+def planned_reads(plan: Plan) -> Iterator[Access]:
+    """Every image, mask and original of the plan, masks that matched no image included."""
+    for job in plan.jobs:
+        yield Access(job.image, "an input image" if plan.batch else "the image")
+        for mask in job.masks:
+            yield Access(mask, f"the mask of {job.image}")
+        if job.original is not None:
+            yield Access(job.original, f"the original of {job.image}")
+    for mask in plan.unused_masks:
+        yield Access(mask, "a mask file")
+
+
+def planned_writes(plan: Plan, outputs: Outputs) -> Iterator[Access]:
+    """Every file (and folder) the plan's jobs write, with their provenance records, in job order."""
+    for job in plan.jobs:
+        of = f" of {job.image}" if plan.batch else ""
+        artefacts = outputs.artefacts(job)
+        for artefact in artefacts:
+            role = f"the {artefact.name}{of}"
+            yield Access(artefact.path, role, folder=artefact.folder, option=artefact.option)
+        main = primary(outputs, job)
+        if outputs.recorded and main is not None:
+            yield Access(record_path(main.path), f"the provenance record{of}", option=main.option)
+
+
+def check_found(plan: Plan, input: Path, *, recursive: bool) -> None:
+    """A folder with no image to process is a usage error (a typo in the folder, a forgotten -r)."""
+    if not plan.jobs:
+        from inpaint_cli.errors import UsageError
+
+        hint = None if recursive else "use --recursive to look in subfolders"
+        raise UsageError("no images found", path=input, hint=hint)
 
 
 # --- pairing ---------------------------------------------------------------------------------------
@@ -213,207 +234,63 @@ class MaskIndex:
         return f"looked for {stem}.* and {stem}_mask*.*"
 
 
-def plan_folder(
-    folder: Path,
-    mask: Path,
-    output_folder: Path | None = None,
-    *,
-    recursive: bool = False,
-    output_format: str | None = None,
-    written_elsewhere: Iterable[Path] = (),
-) -> Plan:
-    """Pair every image under `folder` with its mask(s) and give it an output in the mirrored tree.
+@dataclass
+class Pairs:
+    """The images of a folder with their masks (`pair_masks`)."""
 
-    `mask` is a folder of masks paired by name (it may be `folder` itself or inside it) or one file
-    used for every image. Images without a mask get a `problem`, not a guess. The output folder and
-    `written_elsewhere` (intermediates) are never walked, so a rerun does not take results for photos.
-    Clashing targets are left to `check_plan`.
+    images: list[tuple[Path, Path, tuple[Path, ...], InpaintError | None]]
+    """(image, its path in the folder, its masks, why it has none) per image, sorted."""
+    unused_masks: list[Path]
+    unreadable: list[str]
+
+
+def pair_masks(
+    folder: Path, mask: Path | None, *, recursive: bool = False, exclude: Iterable[Path] = ()
+) -> Pairs:
+    """Every image under `folder` with its mask(s): `mask` is a folder of masks paired by name (it may
+    be `folder` itself or inside it), one file used for every image, or None (no masks: `--mask
+    auto`, detection). An image without a mask gets a problem, not a guess. The `exclude` folders
+    (outputs, intermediates, originals) are never walked, so a rerun does not take results for photos.
     """
-    output_folder = output_folder or default_output_folder(folder)
-    if output_folder.resolve() == folder.resolve():
-        raise UsageError(
-            "the output folder is the input folder",
-            path=output_folder,
-            hint="give another -o: outputs would overwrite the inputs",
-        )
-    ours = (output_folder, *written_elsewhere)
     unreadable: list[str] = []
+    exclude = list(exclude)
     index = None
-    auto = is_auto(mask)
-    if auto:
-        mask = output_folder  # nothing to exclude beyond our own outputs
-    elif mask.is_dir():
+    if mask is not None and mask.is_dir():
         shared = mask.resolve() == folder.resolve()
         index = MaskIndex(
-            mask, recursive=recursive, shared=shared, exclude=(folder, *ours), errors=unreadable
+            mask, recursive=recursive, shared=shared, exclude=[folder, *exclude], errors=unreadable
         )
-    mask_files = {path.resolve() for path in index.files} if index else set() if auto else {mask.resolve()}
-    images = [
-        path
-        for path in walk_images(folder, recursive=recursive, exclude=(mask, *ours), errors=unreadable)
-        if path.resolve() not in mask_files
-    ]
-    jobs = []
-    for image in images:
+    if index is not None:
+        mask_files = {path.resolve() for path in index.files}
+    else:
+        mask_files = set() if mask is None else {mask.resolve()}
+    walked = exclude if mask is None else [mask, *exclude]
+    images = []
+    for image in walk_images(folder, recursive=recursive, exclude=walked, errors=unreadable):
+        if image.resolve() in mask_files:
+            continue
         relative = image.relative_to(folder)
-        output = output_folder / relative
-        if output_format is not None:
-            # The extension a single image's output gets for this format (`.tif` for tiff, ...).
-            output = output.with_suffix(imageio.extension_for_format(output_format))
-        masks = index.lookup(relative) if index else () if auto else (mask,)
+        masks = index.lookup(relative) if index else () if mask is None else (mask,)
         problem = None
-        if not masks and not auto:
+        if index is not None and not masks:
             problem = InputError("no mask found", path=image, hint=index.describe_search(relative))
-        jobs.append(Job(image, masks, output, relative=relative, problem=problem))
-    return Plan(jobs, unused_masks=index.unused() if index else [], unreadable=unreadable, batch=True)
+        images.append((image, relative, masks, problem))
+    return Pairs(images, index.unused() if index else [], unreadable)
 
 
-def plan_single(
-    image: Path, mask: Path, output: Path | None = None, output_format: str | None = None
-) -> Plan:
-    """The plan of one image; `mask` is its mask file or a folder holding it by name.
-
-    An `output` that is the image itself is left to `check_plan` (a usage error naming both roles)."""
-    if output is None or output.is_dir():
-        output = imageio.default_output_path(image, output, output_format)
-    if is_auto(mask):
-        return Plan([Job(image, (), output)])
+def masks_of_single(image: Path, mask: Path) -> tuple[tuple[Path, ...], InpaintError | None]:
+    """The mask(s) of one image: `mask` itself, or the files named after the image in the folder `mask`."""
     if not mask.is_dir():
-        return Plan([Job(image, (mask,), output)])
+        return (mask,), None
     index = MaskIndex(mask, recursive=False, shared=mask.resolve() == image.parent.resolve())
     relative = Path(image.name)
     masks = index.lookup(relative)
     problem = None if masks else InputError("no mask found", path=image, hint=index.describe_search(relative))
-    return Plan([Job(image, masks, output, problem=problem)])
+    return masks, problem
 
 
-# --- the whole planning step -------------------------------------------------------------------------
-
-
-def _names_a_folder(output: str | os.PathLike[str]) -> bool:
+def names_a_folder(output: str | os.PathLike[str]) -> bool:
     """`-o out/` (a trailing separator: the CLI passes -o's text as typed), an existing folder, or a
     name without an extension (an output file needs one to tell its format)."""
     text = os.fspath(output)
     return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
-
-
-def plan_run(
-    input: Path,
-    mask: Path,
-    output: str | os.PathLike[str] | None,
-    settings: RunSettings,
-    *,
-    recursive: bool = False,
-    report: Path | None = None,
-    reads: Iterable[Access] = (),
-    writes: Iterable[Access] = (),
-) -> Plan:
-    """Pair the input(s) with masks and outputs and check every planned read and write.
-
-    `output` keeps the text the user typed, so `out/` is a folder even before it exists. `reads`
-    are further files the run reads (a checkpoint: it must exist), `writes` further files it writes
-    (a review page; a folder write is never walked for inputs). Raises UsageError for a missing
-    input, an `-o` that does not fit the input, a write that cannot happen or that hits a file the
-    run reads.
-    """
-    if not storage.is_remote(input) and not input.exists():
-        raise UsageError("no such file or folder", path=input)
-    if not is_auto(mask) and not storage.is_remote(mask) and not mask.exists():
-        raise UsageError("no such mask file or folder", path=mask)
-    reads, writes = list(reads), list(writes)
-    for read in reads:
-        if not storage.is_remote(read.path) and not read.path.is_file():
-            raise UsageError("no such file", path=read.path, hint=f"check {read.option or read.role}")
-    intermediates = settings.intermediates_dir
-    if intermediates is not None:
-        check_writable(
-            intermediates, role="the intermediates folder", option="--save-intermediates", folder=True
-        )
-    if report is not None:
-        check_writable(report, role="the report", option="--report")
-    for write in writes:
-        check_writable(write.path, role=write.role, option=write.option or "-o", folder=write.folder)
-    if input.is_dir():
-        elsewhere = [write.path for write in writes if write.folder]
-        plan = plan_folder(
-            input,
-            mask,
-            _batch_output_folder(input, output),
-            recursive=recursive,
-            output_format=settings.output_format,
-            written_elsewhere=[intermediates, *elsewhere] if intermediates else elsewhere,
-        )
-        if not plan.jobs:
-            hint = None if recursive else "use --recursive to look in subfolders"
-            raise UsageError("no images found", path=input, hint=hint)
-    else:
-        into_folder = output is not None and _names_a_folder(output)
-        if into_folder:
-            folder = storage.location(os.fspath(output).rstrip("/" + os.sep) or os.sep)
-            check_writable(folder, role="the output folder", option="-o", folder=True)
-            output = folder / imageio.default_output_path(input, None, settings.output_format).name
-        target = None if output is None else storage.location(output)
-        plan = plan_single(input, mask, target, settings.output_format)
-        if not into_folder:
-            check_writable(plan.jobs[0].output, role="the output", option="-o")
-    check_plan(plan, settings, report=report, reads=reads, writes=writes)
-    return plan
-
-
-def _batch_output_folder(input: Path, output: str | os.PathLike[str] | None) -> Path:
-    if output is None:
-        folder = default_output_folder(input)
-    else:
-        text = os.fspath(output)
-        folder = storage.location(text.rstrip("/" + os.sep) or os.sep)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError("-o must be a folder when the input is a folder", path=folder)
-        check_writable(folder, role="the output folder", option="-o", folder=True)
-        if not _names_a_folder(text) and folder.suffix.lower() in imageio.IMAGE_EXTENSIONS:
-            raise UsageError(
-                "-o names an image file, but the input is a folder",
-                path=folder,
-                hint="give a folder for the outputs (it is created); end it with / if it has a dot",
-            )
-        return folder
-    check_writable(folder, role="the output folder", option="-o", folder=True)
-    return folder
-
-
-def check_plan(
-    plan: Plan,
-    settings: RunSettings,
-    *,
-    report: Path | None = None,
-    reads: Iterable[Access] = (),
-    writes: Iterable[Access] = (),
-) -> None:
-    """Raise a UsageError if a planned write hits a file the run reads or another planned write."""
-    check_targets([*planned_reads(plan), *reads], [*planned_writes(plan, settings, report=report), *writes])
-
-
-def planned_reads(plan: Plan) -> Iterator[Access]:
-    """Every image and mask of the plan, masks that matched no image included (the user's files)."""
-    for job in plan.jobs:
-        yield Access(job.image, "an input image" if plan.batch else "the image")
-        for mask in job.masks:
-            yield Access(mask, f"the mask of {job.image}")
-    for mask in plan.unused_masks:
-        yield Access(mask, "a mask file")
-
-
-def planned_writes(plan: Plan, settings: RunSettings, *, report: Path | None = None) -> Iterator[Access]:
-    """Every file (and intermediates folder) the plan writes, in job order, the report last."""
-    for job in plan.jobs:
-        of = f" of {job.image}" if plan.batch else ""
-        yield Access(job.output, f"the output{of}", option="-o")
-        if settings.panel:
-            yield Access(panel_path(job.output), f"the panel{of}", option="-o")
-        yield Access(record_path(job.output), f"the provenance record{of}", option="-o")
-        if settings.save_mask:
-            yield Access(saved_mask_path(job.output), f"the saved mask{of}", option="-o")
-        folder = intermediates_folder(job, settings)
-        if folder is not None:
-            yield Access(folder, f"the intermediates folder{of}", folder=True, option="--save-intermediates")
-    if report is not None:
-        yield Access(report, "the report", option="--report")

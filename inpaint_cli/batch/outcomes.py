@@ -1,7 +1,11 @@
-"""What a batch did: one `JobOutcome` per input, `Outcomes` for a run, and the JSON report.
+"""What a batch did: one `JobOutcome` per input, `Outcomes` for a batch, and the JSON report.
 
-The report format is documented in README ("Batches", *Report*); `JobOutcome.as_record()` is one
-input's entry. Torch-free, so review pages and distributed runs can read and write reports.
+One report format for every kind of job (README, "Batches", *Report*): `format`, `version` and `kind`
+(`inpaint`, `detect`, `compare`), a `summary` of counts, one record per input (`JobOutcome.as_record`:
+the same keys for every kind, plus the kind's own `details`), the inputs never started and the masks
+that matched no image, and the kind's own facts about the whole batch (`about`: the detector, the
+models compared). The review page reads it with one reader (`review.page.rows_from_report`).
+Torch-free, so review pages and distributed runs can read and write reports.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from inpaint_cli.batch import provenance
 from inpaint_cli.batch.jobs import Job
 from inpaint_cli.files.atomic import atomic_path
 
+REPORT_FORMAT = "inpaint-report"
+REPORT_VERSION = 2
+"""1: the reports of `run` before `kind` (no `format`); 2: one schema for every kind."""
+
 
 class Status(str, Enum):
     DONE = "done"
@@ -26,7 +34,7 @@ class Status(str, Enum):
 
 @dataclass
 class JobOutcome:
-    """What happened to one job. `as_record()` is its entry in the JSON report (README, "Batches")."""
+    """What happened to one job. `as_record()` is its entry in the JSON report."""
 
     job: Job
     status: Status
@@ -34,6 +42,7 @@ class JobOutcome:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     strategy: str | None = None
+    """How the job was processed, in words (`auto: 2 crop boxes`, `high_res`)."""
     written: list[Path] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     """Seconds per step (`read`, `fill`, `write`), for `-v`."""
@@ -41,14 +50,17 @@ class JobOutcome:
     """Where a distributed batch ran this input (`node`, `worker`); empty for a local run."""
     provenance: dict[str, Any] | None = None
     """What made the output: this run's settings when done, the recorded ones when skipped."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """The kind's own facts about this input, as JSON values (`damage_fraction`, per-model scores)."""
 
-    def as_record(self) -> dict:
+    def as_record(self) -> dict[str, Any]:
         """The JSON report entry of this input; every path absolute."""
         shown = provenance.absolute
         return {
             "image": shown(self.job.image),
             "masks": [shown(m) for m in self.job.masks],
-            "output": shown(self.job.output),
+            "original": None if self.job.original is None else shown(self.job.original),
+            "output": None if self.job.output is None else shown(self.job.output),
             "status": self.status.value,
             "strategy": self.strategy,
             "seconds": round(self.seconds, 3),
@@ -56,12 +68,13 @@ class JobOutcome:
             "warnings": self.warnings,
             "written": [shown(p) for p in self.written],
             "provenance": self.provenance,
+            **self.details,
             **self.placement,
         }
 
 
 class Outcomes(list[JobOutcome]):
-    """The outcomes of `run_jobs` in job order, and what did not run."""
+    """The outcomes of `engine.run_jobs` in job order, and what did not run."""
 
     def __init__(self, outcomes: Iterable[JobOutcome], not_run: list[Job], interrupted: bool) -> None:
         super().__init__(outcomes)
@@ -78,22 +91,33 @@ def status_counts(outcomes: Iterable[JobOutcome]) -> dict[Status, int]:
     return counts
 
 
-def write_report(
-    path: Path,
+def report_of(
+    kind: str,
     outcomes: Sequence[JobOutcome],
     *,
     not_run: Sequence[Job] = (),
     unused_masks: Sequence[Path] = (),
-) -> Path:
-    """The JSON report: a summary and one record per input, plus inputs never started
-    (`--fail-fast`, Ctrl-C) and masks that matched no image. Every path in it is absolute."""
-    counts = {status.value: count for status, count in status_counts(outcomes).items()}
-    report = {
-        "summary": {**counts, "not_run": len(not_run), "unused_masks": len(unused_masks)},
-        "inputs": [o.as_record() for o in outcomes],
+    about: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The report of a batch as JSON values: what `write_report` writes and the review page reads.
+    `about` holds the kind's facts about the whole batch, `counts` its own counts for the summary."""
+    by_status = {status.value: count for status, count in status_counts(outcomes).items()}
+    summary = {**by_status, "not_run": len(not_run), "unused_masks": len(unused_masks), **(counts or {})}
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "kind": kind,
+        **(about or {}),
+        "summary": summary,
+        "inputs": [outcome.as_record() for outcome in outcomes],
         "not_run": [provenance.absolute(job.image) for job in not_run],
         "unused_masks": [provenance.absolute(mask) for mask in unused_masks],
     }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    """Write a report (`report_of`) atomically; every path in it is absolute."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -1,9 +1,11 @@
-"""`inpaint run` as one library call: a `RunOptions` in, outputs written, a `RunResult` out.
+"""`inpaint run` as one library call: a `RunOptions` in, outputs written, a `RunResult` out; and what
+every batch command does once its jobs ran (`write_results`: the report and the review page).
 
 The path of one image: the options are checked (`RunOptions`), the input is paired with its mask(s)
-and output and every planned read and write is checked (`jobs.plan_run`), the model is loaded once
-(`engine.Inpainter`), and `batch.run_jobs` reads, fills and writes each job while `RunEvents` hears
-about every step (the CLI renders them; a Python caller may ignore them).
+and output and every planned read and write is checked (`kinds.inpaint.plan_run`), the model is
+loaded once (`engine.Inpainter`), and `engine.run_jobs` reads, fills and writes each job as the
+inpaint job kind (`kinds.inpaint.InpaintKind`) while `RunEvents` hears about every step (the CLI
+renders them; a Python caller may ignore them).
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from inpaint_cli.batch.run_options import RunOptions, planning_options, run_settings
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.options import DEFAULT_MODEL
 
-if TYPE_CHECKING:
-    from inpaint_cli.batch import engine as batch
-    from inpaint_cli.batch.engine import Job, JobOutcome, Status
+if TYPE_CHECKING:  # the CLI imports this module for `--help`: no numpy, OpenCV or torch behind it
+    from inpaint_cli.batch.jobs import Job, Plan
+    from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings
+    from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
     from inpaint_cli.batch.provenance import Provenance
     from inpaint_cli.engine.inpainter import Inpainter
     from inpaint_cli.review import page as review
@@ -55,7 +59,7 @@ class DryRunRow:
 class RunResult:
     """What one `inpaint run` did, in input order."""
 
-    plan: batch.Plan
+    plan: Plan
     outcomes: list[JobOutcome] = field(default_factory=list)
     not_run: list[Job] = field(default_factory=list)
     """Jobs never started (`--fail-fast`, Ctrl-C)."""
@@ -68,13 +72,13 @@ class RunResult:
     report_error: str | None = None
 
     def counts(self) -> dict[Status, int]:
-        from inpaint_cli.batch.engine import status_counts
+        from inpaint_cli.batch.outcomes import status_counts
 
         return status_counts(self.outcomes)
 
     @property
     def failed(self) -> bool:
-        from inpaint_cli.batch.engine import Status
+        from inpaint_cli.batch.outcomes import Status
 
         dry_failed = any(row.fails for row in self.dry_run or ())
         return dry_failed or self.report_error is not None or self.counts()[Status.FAILED] > 0
@@ -119,8 +123,6 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
     anything is written; a problem with one input fails that input only. Ctrl-C ends the run early
     with `interrupted` set: outputs written so far are complete.
     """
-    from inpaint_cli.batch import engine as batch
-
     events = events or RunEvents()
     settings = run_settings(options)
     plan = plan_jobs(options, settings)
@@ -134,65 +136,89 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
         model, started, ran = _run_here(options, plan, settings, events)
     result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
     result.seconds = time.perf_counter() - started
-    if options.report is not None:
-        try:
-            batch.write_report(
-                options.report, result.outcomes, not_run=result.not_run, unused_masks=plan.unused_masks
-            )
-        except InpaintError as error:
-            result.report_error = error.one_line()
-        except OSError as error:
-            result.report_error = f"{options.report}: cannot write the report ({error.strerror or error})"
-    if options.html is not None:
-        _write_page(options, result, events)
+    page = None if options.html is None else (options.html, "inpaint review")
+    summary, result.report_error = write_results(
+        "inpaint", plan, ran, report=options.report, page=page, model=options.model or ""
+    )
+    if summary is not None:
+        events.page_written(summary)
     return result
 
 
 def _run_here(
-    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
-) -> tuple[ModelInfo, float, batch.Outcomes]:
-    """The jobs in this process: the model loaded once, then `batch.run_jobs` (the model's info, when
-    the jobs started, their outcomes)."""
-    from inpaint_cli.batch import engine as batch
+    options: RunOptions, plan: Plan, settings: RunSettings, events: RunEvents
+) -> tuple[ModelInfo, float, Outcomes]:
+    """The jobs in this process: the model loaded once, then `engine.run_jobs` (the model's info,
+    when the jobs started, their outcomes)."""
+    from inpaint_cli.batch.engine import run_jobs
+    from inpaint_cli.batch.kinds.inpaint import InpaintKind, Watch, provenance_of
 
-    inpainter, model = load_model(options, events.download_progress)
+    inpainter, model = load_inpainter(options, events.download_progress)
     events.model_loaded(model)
     started = time.perf_counter()
-    ran = batch.run_jobs(
+    kind = InpaintKind(
         inpainter,
-        plan.jobs,
         settings,
-        on_outcome=events.job_finished,
-        fail_fast=options.fail_fast,
+        made_with=provenance_of(inpainter, settings, checkpoint=options.checkpoint),
+        watch=Watch(on_plan=events.job_planned, on_progress=events.job_progress),
+    )
+    ran = run_jobs(
+        kind,
+        plan.jobs,
         workers=options.jobs,
+        fail_fast=options.fail_fast,
+        on_outcome=events.job_finished,
         on_start=events.job_started,
-        watch=batch.Watch(on_plan=events.job_planned, on_progress=events.job_progress),
-        made_with=batch.provenance_of(inpainter, settings, checkpoint=options.checkpoint),
     )
     return model, started, ran
 
 
-def _write_page(options: RunOptions, result: RunResult, events: RunEvents) -> None:
-    """The review page (`--html`), from the same records as the report; a rerun updates it."""
+def write_results(
+    kind: str,
+    plan: Plan,
+    ran: Outcomes,
+    *,
+    report: Path | None,
+    page: tuple[Path, str] | None,
+    model: str = "",
+    about: dict[str, Any] | None = None,
+    counts: dict[str, int] | None = None,
+) -> tuple[review.PageSummary | None, str | None]:
+    """After a batch of any kind: the JSON report (`report`) and the review page (`page`: its path
+    and title), both from the one report (`outcomes.report_of`). Returns the page's summary and a
+    one-line error if either could not be written (the outputs are there: the batch is not undone)."""
+    from inpaint_cli.batch.outcomes import report_of, write_report
+
+    data = report_of(
+        kind, ran, not_run=ran.not_run, unused_masks=plan.unused_masks, about=about, counts=counts
+    )
+    problem = None
+    if report is not None:
+        try:
+            write_report(report, data)
+        except InpaintError as error:
+            problem = error.one_line()
+        except OSError as error:
+            problem = f"{report}: cannot write the report ({error.strerror or error})"
+    if page is None:
+        return None, problem
     from inpaint_cli.review import page as review
 
     try:
-        rows = review.rows_from_outcomes(result.outcomes, not_run=result.not_run, model=options.model or "")
-        summary = review.build_page(rows, options.html)
+        rows = review.rows_from_report(data, model=model)
+        return review.build_page(rows, page[0], title=page[1]), problem
     except OSError as error:
-        result.report_error = f"{options.html}: cannot write the review page ({error.strerror or error})"
-        return
-    events.page_written(summary)
+        return None, problem or f"{page[0]}: cannot write the review page ({error.strerror or error})"
 
 
 # --- before anything runs ----------------------------------------------------------------------------
 
 
-def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
-    """Pair the input(s) with masks and outputs, and check every planned read and write (`batch.plan_run`,
-    the one place for it): the files named exist, nothing read is written, no two writes share a
-    target (the review page included), every write can happen."""
-    from inpaint_cli.batch import engine as batch
+def plan_jobs(options: RunOptions, settings: RunSettings) -> Plan:
+    """Pair the input(s) with masks and outputs, and check every planned read and write (`plan_run`,
+    through the one target check): the files named exist, nothing read is written, no two writes
+    share a target (the review page included), every write can happen."""
+    from inpaint_cli.batch.kinds.inpaint import plan_run
     from inpaint_cli.files.targets import Access
 
     reads = (
@@ -205,7 +231,7 @@ def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
         from inpaint_cli.review import page as review
 
         writes = review.page_writes(options.html)
-    plan = batch.plan_run(
+    plan = plan_run(
         options.input,
         options.mask,
         options.output,
@@ -220,7 +246,7 @@ def plan_jobs(options: RunOptions, settings: batch.RunSettings) -> batch.Plan:
     return plan
 
 
-def _expected_provenance(options: RunOptions, settings: batch.RunSettings) -> Provenance:
+def _expected_provenance(options: RunOptions, settings: RunSettings) -> Provenance:
     """What the run would record beside each output, as known before loading the model."""
     from inpaint_cli.batch import provenance
 
@@ -234,14 +260,15 @@ def _expected_provenance(options: RunOptions, settings: batch.RunSettings) -> Pr
     )
 
 
-def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings, options: RunOptions) -> list[DryRunRow]:
+def dry_run_rows(plan: Plan, settings: RunSettings, options: RunOptions) -> list[DryRunRow]:
     """The pairing table: per image its mask(s), output and what a run would do."""
-    from inpaint_cli.batch import engine as batch
+    from inpaint_cli.batch.resume import dry_run_action
 
     made_with = _expected_provenance(options, settings)
     rows = []
     for job in plan.jobs:
-        action, fails = batch.dry_run_action(job, settings, made_with)  # names and file headers only
+        # Names and file headers only.
+        action, fails = dry_run_action(job, settings, made_with, max_pixels=settings.max_pixels)
         rows.append(
             DryRunRow(str(job.image), ", ".join(map(str, job.masks)) or "-", str(job.output), action, fails)
         )
@@ -250,36 +277,37 @@ def dry_run_rows(plan: batch.Plan, settings: batch.RunSettings, options: RunOpti
     return rows
 
 
-def _run_on_ray(
-    options: RunOptions, plan: batch.Plan, settings: batch.RunSettings, events: RunEvents
-) -> batch.Outcomes:
-    """The jobs on Ray workers (`distributed`), each loading the model once with `load_inpainter`."""
+def _run_on_ray(options: RunOptions, plan: Plan, settings: RunSettings, events: RunEvents) -> Outcomes:
+    """The jobs on Ray workers (`distributed`), each building the inpaint kind once (`inpaint_kind`)."""
     from inpaint_cli.batch import distributed
 
     cluster = distributed.RayOptions(
         options.ray, options.workers, options.cpus_per_worker, options.gpus_per_worker
     )
     return distributed.run_on_ray(
-        functools.partial(load_inpainter, options),
+        functools.partial(inpaint_kind, options, settings),
         plan.jobs,
-        settings,
         cluster,
         on_outcome=events.job_finished,
         on_workers=events.workers_changed,
         fail_fast=options.fail_fast,
-        checkpoint=options.checkpoint,
     )
 
 
 # --- the model ----------------------------------------------------------------------------------------
 
 
-def load_inpainter(options: RunOptions) -> Inpainter:
-    """The model alone (what each worker of a distributed run loads once)."""
-    return load_model(options)[0]
+def inpaint_kind(options: RunOptions, settings: RunSettings) -> InpaintKind:
+    """The inpaint job kind with its model loaded (what each worker of a distributed run builds once)."""
+    from inpaint_cli.batch.kinds.inpaint import InpaintKind, provenance_of
+
+    inpainter = load_inpainter(options)[0]
+    return InpaintKind(inpainter, settings, provenance_of(inpainter, settings, checkpoint=options.checkpoint))
 
 
-def load_model(options: RunOptions, progress: DownloadProgress | None = None) -> tuple[Inpainter, ModelInfo]:
+def load_inpainter(
+    options: RunOptions, progress: DownloadProgress | None = None
+) -> tuple[Inpainter, ModelInfo]:
     """The model of `--model` / `--checkpoint` on the chosen device, and what to say about it.
 
     Without `--model`, a checkpoint's family is recognised from the file; else the default model.

@@ -156,6 +156,7 @@ def write_record(
     path: Path,
     made_with: Provenance,
     *,
+    kind: str,
     image: Path,
     written: list[Path],
     intermediates: Path | None,
@@ -164,13 +165,15 @@ def write_record(
     """Write an output's record to `path` (`record_path(output)`), atomically.
 
     Written twice per output: `complete: false` before the output (whatever follows is ours, even
-    if the run is killed), `complete: true` after everything it lists in `written`.
+    if the run is killed), `complete: true` after everything it lists in `written`. `kind` is the
+    command's job kind (`inpaint`, `detect`): a resume never takes one kind's output for another's.
     """
     from inpaint_cli.files.atomic import atomic_path
 
     record = {
         "format": RECORD_FORMAT,
         "format_version": RECORD_VERSION,
+        "kind": kind,
         "complete": complete,
         "provenance": made_with.as_dict(),
         "image": absolute(image),
@@ -190,25 +193,25 @@ def read_record(output: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return None
-    if not isinstance(record.get("complete"), bool):
+    if not isinstance(record.get("complete"), bool) or not isinstance(record.get("kind", ""), str):
         return None
     if not isinstance(record.get("provenance"), dict) or not isinstance(record.get("written"), list):
         return None
     return record
 
 
-def missing_artefacts(record: dict[str, Any], panel: Path | None, intermediates: Path | None) -> list[str]:
-    """The artefacts asked for now that the recorded run did not leave: `panel`, `intermediates`."""
+def missing_artefacts(record: dict[str, Any], artefacts: Iterable[Any]) -> list[str]:
+    """The artefacts (`jobs.Artefact`) asked for now that the recorded run did not leave, by name."""
     written = {str(path) for path in record["written"]}
     missing = []
-    if panel is not None and (absolute(panel) not in written or not panel.exists()):
-        missing.append("panel")
-    if intermediates is not None:
-        inside = [path for path in written if _is_under(path, absolute(intermediates))]
-        if record.get("intermediates") != absolute(intermediates) or not all(
-            os.path.exists(path) for path in inside
-        ):
-            missing.append("intermediates")
+    for artefact in artefacts:
+        where = absolute(artefact.path)
+        if artefact.folder:
+            inside = [path for path in written if _is_under(path, where)]
+            if record.get("intermediates") != where or not all(os.path.exists(path) for path in inside):
+                missing.append(artefact.name)
+        elif where not in written or not artefact.path.exists():
+            missing.append(artefact.name)
     return missing
 
 

@@ -1,6 +1,9 @@
-"""What to do with a job before its pixels are read: a known problem, an existing output (skip it,
-redo it, or refuse it, from its provenance record), the temporary files killed runs left, and a dry
-run's look at the file headers.
+"""What to do with a job before its pixels are read, for every kind of job: a known problem, files it
+would write that exist already (skip the job, redo it, or refuse it, from its provenance record), the
+temporary files killed runs left, and a dry run's look at the file headers.
+
+Nothing that this tool did not write is replaced without `--overwrite`: on a resume a job's existing
+files must all be listed by its record (the main output's), else the job fails naming the file.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from inpaint_cli.batch import provenance
-from inpaint_cli.batch.jobs import Existing, Job, RunSettings, intermediates_folder, panel_path
+from inpaint_cli.batch.jobs import Artefact, Existing, Job, Outputs
 from inpaint_cli.batch.outcomes import JobOutcome, Status
 from inpaint_cli.batch.provenance import Provenance
 from inpaint_cli.errors import InpaintError, InputError, OutputError
@@ -22,14 +25,7 @@ from inpaint_cli.imaging.masks import size_mismatch
 
 logger = logging.getLogger("inpaint_cli.batch.engine")
 
-
-def output_complete(path: Path) -> bool:
-    """Whether an existing output file is whole: outputs are renamed into place only once fully
-    written, so any non-empty file under the final name is complete."""
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
+REDO_HINT = "use --overwrite to redo it, or choose another -o"
 
 
 def remove_stale_parts(outputs: Iterable[Path], folders: Iterable[Path] = ()) -> list[Path]:
@@ -63,74 +59,111 @@ def remove_stale_parts(outputs: Iterable[Path], folders: Iterable[Path] = ()) ->
     return sorted(removed)
 
 
-def precheck(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> JobOutcome | None:
-    """The outcome of a job decided without reading its image: a known problem or an existing output.
+def _present(artefact: Artefact) -> list[Path]:
+    """The files of an artefact that exist: the file itself (if not empty: outputs are renamed into
+    place only once whole, so an empty one is none of ours), or the files in its folder."""
+    if artefact.folder:
+        try:
+            return sorted(Path(entry.path) for entry in os.scandir(artefact.path) if not entry.is_dir())
+        except OSError:
+            return []
+    try:
+        return [artefact.path] if artefact.path.stat().st_size > 0 else []
+    except OSError:
+        return []
 
-    With `Existing.SKIP` (a resume) an existing output is skipped only if its provenance record says
-    it was made with the same settings as `made_with` and has every artefact asked for now; it is
-    redone if its record shows it was cut short or lacks an artefact (a panel), and refused if it
-    was made otherwise or by something else: `--overwrite` redoes it.
+
+def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) -> JobOutcome | None:
+    """The outcome of a job decided without reading its image: a known problem or existing files.
+
+    With `Existing.ERROR` any existing file the job writes fails it. With `Existing.SKIP` (a resume)
+    the job is skipped only if its provenance record says it was made with the same settings as
+    `made_with` and has every artefact asked for now; it is redone if its record shows it was cut
+    short or lacks an artefact (a panel), and refused if it was made otherwise, by something else, or
+    if a file it would write is not listed in its record. `--overwrite` redoes it (what the command
+    reads is never written: `jobs.check_plan` refused that before anything ran).
     """
-    problem = job.problem
-    if problem is None and job.output.resolve() == job.image.resolve():
-        problem = OutputError("output would overwrite the input", path=job.output, hint="choose another -o")
-    if problem is None and job.output.exists():
-        if settings.existing is Existing.ERROR:
-            problem = OutputError("output exists", path=job.output, hint="use --overwrite to replace it")
-        elif settings.existing is Existing.SKIP:
-            return _resume(job, settings, made_with)
-    if problem is not None:
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
-    return None
-
-
-def _resume(job: Job, settings: RunSettings, made_with: Provenance | None) -> JobOutcome | None:
-    """The outcome of a job whose output exists, in a resumed batch; None: (re)do it."""
-    if not output_complete(job.output):
+    if job.problem is not None:
+        return _failed(job, job.problem)
+    artefacts = outputs.artefacts(job)
+    present = [(artefact, path) for artefact in artefacts for path in _present(artefact)]
+    if not present or outputs.existing is Existing.OVERWRITE:
         return None
-    record = provenance.read_record(job.output)
-    redo = "use --overwrite to redo it, or choose another -o"
-    if record is None:
-        problem = OutputError(
-            "output exists and has no provenance record (made by another program or an older inpaint)",
-            path=job.output,
-            hint=redo,
+    first, path = present[0]
+    if outputs.existing is Existing.ERROR or not outputs.recorded:
+        return _failed(
+            job, OutputError(f"{first.name} exists", path=path, hint="use --overwrite to replace it")
         )
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
+    return _resume(job, outputs, artefacts, present, made_with)
+
+
+def _resume(
+    job: Job,
+    outputs: Outputs,
+    artefacts: list[Artefact],
+    present: list[tuple[Artefact, Path]],
+    made_with: Provenance | None,
+) -> JobOutcome | None:
+    """The outcome of a job with existing files, in a resumed batch; None: (re)do it."""
+    main = next(artefact for artefact in artefacts if not artefact.folder)
+    record = provenance.read_record(main.path)
+    first, path = present[0]
+    if record is None or record.get("kind", "inpaint") != outputs.kind:
+        made_by = "another program or an older inpaint" if record is None else f"inpaint {record['kind']}"
+        problem = OutputError(
+            f"{first.name} exists and has no provenance record (made by {made_by})", path=path, hint=REDO_HINT
+        )
+        return _failed(job, problem)
     if not record["complete"]:
-        return None  # ours, cut short before its panel or intermediates: redo with these settings
+        return None  # ours, cut short: what it was writing follows its record, so redo with these settings
+    ours = {str(listed) for listed in record["written"]}
+    for artefact, path in present:
+        if provenance.absolute(path) not in ours:
+            problem = OutputError(
+                f"{artefact.name} exists and was not written with {main.path.name}",
+                path=path,
+                hint="use --overwrite to replace it, or choose another -o",
+            )
+            return _failed(job, problem)
+    if not _present(main):
+        return None  # ours, and its main output is gone: redo it
     differences = made_with.differences(record["provenance"]) if made_with is not None else []
     if differences:
         problem = OutputError(
-            f"output made with other settings: {', '.join(differences)}", path=job.output, hint=redo
+            f"{main.name} made with other settings: {', '.join(differences)}", path=main.path, hint=REDO_HINT
         )
-        return JobOutcome(job, Status.FAILED, error=problem.one_line())
-    panel = panel_path(job.output) if settings.panel else None
-    if provenance.missing_artefacts(record, panel, intermediates_folder(job, settings)):
+        return _failed(job, problem)
+    if provenance.missing_artefacts(record, artefacts):
         return None  # same settings, so the redone output is the same; the missing artefacts appear
     return JobOutcome(job, Status.SKIPPED, provenance=record["provenance"])
 
 
-def dry_run_action(job: Job, settings: RunSettings, made_with: Provenance | None = None) -> tuple[str, bool]:
+def _failed(job: Job, problem: InpaintError) -> JobOutcome:
+    return JobOutcome(job, Status.FAILED, error=problem.one_line())
+
+
+def dry_run_action(
+    job: Job, outputs: Outputs, made_with: Provenance | None, *, max_pixels: int
+) -> tuple[str, bool]:
     """What a run would do with a job, judged from names and file headers only (milliseconds per
     file): `("run", False)`, `("skip: ...", False)`, or the one-line error and True if it would fail."""
-    decided = precheck(job, settings, made_with)
+    decided = precheck(job, outputs, made_with)
     if decided is not None:
         failed = decided.status is Status.FAILED
         return (decided.error if failed else "skip: output exists, made with the same settings"), failed
-    problem = header_problem(job, settings)
+    problem = header_problem(job, max_pixels=max_pixels)
     return ("run", False) if problem is None else (problem, True)
 
 
-def header_problem(job: Job, settings: RunSettings) -> str | None:
+def header_problem(job: Job, *, max_pixels: int) -> str | None:
     """Why a job's files would fail, seen in their headers: not an image, too large, truncated, a
     mask of another size. None if the headers look fine (decoding may still find damage)."""
     if storage.is_remote(job.image) or any(map(storage.is_remote, job.masks)):
         return None  # headers of objects in a store are not fetched for a dry run
     try:
-        image = headers.read_header(job.image, max_pixels=settings.max_pixels)
+        image = headers.read_header(job.image, max_pixels=max_pixels)
         for path, header in [(job.image, image)] + [
-            (mask, headers.read_header(mask, max_pixels=settings.max_pixels)) for mask in job.masks
+            (mask, headers.read_header(mask, max_pixels=max_pixels)) for mask in job.masks
         ]:
             if header.truncated:
                 raise InputError("file is truncated", path=path, hint="re-export or re-scan it")

@@ -35,7 +35,7 @@ from inpaint_cli.options import (
 )
 
 if TYPE_CHECKING:
-    from inpaint_cli.batch.jobs import RunSettings
+    from inpaint_cli.batch.kinds.inpaint import RunSettings
     from inpaint_cli.engine.strategies import InpaintOptions
 
 MAX_DILATE = 256
@@ -363,22 +363,24 @@ def planning_options(options: RunOptions) -> InpaintOptions:
 
 def run_settings(options: RunOptions) -> RunSettings:
     """The per-input settings of the jobs. Existing outputs are skipped in a batch and refused for a
-    single image unless --overwrite/--skip-existing says; detected masks (`--mask auto`) grow by the
-    detector's own dilation unless --dilate says otherwise."""
-    from inpaint_cli.batch.jobs import Existing, RunSettings, is_auto
+    single image unless --overwrite/--skip-existing says; with `--mask auto` the detector is named (for
+    the provenance) and its masks grow by its own dilation unless --dilate says otherwise."""
+    from inpaint_cli.batch.jobs import Existing
+    from inpaint_cli.batch.kinds.inpaint import RunSettings, is_auto
 
     if options.overwrite is None:
         existing = Existing.SKIP if options.is_batch else Existing.ERROR
     else:
         existing = Existing.OVERWRITE if options.overwrite else Existing.SKIP
+    auto = is_auto(options.mask)
     dilate = options.dilate
     if dilate is None:
-        dilate = DETECTOR_DILATE[options.detector.value] if is_auto(options.mask) else 0
+        dilate = DETECTOR_DILATE[options.detector.value] if auto else 0
     return RunSettings(
         mask_threshold=options.mask_threshold,
         invert_mask=options.invert_mask,
         dilate=dilate,
-        detector=options.detector.value,
+        detector=options.detector.value if auto else None,  # recorded in the outputs' provenance
         save_mask=options.save_mask,
         output_format=None if options.output_format is None else options.output_format.value,
         quality=options.quality,

@@ -1,7 +1,8 @@
 """`inpaint compare`: fill one hole with several models, draw the grid, print the table.
 
-The command's parameters are the fields of `CompareOptions` (see `cli.command`); the library calls get
-them one by one. Errors become one line through `console.fail`.
+The command's parameters are the fields of `CompareOptions` (see `cli.command`); `request_of` turns them
+into the library's `CompareRequest` field by field, and the compare job kind (`batch.kinds.compare`)
+plans and runs it. Errors become one line through `console.fail`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from inpaint_cli.cli.console import console, fail, print_table, printable
+from inpaint_cli.cli.console import EXIT_FAILED, console, fail, print_table, printable
 from inpaint_cli.options import DEFAULT_COMPARE_MODELS, Panel, Precision, StrategyName, cli
 
 if TYPE_CHECKING:
+    from inpaint_cli.batch.kinds.compare import CompareRequest
+    from inpaint_cli.batch.outcomes import JobOutcome
     from inpaint_cli.review.comparison import Comparison, FolderComparison
 
 GRID_SUFFIX = "_compare.png"
@@ -73,9 +76,14 @@ class CompareOptions:
     json_path: Path | None = field(
         default=None,
         metadata=cli(
-            "Also write the table as JSON to this file (- for stdout).", "--json", metavar="FILE", panel=IO
+            "Also write the report (one entry per image, the mean per model) as JSON to this file "
+            "(- for stdout).",
+            "--json",
+            metavar="FILE",
+            panel=IO,
         ),
     )
+    overwrite: bool = field(default=False, metadata=cli("Replace existing grids.", panel=IO))
     recursive: bool = field(
         default=False, metadata=cli("Folder: include subfolders.", "--recursive", "-r", panel=IO)
     )
@@ -101,119 +109,61 @@ class CompareOptions:
     )
 
 
+def request_of(options: CompareOptions) -> CompareRequest:
+    """The library's request for `options`."""
+    from inpaint_cli.batch.kinds.compare import CompareRequest
+
+    return CompareRequest(
+        options.input,
+        options.mask,
+        options.models,
+        original=options.original,
+        output=options.output,
+        json=options.json_path,
+        device=options.device,
+        precision=options.precision.value,
+        strategy=options.strategy.value,
+        recursive=options.recursive,
+        overwrite=options.overwrite,
+    )
+
+
 def compare(options: CompareOptions) -> None:
     """Fill one hole with several models: a labelled grid, and PSNR/SSIM per model with --original.
 
     Each model is loaded once. The grid shows the whole image and a crop around the hole at full size
     per model. A folder (with --original FOLDER) gives the mean per model over its images.
     """
-    from inpaint_cli.errors import InpaintError, UsageError
+    from inpaint_cli.batch.kinds import compare as compare_kind
+    from inpaint_cli.batch.outcomes import Status
+    from inpaint_cli.errors import InpaintError
 
+    request = request_of(options)
     try:
-        if not options.input.exists():
-            raise UsageError("no such file or folder", path=options.input)
-        if not options.mask.exists():
-            raise UsageError("no such mask file or folder", path=options.mask)
-        if options.input.is_dir():
-            if options.original is None:
-                raise UsageError(
-                    "a folder needs --original FOLDER", path=options.input, hint="the clean images, by name"
-                )
-            result = _compare_folder(options, options.original)
-        else:
-            result = _compare_one(options)
-        if options.json_path is not None:
-            inputs = [options.input, options.mask, options.original]
-            _write_json(options.json_path, result.as_dict(), inputs=inputs)
+        plan = compare_kind.plan_comparison(request)
+        run = compare_kind.run_comparison_plan(request, plan, on_outcome=_render)
     except InpaintError as exc:
         fail(exc)
-    if options.json_path is None or str(options.json_path) != "-":
-        _print_table(result)
+    folder = options.input.is_dir()
+    if folder and options.output is not None:
+        where = escape(printable(str(options.output)))
+        console.print(f"[green]wrote[/] {len(run.result.comparisons)} grid(s) to {where}", soft_wrap=True)
+    if options.json_path is not None and str(options.json_path) == "-":
+        typer.echo(json.dumps(run.report, indent=2, ensure_ascii=False))
+    elif run.result.comparisons:
+        _print_table(run.result if folder else run.result.comparisons[0])
+    if any(outcome.status is Status.FAILED for outcome in run.outcomes):
+        raise typer.Exit(EXIT_FAILED)
 
 
-def _refuse_input_target(target: Path, inputs: list[Path | None], what: str) -> None:
-    from inpaint_cli.errors import UsageError
+def _render(outcome: JobOutcome) -> None:
+    """Each image as it is compared: its error, or where a single image's grid went."""
+    from inpaint_cli.batch.outcomes import Status
 
-    for path in inputs:
-        if path is not None and path.exists() and path.resolve() == target.resolve():
-            raise UsageError(f"is an input and cannot be the {what}", path=target, hint="give another path")
-
-
-def _compare_one(options: CompareOptions) -> Comparison:
-    from inpaint_cli.review import comparison as comparing
-    from inpaint_cli.review.visualize import save_png
-
-    image, mask, original = options.input, options.mask, options.original
-    grid_path = options.output or image.with_name(image.stem + GRID_SUFFIX)
-    _refuse_input_target(grid_path, [image, mask, original], "grid")
-    result = comparing.compare(
-        image,
-        mask,
-        options.models,
-        original=original,
-        device=options.device,
-        precision=options.precision.value,
-        strategy=options.strategy.value,
-    )
-    grid_path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(grid_path, comparing.make_grid(result).picture)
-    console.print(f"[green]wrote[/] {escape(printable(str(grid_path)))}", soft_wrap=True)
-    return result
-
-
-def _compare_folder(options: CompareOptions, originals: Path) -> FolderComparison:
-    from inpaint_cli.review import comparison as comparing
-    from inpaint_cli.review.visualize import save_png
-
-    folder, mask, output = options.input, options.mask, options.output
-
-    if output is not None:
-        _refuse_input_target(output, [folder, mask, originals], "grid folder")
-        if output.is_file():
-            from inpaint_cli.errors import UsageError
-
-            raise UsageError("-o must be a folder when the input is a folder", path=output)
-
-    def draw(comparison: Comparison) -> None:
-        if output is None:
-            return
-        relative = Path(comparison.name).relative_to(folder)
-        target = output / relative.parent / f"{relative.stem}{GRID_SUFFIX}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_png(target, comparing.make_grid(comparison).picture)
-
-    exclude = [output] if output is not None else []
-    result = comparing.compare_folder(
-        folder,
-        mask,
-        originals,
-        options.models,
-        recursive=options.recursive,
-        exclude=exclude,
-        on_image=draw,
-        device=options.device,
-        precision=options.precision.value,
-        strategy=options.strategy.value,
-    )
-    for failure in result.failures:
-        console.print(f"[bold red]error:[/] {escape(printable(failure))}", soft_wrap=True)
-    if output is not None:
-        where = escape(printable(str(output)))
-        console.print(f"[green]wrote[/] {len(result.comparisons)} grid(s) to {where}", soft_wrap=True)
-    return result
-
-
-def _write_json(path: Path, data: dict[str, Any], *, inputs: list[Path | None]) -> None:
-    from inpaint_cli.files.atomic import atomic_path
-
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    if str(path) == "-":
-        typer.echo(text, nl=False)
-        return
-    _refuse_input_target(path, inputs, "JSON output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    if outcome.status is Status.FAILED:
+        console.print(f"[bold red]error:[/] {escape(printable(outcome.error or ''))}", soft_wrap=True)
+    elif outcome.job.relative is None and outcome.written:
+        console.print(f"[green]wrote[/] {escape(printable(str(outcome.written[0])))}", soft_wrap=True)
 
 
 def _cell(value: float | None, digits: int, unit: str = "") -> str:

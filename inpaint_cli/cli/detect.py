@@ -1,4 +1,5 @@
-"""`inpaint detect`: options from `DetectOptions`, the work from `detect.pipeline`, rendered on the console.
+"""`inpaint detect`: options from `DetectOptions`, the work from the detect job kind
+(`batch.kinds.detect`), rendered on the console.
 
 The command's parameters are the fields of `DetectOptions` (see `cli.command`); `request_of` turns
 them into the library's `DetectRequest` field by field.
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from inpaint_cli.cli.console import EXIT_FAILED, console, fail
+from inpaint_cli.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
 from inpaint_cli.options import (
     DEFAULT_DETECTOR,
     DEFAULT_MAX_PIXELS,
@@ -24,8 +25,8 @@ from inpaint_cli.options import (
 )
 
 if TYPE_CHECKING:
-    from inpaint_cli.detect.jobs import DetectOutcome
-    from inpaint_cli.detect.pipeline import DetectPlan, DetectRequest
+    from inpaint_cli.batch.kinds.detect import DetectPlan, DetectRequest
+    from inpaint_cli.batch.outcomes import JobOutcome
 
 IO, MODEL, BATCH, REVIEW = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.BATCH, Panel.REVIEW
 
@@ -135,6 +136,20 @@ class DetectOptions:
             panel=REVIEW,
         ),
     )
+    device: str = field(
+        default="cpu",
+        metadata=cli(
+            "Where the detector network runs: cpu, auto (CUDA if available), cuda, cuda:N or mps.",
+            metavar="DEVICE",
+            panel=MODEL,
+        ),
+    )
+    jobs: int = field(
+        default=1,
+        metadata=cli(
+            "Threads that read images ahead and write masks behind.", metavar="N", minimum=1, panel=BATCH
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -142,7 +157,7 @@ class DetectOptions:
 
 def request_of(options: DetectOptions) -> DetectRequest:
     """The library's request for `options` (all but `dry_run` and `quiet`, which are the command's)."""
-    from inpaint_cli.detect.pipeline import DetectRequest
+    from inpaint_cli.batch.kinds.detect import DetectRequest
 
     return DetectRequest(
         input=options.input,
@@ -159,6 +174,8 @@ def request_of(options: DetectOptions) -> DetectRequest:
         html=options.html,
         fail_fast=options.fail_fast,
         max_pixels=options.max_pixels,
+        device=options.device,
+        jobs=options.jobs,
     )
 
 
@@ -169,20 +186,20 @@ def detect(options: DetectOptions) -> None:
     masks by hand in any editor, then fill. Images where nothing survives the detector's
     post-processing are reported as "no damage found" and get an empty mask.
     """
-    from inpaint_cli.batch.engine import Status
-    from inpaint_cli.detect.pipeline import plan_detection, run_detection
+    from inpaint_cli.batch.kinds import detect as detect_kind
+    from inpaint_cli.batch.outcomes import Status
     from inpaint_cli.errors import InpaintError
 
     request = request_of(options)
     quiet = options.quiet
     try:
-        plan = plan_detection(request)
+        plan = detect_kind.plan_detection(request)
         if options.dry_run:
             _print_plan(plan)
             return
         for message in plan.unreadable:
             console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
-        run = run_detection(
+        run = detect_kind.run_detection(
             request, plan, on_outcome=lambda o: _render(o, quiet), progress=None if quiet else _progress()
         )
     except InpaintError as exc:
@@ -192,45 +209,50 @@ def detect(options: DetectOptions) -> None:
 
         render_page_summary(run.page)
     outcomes = run.outcomes
-    if plan.is_batch and not quiet:
+    if plan.plan.batch and not quiet:
         counts = {status: sum(o.status is status for o in outcomes) for status in Status}
+        no_damage = sum(o.status is Status.DONE and bool(o.details.get("no_damage")) for o in outcomes)
         console.print(
-            f"{counts[Status.DONE]} done ({sum(o.no_damage for o in outcomes)} without damage), "
+            f"{counts[Status.DONE]} done ({no_damage} without damage), "
             f"{counts[Status.SKIPPED]} skipped, {counts[Status.FAILED]} failed"
             + (f", {run.not_run} not run" if run.not_run else "")
         )
+    if outcomes.interrupted:
+        console.print("[bold red]interrupted:[/] masks written so far are complete; run again to finish")
+        raise typer.Exit(EXIT_INTERRUPTED)
     if any(o.status is Status.FAILED for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
 
 
-def _render(outcome: DetectOutcome, quiet: bool) -> None:
-    from inpaint_cli.batch.engine import Status
+def _render(outcome: JobOutcome, quiet: bool) -> None:
+    from inpaint_cli.batch.outcomes import Status
 
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if outcome.status is Status.FAILED:
         console.print(f"[bold red]error:[/] {escape(outcome.error or '')}", soft_wrap=True)
     elif outcome.status is Status.SKIPPED:
         if not quiet:
             console.print(
-                f"skipped {outcome.job.image}: {outcome.job.mask} exists", markup=False, soft_wrap=True
+                f"skipped {outcome.job.image}: {outcome.job.output} exists", markup=False, soft_wrap=True
             )
     elif quiet:
-        typer.echo(str(outcome.job.mask))
+        typer.echo(str(outcome.job.output))
     else:
-        found = "no damage found" if outcome.no_damage else f"{outcome.fraction:.2%} damaged"
+        fraction = outcome.details["damage_fraction"]
+        found = "no damage found" if outcome.details["no_damage"] else f"{fraction:.2%} damaged"
         console.print(
-            f"[green]wrote[/] {escape(str(outcome.job.mask))} ({found}, {outcome.seconds:.2f} s)",
+            f"[green]wrote[/] {escape(str(outcome.job.output))} ({found}, {outcome.seconds:.2f} s)",
             soft_wrap=True,
         )
 
 
 def _print_plan(plan: DetectPlan) -> None:
     """The --dry-run lines on stdout: image, mask, action (tab-separated)."""
-    from inpaint_cli.detect import jobs as detect_jobs
+    from inpaint_cli.batch.kinds.detect import dry_run_lines
 
-    for job in plan.jobs:
-        decided = detect_jobs.precheck(job, plan.existing)
-        action = "detect" if decided is None else decided.error or "skip: mask exists"
-        typer.echo(f"{job.image}\t{job.mask}\t{action}")
+    for image, mask, action in dry_run_lines(plan):
+        typer.echo(f"{image}\t{mask}\t{action}")
     for message in plan.unreadable:
         typer.echo(f"-\t-\t{message}")
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from inpaint_cli.cli.console import console, printable
 
 if TYPE_CHECKING:
-    from inpaint_cli.batch.engine import JobOutcome
+    from inpaint_cli.batch.outcomes import JobOutcome
     from inpaint_cli.batch.pipeline import DryRunRow, ModelInfo, RunResult
 
 SUMMARY_NOTES = 20
@@ -42,7 +42,7 @@ def outcome_lines(
     time since the command started, which the line reports beside this image's own time. `quiet`
     keeps errors only (the result paths go to stdout).
     """
-    from inpaint_cli.batch.engine import Status
+    from inpaint_cli.batch.outcomes import Status
 
     error = [f"[bold red]error:[/] {text(outcome.error)}"] if outcome.status is Status.FAILED else []
     if quiet:
@@ -129,7 +129,7 @@ def print_summary(result: RunResult) -> None:
     """The end-of-batch table on stderr: counts, speed, and every input that needs attention."""
     from rich.table import Table
 
-    from inpaint_cli.batch.engine import Status
+    from inpaint_cli.batch.outcomes import Status
 
     counts = result.counts()
     done, seconds = counts[Status.DONE], result.seconds

@@ -25,7 +25,7 @@ class ReportOptions:
 
     report_file: Path = field(
         metadata=cli(
-            "A JSON report of `inpaint run --report`.",
+            "A JSON report of `inpaint run`, `detect` or `compare` (--report, --json).",
             metavar="REPORT",
             argument=True,
             panel=Panel.INPUT_OUTPUT,

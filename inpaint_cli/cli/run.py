@@ -20,7 +20,8 @@ from inpaint_cli.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, console, fail
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from inpaint_cli.batch.engine import Job, JobOutcome
+    from inpaint_cli.batch.jobs import Job
+    from inpaint_cli.batch.outcomes import JobOutcome
     from inpaint_cli.batch.pipeline import ModelInfo, RunResult
     from inpaint_cli.review.page import PageSummary
 
@@ -159,7 +160,7 @@ class Display(RunEvents):
             self.progress.update(self.task, completed=done, total=total, rate="passes")
 
     def job_finished(self, outcome: JobOutcome) -> None:
-        from inpaint_cli.batch.engine import Status
+        from inpaint_cli.batch.outcomes import Status
 
         if self.options.quiet and outcome.status is Status.DONE:
             typer.echo(str(outcome.written[0]))  # stdout: the result paths, for scripts

@@ -1,7 +1,8 @@
 """Side-by-side model comparison: the same hole filled by several models, scored and drawn in one grid.
 
-`compare` runs each model on one image (every model loaded once), `compare_folder` on every image
-of a folder whose clean originals are known, giving a mean per model. With an original, each
+`compare` runs each model on one image (every model loaded once); a folder whose clean originals are
+known goes through the batch engine as the compare job kind (`batch.kinds.compare.compare_folder`),
+giving a mean per model (`FolderComparison`). With an original, each
 result is scored by PSNR and SSIM inside the hole and over the whole image. `make_grid` draws one
 labelled picture: per model a column with the whole result scaled down and a crop around the hole
 at full size, so the fill itself is seen pixel for pixel.
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from inpaint_cli.errors import InpaintError, InputError, UsageError
+from inpaint_cli.errors import InputError, UsageError
 from inpaint_cli.options import DEFAULT_COMPARE_MODELS
 from inpaint_cli.review.metrics import psnr, ssim_map
 
@@ -258,96 +259,6 @@ class FolderComparison:
             "failures": self.failures,
             "load_seconds": {name: _number(value, 4) for name, value in self.load_seconds.items()},
         }
-
-
-def _original_for(relative: Path, originals: Path) -> Path | None:
-    """The clean version of `relative`: the same path under `originals`, or the same stem in any format."""
-    from inpaint_cli.imaging import imageio
-
-    same = originals / relative
-    if imageio.is_image_file(same):
-        return same
-    candidates = sorted((originals / relative.parent).glob(f"{relative.stem}.*"))
-    return next((path for path in candidates if imageio.is_image_file(path)), None)
-
-
-def pair_folder(
-    folder: Path, mask: Path, originals: Path, *, recursive: bool = False, exclude: Sequence[Path] = ()
-) -> tuple[list[tuple[Path, tuple[Path, ...], Path | None]], list[str]]:
-    """(image, masks, original) for each image of `folder`, paired by name like `inpaint run`'s
-    batches; images without a mask get an empty tuple (the caller reports them). Folders in `exclude`
-    (where grids are written) are not walked."""
-    from inpaint_cli.batch import engine as batch
-
-    problems: list[str] = []
-    index = None
-    if mask.is_dir():
-        shared = mask.resolve() == folder.resolve()
-        index = batch.MaskIndex(
-            mask, recursive=recursive, shared=shared, exclude=(originals, *exclude), errors=problems
-        )
-    skip = {path.resolve() for path in index.files} if index else {mask.resolve()}
-    walked = (mask, originals, *exclude)
-    images = batch.walk_images(folder, recursive=recursive, exclude=walked, errors=problems)
-    pairs = []
-    for image in images:
-        if image.resolve() in skip:
-            continue
-        relative = image.relative_to(folder)
-        masks = index.lookup(relative) if index else (mask,)
-        pairs.append((image, masks, _original_for(relative, originals)))
-    return pairs, problems
-
-
-def compare_folder(
-    folder: str | Path,
-    mask: str | Path,
-    originals: str | Path,
-    models: Sequence[str] = DEFAULT_COMPARE_MODELS,
-    *,
-    recursive: bool = False,
-    exclude: Sequence[Path] = (),
-    on_image: Callable[[Comparison], None] | None = None,
-    **options: Any,
-) -> FolderComparison:
-    """Compare `models` on every image of `folder` that has a mask and an original: a mean per model.
-
-    `on_image` sees each comparison with its pixels (to draw a grid) before they are dropped.
-    Images that cannot be compared are listed in `failures`; the others go on.
-    """
-    from inpaint_cli.imaging import imageio
-    from inpaint_cli.imaging.masks import read_mask
-
-    folder, mask, originals = Path(folder), Path(mask), Path(originals)
-    for path, role in ((folder, "image folder"), (mask, "mask"), (originals, "originals folder")):
-        if not path.exists():
-            raise UsageError(f"no such {role}", path=path)
-    if not originals.is_dir():
-        raise UsageError("must be a folder of originals when the input is a folder", path=originals)
-    pairs, failures = pair_folder(folder, mask, originals, recursive=recursive, exclude=exclude)
-    if not pairs:
-        raise UsageError("no images found", path=folder)
-    fillers, load_seconds = load_models(list(models), **options)
-    comparisons = []
-    for image, masks, original in pairs:
-        try:
-            if not masks:
-                raise InputError("no mask found", path=image)
-            if original is None:
-                raise InputError("no original found", path=image, hint=f"looked in {originals}")
-            pixels = imageio.read_image(image).pixels
-            hole = read_mask(masks, size=pixels.shape[:2])
-            _, _, clean = _read(pixels, hole, original)
-            comparison = run_comparison(str(image), pixels, hole, fillers, clean)
-        except InpaintError as exc:
-            failures.append(exc.one_line())
-            continue
-        comparison.load_seconds = load_seconds
-        if on_image is not None:
-            on_image(comparison)
-        comparison.drop_pixels()
-        comparisons.append(comparison)
-    return FolderComparison(comparisons, failures, load_seconds)
 
 
 # --- the grid ------------------------------------------------------------------------------------------

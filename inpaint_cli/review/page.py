@@ -95,7 +95,7 @@ class PageSummary:
 
 
 def load_report(path: Path) -> dict:
-    """A batch report (`inpaint run --report`), checked enough to build a page from it."""
+    """A batch report (`--report` of `run`, `detect`, `compare`), checked enough to build a page from it."""
     path = Path(path)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -121,60 +121,133 @@ def _resolve(text: str | None, bases: Sequence[Path]) -> Path | None:
     return bases[0] / path
 
 
-def _model_of(record: dict, report: dict, default: str) -> str:
-    for source in (record, record.get("provenance") or {}, report, report.get("summary") or {}):
-        if isinstance(source, dict) and isinstance(source.get("model"), str):
-            return source["model"]
-    return default
+def report_kind(report: dict) -> str:
+    """The job kind of a report: its `kind`; a report from before `kind` (version 1) is a run's, or a
+    detection's when it names its detector."""
+    kind = report.get("kind")
+    if isinstance(kind, str):
+        return kind
+    return "detect" if "detector" in report else "inpaint"
 
 
 def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "") -> list[ReviewRow]:
-    """The rows of a batch report: one per input, plus the inputs that never ran.
+    """The rows of a report of any kind (`outcomes.report_of`): one per input, plus the inputs that
+    never ran. The one reader of reports, for `inpaint report` and for the page a batch writes.
 
-    Relative paths are looked up under `bases` in order (the working folder, the report's folder).
+    `inpaint`: the input, its mask(s) and the filled output. `detect`: the input, the detected mask
+    (shown as an overlay) and, as the result, the overlay picture; status `no damage found` when
+    nothing survived the detector. `compare`: the input, its mask(s) and the comparison grid. Relative
+    paths are looked up under `bases` in order (the working folder, the report's folder); a field of
+    the wrong type is an InputError naming the entry.
     """
     bases = [Path(base) for base in bases]
+    kind = report_kind(report)
+    inputs = report.get("inputs")
+    if not isinstance(inputs, list):
+        raise InputError("the report has no 'inputs' list")
     rows = []
-    for record in report["inputs"]:
+    for number, record in enumerate(inputs, 1):
         if not isinstance(record, dict) or not record.get("image"):
             continue
-        image = _resolve(str(record["image"]), bases)
-        output = _resolve(record.get("output"), bases)
-        rows.append(
-            ReviewRow(
-                name=str(record["image"]),
-                status=str(record.get("status") or "unknown"),
-                image=image,
-                masks=tuple(p for p in (_resolve(str(m), bases) for m in record.get("masks") or []) if p),
-                output=output,
-                model=_model_of(record, report, model),
-                strategy=str(record.get("strategy") or ""),
-                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
-                error=record.get("error") or None,
-                warnings=[str(w) for w in record.get("warnings") or []],
-                mask_options=_mask_options(record),
-                note=_edit_note(record.get("masks") or [], bases),
-            )
-        )
-    for image in report.get("not_run") or []:
-        rows.append(ReviewRow(name=str(image), status="not run", image=_resolve(str(image), bases)))
+        try:
+            rows.append(_row(kind, record, report, bases, model))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"input {number} of the report: {exc}") from None
+    try:
+        not_run = _texts(report.get("not_run"), "not_run")
+    except TypeError as exc:
+        raise InputError(f"the report's {exc}") from None
+    rows += [ReviewRow(name=image, status="not run", image=_resolve(image, bases)) for image in not_run]
     _shorten_names(rows)
     return rows
 
 
-def _edit_note(masks: list, bases: Sequence[Path]) -> str:
+def _row(kind: str, record: dict, report: dict, bases: list[Path], model: str) -> ReviewRow:
+    """One input of a report as a row; raises TypeError naming a field of the wrong type."""
+    status = _text(record.get("status") or "unknown", "status")
+    seconds = record.get("seconds")
+    row = ReviewRow(
+        name=_text(record["image"], "image"),
+        status=status,
+        image=_resolve(_text(record["image"], "image"), bases),
+        masks=tuple(path for text in _texts(record.get("masks"), "masks") if (path := _resolve(text, bases))),
+        output=_resolve(_text(record.get("output"), "output"), bases),
+        model=_model_of(record, report, model),
+        strategy=_text(record.get("strategy") or "", "strategy"),
+        seconds=seconds if isinstance(seconds, int | float) and not isinstance(seconds, bool) else None,
+        error=_text(record.get("error"), "error") or None,
+        warnings=_texts(record.get("warnings"), "warnings"),
+    )
+    if kind == "detect":
+        return _detection_row(row, record, report, bases)
+    if kind == "compare":
+        row.judge_fill = False  # the output is a grid of fills, not one
+        row.note = _text(record.get("best") or "", "best")
+        return row
+    row.mask_options = _mask_options(record)
+    row.note = _edit_note(row.masks)
+    return row
+
+
+def _edit_note(masks: Sequence[Path]) -> str:
     """`mask edited by hand` where `inpaint edit` saved one of the masks and it is unchanged since."""
     from inpaint_cli.review.editor.records import hand_edit
 
-    found = (_resolve(str(mask), bases) for mask in masks)
-    return EDITED_NOTE if any(path is not None and hand_edit(path) for path in found) else ""
+    return EDITED_NOTE if any(hand_edit(path) for path in masks) else ""
+
+
+def _detection_row(row: ReviewRow, record: dict, report: dict, bases: list[Path]) -> ReviewRow:
+    """A detection's row: its mask is the output it wrote (`mask` in version-1 reports), the result
+    shown is its overlay."""
+    mask = _resolve(_text(record.get("output") or record.get("mask"), "output"), bases)
+    failed = row.status == FAILED
+    row.masks = (mask,) if mask is not None and not failed else ()
+    row.output = None if failed else _resolve(_text(record.get("overlay"), "overlay"), bases)
+    if row.status == "done" and record.get("no_damage") is True:
+        row.status = NO_DAMAGE
+    fraction = record.get("damage_fraction")
+    if isinstance(fraction, int | float) and not isinstance(fraction, bool) and fraction:
+        row.note = f"{fraction:.2%} damaged"
+    row.strategy = row.strategy or _text(report.get("mode") or "", "mode")
+    row.judge_fill = False
+    return row
+
+
+def _text(value: object, field_name: str = "path") -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"'{field_name}' is not text")
+
+
+def _texts(value: object, field_name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"'{field_name}' is not a list of text")
+    return list(value)
+
+
+def _model_of(record: dict, report: dict, default: str) -> str:
+    sources = (record, record.get("provenance"), report, report.get("summary"))
+    for source, key in [(source, "model") for source in sources] + [(report, "detector")]:
+        if isinstance(source, dict) and isinstance(source.get(key), str):
+            return source[key]
+    models = report.get("models")
+    if isinstance(models, list) and all(isinstance(name, str) for name in models):
+        return ", ".join(models)
+    return default
 
 
 def _mask_options(record: dict) -> dict[str, Any]:
-    recorded = (record.get("provenance") or {}).get("mask")
+    recorded = record.get("provenance")
+    recorded = recorded.get("mask") if isinstance(recorded, dict) else None
     if not isinstance(recorded, dict):
         return {}
-    return {key: recorded[key] for key in review_pixels.MASK_OPTIONS if key in recorded}
+    options = {key: recorded[key] for key in review_pixels.MASK_OPTIONS if key in recorded}
+    kinds = {"threshold": int, "invert": bool, "dilate": int}
+    if not all(isinstance(value, kinds[key]) for key, value in options.items()):
+        raise TypeError("'provenance.mask' has a setting of the wrong type")
+    return options
 
 
 def _shorten_names(rows: list[ReviewRow]) -> None:
@@ -185,53 +258,6 @@ def _shorten_names(rows: list[ReviewRow]) -> None:
     common = os.path.commonpath([os.path.dirname(image) for image in images])
     for row, image in zip(rows, images, strict=True):
         row.name = os.path.relpath(image, common)
-
-
-def rows_from_outcomes(
-    outcomes: Iterable[Any], *, not_run: Iterable[Any] = (), model: str = ""
-) -> list[ReviewRow]:
-    """The rows of a run that just finished: `batch.JobOutcome`s and the jobs never started, read
-    through the same records as the JSON report."""
-    report = {
-        "inputs": [outcome.as_record() for outcome in outcomes],
-        "not_run": [str(job.image) for job in not_run],
-    }
-    return rows_from_report(report, model=model)
-
-
-def rows_from_detection(
-    records: Iterable[dict], *, detector: str = "", mode: str = "", not_run: Iterable[Any] = ()
-) -> list[ReviewRow]:
-    """The rows of a detection batch (`detect_jobs.DetectOutcome.as_record()`s, or a detection
-    report's `inputs`): the input, the detected mask (shown as an overlay) and, as the result, the
-    overlay picture `detect` wrote. Status `no damage found` when nothing survived the detector."""
-    rows = []
-    for record in records:
-        if not isinstance(record, dict) or not record.get("image"):
-            continue
-        status = str(record.get("status") or "unknown")
-        if status == "done" and record.get("no_damage"):
-            status = NO_DAMAGE
-        overlay = record.get("overlay")
-        fraction = record.get("damage_fraction")
-        rows.append(
-            ReviewRow(
-                name=str(record["image"]),
-                status=status,
-                image=Path(record["image"]),
-                masks=(Path(record["mask"]),) if record.get("mask") and status != FAILED else (),
-                output=Path(overlay) if overlay and status != FAILED else None,
-                model=detector,
-                strategy=mode,
-                seconds=record.get("seconds") if isinstance(record.get("seconds"), int | float) else None,
-                error=record.get("error") or None,
-                note=f"{fraction:.2%} damaged" if isinstance(fraction, int | float) and fraction else "",
-                judge_fill=False,
-            )
-        )
-    rows += [ReviewRow(name=str(job.image), status="not run", image=Path(job.image)) for job in not_run]
-    _shorten_names(rows)
-    return rows
 
 
 def page_writes(page: Path) -> list[Access]:
@@ -283,7 +309,10 @@ def rebuild_page(
     through the one target check first, so a page never replaces a file it shows."""
     report_file, page = Path(report_file), Path(page)
     data = load_report(report_file)
-    rows = rows_from_report(data, bases=[Path.cwd(), report_file.parent], model=model)
+    try:
+        rows = rows_from_report(data, bases=[Path.cwd(), report_file.parent], model=model)
+    except InputError as exc:
+        raise InputError(exc.what, path=report_file, hint="give a --report file") from None
     reads = [Access(report_file, "the report"), *row_reads(rows)]
     check_targets(reads, page_writes(page))
     check_page(page, overwrite=overwrite)
@@ -403,7 +432,10 @@ def _load_cache(folder: Path) -> dict:
 
 
 def _row_identity(row: ReviewRow) -> str:
-    return f"{row.image}|{row.output}"
+    """Which row of an earlier build a row is: its image and mask(s), and its output when that is a
+    fill (a skipped detection has no overlay in its record, but the same mask)."""
+    masks = ",".join(map(str, row.masks))
+    return f"{row.image}|{masks}|{row.output}" if row.judge_fill else f"{row.image}|{masks}"
 
 
 def _keep_earlier_runs(rows: list[ReviewRow], cache: dict) -> list[ReviewRow]:

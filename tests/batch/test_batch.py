@@ -1,4 +1,5 @@
-"""Batch library: mask pairing, mirrored outputs, the decode/fill/encode pipeline, resume, reports."""
+"""The batch engine with the inpaint job kind: mask pairing, mirrored outputs, the decode/fill/encode
+pipeline, resume, reports."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inpaint_cli.batch import engine as batch
-from inpaint_cli.batch import provenance
+from inpaint_cli.batch import engine, provenance
+from inpaint_cli.batch.jobs import Existing, Job, Plan, check_plan
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder, plan_run, plan_single
+from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
+from inpaint_cli.batch.resume import remove_stale_parts
 from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
-from inpaint_cli.engine.strategies import Box, Strategy
+from inpaint_cli.engine.strategies import Strategy
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files.targets import Access, check_targets
 from inpaint_cli.imaging import imageio
@@ -33,7 +37,7 @@ def touch(root: Path, *names: str) -> None:
         path.touch()
 
 
-def paired(plan: batch.Plan, folder: Path, masks: Path) -> dict[str, list[str]]:
+def paired(plan: Plan, folder: Path, masks: Path) -> dict[str, list[str]]:
     return {
         job.relative.as_posix(): [mask.relative_to(masks).as_posix() for mask in job.masks]
         for job in plan.jobs
@@ -56,6 +60,14 @@ def save_mask(path: Path) -> np.ndarray:
     return hole
 
 
+def run_jobs(inpainter: Inpainter, jobs: list[Job], settings: RunSettings, **options: object):
+    return engine.run_jobs(InpaintKind(inpainter, settings), jobs, **options)
+
+
+def restore(inpainter: Inpainter, job: Job, settings: RunSettings) -> JobOutcome:
+    return engine.restore(InpaintKind(inpainter, settings), job)
+
+
 @pytest.fixture(scope="module")
 def telea() -> Inpainter:
     return Inpainter.from_name("telea", device="cpu")
@@ -70,7 +82,7 @@ def test_masks_pair_by_relative_path_stem_and_mask_suffixes(tmp_path: Path) -> N
     touch(photos, ".git/e.png")
     touch(masks, "a.png", "b_mask.png", "b_mask2.png", "b_mask10.jpg", "sub/c_mask.png", "sub/deep/d.PNG")
     touch(masks, "orphan.png", "sub/a.png", "b_maskx.png")
-    plan = batch.plan_folder(photos, masks, recursive=True)
+    plan = plan_folder(photos, masks, recursive=True)
 
     assert paired(plan, photos, masks) == {
         "a.jpg": ["a.png"],
@@ -98,7 +110,7 @@ def test_masks_pair_by_relative_path_stem_and_mask_suffixes(tmp_path: Path) -> N
 def test_without_recursive_only_the_top_folder_is_walked(tmp_path: Path) -> None:
     touch(tmp_path / "photos", "a.png", "sub/b.png")
     touch(tmp_path / "masks", "a.png", "sub/b.png")
-    plan = batch.plan_folder(tmp_path / "photos", tmp_path / "masks", tmp_path / "out")
+    plan = plan_folder(tmp_path / "photos", tmp_path / "masks", tmp_path / "out")
     assert [job.relative for job in plan.jobs] == [Path("a.png")]
     assert plan.unused_masks == []
 
@@ -106,7 +118,7 @@ def test_without_recursive_only_the_top_folder_is_walked(tmp_path: Path) -> None
 def test_masks_beside_the_images_are_only_the_mask_named_files(tmp_path: Path) -> None:
     # Official LaMa layout: x.png next to x_mask001.png; y.png and y.jpg are two images, not a pair.
     touch(tmp_path, "x.png", "x_mask001.png", "x_mask002.png", "y.png", "y.jpg")
-    plan = batch.plan_folder(tmp_path, tmp_path, tmp_path / "out")
+    plan = plan_folder(tmp_path, tmp_path, tmp_path / "out")
     assert {job.relative.name: [m.name for m in job.masks] for job in plan.jobs} == {
         "x.png": ["x_mask001.png", "x_mask002.png"],
         "y.jpg": [],
@@ -118,7 +130,7 @@ def test_masks_beside_the_images_are_only_the_mask_named_files(tmp_path: Path) -
 def test_mask_output_and_intermediates_folders_inside_the_input_tree_are_not_inputs(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     touch(photos, "a.png", "masks/a.png", "masks/sub/b.png", "sub/b.png", "out/a.png", "debug/a/panel.png")
-    plan = batch.plan_folder(
+    plan = plan_folder(
         photos, photos / "masks", photos / "out", recursive=True, written_elsewhere=[photos / "debug"]
     )
     assert paired(plan, photos, photos / "masks") == {"a.png": ["a.png"], "sub/b.png": ["sub/b.png"]}
@@ -128,7 +140,7 @@ def test_mask_output_and_intermediates_folders_inside_the_input_tree_are_not_inp
 def test_one_mask_file_serves_every_image_and_is_not_an_image_itself(tmp_path: Path) -> None:
     touch(tmp_path, "a.png", "sub/b.jpg", "scanner_defect.png")
     defect = tmp_path / "scanner_defect.png"
-    plan = batch.plan_folder(tmp_path, defect, tmp_path / "out", recursive=True)
+    plan = plan_folder(tmp_path, defect, tmp_path / "out", recursive=True)
     assert [(job.relative.as_posix(), job.masks) for job in plan.jobs] == [
         ("a.png", (defect,)),
         ("sub/b.jpg", (defect,)),
@@ -138,10 +150,10 @@ def test_one_mask_file_serves_every_image_and_is_not_an_image_itself(tmp_path: P
 def test_format_changes_extensions_and_clashing_outputs_are_a_usage_error(tmp_path: Path) -> None:
     touch(tmp_path / "in", "p.jpg", "p.png", "q.jpg")
     touch(tmp_path / "masks", "p.png", "q.png")
-    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", output_format="tiff")
+    plan = plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", output_format="tiff")
     assert [job.output.name for job in plan.jobs] == ["p.tif", "p.tif", "q.tif"]
     with pytest.raises(UsageError) as caught:
-        batch.check_plan(plan, batch.RunSettings())
+        check_plan(plan, RunSettings())
     assert caught.value.one_line() == (
         f"{tmp_path / 'out/p.tif'}: is the output of {tmp_path / 'in/p.jpg'} "
         f"and cannot be the output of {tmp_path / 'in/p.png'} (choose another -o)"
@@ -151,26 +163,16 @@ def test_format_changes_extensions_and_clashing_outputs_are_a_usage_error(tmp_pa
 def test_the_output_folder_cannot_be_the_input_folder(tmp_path: Path) -> None:
     touch(tmp_path, "a.png", "a_mask.png")
     with pytest.raises(UsageError, match="the output folder is the input folder"):
-        batch.plan_folder(tmp_path, tmp_path, tmp_path)
+        plan_folder(tmp_path, tmp_path, tmp_path)
 
 
 def test_single_image_finds_its_mask_in_a_folder(tmp_path: Path) -> None:
     touch(tmp_path, "photo.jpg", "masks/photo_mask.png", "masks/other.png")
-    plan = batch.plan_single(tmp_path / "photo.jpg", tmp_path / "masks")
+    plan = plan_single(tmp_path / "photo.jpg", tmp_path / "masks")
     assert plan.jobs[0].masks == (tmp_path / "masks/photo_mask.png",)
     assert plan.jobs[0].output == tmp_path / "photo_inpainted.jpg"
-    lonely = batch.plan_single(tmp_path / "photo.jpg", tmp_path / "masks" / "..")
+    lonely = plan_single(tmp_path / "photo.jpg", tmp_path / "masks" / "..")
     assert "no mask found" in lonely.jobs[0].problem.one_line()
-
-
-def test_plan_description_names_boxes_scale_and_tiles() -> None:
-    assert batch.describe_plan("auto", [], (10, 20)) == "auto: nothing to fill"
-    assert batch.describe_plan("full", [Box(0, 0, 10, 20)], (10, 20)) == "full: whole image"
-    crops = [Box(0, 0, 4, 4, scale=0.5), Box(5, 5, 9, 9, tile=256)]
-    assert (
-        batch.describe_plan("auto", crops, (10, 20))
-        == "auto: 2 crop boxes, downscaled to 0.50, in 256 px tiles"
-    )
 
 
 # --- running -----------------------------------------------------------------------------------------
@@ -183,14 +185,14 @@ def test_run_jobs_fills_only_the_hole_and_reports_in_job_order(tmp_path: Path, t
     }
     hole = save_mask(masks / "a.png")
     save_mask(masks / "c_mask1.png")
-    plan = batch.plan_folder(photos, masks, tmp_path / "out")
-    settings = batch.RunSettings(existing=batch.Existing.SKIP)
-    outcomes = batch.run_jobs(telea, plan.jobs, settings, workers=3)
+    plan = plan_folder(photos, masks, tmp_path / "out")
+    settings = RunSettings(existing=Existing.SKIP)
+    outcomes = run_jobs(telea, plan.jobs, settings, workers=3)
 
     assert [(o.job.relative.name, o.status) for o in outcomes] == [
-        ("a.png", batch.Status.DONE),
-        ("b.png", batch.Status.FAILED),
-        ("c.png", batch.Status.DONE),
+        ("a.png", Status.DONE),
+        ("b.png", Status.FAILED),
+        ("c.png", Status.DONE),
     ]
     for outcome in outcomes[::2]:
         result = np.asarray(Image.open(outcome.job.output))
@@ -200,8 +202,8 @@ def test_run_jobs_fills_only_the_hole_and_reports_in_job_order(tmp_path: Path, t
         assert outcome.written == [outcome.job.output] and outcome.seconds > 0
         assert outcome.strategy.startswith("auto: ")
 
-    again = batch.run_jobs(telea, plan.jobs, settings, workers=1)
-    assert [o.status for o in again] == [batch.Status.SKIPPED, batch.Status.FAILED, batch.Status.SKIPPED]
+    again = run_jobs(telea, plan.jobs, settings, workers=1)
+    assert [o.status for o in again] == [Status.SKIPPED, Status.FAILED, Status.SKIPPED]
 
 
 class RecordingInpainter:
@@ -247,31 +249,29 @@ def test_pipeline_reads_ahead_and_holds_at_most_2_workers_plus_1_images(
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
     held, most_held = 0, 0
-    real_load, real_save = batch.load, batch.save
+    real_load, real_save = InpaintKind.load, InpaintKind.save
 
-    def counting_load(job: batch.Job, settings: batch.RunSettings) -> batch.Loaded:
+    def counting_load(kind: InpaintKind, outcome: JobOutcome) -> object:
         nonlocal held, most_held
         with lock:
             held += 1
             most_held = max(most_held, held)
-            events.append(("read", job.image.stem))
-        return real_load(job, settings)
+            events.append(("read", outcome.job.image.stem))
+        return real_load(kind, outcome)
 
-    def slow_save(outcome: batch.JobOutcome, *args: object) -> None:
+    def slow_save(kind: InpaintKind, outcome: JobOutcome, *args: object) -> None:
         nonlocal held
         time.sleep(0.05)
-        real_save(outcome, *args)
+        real_save(kind, outcome, *args)
         with lock:
             held -= 1
 
-    monkeypatch.setattr(batch, "load", counting_load)
-    monkeypatch.setattr(batch, "save", slow_save)
-    plan = batch.plan_folder(tmp_path / "in", tmp_path / "mask.png", tmp_path / "out")
-    outcomes = batch.run_jobs(
-        RecordingInpainter(events, count), plan.jobs, batch.RunSettings(), workers=workers
-    )
+    monkeypatch.setattr(InpaintKind, "load", counting_load)
+    monkeypatch.setattr(InpaintKind, "save", slow_save)
+    plan = plan_folder(tmp_path / "in", tmp_path / "mask.png", tmp_path / "out")
+    outcomes = run_jobs(RecordingInpainter(events, count), plan.jobs, RunSettings(), workers=workers)
 
-    assert [o.status for o in outcomes] == [batch.Status.DONE] * count
+    assert [o.status for o in outcomes] == [Status.DONE] * count
     assert most_held <= 2 * workers + 1
     filled = [value for kind, value in events if kind == "filled"]
     assert filled == [str(index) for index in range(count)]
@@ -285,8 +285,8 @@ def test_fail_fast_starts_nothing_after_a_failure(tmp_path: Path, telea: Inpaint
         save_photo(tmp_path / "in" / name, 0)
         save_mask(tmp_path / "masks" / name)
     save_photo(tmp_path / "in/b.png", 0)
-    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
-    outcomes = batch.run_jobs(telea, plan.jobs, batch.RunSettings(), fail_fast=True, workers=1)
+    plan = plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
+    outcomes = run_jobs(telea, plan.jobs, RunSettings(), fail_fast=True, workers=1)
     assert [(o.job.relative.name, o.status.value) for o in outcomes] == [
         ("a.png", "done"),
         ("b.png", "failed"),
@@ -298,23 +298,23 @@ def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: I
     save_photo(tmp_path / "a.png", 1)
     save_mask(tmp_path / "m.png")
     output = tmp_path / "done.png"
-    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), output)
-    skip = batch.RunSettings(existing=batch.Existing.SKIP)
+    job = Job(tmp_path / "a.png", (tmp_path / "m.png",), output)
+    skip = RunSettings(existing=Existing.SKIP)
 
-    made = batch.restore(telea, job, skip)
-    assert made.status is batch.Status.DONE and made.provenance["model"] == "telea"
+    made = restore(telea, job, skip)
+    assert made.status is Status.DONE and made.provenance["model"] == "telea"
     written = output.read_bytes()
-    skipped = batch.restore(telea, job, skip)
-    assert skipped.status is batch.Status.SKIPPED and output.read_bytes() == written
-    refused = batch.restore(telea, job, batch.RunSettings(existing=batch.Existing.ERROR))
+    skipped = restore(telea, job, skip)
+    assert skipped.status is Status.SKIPPED and output.read_bytes() == written
+    refused = restore(telea, job, RunSettings(existing=Existing.ERROR))
     assert refused.error == f"{output}: output exists (use --overwrite to replace it)"
 
     output.write_bytes(b"")  # an empty file is not a finished output
-    redone = batch.restore(telea, job, skip)
-    assert redone.status is batch.Status.DONE and output.read_bytes() == written
+    redone = restore(telea, job, skip)
+    assert redone.status is Status.DONE and output.read_bytes() == written
 
     provenance.record_path(output).unlink()  # a file of unknown origin is never replaced on resume
-    foreign = batch.restore(telea, job, skip)
+    foreign = restore(telea, job, skip)
     assert foreign.error == (
         f"{output}: output exists and has no provenance record (made by another program or an older "
         "inpaint) (use --overwrite to redo it, or choose another -o)"
@@ -325,21 +325,21 @@ def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: I
 def test_resume_refuses_outputs_made_with_other_settings(tmp_path: Path, telea: Inpainter) -> None:
     save_photo(tmp_path / "a.png", 1)
     save_mask(tmp_path / "m.png")
-    job = batch.Job(tmp_path / "a.png", (tmp_path / "m.png",), tmp_path / "out.png")
-    skip = batch.RunSettings(existing=batch.Existing.SKIP)
-    assert batch.restore(telea, job, skip).status is batch.Status.DONE
+    job = Job(tmp_path / "a.png", (tmp_path / "m.png",), tmp_path / "out.png")
+    skip = RunSettings(existing=Existing.SKIP)
+    assert restore(telea, job, skip).status is Status.DONE
     written = job.output.read_bytes()
 
     ns = Inpainter.from_name("ns", device="cpu")
-    other = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.SKIP, dilate=2))
-    assert other.status is batch.Status.FAILED
+    other = restore(ns, job, RunSettings(existing=Existing.SKIP, dilate=2))
+    assert other.status is Status.FAILED
     assert other.error == (
         f"{job.output}: output made with other settings: model telea (now ns), mask dilate 0 (now 2) "
         "(use --overwrite to redo it, or choose another -o)"
     )
     assert job.output.read_bytes() == written
-    redone = batch.restore(ns, job, batch.RunSettings(existing=batch.Existing.OVERWRITE, dilate=2))
-    assert redone.status is batch.Status.DONE and job.output.read_bytes() != written
+    redone = restore(ns, job, RunSettings(existing=Existing.OVERWRITE, dilate=2))
+    assert redone.status is Status.DONE and job.output.read_bytes() != written
     record = json.loads(provenance.record_path(job.output).read_text())
     assert record["complete"] is True and record["written"] == [str(job.output)]
     assert record["provenance"]["model"] == "ns" and record["provenance"]["mask"]["dilate"] == 2
@@ -350,27 +350,25 @@ def test_a_resume_recreates_a_missing_panel_and_an_output_cut_short(tmp_path: Pa
     for name in ["a.png", "b.png"]:
         save_photo(tmp_path / "in" / name, 1)
     save_mask(tmp_path / "m.png")
-    plan = batch.plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
-    settings = batch.RunSettings(existing=batch.Existing.SKIP, panel=True)
-    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["done", "done"]
+    plan = plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
+    settings = RunSettings(existing=Existing.SKIP, panel=True)
+    assert [o.status.value for o in run_jobs(telea, plan.jobs, settings)] == ["done", "done"]
     panel_a, output_b = tmp_path / "out/a_panel.png", tmp_path / "out/b.png"
     panel_bytes = panel_a.read_bytes()
     panel_a.unlink()  # lost after the run
     record_b = provenance.record_path(output_b)  # b was killed after its output, before its panel
     record_b.write_text(record_b.read_text().replace('"complete": true', '"complete": false'))
 
-    again = batch.run_jobs(telea, plan.jobs, settings)
+    again = run_jobs(telea, plan.jobs, settings)
 
     assert [o.status.value for o in again] == ["done", "done"]
     assert panel_a.read_bytes() == panel_bytes
     assert json.loads(record_b.read_text())["complete"] is True
-    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, settings)] == ["skipped", "skipped"]
+    assert [o.status.value for o in run_jobs(telea, plan.jobs, settings)] == ["skipped", "skipped"]
     # Asking for intermediates on a model that has none is complete once tried (nothing to write).
-    with_intermediates = batch.RunSettings(
-        existing=batch.Existing.SKIP, panel=True, intermediates_dir=tmp_path / "debug"
-    )
-    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == ["done", "done"]
-    assert [o.status.value for o in batch.run_jobs(telea, plan.jobs, with_intermediates)] == [
+    with_intermediates = RunSettings(existing=Existing.SKIP, panel=True, intermediates_dir=tmp_path / "debug")
+    assert [o.status.value for o in run_jobs(telea, plan.jobs, with_intermediates)] == ["done", "done"]
+    assert [o.status.value for o in run_jobs(telea, plan.jobs, with_intermediates)] == [
         "skipped",
         "skipped",
     ]
@@ -415,7 +413,7 @@ def test_stale_temporary_files_are_removed_but_not_those_of_a_live_batch(tmp_pat
         stale_debug = debug / killed_debug.stdout.readline().strip()
         killed_debug.wait()
 
-        removed = batch.remove_stale_parts(
+        removed = remove_stale_parts(
             [out / "x.png", out / "y.png", tmp_path / "missing/z.png"], folders=[debug, tmp_path / "none"]
         )
 
@@ -431,12 +429,12 @@ def test_report_lists_every_input_unstarted_jobs_and_unused_masks(tmp_path: Path
     save_mask(tmp_path / "masks/a_mask.png")
     save_photo(tmp_path / "in/b.png", 3)
     save_mask(tmp_path / "masks/zz.png")
-    plan = batch.plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
-    outcomes = batch.run_jobs(telea, plan.jobs[:1], batch.RunSettings())
-    path = batch.write_report(
-        tmp_path / "report.json", outcomes, not_run=plan.jobs[1:], unused_masks=plan.unused_masks
-    )
+    plan = plan_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out")
+    outcomes = run_jobs(telea, plan.jobs[:1], RunSettings())
+    data = report_of("inpaint", outcomes, not_run=plan.jobs[1:], unused_masks=plan.unused_masks)
+    path = write_report(tmp_path / "report.json", data)
     report = json.loads(path.read_text(encoding="utf-8"))
+    assert (report["format"], report["version"], report["kind"]) == ("inpaint-report", 2, "inpaint")
     assert report["summary"] == {"done": 1, "skipped": 0, "failed": 0, "not_run": 1, "unused_masks": 1}
     (record,) = report["inputs"]
     assert record["image"] == str(tmp_path / "in/a.png")
@@ -455,9 +453,9 @@ def test_report_paths_are_all_absolute_when_the_run_was_given_relative_ones(
     monkeypatch.chdir(tmp_path)
     save_photo(tmp_path / "in/a.png", 2)
     save_mask(tmp_path / "masks/a.png")
-    plan = batch.plan_run(Path("in"), Path("masks"), None, batch.RunSettings())
-    outcomes = batch.run_jobs(telea, plan.jobs, batch.RunSettings())
-    (record,) = json.loads(batch.write_report(Path("r.json"), outcomes).read_text())["inputs"]
+    plan = plan_run(Path("in"), Path("masks"), None, RunSettings())
+    outcomes = run_jobs(telea, plan.jobs, RunSettings())
+    (record,) = json.loads(write_report(Path("r.json"), report_of("inpaint", outcomes)).read_text())["inputs"]
     assert (record["image"], record["masks"], record["output"], record["written"]) == (
         str(tmp_path / "in/a.png"),
         [str(tmp_path / "masks/a.png")],
@@ -495,15 +493,15 @@ def test_targets_are_compared_by_file_identity(tmp_path: Path) -> None:
 def test_a_panel_and_another_images_output_clash_before_anything_runs(tmp_path: Path) -> None:
     touch(tmp_path / "in", "a.png", "a_panel.png")
     touch(tmp_path, "m.png")
-    settings = batch.RunSettings(panel=True)
+    settings = RunSettings(panel=True)
     with pytest.raises(UsageError) as caught:
-        batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), settings)
+        plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), settings)
     assert caught.value.one_line() == (
         f"{tmp_path / 'out/a_panel.png'}: is the panel of {tmp_path / 'in/a.png'} "
         f"and cannot be the output of {tmp_path / 'in/a_panel.png'} (choose another -o)"
     )
     assert not (tmp_path / "out").exists()
-    batch.plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), batch.RunSettings())
+    plan_run(tmp_path / "in", tmp_path / "m.png", str(tmp_path / "out"), RunSettings())
 
 
 # --- output path rules -------------------------------------------------------------------------------
@@ -512,11 +510,11 @@ def test_a_panel_and_another_images_output_clash_before_anything_runs(tmp_path: 
 def test_output_path_rules(tmp_path: Path) -> None:
     touch(tmp_path, "in/a.png", "p.png", "m.png", "file.txt")
     single, folder, mask = tmp_path / "p.png", tmp_path / "in", tmp_path / "m.png"
-    settings = batch.RunSettings()
+    settings = RunSettings()
 
-    plan = batch.plan_run(single, mask, str(tmp_path / "new") + "/", settings)  # a folder, created later
+    plan = plan_run(single, mask, str(tmp_path / "new") + "/", settings)  # a folder, created later
     assert plan.jobs[0].output == tmp_path / "new/p_inpainted.png" and not (tmp_path / "new").exists()
-    assert batch.plan_run(folder, mask, str(tmp_path / "out.d/"), settings).jobs[0].output == (
+    assert plan_run(folder, mask, str(tmp_path / "out.d/"), settings).jobs[0].output == (
         tmp_path / "out.d/a.png"
     )
     for output, message in [
@@ -525,16 +523,16 @@ def test_output_path_rules(tmp_path: Path) -> None:
         (tmp_path / "typo/out", f"folder {tmp_path / 'typo'} does not exist"),
     ]:
         with pytest.raises(UsageError, match=message):
-            batch.plan_run(folder, mask, str(output), settings)
+            plan_run(folder, mask, str(output), settings)
     with pytest.raises(UsageError, match=f"folder {tmp_path / 'typo'} does not exist"):
-        batch.plan_run(single, mask, str(tmp_path / "typo/p.png"), settings)
+        plan_run(single, mask, str(tmp_path / "typo/p.png"), settings)
     with pytest.raises(UsageError, match="the report must be a file, not a folder"):
-        batch.plan_run(single, mask, None, settings, report=tmp_path)
+        plan_run(single, mask, None, settings, report=tmp_path)
     with pytest.raises(UsageError, match=f"{tmp_path / 'file.txt'} is a file, so --report cannot be written"):
-        batch.plan_run(single, mask, None, settings, report=tmp_path / "file.txt/r.json")
-    files_for_intermediates = batch.RunSettings(intermediates_dir=tmp_path / "file.txt")
+        plan_run(single, mask, None, settings, report=tmp_path / "file.txt/r.json")
+    files_for_intermediates = RunSettings(intermediates_dir=tmp_path / "file.txt")
     with pytest.raises(UsageError, match="the intermediates folder must be a folder, not a file"):
-        batch.plan_run(single, mask, None, files_for_intermediates)
+        plan_run(single, mask, None, files_for_intermediates)
     assert not (tmp_path / "typo").exists() and not (tmp_path / "single.png").exists()
 
 
@@ -547,22 +545,22 @@ def test_writes_into_an_unwritable_folder_are_refused_before_the_run(
         {"output": str(unwritable / "o.png")},
     ]:
         with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
-            batch.plan_run(
+            plan_run(
                 tmp_path / "p.png",
                 tmp_path / "m.png",
                 options.get("output"),
-                batch.RunSettings(),
+                RunSettings(),
                 report=options.get("report"),
             )
-    settings = batch.RunSettings(intermediates_dir=unwritable / "debug")
+    settings = RunSettings(intermediates_dir=unwritable / "debug")
     with pytest.raises(UsageError, match=f"cannot write into {unwritable} "):
-        batch.plan_run(tmp_path / "p.png", tmp_path / "m.png", None, settings)
+        plan_run(tmp_path / "p.png", tmp_path / "m.png", None, settings)
 
 
 def test_provenance_differences_name_each_setting_and_ignore_version_and_device() -> None:
     def made(**changes: object) -> provenance.Provenance:
         options = {"model": "lama", "weights_sha256": "ab" * 32, "strategy": "auto", "precision": "float32"}
-        settings = batch.RunSettings(**changes.pop("settings", {}))
+        settings = RunSettings(**changes.pop("settings", {}))
         return provenance.for_run(**{**options, "device": "cpu", **changes}, settings=settings)
 
     recorded = made().as_dict()

@@ -37,8 +37,11 @@ from storage_helpers import (
 )
 
 from inpaint_cli.batch import distributed
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch import engine as batch_engine
 from inpaint_cli.batch.distributed import RayOptions
+from inpaint_cli.batch.jobs import Existing, Job
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
+from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
 from inpaint_cli.engine import inpainter as engine
 from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.errors import UsageError
@@ -46,8 +49,17 @@ from inpaint_cli.files import storage
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason='Ray is not installed (pip install -e ".[ray]")')
-SKIP = batch.RunSettings(existing=batch.Existing.SKIP)
+SKIP = RunSettings(existing=Existing.SKIP)
 TELEA = functools.partial(Inpainter.from_name, "telea", device="cpu")
+
+
+def _make_kind(load: object) -> InpaintKind:
+    return InpaintKind(load(), SKIP)
+
+
+def kind_of(load: object) -> functools.partial[InpaintKind]:
+    """What each Ray worker builds once: the inpaint kind with the model `load()` gives, resuming."""
+    return functools.partial(_make_kind, load)
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,12 +106,12 @@ def cluster() -> object:
             ray.shutdown()
 
 
-def local_run(photos: Path, masks: Path | str, out: Path) -> batch.Outcomes:
-    plan = batch.plan_folder(photos, Path(masks), out, recursive=True)
-    return batch.run_jobs(TELEA(), plan.jobs, SKIP)
+def local_run(photos: Path, masks: Path | str, out: Path) -> Outcomes:
+    plan = plan_folder(photos, Path(masks), out, recursive=True)
+    return batch_engine.run_jobs(InpaintKind(TELEA(), SKIP), plan.jobs)
 
 
-def by_name(outcomes: list[batch.JobOutcome]) -> dict[str, batch.JobOutcome]:
+def by_name(outcomes: list[JobOutcome]) -> dict[str, JobOutcome]:
     return {outcome.job.relative.as_posix(): outcome for outcome in outcomes}
 
 
@@ -113,17 +125,19 @@ def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model
 ) -> None:
     photos, masks = make_messy(tmp_path)
     local = by_name(local_run(photos, masks, tmp_path / "local"))
-    plan = batch.plan_folder(photos, masks, tmp_path / "ray", recursive=True)
+    plan = plan_folder(photos, masks, tmp_path / "ray", recursive=True)
     monkeypatch.setattr(engine.Inpainter, "from_name", never_load)  # in this process only
     live: list[int] = []
 
-    outcomes = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2), on_workers=live.append)
+    outcomes = distributed.run_on_ray(
+        kind_of(TELEA), plan.jobs, RayOptions(workers=2), on_workers=live.append
+    )
 
     found = by_name(outcomes)
     assert [o.job for o in outcomes] == plan.jobs  # one outcome per job, in plan order
     assert {name: o.status for name, o in found.items()} == {name: o.status for name, o in local.items()}
     assert {name: o.error for name, o in found.items()} == {name: o.error for name, o in local.items()}
-    assert {name for name, o in found.items() if o.status is batch.Status.DONE} == set(GOOD)
+    assert {name for name, o in found.items() if o.status is Status.DONE} == set(GOOD)
     for name, problem in BAD.items():
         assert f"{photos / name}: {problem}" in found[name].error
     assert found[NO_MASK].error.startswith(f"{photos / NO_MASK}: no mask found")
@@ -136,8 +150,8 @@ def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model
         pids.add(record["worker_pid"])
     assert os.getpid() not in pids and 1 <= len(pids) <= max(live) <= 2  # the 2nd may start late
 
-    again = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2))
-    assert {o.job.relative.as_posix() for o in again if o.status is batch.Status.SKIPPED} == set(GOOD)
+    again = distributed.run_on_ray(kind_of(TELEA), plan.jobs, RayOptions(workers=2))
+    assert {o.job.relative.as_posix() for o in again if o.status is Status.SKIPPED} == set(GOOD)
     assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
 
 
@@ -145,13 +159,13 @@ def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model
 def test_a_bundled_network_gives_the_same_bytes_on_ray_as_locally(cluster: str, tmp_path: Path) -> None:
     photos, masks = make_messy(tmp_path)
     pconv = functools.partial(Inpainter.from_name, "pconv-tiny", device="cpu")
-    jobs = [job for job in batch.plan_folder(photos, masks, tmp_path / "local").jobs if job.problem is None]
-    local = batch.run_jobs(pconv(), jobs, SKIP)
-    assert sum(o.status is batch.Status.DONE for o in local) == len(GOOD) - 1  # all but the nested one
-    ray_jobs = batch.plan_folder(photos, masks, tmp_path / "ray").jobs
+    jobs = [job for job in plan_folder(photos, masks, tmp_path / "local").jobs if job.problem is None]
+    local = batch_engine.run_jobs(InpaintKind(pconv(), SKIP), jobs)
+    assert sum(o.status is Status.DONE for o in local) == len(GOOD) - 1  # all but the nested one
+    ray_jobs = plan_folder(photos, masks, tmp_path / "ray").jobs
 
     outcomes = distributed.run_on_ray(
-        pconv, [j for j in ray_jobs if j.problem is None], SKIP, RayOptions(workers=1)
+        kind_of(pconv), [j for j in ray_jobs if j.problem is None], RayOptions(workers=1)
     )
 
     assert [o.status for o in outcomes] == [o.status for o in local]
@@ -176,23 +190,23 @@ def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
 ) -> None:
     mask = save_photos(tmp_path / "photos", 40, (96, 128))
     local_run(tmp_path / "photos", mask, tmp_path / "local")
-    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "ray").jobs
+    jobs = plan_folder(tmp_path / "photos", mask, tmp_path / "ray").jobs
     written: dict[Path, tuple[int, int]] = {}
     killed: list[int] = []
     live: list[int] = []
 
-    def kill_one_worker(outcome: batch.JobOutcome) -> None:
+    def kill_one_worker(outcome: JobOutcome) -> None:
         written[outcome.job.output] = _identity(outcome.job.output)
         if len(written) == 3 and not killed:
             killed.append(outcome.placement["worker_pid"])
             os.kill(killed[0], signal.SIGKILL)
 
     outcomes = distributed.run_on_ray(
-        TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=kill_one_worker, on_workers=live.append
+        kind_of(TELEA), jobs, RayOptions(workers=2), on_outcome=kill_one_worker, on_workers=live.append
     )
 
     assert killed and any(after < before for before, after in itertools.pairwise(live))  # a loss seen
-    assert [o.job for o in outcomes] == jobs and {o.status for o in outcomes} == {batch.Status.DONE}
+    assert [o.job for o in outcomes] == jobs and {o.status for o in outcomes} == {Status.DONE}
     assert all(o.placement.get("worker_pid") != killed[0] for o in outcomes[-10:])
     # Nothing missing, partial or corrupt: the same bytes as the local run and no temporary files...
     assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
@@ -228,10 +242,10 @@ def test_an_image_that_kills_every_worker_fails_alone(cluster: str, tmp_path: Pa
     mask = save_photos(tmp_path / "photos", 6, (16, 20))
     Image.fromarray(np.zeros((16, 13, 3), np.uint8)).save(tmp_path / "photos" / "00002.png")
     Image.fromarray(make_hole(16, 13).astype(np.uint8) * 255).save(tmp_path / "narrow_mask.png")
-    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
-    jobs[2] = batch.Job(jobs[2].image, (tmp_path / "narrow_mask.png",), jobs[2].output, jobs[2].relative)
+    jobs = plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    jobs[2] = Job(jobs[2].image, (tmp_path / "narrow_mask.png",), jobs[2].output, jobs[2].relative)
 
-    outcomes = distributed.run_on_ray(PoisonedTelea, jobs, SKIP, RayOptions(workers=2, max_attempts=2))
+    outcomes = distributed.run_on_ray(kind_of(PoisonedTelea), jobs, RayOptions(workers=2, max_attempts=2))
 
     statuses = [o.status.value for o in outcomes]
     assert statuses == ["done", "done", "failed", "done", "done", "done"]
@@ -254,19 +268,19 @@ def test_driver_memory_stays_flat_over_2000_images_and_each_worker_loads_once(
     cluster: str, tmp_path: Path
 ) -> None:
     mask = save_photos(tmp_path / "photos", 2000, (8, 8))
-    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    jobs = plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
     loads = tmp_path / "loads.txt"
     process = psutil.Process()
     rss: dict[int, int] = {}
 
-    def sample(outcome: batch.JobOutcome) -> None:
+    def sample(outcome: JobOutcome) -> None:
         count = len(rss) + 1
         rss[count] = process.memory_info().rss if count % 100 == 0 else 0
 
     load = functools.partial(counting_telea, str(loads))
-    outcomes = distributed.run_on_ray(load, jobs, SKIP, RayOptions(workers=2), on_outcome=sample)
+    outcomes = distributed.run_on_ray(kind_of(load), jobs, RayOptions(workers=2), on_outcome=sample)
 
-    assert sum(o.status is batch.Status.DONE for o in outcomes) == 2000
+    assert sum(o.status is Status.DONE for o in outcomes) == 2000
     loaded_in = loads.read_text().split()  # one line per model load, by process
     assert len(set(loaded_in)) == len(loaded_in) <= 2 and str(os.getpid()) not in loaded_in
     assert {str(o.placement["worker_pid"]) for o in outcomes} <= set(loaded_in)
@@ -281,22 +295,22 @@ def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Pa
 
     mask = save_photos(tmp_path / "photos", 30, (64, 64))
     (tmp_path / "photos" / "00003.png").write_bytes(b"not a png")
-    jobs = batch.plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    jobs = plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
 
-    stopped = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), fail_fast=True)
+    stopped = distributed.run_on_ray(kind_of(TELEA), jobs, RayOptions(workers=2), fail_fast=True)
 
-    assert len(stopped) < len(jobs) and stopped[3].status is batch.Status.FAILED
-    ran = {o.job.output.name for o in stopped if o.status is batch.Status.DONE}
+    assert len(stopped) < len(jobs) and stopped[3].status is Status.FAILED
+    ran = {o.job.output.name for o in stopped if o.status is Status.DONE}
     assert set(tree_hashes(tmp_path / "out")) == ran  # never-run jobs wrote nothing
 
-    seen: list[batch.JobOutcome] = []
+    seen: list[JobOutcome] = []
 
-    def interrupt(outcome: batch.JobOutcome) -> None:
+    def interrupt(outcome: JobOutcome) -> None:
         seen.append(outcome)
         if len(seen) == 2:
             raise KeyboardInterrupt
 
-    interrupted = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2), on_outcome=interrupt)
+    interrupted = distributed.run_on_ray(kind_of(TELEA), jobs, RayOptions(workers=2), on_outcome=interrupt)
 
     assert interrupted.interrupted and sorted(map(id, interrupted)) == sorted(map(id, seen))
     assert interrupted.not_run == [job for job in jobs if job not in {o.job for o in seen}]
@@ -308,8 +322,8 @@ def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Pa
     reference = tree_hashes(tmp_path / "local")
     assert all(reference[name] == digest for name, digest in tree_hashes(tmp_path / "out").items())
 
-    finished = distributed.run_on_ray(TELEA, jobs, SKIP, RayOptions(workers=2))  # the same call resumes
-    assert sum(o.status is batch.Status.FAILED for o in finished) == 1
+    finished = distributed.run_on_ray(kind_of(TELEA), jobs, RayOptions(workers=2))  # the same call resumes
+    assert sum(o.status is Status.FAILED for o in finished) == 1
     assert tree_hashes(tmp_path / "out") == reference and leftovers(tmp_path / "out") == []
 
 
@@ -326,13 +340,13 @@ def test_s3_folders_on_ray_give_the_local_outputs(cluster: str | None, tmp_path:
     upload_tree(photos, "s3://ray-archive/photos")
     upload_tree(masks, "s3://ray-archive/masks")
     remote = {name: storage.location(f"s3://ray-archive/{name}") for name in ("photos", "masks", "out")}
-    plan = batch.plan_folder(remote["photos"], remote["masks"], remote["out"], recursive=True)
+    plan = plan_folder(remote["photos"], remote["masks"], remote["out"], recursive=True)
 
-    outcomes = distributed.run_on_ray(TELEA, plan.jobs, SKIP, RayOptions(workers=2))
+    outcomes = distributed.run_on_ray(kind_of(TELEA), plan.jobs, RayOptions(workers=2))
 
-    done = {o.job.relative.as_posix() for o in outcomes if o.status is batch.Status.DONE}
+    done = {o.job.relative.as_posix() for o in outcomes if o.status is Status.DONE}
     assert done == set(GOOD)
-    failed = {o.job.relative.as_posix(): o.error for o in outcomes if o.status is batch.Status.FAILED}
+    failed = {o.job.relative.as_posix(): o.error for o in outcomes if o.status is Status.FAILED}
     assert failed["corrupt.png"].startswith("s3://ray-archive/photos/corrupt.png: image data is truncated")
     assert remote_hashes("s3://ray-archive/out") == tree_hashes(tmp_path / "local")
 

@@ -22,8 +22,8 @@ from PIL import Image
 from storage_helpers import interruptible
 from typer.testing import CliRunner
 
-from inpaint_cli.batch import engine as batch
 from inpaint_cli.batch import provenance
+from inpaint_cli.batch.kinds.inpaint import RunSettings
 from inpaint_cli.cli.app import app
 from inpaint_cli.engine import inpainter as engine
 from inpaint_cli.imaging import imageio
@@ -177,12 +177,13 @@ def test_dry_run_reads_headers_lists_what_would_fail_and_exits_1(
             weights_sha256=provenance.weights_checksum(model),
             strategy="auto",
             precision="float32",
-            settings=batch.RunSettings(),
+            settings=RunSettings(),
             plan_options=plan_options,
         )
         provenance.write_record(
             provenance.record_path(out / name),
             made_with,
+            kind="inpaint",
             image=photos / name,
             written=[out / name],
             intermediates=None,

@@ -258,7 +258,7 @@ def test_the_options_object_is_projected_onto_the_engine_and_the_jobs(
     monkeypatch.setattr(engine.Inpainter, "from_name", fake_from_name)
     monkeypatch.setattr("torch.set_num_threads", lambda threads: seen.update(threads=threads))
     with pytest.raises(SystemExit):
-        pipeline.load_model(options)
+        pipeline.load_inpainter(options)
     assert seen["name"] == "pconv" and seen["device"] == "cuda:1" and seen["precision"] == "bf16"
     assert seen["threads"] == 3
     assert seen["options"] == InpaintOptions(

@@ -66,6 +66,8 @@ def detect_given(dir: Path) -> dict[str, tuple[list[str], object]]:
         "report": (["--report", str(dir / "r.json")], dir / "r.json"),
         "html": (["--html", str(dir / "page.html")], dir / "page.html"),
         "intermediates_dir": (["--save-intermediates", str(dir / "inter")], dir / "inter"),
+        "device": (["--device", "cuda:1"], "cuda:1"),
+        "jobs": (["--jobs", "3"], 3),
     }
 
 
@@ -78,7 +80,7 @@ def test_the_detect_table_covers_every_field(tmp_path: Path) -> None:
 @pytest.fixture
 def requests(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """The requests `detect` plans (the library stops there with a usage error)."""
-    from inpaint_cli.detect import pipeline as detect_pipeline
+    from inpaint_cli.batch.kinds import detect as detect_kind
     from inpaint_cli.errors import UsageError
 
     seen: list[object] = []
@@ -87,14 +89,14 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         seen.append(request)
         raise UsageError("stopped by the test")
 
-    monkeypatch.setattr(detect_pipeline, "plan_detection", fake_plan)
+    monkeypatch.setattr(detect_kind, "plan_detection", fake_plan)
     return seen
 
 
 def test_every_detect_option_reaches_the_library_request_with_its_value(
     photo: dict[str, Path], requests: list[object]
 ) -> None:
-    from inpaint_cli.detect.pipeline import DetectRequest
+    from inpaint_cli.batch.kinds.detect import DetectRequest
 
     defaults = request_of(DetectOptions(input=photo["image"]))
     for name, (typed, expected) in detect_given(photo["dir"]).items():
@@ -117,7 +119,7 @@ def test_every_detect_option_reaches_the_library_request_with_its_value(
 
 def test_the_detect_request_has_no_field_the_options_do_not_set() -> None:
     """The conversion names every field of the request: a field added or renamed there fails here."""
-    from inpaint_cli.detect.pipeline import DetectRequest
+    from inpaint_cli.batch.kinds.detect import DetectRequest
 
     request_fields = {spec.name for spec in dataclasses.fields(DetectRequest)}
     option_fields = {spec.name for spec in dataclasses.fields(DetectOptions)} - {"dry_run", "quiet"}
@@ -136,41 +138,44 @@ def test_detect_refuses_an_unknown_detector_and_an_out_of_range_threshold(photo:
 
 
 @pytest.fixture
-def compared(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
-    """The calls `compare` makes to the library (which stops there with a usage error)."""
+def compared(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The requests `compare` plans (the library stops there with a usage error)."""
+    from inpaint_cli.batch.kinds import compare as compare_kind
     from inpaint_cli.errors import UsageError
-    from inpaint_cli.review import comparison
 
-    calls: list[dict[str, object]] = []
+    calls: list[object] = []
 
-    def fake(*args: object, **kwargs: object) -> None:
-        calls.append({"args": args, **kwargs})
+    def fake(request: object) -> None:
+        calls.append(request)
         raise UsageError("stopped by the test")
 
-    monkeypatch.setattr(comparison, "compare", fake)
-    monkeypatch.setattr(comparison, "compare_folder", fake)
+    monkeypatch.setattr(compare_kind, "plan_comparison", fake)
     return calls
 
 
 def test_compare_gives_the_library_typed_choices_and_the_model_list(
-    photo: dict[str, Path], compared: list[dict[str, object]]
+    photo: dict[str, Path], compared: list[object]
 ) -> None:
+    from inpaint_cli.batch.kinds.compare import CompareRequest
+
     image, mask = str(photo["image"]), str(photo["mask"])
     typed = ["--models", " telea, ns ,", "--precision", "bf16", "--strategy", "tile", "--device", "cpu"]
-    result = runner.invoke(app, ["compare", image, "-m", mask, *typed])
+    result = runner.invoke(app, ["compare", image, "-m", mask, *typed, "--overwrite"])
     assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
-    (call,) = compared
-    assert call == {
-        "args": (photo["image"], photo["mask"], ("telea", "ns")),
-        "original": None,
-        "device": "cpu",
-        "precision": "bf16",
-        "strategy": "tile",
-    }
+    (request,) = compared
+    assert request == CompareRequest(
+        photo["image"],
+        photo["mask"],
+        ("telea", "ns"),
+        device="cpu",
+        precision="bf16",
+        strategy="tile",
+        overwrite=True,
+    )
     compared.clear()
     assert runner.invoke(app, ["compare", image, "-m", mask]).exit_code == 2
-    assert compared[0]["args"][2] == DEFAULT_COMPARE_MODELS
-    assert (compared[0]["precision"], compared[0]["strategy"]) == ("auto", "auto")
+    assert compared[0].models == DEFAULT_COMPARE_MODELS
+    assert (compared[0].precision, compared[0].strategy, compared[0].overwrite) == ("auto", "auto", False)
 
 
 @pytest.mark.parametrize(("option", "value"), [("--precision", "fp8"), ("--strategy", "zoom")])

@@ -9,7 +9,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch import engine
+from inpaint_cli.batch.jobs import Existing, Plan
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
+from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
 from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files import storage
@@ -98,13 +101,13 @@ def test_a_staged_write_puts_one_whole_object_or_nothing() -> None:
 
 def run_batch(
     inpainter: Inpainter, photos: storage.AnyPath, masks: storage.AnyPath, out: storage.AnyPath
-) -> tuple[batch.Plan, list[batch.JobOutcome]]:
-    plan = batch.plan_folder(photos, masks, out, recursive=True)
-    settings = batch.RunSettings(existing=batch.Existing.SKIP)
-    return plan, batch.run_jobs(inpainter, plan.jobs, settings, workers=2)
+) -> tuple[Plan, list[JobOutcome]]:
+    plan = plan_folder(photos, masks, out, recursive=True)
+    settings = RunSettings(existing=Existing.SKIP)
+    return plan, engine.run_jobs(InpaintKind(inpainter, settings), plan.jobs, workers=2)
 
 
-def records(outcomes: list[batch.JobOutcome], photos: object) -> dict[str, dict]:
+def records(outcomes: list[JobOutcome], photos: object) -> dict[str, dict]:
     prefix = f"{photos}/"
     return {o.as_record()["image"].removeprefix(prefix): o.as_record() for o in outcomes}
 
@@ -145,9 +148,9 @@ def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path,
         assert {n: r["status"] for n, r in found.items()} == {n: r["status"] for n, r in local.items()}
 
         _, again = run_batch(telea, remote["photos"], remote["masks"], remote["out"])
-        assert {o.job.relative.as_posix() for o in again if o.status is batch.Status.SKIPPED} == set(GOOD)
-        assert sum(o.status is batch.Status.DONE for o in again) == 0
-        report = batch.write_report(tmp_path / "report.json", again)
+        assert {o.job.relative.as_posix() for o in again if o.status is Status.SKIPPED} == set(GOOD)
+        assert sum(o.status is Status.DONE for o in again) == 0
+        report = write_report(tmp_path / "report.json", report_of("inpaint", again))
         assert json.loads(report.read_text())["summary"]["skipped"] == len(GOOD)
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from inpaint_cli.batch.kinds import compare as compare_kind
 from inpaint_cli.cli.app import app
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import DEFAULT_COMPARE_MODELS
@@ -195,7 +196,7 @@ def test_the_public_api_compares() -> None:
     result = inpaint_cli.compare(damaged, hole, ["telea"], original=clean, device="cpu")
     assert [row["model"] for row in result.rows()] == ["telea"] and result.rows()[0]["psnr_hole"] > 10
     assert inpaint_cli.make_grid(result).labels == ["input", "original", "telea"]
-    assert inpaint_cli.compare_folder is comparison.compare_folder
+    assert inpaint_cli.compare_folder is compare_kind.compare_folder
 
 
 def write_folder(root: Path) -> None:
@@ -237,16 +238,16 @@ def test_folder_mode_gives_the_mean_per_model(tmp_path: Path, monkeypatch: pytes
         }
 
     monkeypatch.setattr(comparison, "load_models", fake_models)
-    seen = []
-    result = comparison.compare_folder(
+    result = compare_kind.compare_folder(
         tmp_path / "images",
         tmp_path / "masks",
         tmp_path / "originals",
         ["exact", "plus5", "plus10"],
-        on_image=seen.append,
+        grids=tmp_path / "grids",
     )
     assert [Path(c.name).name for c in result.comparisons] == ["a.png", "b.png"]
-    assert seen[0].results[0].pixels is None  # dropped after the callback saw them
+    assert result.comparisons[0].results[0].pixels is None  # dropped once the grid was drawn
+    assert sorted(path.name for path in (tmp_path / "grids").iterdir()) == ["a_compare.png", "b_compare.png"]
     assert len(result.failures) == 1 and result.failures[0].endswith(
         "c.png: no original found (looked in %s)" % (tmp_path / "originals")
     )
@@ -283,14 +284,25 @@ def test_compare_command_writes_grid_table_and_json(tmp_path: Path) -> None:
     assert "PSNR hole" in result.stdout and "telea" in result.stdout and "ns" in result.stdout
     with Image.open(grid) as drawn:  # 4 columns of 256 px; the crop is the 40×20 hole plus 24 px
         assert drawn.size == (4 * 256 + 3 * 6, comparison.LABEL_HEIGHT + 192 + 6 + 68)
-    data = json.loads(table.read_text())
-    assert [row["model"] for row in data["models"]] == ["telea", "ns"]
+    data = json.loads(table.read_text())  # the one report format, kind compare
+    assert (data["format"], data["version"], data["kind"], data["models"]) == (
+        "inpaint-report",
+        2,
+        "compare",
+        ["telea", "ns"],
+    )
+    (record,) = data["inputs"]
+    assert (
+        record["image"] == str(image) and record["output"] == str(grid) and record["written"] == [str(grid)]
+    )
+    assert [row["model"] for row in record["models"]] == ["telea", "ns"]
     # Noise cannot be predicted: the fills score about 13 dB in the hole, far below the whole image.
-    assert all(10 < row["psnr_hole"] < 20 < row["psnr_whole"] for row in data["models"])
-    assert all(0 < row["ssim_hole"] < row["ssim_whole"] < 1 for row in data["models"])
+    assert all(10 < row["psnr_hole"] < 20 < row["psnr_whole"] for row in record["models"])
+    assert all(0 < row["ssim_hole"] < row["ssim_whole"] < 1 for row in record["models"])
+    assert [row["model"] for row in data["means"]] == ["telea", "ns"] and record["best"].startswith("best: ")
     result = CliRunner().invoke(app, [*args, "--json", "-", "--device", "cpu"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["image"] == str(image)
+    assert json.loads(result.stdout)["inputs"][0]["image"] == str(image)
     assert (tmp_path / "scan_compare.png").is_file()  # the default grid beside the image
 
 
@@ -303,7 +315,10 @@ def test_compare_command_errors(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["compare", str(image), "--mask", str(mask), "--models", "telea", "-o", str(image)]
     )
-    assert result.exit_code == 2 and "is an input and cannot be the grid" in result.output
+    assert (
+        result.exit_code == 2
+        and f"{image}: is the image and cannot be the grid (choose another -o)" in result.output
+    )
     assert image.read_bytes() == before
     Image.new("RGB", (10, 10)).save(tmp_path / "small.png")
     result = runner.invoke(
@@ -329,9 +344,9 @@ def test_compare_command_on_a_folder(tmp_path: Path) -> None:
     grids = tmp_path / "images" / "grids"  # inside the input folder: never walked as images
     folders = ["--mask", str(tmp_path / "masks"), "--original", str(tmp_path / "originals")]
     args = ["compare", str(tmp_path / "images"), *folders, "--models", "telea,ns", "-o", str(grids), "-r"]
-    for _ in range(2):
-        result = CliRunner().invoke(app, [*args, "--json", "-"])
-        assert result.exit_code == 0, result.output
+    for again in ([], ["--overwrite"]):
+        result = CliRunner().invoke(app, [*args, "--json", "-", *again])
+        assert result.exit_code == 1, result.output  # c.png failed: it has no original
         data = json.loads(result.stdout)
         assert [row["model"] for row in data["means"]] == ["telea", "ns"] and data["means"][0]["images"] == 2
         assert "c.png: no original found" in result.stderr
@@ -365,3 +380,35 @@ def test_bundled_models_on_the_example() -> None:
         assert 19 < row["psnr_hole"] < 26 and 0.7 < row["ssim_hole"] < 0.9 and row["psnr_whole"] > 30
     damaged = metrics.psnr(result.pixels, result.original, result.hole)
     assert damaged < 12
+
+
+def test_compare_never_writes_over_an_input_nor_an_existing_grid(tmp_path: Path) -> None:
+    """#27: `compare dmg --mask masks --original clean --models telea --json masks/a.png` wrote JSON
+    over the mask; `compare` rewrote an existing `<stem>_compare.png` without `--overwrite`."""
+    write_folder(tmp_path)
+    mask = tmp_path / "masks" / "a.png"
+    before = mask.read_bytes()
+    folders = [
+        str(tmp_path / "images"),
+        "--mask",
+        str(tmp_path / "masks"),
+        "--original",
+        str(tmp_path / "originals"),
+    ]
+    result = CliRunner().invoke(app, ["compare", *folders, "--models", "telea", "--json", str(mask)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {mask}: is the mask of {tmp_path / 'images' / 'a.png'} and cannot be the JSON report "
+        "(choose another --json)"
+    )
+    assert mask.read_bytes() == before
+    image, single_mask, _ = write_single(tmp_path)
+    grid = tmp_path / "scan_compare.png"
+    grid.write_bytes(b"a picture of mine")
+    result = CliRunner().invoke(app, ["compare", str(image), "--mask", str(single_mask), "--models", "telea"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {grid}: grid exists (use --overwrite to replace it)"
+    assert grid.read_bytes() == b"a picture of mine"
+    args = ["compare", str(image), "--mask", str(single_mask), "--models", "telea", "--overwrite"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert Image.open(grid).format == "PNG"

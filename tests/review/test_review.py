@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inpaint_cli.batch import engine as batch
+from inpaint_cli.batch.jobs import Job
+from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
 from inpaint_cli.cli.app import app
 from inpaint_cli.review import page as review
 from inpaint_cli.review import thumbnails as review_pixels
@@ -28,7 +29,7 @@ NAMES = ["a.png", "flat.png", SCRIPT_NAME, IMG_NAME, "broken.png", "old.png"]
 
 
 def make_batch(root: Path) -> Path:
-    """A finished batch on disk: inputs, masks, outputs and its JSON report (`batch.write_report`).
+    """A finished batch on disk: inputs, masks, outputs and its JSON report (`outcomes.write_report`).
 
     a.png and both hostile names are done (filled with noise), flat.png is done with a flat grey fill
     (suspicious), broken.png failed, old.png was skipped (output exists).
@@ -44,18 +45,18 @@ def make_batch(root: Path) -> Path:
         pixels = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image)
         Image.fromarray(hole.astype(np.uint8) * 255).save(mask)
-        job = batch.Job(image, (mask,), output, relative=Path(name))
+        job = Job(image, (mask,), output, relative=Path(name))
         if name == "broken.png":
-            outcomes.append(batch.JobOutcome(job, batch.Status.FAILED, 0.01, error=f"{mask}: mask is 10x10"))
+            outcomes.append(JobOutcome(job, Status.FAILED, 0.01, error=f"{mask}: mask is 10x10"))
             continue
         filled = pixels.copy()
         filled[hole] = 128 if name == "flat.png" else rng.integers(0, 256, (int(hole.sum()), 3))
         Image.fromarray(filled).save(output)
-        status = batch.Status.SKIPPED if name == "old.png" else batch.Status.DONE
-        strategy = None if status is batch.Status.SKIPPED else "auto: 1 crop box"
-        seconds = 0.0 if status is batch.Status.SKIPPED else 0.5 + index / 10
-        outcomes.append(batch.JobOutcome(job, status, seconds, strategy=strategy, written=[output]))
-    return batch.write_report(root / "report.json", outcomes)
+        status = Status.SKIPPED if name == "old.png" else Status.DONE
+        strategy = None if status is Status.SKIPPED else "auto: 1 crop box"
+        seconds = 0.0 if status is Status.SKIPPED else 0.5 + index / 10
+        outcomes.append(JobOutcome(job, status, seconds, strategy=strategy, written=[output]))
+    return write_report(root / "report.json", report_of("inpaint", outcomes))
 
 
 def page_rows(page: Path) -> list[dict]:
@@ -347,7 +348,7 @@ def test_detect_html_shows_each_detection_and_counts_match_the_report(tmp_path: 
     result = CliRunner().invoke(app, [*args, "--report", str(report)])
     assert result.exit_code == 1, result.output  # broken.png failed
     summary = json.loads(report.read_text())["summary"]
-    assert summary == {"done": 2, "skipped": 0, "failed": 1, "no_damage": 1}
+    assert summary == {"done": 2, "skipped": 0, "failed": 1, "not_run": 0, "unused_masks": 0, "no_damage": 1}
     assert f"wrote {page}: 3 image(s) (done 1, failed 1, no damage found 1, suspicious 0)" in result.output
     rows = {row["n"]: row for row in page_rows(page)}
     assert page_rows(page)[0]["n"] == "broken.png"
@@ -460,3 +461,52 @@ def test_report_replaces_and_removes_only_files_it_made(tmp_path: Path) -> None:
     left = {path.name for path in files.iterdir()}
     assert (files / f"{'0' * 20}_input.jpg").read_bytes() == b"a photo of mine"
     assert not (ours - {"rows.json"}) & left  # every thumbnail of the first build was replaced
+
+
+def test_report_renders_a_detection_report_as_detect_wrote_its_page(tmp_path: Path) -> None:
+    """#24: `inpaint report` given a detect report rendered empty rows; one reader for every kind."""
+    make_scans(tmp_path / "in")
+    report, by_detect, by_report = tmp_path / "detect.json", tmp_path / "detect.html", tmp_path / "again.html"
+    args = ["detect", str(tmp_path / "in"), "--detector", "classical", "--report", str(report)]
+    assert CliRunner().invoke(app, [*args, "--html", str(by_detect)]).exit_code == 1  # broken.png
+    assert json.loads(report.read_text())["kind"] == "detect"
+    result = CliRunner().invoke(app, ["report", str(report), "--html", str(by_report)])
+    assert result.exit_code == 0, result.output
+    rows = {row["n"]: row for row in page_rows(by_report)}
+
+    def without_thumbnails(page: Path) -> dict[str, dict]:  # each page has its own thumbnails folder
+        return {
+            row["n"]: {key: value for key, value in row.items() if key != "th"} for row in page_rows(page)
+        }
+
+    assert without_thumbnails(by_report) == without_thumbnails(by_detect)
+    done = rows["a.png"]
+    assert done["s"] == "done" and done["m"] == "classical" and done["g"] == "high_res"
+    assert done["o"].endswith("% damaged") and done["k"] == ["in_masks/a_mask.png"]
+    assert done["l"] == ["in/a.png", "in_masks/a_overlay.jpg"] and len(done["th"]) == 3
+    assert rows["clean.png"]["s"] == "no damage found" and rows["broken.png"]["s"] == "failed"
+
+
+def test_report_renders_a_comparison_report_and_refuses_a_malformed_one(tmp_path: Path) -> None:
+    image = tmp_path / "scan.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(image)
+    hole = np.zeros((48, 64), np.uint8)
+    hole[10:20, 10:30] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    report = tmp_path / "compare.json"
+    args = ["compare", str(image), "--mask", str(tmp_path / "mask.png"), "--models", "telea,ns"]
+    compared = CliRunner().invoke(app, [*args, "--original", str(image), "--json", str(report)])
+    assert compared.exit_code == 0, compared.output
+    result = CliRunner().invoke(app, ["report", str(report), "--html", str(tmp_path / "page.html")])
+    assert result.exit_code == 0, result.output
+    (row,) = page_rows(tmp_path / "page.html")
+    assert row["s"] == "done" and row["m"] == "telea, ns" and row["k"] == ["mask.png"]
+    assert row["l"] == ["scan.png", "scan_compare.png"] and row["o"].startswith("best: ")
+    data = json.loads(report.read_text())
+    data["inputs"][0]["masks"] = "mask.png"  # a report edited by hand: one line, no traceback
+    report.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["report", str(report), "--html", str(tmp_path / "page.html")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {report}: input 1 of the report: 'masks' is not a list of text (give a --report file)"
+    )

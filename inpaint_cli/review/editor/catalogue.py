@@ -17,7 +17,6 @@ from pathlib import Path
 
 from inpaint_cli.batch.jobs import MaskIndex
 from inpaint_cli.batch.provenance import record_path
-from inpaint_cli.detect import jobs as detect_jobs
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files.targets import Access, check_targets, check_writable
 from inpaint_cli.review.editor.records import original_path
@@ -61,21 +60,22 @@ def plan_catalogue(photos: Path, masks: Path, *, recursive: bool = False) -> Cat
     if not photos.exists():
         raise UsageError("no such file or folder", path=photos, hint="give a photo or a folder of photos")
     check_writable(masks, role="the masks folder", option="--masks", folder=True)
-    jobs, unreadable = detect_jobs.plan_detect(photos, masks, recursive=recursive, overlay=False)
+    from inpaint_cli.batch.kinds.detect import DetectRequest, plan_detection
+
+    planned_masks = plan_detection(DetectRequest(photos, masks, overlay=False, recursive=recursive))
     photos_root = photos if photos.is_dir() else photos.parent
     index = None
     if masks.is_dir():
         shared = masks.resolve() == photos_root.resolve()
         index = MaskIndex(masks, recursive=recursive, shared=shared, exclude=(photos_root,))
     planned = []
-    for job in jobs:
-        relative = job.relative or Path(job.image.name)
-        sources = index.lookup(relative) if index is not None else ()
+    for job in planned_masks.jobs:
+        sources = index.lookup(job.name) if index is not None else ()
         problem = job.problem.one_line() if job.problem is not None else None
-        photo = Photo(relative.as_posix(), job.image, job.mask, sources, problem)
+        photo = Photo(job.name.as_posix(), job.image, job.output, sources, problem)
         planned.append(_with_links_checked(photo, photos_root, masks))
     check_targets(_reads(planned), _writes(planned))
-    return Catalogue(photos_root, masks, tuple(planned), tuple(unreadable))
+    return Catalogue(photos_root, masks, tuple(planned), tuple(planned_masks.unreadable))
 
 
 def _with_links_checked(photo: Photo, photos_root: Path, masks_root: Path) -> Photo:
