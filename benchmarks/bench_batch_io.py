@@ -37,7 +37,8 @@ from inpaint_cli.batch.jobs import Existing, Job
 from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
 from inpaint_cli.batch.outcomes import JobOutcome, Status
 from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
-from inpaint_cli.engine.strategies import Strategy
+from inpaint_cli.engine.strategies import InpaintOptions
+from inpaint_cli.options import StrategyName
 
 JPEG_QUALITY = 92
 
@@ -66,10 +67,8 @@ def make_folder(root: Path, count: int, width: int, height: int) -> None:
 class SimulatedDevice:
     """A model that takes a fixed time and leaves the CPU free, like a network on a GPU."""
 
-    strategy = Strategy.FULL
     name, dtype_label, device = "simulated", "float32", "cpu"
-    max_side = tile_size = crop_margin = None
-    tile_overlap = 64
+    options = InpaintOptions(strategy=StrategyName.FULL)
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds

@@ -33,7 +33,6 @@ _EXPORTS = {
     "run_detection": "inpaint_cli.batch.kinds.detect",
     "Model": "inpaint_cli.api",
     "InpaintOptions": "inpaint_cli.engine.strategies",
-    "Plan": "inpaint_cli.engine.strategies",
     "read_image": "inpaint_cli.imaging.imageio",
     "read_mask": "inpaint_cli.imaging.masks",
     "write_image": "inpaint_cli.imaging.imageio",

@@ -59,11 +59,6 @@ class JobKind(Protocol[L, R]):
         """Write the job's artefacts atomically, appending each to `outcome.written` (writer thread)."""
 
 
-def restore(kind: JobKind[Any, Any], job: Job) -> JobOutcome:
-    """Process one job; problems with this input become a failed outcome, never an exception."""
-    return run_jobs(kind, [job])[0]
-
-
 def run_jobs(
     kind: JobKind[Any, Any],
     jobs: Iterable[Job],

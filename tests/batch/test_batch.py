@@ -21,10 +21,11 @@ from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folde
 from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
 from inpaint_cli.batch.resume import remove_stale_parts
 from inpaint_cli.engine.inpainter import Inpainter, InpaintResult
-from inpaint_cli.engine.strategies import Strategy
+from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files.targets import Access, check_targets
 from inpaint_cli.imaging import imageio
+from inpaint_cli.options import StrategyName
 
 HEIGHT, WIDTH = 24, 32
 
@@ -65,7 +66,7 @@ def run_jobs(inpainter: Inpainter, jobs: list[Job], settings: RunSettings, **opt
 
 
 def restore(inpainter: Inpainter, job: Job, settings: RunSettings) -> JobOutcome:
-    return engine.restore(InpaintKind(inpainter, settings), job)
+    return engine.run_jobs(InpaintKind(inpainter, settings), [job])[0]
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +212,8 @@ class RecordingInpainter:
     when the pipeline does not read ahead: a condition, not a race with a sleep on a loaded machine),
     and records when it ran."""
 
-    strategy = Strategy.FULL
     name, dtype, dtype_label, device = "recording", "torch.float32", "float32", "cpu"
-    max_side = tile_size = crop_margin = None
-    tile_overlap = 64
+    options = InpaintOptions(strategy=StrategyName.FULL)
 
     def __init__(self, events: list[tuple[str, str]], count: int) -> None:
         self.events = events
@@ -574,3 +573,42 @@ def test_provenance_differences_name_each_setting_and_ignore_version_and_device(
         recorded
     ) == ["mask dilate 0 (now 3)", "mask detector none (now scratch-tiny)", "output format none (now png)"]
     assert made(precision="bfloat16").differences(recorded, unknown=["precision"]) == []
+
+
+def test_a_file_beside_an_output_that_the_run_did_not_write_is_never_replaced(
+    tmp_path: Path, telea: Inpainter
+) -> None:
+    """An existing `_panel.png` (or saved mask) was replaced by a run whose output did not exist yet:
+    every file a job writes is checked, not only its output."""
+    for name in ["a.png", "b.png"]:
+        save_photo(tmp_path / "in" / name, 1)
+    save_mask(tmp_path / "m.png")
+    plan = plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
+    panel = tmp_path / "out" / "a_panel.png"
+    panel.parent.mkdir()
+    panel.write_bytes(b"a picture of mine")
+    settings = RunSettings(existing=Existing.SKIP, panel=True)
+    first, second = run_jobs(telea, plan.jobs, settings)
+    assert first.error == (
+        f"{panel}: panel exists and has no provenance record (made by another program or an older inpaint) "
+        "(use --overwrite to redo it, or choose another -o)"
+    )
+    assert second.status is Status.DONE and panel.read_bytes() == b"a picture of mine"
+    # A record of ours that does not list the file: the file is still not ours.
+    record = provenance.record_path(tmp_path / "out" / "b.png")
+    foreign = tmp_path / "out" / "b_mask.png"
+    foreign.write_bytes(b"my mask")
+    with_mask = RunSettings(existing=Existing.SKIP, panel=True, save_mask=True)
+    (refused,) = run_jobs(telea, plan.jobs[1:], with_mask)
+    assert refused.error == (
+        f"{foreign}: saved mask exists and was not written with b.png (use --overwrite to replace it, "
+        "or choose another -o)"
+    )
+    assert foreign.read_bytes() == b"my mask" and json.loads(record.read_text())["complete"] is True
+    single = RunSettings(existing=Existing.ERROR, panel=True)
+    (alone,) = run_jobs(
+        telea, [Job(tmp_path / "in/a.png", (tmp_path / "m.png",), tmp_path / "out/a.png")], single
+    )
+    assert alone.error == f"{panel}: panel exists (use --overwrite to replace it)"
+    (replaced,) = run_jobs(telea, plan.jobs[:1], RunSettings(existing=Existing.OVERWRITE, panel=True))
+    assert replaced.status is Status.DONE and panel.read_bytes() != b"a picture of mine"

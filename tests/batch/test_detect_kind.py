@@ -12,7 +12,9 @@ import torch
 from detect_helpers import grey_levels, scratched, smooth_photo
 from PIL import Image
 
+from inpaint_cli.engine.strategies import InpaintOptions
 from inpaint_cli.errors import UsageError
+from inpaint_cli.options import StrategyName
 
 
 def test_python_api_finds_what_the_command_finds(tmp_path: Path) -> None:
@@ -77,13 +79,10 @@ class _Stub:
     """Stands in for a model on another device: copies images through; detection is what is watched."""
 
     name, dtype_label = "stub", "float32"
-    max_side = tile_size = crop_margin = None
-    tile_overlap = 64
+    options = InpaintOptions(strategy=StrategyName.FULL)
 
     def __init__(self, device: torch.device) -> None:
-        from inpaint_cli.engine.strategies import Strategy
-
-        self.device, self.strategy = device, Strategy.FULL
+        self.device = device
 
     def plan(self, hole: np.ndarray, *, capture: bool = False) -> None:
         return None

@@ -563,7 +563,7 @@ def test_estimate_uses_the_cost_model_and_one_timed_pass():
 def test_a_non_finite_output_fails_that_image_in_a_run_and_writes_nothing(tmp_path):
     from PIL import Image
 
-    from inpaint_cli.batch.engine import restore
+    from inpaint_cli.batch.engine import run_jobs
     from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_single
     from inpaint_cli.batch.outcomes import Status
 
@@ -575,6 +575,6 @@ def test_a_non_finite_output_fails_that_image_in_a_run_and_writes_nothing(tmp_pa
     Image.fromarray(box_hole(32, 32).astype(np.uint8) * 255).save(tmp_path / "m.png")
     (job,) = plan_single(tmp_path / "p.png", tmp_path / "m.png", tmp_path / "out.png").jobs
     model = Inpainter(Broken(), name="broken", device="cpu", precision="fp32")
-    outcome = restore(InpaintKind(model, RunSettings()), job)
+    (outcome,) = run_jobs(InpaintKind(model, RunSettings()), [job])
     assert outcome.status is Status.FAILED and not (tmp_path / "out.png").exists()
     assert "broken produced values that are not finite" in outcome.error and "\n" not in outcome.error

@@ -313,7 +313,7 @@ class InpaintKind:
     def load(self, outcome: JobOutcome) -> Loaded:
         """Decode the image and its mask(s) (or find its damage) into a hole of the image's size."""
         job, settings = outcome.job, self.settings
-        outcome.strategy = self.inpainter.strategy.value
+        outcome.strategy = self.inpainter.options.strategy.value
         loaded = _read(job, settings) if job.masks else self._detect(job)
         outcome.warnings += loaded.notes
         if not loaded.hole.any():
@@ -447,14 +447,14 @@ def provenance_of(
     return provenance.for_run(
         model=inpainter.name,
         weights_sha256=provenance.weights_checksum(inpainter.name, checkpoint),
-        strategy=inpainter.strategy.value,
+        strategy=inpainter.options.strategy.value,
         precision=inpainter.dtype_label,
         settings=settings,
         plan_options={
-            "max_side": inpainter.max_side,
-            "tile_size": inpainter.tile_size,
-            "tile_overlap": inpainter.tile_overlap,
-            "crop_margin": inpainter.crop_margin,
+            "max_side": inpainter.options.max_side,
+            "tile_size": inpainter.options.tile_size,
+            "tile_overlap": inpainter.options.tile_overlap,
+            "crop_margin": inpainter.options.crop_margin,
         },
         device=str(inpainter.device),
         detector=settings.detector,
