@@ -278,7 +278,7 @@ def run_detection(
     from inpaint_cli.batch.engine import run_jobs
     from inpaint_cli.batch.pipeline import write_results
     from inpaint_cli.detect.detectors import chosen_mode, load_detector
-    from inpaint_cli.engine.inpainter import select_device
+    from inpaint_cli.engine.device import select_device
 
     device = select_device(request.device)
     found = load_detector(request.detector, request.checkpoint, device=device, progress=progress)
