@@ -510,3 +510,32 @@ def test_report_renders_a_comparison_report_and_refuses_a_malformed_one(tmp_path
     assert result.output.strip() == (
         f"error: {report}: input 1 of the report: 'masks' is not a list of text (give a --report file)"
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"masks": 3}, "input 1 of the report: 'masks' is not a list of text"),
+        ({"warnings": "slow"}, "input 1 of the report: 'warnings' is not a list of text"),
+        ({"output": 5}, "input 1 of the report: 'output' is not text"),
+        ({"status": ["done"]}, "input 1 of the report: 'status' is not text"),
+        (
+            {"provenance": {"mask": {"threshold": "high"}}},
+            "input 1 of the report: 'provenance.mask' has a setting of the wrong type",
+        ),
+        ({"not_run": 5}, "the report's 'not_run' is not a list of text"),
+    ],
+)
+def test_a_malformed_report_is_one_line_naming_the_field(tmp_path: Path, change: dict, problem: str) -> None:
+    """#27: malformed fields in a report given to `inpaint report` gave tracebacks."""
+    report = make_batch(tmp_path)
+    data = json.loads(report.read_text())
+    if "not_run" in change:
+        data.update(change)
+    else:
+        data["inputs"][0].update(change)
+    report.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["report", str(report), "--html", str(tmp_path / "page.html")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"error: {report}: {problem} (give a --report file)"
+    assert not (tmp_path / "page.html").exists()
