@@ -614,3 +614,33 @@ def test_a_port_out_of_range_is_a_usage_error(batch) -> None:
         2,
         "error: --port 70000 is out of range (between 0 and 65535)",
     )
+
+
+def test_a_photo_turned_by_exif_is_shown_and_masked_upright(tmp_path: Path) -> None:
+    """Stored 3000x2000 with orientation 6 (turn right): the page works on the upright 2000x3000."""
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    stored = np.full((2000, 3000, 3), 200, np.uint8)
+    stored[-300:, :300] = (255, 0, 0)  # stored bottom-left: upright top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(photos / "turned.jpg", quality=95, exif=exif)
+    server = EditorServer(photos, masks)
+    try:
+        status, _, body = server.request("GET", "/api/photo?name=turned.jpg")
+        info = json.loads(body)
+        assert (info["width"], info["height"], info["view_level"]) == (2000, 3000, 1)
+        status, _, view = server.request("GET", "/api/view?name=turned.jpg")
+        shown = np.asarray(Image.open(io.BytesIO(view)).convert("RGB"))
+        assert shown.shape == (1500, 1000, 3)  # the level-1 view, decoded at half size
+        assert shown[20, 20, 0] > 200 and shown[20, 20, 1] < 60  # red at the upright top-left
+        assert shown[-20, -20, 0] < 230 and shown[-20, -20, 1] > 150
+        hole = np.zeros((3000, 2000), bool)
+        hole[:10] = True
+        status, _ = server.save("turned.jpg", hole)
+        assert status == 200
+        status, answer = server.save("turned.jpg", np.zeros((2000, 3000), bool))
+        assert status == 422 and "mask is 3000x2000 but image is 2000x3000" in answer["error"]
+    finally:
+        server.stop()
+    np.testing.assert_array_equal(saved_hole(masks / "turned_mask.png"), hole)

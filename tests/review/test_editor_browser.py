@@ -371,3 +371,21 @@ def test_a_large_scan_shows_coarse_first_and_paints_exactly_on_full_resolution_t
     finally:
         page.close()
         server.stop()
+
+
+def test_space_drag_pans_and_the_wheel_zooms_around_the_pointer(editing: Editing) -> None:
+    editing.zoom("1")
+    before = editing.pixel_at(700, 400)
+    editing.page.keyboard.down(" ")
+    editing.page.mouse.down()
+    editing.page.mouse.move(660, 370, steps=4)
+    editing.page.mouse.up()
+    editing.page.keyboard.up(" ")
+    assert editing.pixel_at(660, 370) == before  # the photo moved with the pointer
+    assert editing.page.text_content("#save-state") == "saved"  # panning painted nothing
+    editing.page.mouse.move(660, 370)
+    editing.page.mouse.wheel(0, -400)  # twice as close, around the pointer
+    editing.page.wait_for_timeout(200)
+    assert editing.page.text_content("#zoom-shown") == "2:1"
+    assert editing.pixel_at(660, 370) == before
+    assert editing.pixel_at(680, 370) == (before[0] + 10, before[1])
