@@ -644,3 +644,61 @@ def test_a_photo_turned_by_exif_is_shown_and_masked_upright(tmp_path: Path) -> N
     finally:
         server.stop()
     np.testing.assert_array_equal(saved_hole(masks / "turned_mask.png"), hole)
+
+
+# --- the fill preview (--model) --------------------------------------------------------------------
+
+
+def test_a_preview_fills_the_region_with_the_model_and_writes_nothing(tmp_path: Path) -> None:
+    photos, masks = make_batch(tmp_path, 1)
+    ramp = np.linspace(60, 160, PHOTO_SIZE[1], dtype=np.float32)[None, :, None].repeat(PHOTO_SIZE[0], 0)
+    smooth = ramp.repeat(3, 2).astype(np.uint8)
+    smooth[110:120, 110:170] = 255  # a white scratch, all inside the hole below
+    Image.fromarray(smooth).save(photos / "p0.png")
+    before = {**files_in(photos), **files_in(masks)}
+    server = EditorServer(photos, masks, "--model", "telea")
+    try:
+        hole = np.zeros((60, 80), bool)
+        hole[20:30, 10:70] = True
+        status, headers, body = server.request(
+            "POST", "/api/preview?name=p0.png&x=100&y=90&w=80&h=60", png_of(hole)
+        )
+        assert status == 200 and headers["content-type"] == "image/jpeg"
+        filled = np.asarray(Image.open(io.BytesIO(body)).convert("RGB")).astype(int)
+        photo = np.asarray(Image.open(photos / "p0.png"))[90:150, 100:180].astype(int)
+        assert filled.shape == (60, 80, 3)
+        difference = np.abs(filled - photo).max(axis=2)
+        assert difference[hole].mean() > 60  # the scratch is gone
+        assert difference[~hole].mean() < 3  # the rest is the photo (up to JPEG)
+        for query, status_wanted in [("x=400&y=0&w=10&h=10", 400), ("x=0&y=0&w=0&h=10", 400), ("x=a", 400)]:
+            status, _, answer = server.request("POST", f"/api/preview?name=p0.png&{query}", png_of(hole))
+            assert status == status_wanted, query
+        status, _, answer = server.request("POST", "/api/preview?name=p0.png&x=0&y=0&w=80&h=61", png_of(hole))
+        assert status == 422 and "mask is 80x60 but image is 80x61" in json.loads(answer)["error"]
+    finally:
+        server.stop()
+    assert {**files_in(photos), **files_in(masks)} == before
+
+
+def test_without_a_model_a_preview_says_how_to_get_one(server: EditorServer) -> None:
+    status, _, body = server.request(
+        "POST", "/api/preview?name=p0.png&x=0&y=0&w=8&h=8", png_of(np.ones((8, 8), bool))
+    )
+    assert status == 409
+    assert (
+        json.loads(body)["error"]
+        == "no preview model: start inpaint edit with --model NAME (telea, lama-tiny, ...)"
+    )
+
+
+def test_an_unknown_preview_model_is_a_usage_error(batch) -> None:
+    result = subprocess.run(
+        [*INPAINT, "edit", str(batch[0]), "--masks", str(batch[1]), "--model", "nope", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=START_SECONDS,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "error: unknown model 'nope' for --model (see inpaint models)",
+    )

@@ -389,3 +389,29 @@ def test_space_drag_pans_and_the_wheel_zooms_around_the_pointer(editing: Editing
     assert editing.page.text_content("#zoom-shown") == "2:1"
     assert editing.pixel_at(660, 370) == before
     assert editing.pixel_at(680, 370) == (before[0] + 10, before[1])
+
+
+def test_the_fill_preview_shows_the_models_fill_until_the_next_change(browser, tmp_path: Path) -> None:
+    photos, masks = make_batch(tmp_path, 1)
+    server = EditorServer(photos, masks, "--model", "telea")
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.goto(server.url)
+        page.wait_for_selector('#canvas[data-ready="1"]', state="attached")
+        page.fill("#opacity", "100")
+        page.select_option("#zoom", "1")
+        probe = _Probe(page)
+        on_bar = probe.screen_of((200, 105))
+        assert probe.colour(on_bar) == [255, 40, 40]
+        page.keyboard.press("v")
+        page.wait_for_selector('#canvas[data-preview="1"]', state="attached", timeout=60000)
+        assert probe.colour(on_bar) != [255, 40, 40]  # the fill, where the mask was shown
+        assert page.text_content("#message") == "the fill, previewed (V or any change hides it)"
+        page.mouse.move(*probe.screen_of((50, 50)))
+        page.mouse.down()
+        page.mouse.up()
+        assert page.get_attribute("#canvas", "data-preview") == "0"
+        assert probe.colour(on_bar) == [255, 40, 40]
+    finally:
+        page.close()
+        server.stop()

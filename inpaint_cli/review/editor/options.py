@@ -58,6 +58,15 @@ class EditOptions:
             panel=Panel.INPUT_OUTPUT,
         ),
     )
+    model: str | None = field(
+        default=None,
+        metadata=cli(
+            "Preview the fill of the mask on screen with this model (V in the page): a name from "
+            "`inpaint models` (lama-tiny, lama, ...) or telea, ns. Loaded at the first preview.",
+            metavar="NAME",
+            panel=Panel.REVIEW,
+        ),
+    )
     max_pixels: int = field(
         default=DEFAULT_MAX_PIXELS,
         metadata=cli(

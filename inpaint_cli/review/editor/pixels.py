@@ -96,7 +96,7 @@ class Views:
 
     def view(self, photo: Photo) -> bytes:
         """The whole photo at its view level, as JPEG."""
-        return _jpeg(self._level(photo, self.geometry(photo).view_level))
+        return encode_jpeg(self._level(photo, self.geometry(photo).view_level))
 
     def tile(self, photo: Photo, level: int, column: int, row: int) -> bytes | None:
         """One tile of a level above the view level, as JPEG; None where there is no such tile."""
@@ -107,7 +107,11 @@ class Views:
         if not (0 <= column < math.ceil(width / TILE) and 0 <= row < math.ceil(height / TILE)):
             return None
         pixels = self._level(photo, level)
-        return _jpeg(pixels[row * TILE : (row + 1) * TILE, column * TILE : (column + 1) * TILE])
+        return encode_jpeg(pixels[row * TILE : (row + 1) * TILE, column * TILE : (column + 1) * TILE])
+
+    def region(self, photo: Photo, left: int, top: int, width: int, height: int) -> np.ndarray:
+        """Full-resolution pixels of a part of the photo (as shown: 8-bit, RGB or grey)."""
+        return self._level(photo, 0)[top : top + height, left : left + width]
 
     def decode_ahead(self, photo: Photo, level: int | None = None) -> None:
         """Decode `photo` in the background (by default its view: the page is about to ask for it)."""
@@ -200,7 +204,7 @@ def _displayable(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def _jpeg(pixels: np.ndarray) -> bytes:
+def encode_jpeg(pixels: np.ndarray) -> bytes:
     """A view or a tile as JPEG (OpenCV takes colour in BGR order: only this small piece is turned)."""
     if pixels.ndim == 3:
         pixels = np.ascontiguousarray(pixels[..., ::-1])

@@ -32,7 +32,8 @@ from starlette.routing import Route
 
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.review.editor.catalogue import Catalogue, Photo
-from inpaint_cli.review.editor.pixels import Views
+from inpaint_cli.review.editor.pixels import Views, encode_jpeg
+from inpaint_cli.review.editor.preview import MAX_PREVIEW_PIXELS, Previews
 from inpaint_cli.review.editor.store import MaskStore, Refused, decode_upload, upload_limit
 
 TOKEN_HEADER = "x-inpaint-token"
@@ -159,6 +160,7 @@ class Editor:
     store: MaskStore
     views: Views
     title: str
+    previews: Previews = field(default_factory=lambda: Previews(None))
     _prepared: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def photo(self, request: Request) -> Photo:
@@ -214,7 +216,10 @@ def create_app(editor: Editor, access: Access) -> App:
         loader=PackageLoader("inpaint_cli.review.editor", "templates"), autoescape=select_autoescape()
     )
     page = environment.get_template("editor.html.j2").render(
-        title=editor.title, photos=len(editor.catalogue.photos), masks=str(editor.catalogue.masks_root)
+        title=editor.title,
+        photos=len(editor.catalogue.photos),
+        masks=str(editor.catalogue.masks_root),
+        model=editor.previews.model_name,
     )
     routes = [
         Route("/", lambda request: Response(page, media_type="text/html; charset=utf-8")),
@@ -226,6 +231,7 @@ def create_app(editor: Editor, access: Access) -> App:
         Route("/api/tile", _handled(lambda request: _tile(editor, request))),
         Route("/api/mask", _handled(lambda request: _mask(editor, request))),
         Route("/api/mask", _save_route(editor), methods=["PUT"]),
+        Route("/api/preview", _preview_route(editor), methods=["POST"]),
     ]
     return Guard(Starlette(routes=routes), access)
 
@@ -250,6 +256,46 @@ def _static(request: Request) -> Response:
         return _refuse(404, "no such file")
     text = resources.files("inpaint_cli.review.editor").joinpath("static", name).read_bytes()
     return Response(text, media_type=STATIC_FILES[name])
+
+
+def _preview_route(editor: Editor) -> Callable[[Request], Awaitable[Response]]:
+    """`POST /api/preview?name=&x=&y=&w=&h=` with the region's mask (a PNG as for a save): the
+    region filled by the `--model`, as JPEG. Nothing is written."""
+
+    async def preview(request: Request) -> Response:
+        try:
+            photo = editor.photo(request)
+            geometry = await run_in_threadpool(editor.views.geometry, photo)
+            left, top, width, height = _region(request, (geometry.height, geometry.width))
+            data = await _bounded_body(request, upload_limit((height, width)), photo)
+
+            def fill() -> bytes:
+                hole = decode_upload(data, photo, (height, width))
+                if hole.size > MAX_PREVIEW_PIXELS:
+                    raise Refused(413, f"the region is larger than {MAX_PREVIEW_PIXELS:,} pixels: zoom in")
+                pixels = editor.views.region(photo, left, top, width, height)
+                return encode_jpeg(editor.previews.fill(pixels, hole))
+
+            return _jpeg(await run_in_threadpool(fill))
+        except Refused as refused:
+            return JSONResponse({"error": refused.message}, status_code=refused.status)
+        except InpaintError as error:
+            return JSONResponse({"error": error.one_line()}, status_code=422)
+
+    return preview
+
+
+def _region(request: Request, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """x, y, w, h of the query: whole numbers inside the photo, or `Refused` 400."""
+    try:
+        left, top, width, height = (int(request.query_params.get(key, "")) for key in ("x", "y", "w", "h"))
+    except ValueError:
+        raise Refused(400, "x, y, w and h must be whole numbers") from None
+    if width < 1 or height < 1 or left < 0 or top < 0 or left + width > size[1] or top + height > size[0]:
+        raise Refused(
+            400, f"the region {width}x{height} at {left},{top} is not inside the {size[1]}x{size[0]} photo"
+        )
+    return left, top, width, height
 
 
 def _jpeg(data: bytes) -> Response:

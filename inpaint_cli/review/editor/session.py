@@ -19,6 +19,7 @@ from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue, writt
 from inpaint_cli.review.editor.lock import folder_lock
 from inpaint_cli.review.editor.options import EditOptions
 from inpaint_cli.review.editor.pixels import Views
+from inpaint_cli.review.editor.preview import Previews
 from inpaint_cli.review.editor.server import Access, Editor, create_app
 from inpaint_cli.review.editor.store import MaskStore
 
@@ -44,6 +45,8 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
     """
     import uvicorn
 
+    if options.model is not None:
+        _check_model(options.model)
     catalogue = plan_catalogue(options.photos, options.masks, recursive=options.recursive)
     options.masks.mkdir(exist_ok=True)  # `plan_catalogue` checked that only this last folder is missing
     with folder_lock(options.masks) as held:
@@ -55,8 +58,9 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
         store = MaskStore(catalogue, max_pixels=options.max_pixels)
         views = Views(max_pixels=options.max_pixels)
         title = f"inpaint edit: {options.photos.resolve().name}"
+        editor = Editor(catalogue, store, views, title, Previews(options.model))
         config = uvicorn.Config(
-            create_app(Editor(catalogue, store, views, title), access),
+            create_app(editor, access),
             lifespan="off",
             log_level="warning",
             access_log=False,
@@ -74,6 +78,15 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
             views.close()
             listening.close()
     return Served(catalogue, store.saves)
+
+
+def _check_model(name: str) -> None:
+    """A `--model` that names nothing is a usage error now, not at the first preview."""
+    from inpaint_cli import api
+
+    known = api.available_models()
+    if name not in known:
+        raise UsageError(f"unknown model {name!r} for --model", hint="see inpaint models")
 
 
 def _listen(port: int) -> socket.socket:

@@ -153,6 +153,7 @@
     this.timer = null;
     this.stopped = false;
     this.last = null;
+    this.preview = null;
     paintCoarse(this, { x0: 0, y0: 0, x1: this.width, y1: this.height });
   }
 
@@ -362,6 +363,7 @@
   // --- saving ----------------------------------------------------------------------------------
 
   function changed(doc, noDamage) {
+    hidePreview(doc);
     doc.noDamage = Boolean(noDamage);
     doc.revision++;
     clearTimeout(doc.timer);
@@ -413,6 +415,45 @@
     $("save-state").dataset.state = text === "saved" ? "saved" : "pending";
   }
 
+  // --- the fill preview (`inpaint edit --model`) ---------------------------------------------------
+
+  function hidePreview(doc) {
+    doc.preview = null;
+    canvas.dataset.preview = "0";
+  }
+
+  async function preview() {
+    // The part of the photo on screen, filled by the server's model with the mask as it is now.
+    const doc = state.doc;
+    if (!doc) return;
+    if (doc.preview) { hidePreview(doc); render(); return; }
+    const [left, top, right, bottom] = visible(doc);
+    const x = Math.floor(left), y = Math.floor(top), w = Math.ceil(right) - x, h = Math.ceil(bottom) - y;
+    if (w < 1 || h < 1) return;
+    const part = new Uint8Array(w * h);
+    for (let row = 0; row < h; row++) {
+      const from = (y + row) * doc.width + x;
+      part.set(doc.mask.subarray(from, from + w), row * w);
+    }
+    const revision = doc.revision;
+    showMessage("filling the part on screen…");
+    try {
+      const url = "/api/preview?name=" + enc(doc.name) + "&x=" + x + "&y=" + y + "&w=" + w + "&h=" + h;
+      const response = await fetch(url, { method: "POST", body: await encodePng(part, w, h), headers: { "Content-Type": "image/png" } });
+      if (!response.ok) throw await failure(response);
+      const address = URL.createObjectURL(await response.blob());
+      const image = await loadImage(address);
+      URL.revokeObjectURL(address);
+      if (state.doc !== doc || doc.revision !== revision) return; // changed meanwhile: not this mask's fill
+      doc.preview = { image, x, y, w, h };
+      canvas.dataset.preview = "1";
+      showMessage("the fill, previewed (V or any change hides it)");
+      render();
+    } catch (error) {
+      showMessage("no preview: " + (error.message || error));
+    }
+  }
+
   // --- the view ----------------------------------------------------------------------------------
 
   let frameRequested = false;
@@ -441,7 +482,10 @@
     ctx.imageSmoothingEnabled = state.scale < 1;
     ctx.drawImage(doc.view, 0, 0, doc.width, doc.height);
     drawTiles(doc);
-    if (state.overlay) {
+    const preview = doc.preview;
+    if (preview) {
+      ctx.drawImage(preview.image, preview.x, preview.y, preview.w, preview.h);
+    } else if (state.overlay) {
       ctx.globalAlpha = state.opacity;
       drawOverlay(doc);
       ctx.globalAlpha = 1;
@@ -651,7 +695,7 @@
   const KEYS = {
     "[": () => stepSize(-1), "]": () => stepSize(1),
     b: () => chooseTool("brush"), e: () => chooseTool("eraser"), f: () => chooseTool("fill"),
-    m: toggleOverlay, n: () => go(1), ArrowRight: () => go(1), PageDown: () => go(1),
+    m: toggleOverlay, v: preview, n: () => go(1), ArrowRight: () => go(1), PageDown: () => go(1),
     p: () => go(-1), ArrowLeft: () => go(-1), PageUp: () => go(-1),
     "1": () => zoomCentred(1), "0": () => { fit(); render(); },
     "+": () => zoomCentred(state.scale * 2), "=": () => zoomCentred(state.scale * 2),
@@ -724,6 +768,7 @@
       const leaving = state.doc;
       if (leaving) await save(leaving);
       canvas.dataset.ready = "0";
+      canvas.dataset.preview = "0";
       const name = state.photos[index].name;
       const info = await getJSON("/api/photo?name=" + enc(name));
       const [view, mask] = await Promise.all([loadImage("/api/view?name=" + enc(name)), fetchMask(name)]);
@@ -763,6 +808,7 @@
     $("clear").addEventListener("click", () => state.doc && wholeMask(state.doc, false));
     $("no-damage").addEventListener("click", () => state.doc && wholeMask(state.doc, true));
     $("previous").addEventListener("click", () => go(-1));
+    if ($("preview")) $("preview").addEventListener("click", preview);
     $("next").addEventListener("click", () => go(1));
     window.addEventListener("resize", render);
     window.addEventListener("beforeunload", (event) => {
