@@ -12,6 +12,7 @@ never creates a tree of folders. Every planned read and write then goes through 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,13 +291,11 @@ class InpaintKind:
     watch: Watch = field(default_factory=Watch)
     stage: str = "fill"
     _detector: Detector | None = field(default=None, init=False, repr=False)
+    _loading: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.made_with is None:
             self.made_with = provenance_of(self.inpainter, self.settings)
-        import threading
-
-        self._loading = threading.Lock()
 
     def detector(self) -> Detector:
         """The `--mask auto` detector, loaded once (reader threads share it) on the model's device."""
