@@ -80,10 +80,10 @@ def run_jobs(
         raise ValueError(f"workers must be at least 1, not {workers}")
     jobs = list(jobs)
     artefacts = [artefact for job in jobs for artefact in kind.settings.artefacts(job)]
-    remove_stale_parts(
-        (artefact.path for artefact in artefacts if not artefact.folder),
-        folders=[artefact.path for artefact in artefacts if artefact.folder],
-    )
+    files = [artefact.path for artefact in artefacts if not artefact.folder]
+    if kind.settings.recorded:  # a record cut short leaves its temporary file too
+        files += [provenance.record_path(main.path) for job in jobs if (main := primary(kind.settings, job))]
+    remove_stale_parts(files, folders=[artefact.path for artefact in artefacts if artefact.folder])
     queues = _Queues(jobs, kind, workers, fail_fast, on_outcome)
     interrupted = False
     try:

@@ -612,3 +612,19 @@ def test_a_file_beside_an_output_that_the_run_did_not_write_is_never_replaced(
     assert alone.error == f"{panel}: panel exists (use --overwrite to replace it)"
     (replaced,) = run_jobs(telea, plan.jobs[:1], RunSettings(existing=Existing.OVERWRITE, panel=True))
     assert replaced.status is Status.DONE and panel.read_bytes() != b"a picture of mine"
+
+
+def test_a_provenance_record_cut_short_leaves_no_temporary_file_after_the_rerun(
+    tmp_path: Path, telea: Inpainter
+) -> None:
+    """A batch killed while writing a record left `..a.png.inpaint.<hex>.part.json`; the next run of the
+    same jobs removes it with the outputs' own temporary files."""
+    save_photo(tmp_path / "in/a.png", 1)
+    save_mask(tmp_path / "m.png")
+    plan = plan_folder(tmp_path / "in", tmp_path / "m.png", tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / "..a.png.inpaint.0badc0de.part.json"
+    stale.write_text('{"format": "inpaint-prov')
+    (outcome,) = run_jobs(telea, plan.jobs, RunSettings(existing=Existing.SKIP))
+    assert outcome.status is Status.DONE and not stale.exists()
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".a.png.inpaint.json", "a.png"]
