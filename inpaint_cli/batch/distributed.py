@@ -9,13 +9,16 @@ cluster's grows with the archive.
 
 A worker that dies (killed, out of memory, node lost) fails the calls queued on it. The job it was
 running is charged one attempt; all of them are queued again for the other workers, and a new worker
-is started in its place. A job whose output the lost worker had already written is not run again
-(outputs are renamed or put into place only when complete, so an existing one is whole). A job that
-loses `max_attempts` workers fails alone, like an unreadable image.
+is started in its place. A job the lost worker had finished (its provenance record, written after the
+output, panel and intermediates, says `complete`) is not run again; one cut short (an output without
+its panel) is run again as a resume, which redoes what it left. A job that loses `max_attempts`
+workers fails alone, like an unreadable image.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import time
@@ -24,7 +27,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inpaint_cli.batch import provenance
 from inpaint_cli.batch.engine import run_jobs
+from inpaint_cli.batch.jobs import Existing
 from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
 from inpaint_cli.errors import InpaintError, UsageError
 from inpaint_cli.files import storage
@@ -157,10 +162,11 @@ class Worker:
         """Where this worker runs, and why it cannot work (None when its model is loaded)."""
         return self.placement, self.error
 
-    def process(self, job: Job) -> JobOutcome:
-        """Process one job as a local batch would; problems with the input become its outcome."""
+    def process(self, job: Job, resume: bool = False) -> JobOutcome:
+        """Process one job as a local batch would; problems with the input become its outcome.
+        `resume`: the job lost a worker in this run, so files of its own that it finds are redone."""
         assert self.kind is not None, "process() called on a worker whose model did not load"
-        (outcome,) = run_jobs(self.kind, [job])
+        (outcome,) = run_jobs(_resuming(self.kind) if resume else self.kind, [job])
         outcome.placement = dict(self.placement)
         return outcome
 
@@ -255,7 +261,7 @@ class _Run:
                 actor.ready and len(actor.queued) < self.options.in_flight and self.pending and not self.stop
             ):
                 index = self.pending.popleft()
-                reference = actor.handle.process.remote(self.jobs[index])
+                reference = actor.handle.process.remote(self.jobs[index], index in self.attempts)
                 actor.queued.append((reference, index))
                 self.calls[reference] = actor
 
@@ -312,13 +318,14 @@ class _Run:
         self._workers_changed()
 
     def _settled_after_loss(self, index: int) -> bool:
-        """Whether the job a lost worker was running needs no new run: its output is complete
-        (written before the loss), or it has lost too many workers."""
+        """Whether the job a lost worker was running needs no new run: everything it promised was
+        written before the loss (its provenance record, written last, says `complete`), or it has
+        lost too many workers. A job cut short between its output and its panel is run again."""
         job = self.jobs[index]
-        if _written_since(job.output, self.started):
-            outcome = JobOutcome(job, Status.DONE, written=[job.output])
-            outcome.warnings.append(f"{job.output}: written by a worker that was lost afterwards; kept")
-            self._finish(index, outcome)
+        record = _finished_record(job.output, self.started)
+        if record is not None:
+            written = [storage.location(path) for path in record["written"]]
+            self._finish(index, JobOutcome(job, Status.DONE, written=written))
             return True
         attempts = self.attempts[index]
         if attempts < self.options.max_attempts:
@@ -351,6 +358,30 @@ class _Run:
     def _workers_changed(self) -> None:
         if self.on_workers is not None:
             self.on_workers(self._live())
+
+
+def _finished_record(output: storage.AnyPath, started: float) -> dict[str, Any] | None:
+    """The provenance record of an output this run finished: written since `started`, its record
+    `complete` (written after every artefact the job asked for); else None."""
+    if not _written_since(output, started):
+        return None
+    try:
+        record = provenance.read_record(output)
+    except InpaintError:  # unreadable: the job is run again, which rewrites it
+        return None
+    return record if record is not None and record["complete"] else None
+
+
+def _resuming(kind: JobKind[Any, Any]) -> JobKind[Any, Any]:
+    """`kind` resuming (`Existing.SKIP`) where it would refuse existing files (`Existing.ERROR`), for
+    a job that lost a worker: the files of its own that worker left (an output without its panel, a
+    record at `complete: false`) are redone instead of refused. A shallow copy: the model is shared."""
+    settings = kind.settings
+    if settings.existing is not Existing.ERROR or not dataclasses.is_dataclass(settings):
+        return kind
+    resumed = copy.copy(kind)
+    object.__setattr__(resumed, "settings", dataclasses.replace(settings, existing=Existing.SKIP))
+    return resumed
 
 
 def _written_since(path: storage.AnyPath, started: float) -> bool:

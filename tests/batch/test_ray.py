@@ -36,11 +36,11 @@ from storage_helpers import (
     upload_tree,
 )
 
-from inpaint_cli.batch import distributed
+from inpaint_cli.batch import distributed, provenance
 from inpaint_cli.batch import engine as batch_engine
 from inpaint_cli.batch.distributed import RayOptions
 from inpaint_cli.batch.jobs import Existing, Job
-from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
+from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, panel_path, plan_folder
 from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
 from inpaint_cli.engine import inpainter as engine
 from inpaint_cli.engine.inpainter import Inpainter
@@ -215,6 +215,53 @@ def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
     assert {path: _identity(path) for path in written} == written
     time.sleep(1)  # Ray's note of the death would come within this
     assert "worker died" not in capfd.readouterr().out  # stdout stays for result paths (-q)
+
+
+def telea_dying_in_a_panel(marker: str) -> InpaintKind:
+    """Telea with panels in a worker that dies halfway through writing its first panel, once
+    (`marker` says it happened): the output is written, the panel is a `.part.png`, the record says
+    `complete: false`. Outputs are refused if they exist (no --overwrite, no resume)."""
+    from inpaint_cli.files.atomic import atomic_path
+    from inpaint_cli.review import visualize
+
+    original = visualize.save_png
+
+    def dying(path: Path, picture: object) -> None:
+        if path.name.endswith("_panel.png") and not os.path.exists(marker):
+            Path(marker).write_text(str(os.getpid()))
+            with atomic_path(path) as temporary:
+                temporary.write_bytes(b"\x89PNG\r\n\x1a\n half a panel")
+                os.kill(os.getpid(), signal.SIGKILL)
+        original(path, picture)
+
+    visualize.save_png = dying
+    return InpaintKind(TELEA(), RunSettings(panel=True))
+
+
+@needs_ray
+@pytest.mark.ray
+def test_a_worker_killed_between_output_and_panel_has_its_job_redone(cluster: str, tmp_path: Path) -> None:
+    """Issue 27: killing a worker while `run --panel --ray` writes gave exit 0 and "done", with a
+    panel missing, a `.part.png` left and the record at `complete: false`."""
+    mask = save_photos(tmp_path / "photos", 8, (32, 40))
+    jobs = plan_folder(tmp_path / "photos", mask, tmp_path / "out").jobs
+    marker = tmp_path / "killed"
+
+    outcomes = distributed.run_on_ray(
+        functools.partial(telea_dying_in_a_panel, str(marker)), jobs, RayOptions(workers=2)
+    )
+
+    assert marker.exists()  # a worker did die in a panel
+    assert [o.status for o in outcomes] == [Status.DONE] * len(jobs), [o.error for o in outcomes]
+    assert not any(o.warnings for o in outcomes), [o.warnings for o in outcomes]
+    for job in jobs:
+        record = provenance.read_record(job.output)
+        assert record is not None and record["complete"], job.output
+        assert panel_path(job.output).is_file()
+    assert leftovers(tmp_path / "out") == []
+    assert sorted(tree_hashes(tmp_path / "out")) == sorted(
+        [f"{i:05}.png" for i in range(8)] + [f"{i:05}_panel.png" for i in range(8)]
+    )
 
 
 def _identity(path: Path) -> tuple[int, int]:
