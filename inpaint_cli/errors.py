@@ -6,12 +6,13 @@ import os
 import re
 from pathlib import Path
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
     """A path as one line of safe text: control characters (a newline in a file name, a terminal
-    escape) are shown as Python escapes (`\\n`, `\\x1b`), so a message stays one line."""
+    escape) and lone surrogates (undecodable bytes of a name) are shown as Python escapes (`\\n`,
+    `\\x1b`, `\\udcff`), so a message stays one line and can always be printed."""
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)  # str: a RemotePath
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 

@@ -10,7 +10,6 @@ Torch-free, so review pages and distributed runs can read and write reports.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +19,7 @@ from typing import Any
 from inpaint_cli.batch import provenance
 from inpaint_cli.batch.jobs import Job
 from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.jsonfile import json_text
 
 REPORT_FORMAT = "inpaint-report"
 REPORT_VERSION = 2
@@ -119,5 +119,5 @@ def report_of(
 def write_report(path: Path, report: dict[str, Any]) -> Path:
     """Write a report (`report_of`) atomically; every path in it is absolute."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(report, indent=2) + "\n", encoding="utf-8")
     return path

@@ -136,7 +136,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
         model, started, ran = _run_here(options, plan, settings, events)
     result = RunResult(plan, list(ran), ran.not_run, ran.interrupted, model)
     result.seconds = time.perf_counter() - started
-    page = None if options.html is None else (options.html, "inpaint review")
+    page = None if options.html is None else (options.html, "inpaint review", options.max_pixels)
     summary, result.report_error = write_results(
         "inpaint", plan, ran, report=options.report, page=page, model=options.model or ""
     )
@@ -179,14 +179,15 @@ def write_results(
     ran: Outcomes,
     *,
     report: Path | None,
-    page: tuple[Path, str] | None,
+    page: tuple[Path, str, int] | None,
     model: str = "",
     about: dict[str, Any] | None = None,
     counts: dict[str, int] | None = None,
 ) -> tuple[review.PageSummary | None, str | None]:
-    """After a batch of any kind: the JSON report (`report`) and the review page (`page`: its path
-    and title), both from the one report (`outcomes.report_of`). Returns the page's summary and a
-    one-line error if either could not be written (the outputs are there: the batch is not undone)."""
+    """After a batch of any kind: the JSON report (`report`) and the review page (`page`: its path,
+    title and `--max-pixels`), both from the one report (`outcomes.report_of`). Returns the page's
+    summary and a one-line error if either could not be written (the outputs are there: the batch is
+    not undone)."""
     from inpaint_cli.batch.outcomes import report_of, write_report
 
     data = report_of(
@@ -206,7 +207,7 @@ def write_results(
 
     try:
         rows = review.rows_from_report(data, model=model)
-        return review.build_page(rows, page[0], title=page[1]), problem
+        return review.build_page(rows, page[0], title=page[1], max_pixels=page[2]), problem
     except OSError as error:
         return None, problem or f"{page[0]}: cannot write the review page ({error.strerror or error})"
 

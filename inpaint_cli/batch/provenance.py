@@ -9,16 +9,21 @@ written, so a resume recreates a missing panel or intermediates. Torch-free.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from inpaint_cli.errors import InputError
+from inpaint_cli.files.jsonfile import json_text, read_json
+from inpaint_cli.files.storage import is_remote
+
 RECORD_SUFFIX = ".inpaint.json"
 RECORD_FORMAT = "inpaint-provenance"
 RECORD_VERSION = 1
+MAX_RECORD_BYTES = 16 << 20
+"""A record lists an output's files (its intermediates: a few hundred): far under this."""
 UNCOMPARED = frozenset({"version", "device"})
 """Recorded but not compared: a new tool version or another device does not make outputs stale."""
 
@@ -181,21 +186,31 @@ def write_record(
         "intermediates": None if intermediates is None else absolute(intermediates),
     }
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(record, indent=1) + "\n", encoding="utf-8")
     return path
 
 
 def read_record(output: Path) -> dict[str, Any] | None:
-    """The record of an output, or None if it has none or an unreadable one."""
+    """The record of an output, or None if it has none or one of another program.
+
+    A record that cannot be read (a FIFO, a device, nesting 100,000 deep) raises `InputError` naming
+    it, so that its job fails with that line and the rest of a resumed batch goes on.
+    """
+    path = record_path(output)
     try:
-        record = json.loads(record_path(output).read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
+        record = read_json(path, max_bytes=MAX_RECORD_BYTES)
+    except InputError:
+        if not (path.exists() if is_remote(path) else os.path.lexists(path)):
+            return None
+        raise
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return None
     if not isinstance(record.get("complete"), bool) or not isinstance(record.get("kind", ""), str):
         return None
-    if not isinstance(record.get("provenance"), dict) or not isinstance(record.get("written"), list):
+    if not isinstance(record.get("provenance"), dict):
+        return None
+    written = record.get("written")
+    if not isinstance(written, list) or not all(isinstance(item, str) for item in written):
         return None
     return record
 

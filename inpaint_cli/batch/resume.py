@@ -106,7 +106,10 @@ def _resume(
 ) -> JobOutcome | None:
     """The outcome of a job with existing files, in a resumed batch; None: (re)do it."""
     main = next(artefact for artefact in artefacts if not artefact.folder)
-    record = provenance.read_record(main.path)
+    try:
+        record = provenance.read_record(main.path)
+    except InputError as error:  # the record's own problem (a FIFO, nesting 100,000 deep), and the way on
+        return _failed(job, InputError(error.what, path=error.path, hint=REDO_HINT))
     first, path = present[0]
     if record is None or record.get("kind", "inpaint") != outputs.kind:
         made_by = "another program or an older inpaint" if record is None else f"inpaint {record['kind']}"

@@ -48,6 +48,8 @@ __all__ = [
 INPAINT_FORMAT = "inpaint"
 INPAINT_FORMAT_VERSION = "1"
 SAFETENSORS_SUFFIX = ".safetensors"
+SAFETENSORS_FORMAT = "safetensors"
+"""The manifest's name for the format (a source's `format`)."""
 ZIP_SIGNATURE = b"PK\x03\x04"
 """A zip archive's first local header; its directory is at the end, so a truncated one is unreadable."""
 
@@ -141,14 +143,18 @@ def unwrap_state_dict(obj: Any, path: Path | None = None, depth: int = 0) -> dic
     )
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read tensors from `.safetensors`, a torch zip archive or a legacy torch file, safely."""
+def read_checkpoint(path: str | Path, source_format: str | None = None) -> Checkpoint:
+    """Read tensors from safetensors, a torch zip archive or a legacy torch file, safely.
+
+    A file is safetensors if its name ends in `.safetensors` or its manifest source says so
+    (`source_format`: a download's name comes from its URL, which need not show the format).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such file", path=path)
     if path.stat().st_size == 0:
         raise CheckpointError("file is empty", path=path)
-    if path.suffix == SAFETENSORS_SUFFIX:
+    if path.suffix == SAFETENSORS_SUFFIX or source_format == SAFETENSORS_FORMAT:
         return _read_safetensors(path)
     try:
         if zipfile.is_zipfile(path):

@@ -219,9 +219,11 @@ def convert_checkpoint(
     source_url: str,
     source_sha256: str,
     license: str,
+    source_format: str | None = None,
 ) -> Path:
     """Turn an official checkpoint (or one of ours) into our safetensors file, once: an inpainting
-    family's or a detector's, the network's tensors only (no training state).
+    family's or a detector's, the network's tensors only (no training state). `source_format`: the
+    manifest's format of the file, where its name does not show it.
 
     The tensors are mapped onto our layout, the architecture is inferred from them, and the
     result must load strictly into the network it describes before anything is written.
@@ -234,7 +236,8 @@ def convert_checkpoint(
             path=source,
             hint=f"known: {known}",
         )
-    network_family, state_dict, config = resolve_checkpoint(read_checkpoint(source), family, registry)
+    checkpoint = read_checkpoint(source, source_format)
+    network_family, state_dict, config = resolve_checkpoint(checkpoint, family, registry)
     load_strict(network_family.build(config), state_dict, source)
     return save_converted(
         destination,

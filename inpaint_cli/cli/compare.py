@@ -7,7 +7,6 @@ plans and runs it. Errors become one line through `console.fail`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,14 @@ import typer
 from rich.markup import escape
 
 from inpaint_cli.cli.console import EXIT_FAILED, console, fail, print_table, printable
-from inpaint_cli.options import DEFAULT_COMPARE_MODELS, Panel, Precision, StrategyName, cli
+from inpaint_cli.options import (
+    DEFAULT_COMPARE_MODELS,
+    DEFAULT_MAX_PIXELS,
+    Panel,
+    Precision,
+    StrategyName,
+    cli,
+)
 
 if TYPE_CHECKING:
     from inpaint_cli.batch.kinds.compare import CompareRequest
@@ -107,6 +113,15 @@ class CompareOptions:
         default=StrategyName.AUTO,
         metadata=cli("Resolution strategy of every model (as `inpaint run`).", metavar="NAME", panel=MODEL),
     )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=cli(
+            "Refuse images with more pixels (decompression bombs), as `inpaint run` does.",
+            metavar="N",
+            minimum=1,
+            panel=IO,
+        ),
+    )
 
 
 def request_of(options: CompareOptions) -> CompareRequest:
@@ -125,6 +140,7 @@ def request_of(options: CompareOptions) -> CompareRequest:
         strategy=options.strategy.value,
         recursive=options.recursive,
         overwrite=options.overwrite,
+        max_pixels=options.max_pixels,
     )
 
 
@@ -137,6 +153,7 @@ def compare(options: CompareOptions) -> None:
     from inpaint_cli.batch.kinds import compare as compare_kind
     from inpaint_cli.batch.outcomes import Status
     from inpaint_cli.errors import InpaintError
+    from inpaint_cli.files.jsonfile import json_text
 
     request = request_of(options)
     try:
@@ -149,7 +166,7 @@ def compare(options: CompareOptions) -> None:
         where = escape(printable(str(options.output)))
         console.print(f"[green]wrote[/] {len(run.result.comparisons)} grid(s) to {where}", soft_wrap=True)
     if options.json_path is not None and str(options.json_path) == "-":
-        typer.echo(json.dumps(run.report, indent=2, ensure_ascii=False))
+        typer.echo(json_text(run.report, indent=2))
     elif run.result.comparisons:
         _print_table(run.result if folder else run.result.comparisons[0])
     if any(outcome.status is Status.FAILED for outcome in run.outcomes):

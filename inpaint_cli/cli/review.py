@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from inpaint_cli.cli.console import console, fail, printable
-from inpaint_cli.options import DEFAULT_PAGE_TITLE, Panel, cli
+from inpaint_cli.options import DEFAULT_MAX_PIXELS, DEFAULT_PAGE_TITLE, Panel, cli
 
 if TYPE_CHECKING:
     from inpaint_cli.review.page import PageSummary
@@ -47,6 +47,15 @@ class ReportOptions:
             "Replace a page (and its _files folder) that inpaint did not make.", panel=Panel.INPUT_OUTPUT
         ),
     )
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata=cli(
+            "Show no picture with more pixels (decompression bombs), as `inpaint run` refuses them.",
+            metavar="N",
+            minimum=1,
+            panel=Panel.REVIEW,
+        ),
+    )
 
 
 def report(options: ReportOptions) -> None:
@@ -57,7 +66,12 @@ def report(options: ReportOptions) -> None:
     html = options.html
     try:
         summary = review.rebuild_page(
-            options.report_file, html, title=options.title, model=options.model, overwrite=options.overwrite
+            options.report_file,
+            html,
+            title=options.title,
+            model=options.model,
+            overwrite=options.overwrite,
+            max_pixels=options.max_pixels,
         )
     except InpaintError as exc:
         fail(exc)

@@ -25,7 +25,6 @@ that only the first int8 load of a model calibrates.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import platform
@@ -53,7 +52,9 @@ from inpaint_cli.engine.precision import (
     quantizable_convolutions,
     weight_levels,
 )
+from inpaint_cli.errors import InputError
 from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.jsonfile import json_text, read_json
 from inpaint_cli.models.base import InpaintModel
 
 log = logging.getLogger(__name__)
@@ -331,7 +332,8 @@ def choose(
     if not worth_measuring(network):
         return "fp32"
     machine, model = machine_key(), model_key(network, name)
-    known = read_cache(cache).get(machine, {}).get(model) if cache else None
+    entry = read_cache(cache).get(machine)
+    known = entry.get(model) if isinstance(entry, Mapping) else None  # a list there: a damaged cache
     if isinstance(known, Mapping) and known.get("choice") in ("fp32", *candidates()):
         return str(known["choice"])
     started = time.perf_counter()
@@ -348,11 +350,12 @@ def choose(
 
 
 def read_cache(path: Path | None) -> dict:
+    """A cache file's content; {} when there is none or it cannot be used (it only saves a measurement)."""
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path)
+    except InputError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -370,7 +373,7 @@ def _write_cache(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
-            temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            temporary.write_text(json_text(data, indent=1), encoding="utf-8")
     except OSError as error:
         log.warning("could not keep the precision choice in %s: %s", path, error)
 

@@ -15,6 +15,7 @@ module passes no options, so every node of a cluster configured the same way ope
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from inpaint_cli.errors import InpaintError, UsageError
 URL = re.compile(r"(?P<protocol>[A-Za-z][A-Za-z0-9+.-]+):/+(?P<key>.*)")
 """`protocol://key`; also matches the `s3:/bucket` that `pathlib.Path("s3://bucket")` makes of a URL."""
 LOCAL_PROTOCOLS = {"file", "local"}
+FLEETING_PROTOCOLS = {"memory"}
+"""Stores that live in the process: what is written there is gone when inpaint exits."""
 
 
 @dataclass(frozen=True, order=True)
@@ -169,7 +172,9 @@ def location(value: str | os.PathLike[str]) -> AnyPath:
         return Path(text)
     protocol = match["protocol"].lower()
     if protocol in LOCAL_PROTOCOLS:
-        return Path("/" + match["key"])
+        # file:///abs is /abs, file://name is ./name; file:/abs is what pathlib makes of file:///abs.
+        rest = text[len(protocol) + 1 :]
+        return Path(rest[2:] if rest.startswith("//") else rest)
     _require_protocol(protocol, text)
     return RemotePath(protocol, PurePosixPath(match["key"].rstrip("/") or "/"))
 
@@ -188,10 +193,51 @@ def _require_protocol(protocol: str, url: str) -> None:
     if known is None and protocol not in fsspec.registry:
         raise UsageError(f"unknown storage protocol {protocol}://", path=url, hint="see fsspec's protocols")
     try:
-        fsspec.get_filesystem_class(protocol)
+        implementation = fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
         package = (known or {}).get("err") or f"the fsspec package for {protocol}://"
         raise UsageError(f"{protocol}:// needs another package", path=url, hint=package) from exc
+    if _needs_options(implementation):
+        raise UsageError(
+            f"{protocol}:// cannot be opened from a URL alone",
+            path=url,
+            hint="give a folder, or an object store such as s3://",
+        )
+
+
+WRAPPING_PARAMETERS = {"fo", "fs", "target_protocol", "sync_fs"}
+"""Constructor parameters of fsspec filesystems that read another file or store (zip://, tar://,
+cached://, dir://, reference://): a `protocol://key` URL cannot say which."""
+
+
+def _needs_options(implementation: type) -> bool:
+    """Whether a filesystem needs constructor options a URL does not carry (ftp:// needs a host)."""
+    parameters = list(inspect.signature(implementation.__init__).parameters.values())[1:]
+    required = [
+        p for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    return bool(required) or any(p.name in WRAPPING_PARAMETERS for p in parameters)
+
+
+def check_lasting(path: AnyPath) -> None:
+    """Refuse to write to a store that keeps nothing once the process ends (`memory://`)."""
+    if is_remote(path) and path.protocol in FLEETING_PROTOCOLS:
+        raise UsageError(
+            f"{path.protocol}:// keeps nothing once inpaint exits",
+            path=path,
+            hint="write to a folder, or to a lasting store such as s3://",
+        )
+
+
+def folded_url(path: object) -> str | None:
+    """The URL a local `Path` was made from (`memory:/r.json` from `memory://r.json`), or None: for
+    options that take local paths only, so a URL is refused rather than written as a folder `memory:`."""
+    if is_remote(path):
+        return None
+    match = URL.fullmatch(os.fspath(path))  # type: ignore[arg-type]
+    if match is None or len(match["protocol"]) == 1 or match["protocol"].lower() in LOCAL_PROTOCOLS:
+        return None
+    return f"{match['protocol']}://{match['key']}"
 
 
 def walk(

@@ -135,7 +135,13 @@ def check_writable(path: Path, *, role: str, option: str, folder: bool = False) 
     writable (permissions, read-only mount). Only the last component may be missing: a typo in
     a parent never creates a tree of folders.
     """
+    url = storage.folded_url(path)
+    if url is not None:  # an option of local paths given a URL: never a folder named `memory:`
+        raise UsageError(
+            f"{role} must be a local path, not a URL", path=url, hint=f"give {option} a local path"
+        )
     if storage.is_remote(path):
+        storage.check_lasting(path)
         return  # an object store has no folders to create nor permissions to probe before a put
     path = Path(path)
     if folder and path.exists() and not path.is_dir():

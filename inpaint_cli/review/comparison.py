@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from inpaint_cli.errors import InputError, UsageError
-from inpaint_cli.options import DEFAULT_COMPARE_MODELS
+from inpaint_cli.options import DEFAULT_COMPARE_MODELS, DEFAULT_MAX_PIXELS
 from inpaint_cli.review.metrics import psnr, ssim_map
 
 CROP_SIDE = 384
@@ -162,23 +162,34 @@ def load_models(
     return fillers, load_seconds
 
 
-def _read(image: Path | np.ndarray, mask: Path | np.ndarray, original: Path | np.ndarray | None):
+def _read(
+    image: Path | np.ndarray,
+    mask: Path | np.ndarray,
+    original: Path | np.ndarray | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+):
+    """Pixels, hole and clean pixels; files are checked against `max_pixels` before decoding (as `run`)."""
     from inpaint_cli.imaging import imageio
     from inpaint_cli.imaging.masks import hole_from_array, read_mask
 
-    pixels = imageio.read_image(Path(image)).pixels if not isinstance(image, np.ndarray) else image
+    def pixels_of(source: Path | np.ndarray) -> np.ndarray:
+        return (
+            source
+            if isinstance(source, np.ndarray)
+            else imageio.read_image(Path(source), max_pixels=max_pixels).pixels
+        )
+
+    pixels = pixels_of(image)
     # An array by the rule of mask files, so the same mask gives the same hole either way.
     if isinstance(mask, np.ndarray):
         hole = hole_from_array(mask)
     else:
-        hole = read_mask(Path(mask), size=pixels.shape[:2])
+        hole = read_mask(Path(mask), size=pixels.shape[:2], max_pixels=max_pixels)
     if hole.shape != pixels.shape[:2]:
         raise InputError(f"mask is {hole.shape[::-1]} but image is {pixels.shape[1::-1]} (width, height)")
     clean = None
     if original is not None:
-        clean = (
-            imageio.read_image(Path(original)).pixels if not isinstance(original, np.ndarray) else original
-        )
+        clean = pixels_of(original)
         if clean.shape != pixels.shape:
             where = None if isinstance(original, np.ndarray) else original
             raise InputError(
@@ -213,14 +224,16 @@ def compare(
     models: Sequence[str] = DEFAULT_COMPARE_MODELS,
     *,
     original: str | Path | np.ndarray | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     **options: Any,
 ) -> Comparison:
     """Fill `image`'s hole with each of `models` and score each against `original` when given.
 
-    Paths or arrays (H×W×C uint8/uint16 pixels, H×W bool mask); `options` go to the model loader
+    Paths or arrays (H×W×C uint8/uint16 pixels, H×W bool mask); files with more than `max_pixels`
+    are refused from their header, as `run` refuses them. `options` go to the model loader
     (device, precision, strategy, ...). `make_grid(result)` draws it, `.as_dict()` is its JSON.
     """
-    pixels, hole, clean = _read(image, mask, original)
+    pixels, hole, clean = _read(image, mask, original, max_pixels)
     fillers, load_seconds = load_models(list(models), **options)
     name = "image" if isinstance(image, np.ndarray) else str(image)
     comparison = run_comparison(name, pixels, hole, fillers, clean)
@@ -278,6 +291,29 @@ class Grid:
     """`<label>/whole` and `<label>/crop` -> (x, y, width, height) on the picture."""
 
 
+def _column(
+    pixels: np.ndarray, hole: np.ndarray | None, whole_size: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One column of the grid as 8-bit RGB: the whole picture scaled to `whole_size` and the crop `box`
+    (top, left, height, width) at full size, the hole tinted when given. One column at a time is
+    converted, and nothing of full size is kept (the grid of a 240 MP scan took 30 bytes a pixel)."""
+    import cv2
+
+    from inpaint_cli.review.thumbnails import overlay
+    from inpaint_cli.review.visualize import to_rgb8
+
+    top, left, height, width = box
+    rgb = to_rgb8(pixels)
+    whole = cv2.resize(rgb, whole_size, interpolation=cv2.INTER_AREA)
+    crop = np.ascontiguousarray(rgb[top : top + height, left : left + width])
+    del rgb
+    if hole is not None:
+        coverage = cv2.resize(hole.view(np.uint8) * np.uint8(255), whole_size, interpolation=cv2.INTER_AREA)
+        whole = overlay(whole, coverage / 255)
+        crop = overlay(crop, hole[top : top + height, left : left + width])
+    return whole, crop
+
+
 def crop_box(
     hole: np.ndarray, max_side: int = CROP_SIDE, margin: int = CROP_MARGIN
 ) -> tuple[int, int, int, int]:
@@ -331,22 +367,17 @@ def make_grid(comparison: Comparison) -> Grid:
     """One labelled picture: a column per picture (input with the hole in red, the original if known,
     each model's result) showing the whole image scaled to the column and the crop around the hole at
     full size (one image pixel = one grid pixel)."""
-    import cv2
     from PIL import Image, ImageDraw
 
-    from inpaint_cli.review.visualize import HOLE_OVERLAY_ALPHA, HOLE_OVERLAY_COLOUR, font, to_display
+    from inpaint_cli.review.visualize import font
 
     if comparison.pixels is None:
         raise ValueError("the comparison's pixels were dropped; draw the grid before drop_pixels()")
     hole = comparison.hole
-    shown = np.asarray(to_display(comparison.pixels), dtype=np.float32)
-    shown[hole] = shown[hole] * (1 - HOLE_OVERLAY_ALPHA) + HOLE_OVERLAY_COLOUR * HOLE_OVERLAY_ALPHA
-    columns: list[tuple[list[str], np.ndarray]] = [
-        (["input", f"hole {hole.mean():.1%}"], shown.round().astype(np.uint8))
-    ]
+    columns: list[tuple[list[str], np.ndarray]] = [(["input", f"hole {hole.mean():.1%}"], comparison.pixels)]
     if comparison.original is not None:
-        columns.append((["original"], np.asarray(to_display(comparison.original))))
-    columns += [(_caption(result), np.asarray(to_display(result.pixels))) for result in comparison.results]
+        columns.append((["original"], comparison.original))
+    columns += [(_caption(result), result.pixels) for result in comparison.results]
     top, left, crop_height, crop_width = crop_box(hole)
     height, width = hole.shape
     column_width = max(crop_width, COLUMN_MIN)
@@ -363,10 +394,11 @@ def make_grid(comparison: Comparison) -> Grid:
         title = lines[0]
         for line_index, line in enumerate(lines):
             draw.text((x + 2, 2 + 14 * line_index), line, fill="black", font=text_font)
-        whole = cv2.resize(pixels, whole_size, interpolation=cv2.INTER_AREA)
+        whole, crop = _column(
+            pixels, hole if index == 0 else None, whole_size, (top, left, crop_height, crop_width)
+        )
         canvas.paste(Image.fromarray(whole, "RGB"), (x, whole_y))
-        crop = pixels[top : top + crop_height, left : left + crop_width]
-        canvas.paste(Image.fromarray(np.ascontiguousarray(crop), "RGB"), (x, crop_y))
+        canvas.paste(Image.fromarray(crop, "RGB"), (x, crop_y))
         # Where the crop lies, on the scaled-down whole picture.
         box = [
             x + left * scale,

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from inpaint_cli.batch.run_options import MAX_DILATE
 from inpaint_cli.errors import InputError, OutputError
 from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.jsonfile import Kind, Shape, Whole, json_text, read_json, shape_problem, usable_path
 from inpaint_cli.files.targets import Access, check_targets
-from inpaint_cli.options import DEFAULT_PAGE_TITLE
+from inpaint_cli.options import DEFAULT_MAX_PIXELS, DEFAULT_PAGE_TITLE
 from inpaint_cli.review import thumbnails as review_pixels
 
 THUMBNAIL_SIDE = 256
@@ -94,24 +96,54 @@ class PageSummary:
 # --- rows from a batch report ------------------------------------------------------------------------
 
 
+MASK_RANGES = {"threshold": (0, 255), "dilate": (0, MAX_DILATE)}
+"""`provenance.mask` settings the overlays reuse, in `masks.read_mask`'s ranges."""
+MASK_SHAPE: Shape = {
+    "threshold": (Whole(*MASK_RANGES["threshold"]), None),
+    "invert": (bool, None),
+    "dilate": (Whole(*MASK_RANGES["dilate"]), None),
+}
+CACHED_ROW_SHAPE: Shape = {
+    "name": str,
+    "status": str,
+    "image": (Kind.PATH, None),
+    "masks": [Kind.PATH],
+    "output": (Kind.PATH, None),
+    "model": str,
+    "strategy": str,
+    "seconds": (Kind.NUMBER, None),
+    "error": (str, None),
+    "warnings": [str],
+    "suspicious": [str],
+    "note": str,
+    "mask_options": MASK_SHAPE,
+    "judge_fill": bool,
+}
+"""A `ReviewRow` as `rows.json` keeps it; a row of another shape is not reused."""
+CACHED_THUMBS_SHAPE: Shape = {
+    "thumbs": {kind: (str, None) for kind in ("input", "mask", "result")},
+    "findings": [str],
+}
+"""What `rows.json` keeps of one row's thumbnails: their links and what the pixels showed."""
+
+
 def load_report(path: Path) -> dict:
-    """A batch report (`--report` of `run`, `detect`, `compare`), checked enough to build a page from it."""
+    """A batch report (`--report` of `run`, `detect`, `compare`), read as untrusted data
+    (`jsonfile.read_json`); its fields are checked as `rows_from_report` reads them."""
     path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such report", path=path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the report ({exc})", path=path, hint="give a --report file") from None
+    report = read_json(path)
     if not isinstance(report, dict) or not isinstance(report.get("inputs"), list):
         raise InputError("not a batch report (no 'inputs' list)", path=path, hint="give a --report file")
     return report
 
 
 def _resolve(text: str | None, bases: Sequence[Path]) -> Path | None:
-    """A report path: absolute as is; relative to the first base where it exists (else the first)."""
+    """A report path: absolute as is; relative to the first base where it exists (else the first).
+    A name no file can have (a NUL, a lone surrogate that stands for no byte) is a ValueError."""
     if not text:
         return None
+    if not usable_path(text):
+        raise ValueError(f"{json.dumps(text)} is not a usable file name")
     path = Path(text)
     if path.is_absolute() or not bases:
         return path
@@ -154,10 +186,10 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
         except (TypeError, ValueError) as exc:
             raise InputError(f"input {number} of the report: {exc}") from None
     try:
-        not_run = _texts(report.get("not_run"), "not_run")
-    except TypeError as exc:
+        not_run = [(image, _resolve(image, bases)) for image in _texts(report.get("not_run"), "not_run")]
+    except (TypeError, ValueError) as exc:
         raise InputError(f"the report's {exc}") from None
-    rows += [ReviewRow(name=image, status="not run", image=_resolve(image, bases)) for image in not_run]
+    rows += [ReviewRow(name=image, status="not run", image=path) for image, path in not_run]
     _shorten_names(rows)
     return rows
 
@@ -247,6 +279,9 @@ def _mask_options(record: dict) -> dict[str, Any]:
     kinds = {"threshold": int, "invert": bool, "dilate": int}
     if not all(isinstance(value, kinds[key]) for key, value in options.items()):
         raise TypeError("'provenance.mask' has a setting of the wrong type")
+    for key, (low, high) in MASK_RANGES.items():
+        if key in options and not low <= options[key] <= high:
+            raise ValueError(f"'provenance.mask.{key}' is {options[key]}, outside {low}..{high}")
     return options
 
 
@@ -303,6 +338,7 @@ def rebuild_page(
     title: str = DEFAULT_PAGE_TITLE,
     model: str = "",
     overwrite: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PageSummary:
     """`inpaint report`: the review page of a report, without running anything again. Its reads (the
     report, every image, mask and output it names) and writes (the page, its thumbnails folder) go
@@ -316,7 +352,7 @@ def rebuild_page(
     reads = [Access(report_file, "the report"), *row_reads(rows)]
     check_targets(reads, page_writes(page))
     check_page(page, overwrite=overwrite)
-    return build_page(rows, page, title=title)
+    return build_page(rows, page, title=title, max_pixels=max_pixels)
 
 
 def row_reads(rows: Iterable[ReviewRow]) -> Iterator[Access]:
@@ -355,7 +391,7 @@ def _row_key(row: ReviewRow) -> str:
     parts.append(json.dumps(row.mask_options, sort_keys=True))
     if not row.judge_fill:  # other findings for the same files: other thumbnails' cache entry
         parts.append("no fill")
-    return hashlib.sha1("\n".join(str(p) for p in parts).encode()).hexdigest()[:20]
+    return hashlib.sha1("\n".join(str(p) for p in parts).encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
 # --- ordering and the page ----------------------------------------------------------------------------
@@ -392,7 +428,7 @@ def _link(path: Path | None, page_folder: str) -> str | None:
         relative = os.path.relpath(absolute, page_folder)
     except ValueError:
         return Path(absolute).as_uri()
-    return urllib.parse.quote(relative.replace(os.sep, "/"))
+    return urllib.parse.quote(relative.replace(os.sep, "/"), errors="surrogateescape")  # bytes of the name
 
 
 def _page_record(row: ReviewRow, thumbs: dict, page_folder: str) -> dict:
@@ -415,15 +451,20 @@ def _page_record(row: ReviewRow, thumbs: dict, page_folder: str) -> dict:
 
 
 def _read_cache(folder: Path) -> dict | None:
-    """The `rows.json` of an earlier build, or None if there is none of ours."""
+    """The `rows.json` of an earlier build, or None if there is none of ours. Its entries of the
+    wrong shape are dropped: the cache only saves work, the page is rebuilt from the report."""
     try:
-        cache = json.loads((folder / CACHE_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        cache = read_json(folder / CACHE_NAME)
+    except InputError:
         return None
     if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION:
         return None
     if not isinstance(cache.get("rows"), dict) or not isinstance(cache.get("thumbs"), dict):
         return None
+    for part, shape in (("rows", CACHED_ROW_SHAPE), ("thumbs", CACHED_THUMBS_SHAPE)):
+        cache[part] = {
+            key: value for key, value in cache[part].items() if shape_problem(value, shape) is None
+        }
     return cache
 
 
@@ -473,8 +514,10 @@ def build_page(
     thumbnail_side: int = THUMBNAIL_SIDE,
     page_size: int = PAGE_SIZE,
     workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PageSummary:
-    """Write the review page `page` and its thumbnails folder; see the module docstring."""
+    """Write the review page `page` and its thumbnails folder; see the module docstring. Pictures over
+    `max_pixels` (`--max-pixels`, as `run` checks them) are not decoded: they get no thumbnail."""
     started = time.perf_counter()
     page = Path(page)
     page.parent.mkdir(parents=True, exist_ok=True)
@@ -488,11 +531,11 @@ def build_page(
         _flag(row)
     _slow_findings(rows)
     keys = [_row_key(row) for row in rows]
-    known = {key: made for key, made in cache.get("thumbs", {}).items() if _thumbs_exist(page.parent, made)}
+    known = {key: made for key, made in cache.get("thumbs", {}).items() if _reusable(page.parent, made)}
     todo = [(row, key) for row, key in zip(rows, keys, strict=True) if thumbnails and key not in known]
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-thumbs") as pool:
-        made = pool.map(lambda item: _thumbnails(item[0], folder, item[1], thumbnail_side), todo)
+        made = pool.map(lambda item: _thumbnails(item[0], folder, item[1], thumbnail_side, max_pixels), todo)
         fresh = dict(zip((key for _, key in todo), made, strict=True))
     seen: dict = {**known, **fresh}
     for row, key in zip(rows, keys, strict=True):
@@ -524,18 +567,29 @@ def build_page(
     )
 
 
-def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int) -> dict:
+def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int, max_pixels: int) -> dict:
     output = None if row.status == FAILED else row.output
-    made = review_pixels.make_thumbnails(row.image, row.masks, output, folder, key, side, row.mask_options)
+    made = review_pixels.make_thumbnails(
+        row.image, row.masks, output, folder, key, side, row.mask_options, max_pixels
+    )
     if not row.judge_fill:  # `output` is no fill: keep only the findings about the hole itself
-        made["findings"] = [text for text in made["findings"] if text.startswith("hole covers")]
+        kept = ("hole covers", review_pixels.NO_THUMBNAIL)
+        made["findings"] = [text for text in made["findings"] if text.startswith(kept)]
     return made
+
+
+def _reusable(page_folder: Path, made: dict) -> bool:
+    """Thumbnails of an earlier build that are all there; none that were refused (another
+    --max-pixels may allow them now)."""
+    refused = any(finding.startswith(review_pixels.NO_THUMBNAIL) for finding in made["findings"])
+    return not refused and _thumbs_exist(page_folder, made)
 
 
 def _thumbs_exist(page_folder: Path, made: object) -> bool:
     thumbs = made.get("thumbs") if isinstance(made, dict) else None
     return isinstance(thumbs, dict) and all(
-        name is None or (page_folder / urllib.parse.unquote(name)).is_file() for name in thumbs.values()
+        name is None or (page_folder / urllib.parse.unquote(name, errors="surrogateescape")).is_file()
+        for name in thumbs.values()
     )
 
 
@@ -548,7 +602,9 @@ def _remove_unused_thumbnails(folder: Path, earlier: dict, keys: set[str]) -> No
         if key in keys or not isinstance(thumbs, dict):
             continue
         for link in thumbs.values():
-            name = Path(urllib.parse.unquote(link)) if isinstance(link, str) else None
+            name = (
+                Path(urllib.parse.unquote(link, errors="surrogateescape")) if isinstance(link, str) else None
+            )
             if name and name.parent == Path(folder.name) and THUMBNAIL_NAME.fullmatch(name.name):
                 (folder / name.name).unlink(missing_ok=True)
 
@@ -562,7 +618,7 @@ def _save_cache(folder: Path, rows: Sequence[ReviewRow], thumbs: dict) -> None:
         stored[_row_identity(row)] = data
     cache = {"version": CACHE_VERSION, "rows": stored, "thumbs": thumbs}
     with atomic_path(folder / CACHE_NAME) as tmp:
-        tmp.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json_text(cache), encoding="utf-8")
 
 
 def render_page(
@@ -584,7 +640,8 @@ def render_page(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    environment.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "ensure_ascii": False}
+    environment.policies["json.dumps_function"] = json_text
+    environment.policies["json.dumps_kwargs"] = {"separators": (",", ":")}
     assets = files("inpaint_cli.review") / "templates"
     # The page's own assets, inlined: trusted files of this package, not data. The page's
     # Content-Security-Policy lets only these exact texts run, by their hashes.

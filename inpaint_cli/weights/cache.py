@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from inpaint_cli.errors import InputError, WeightsError
 from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.jsonfile import json_text, read_json
 
 try:
     import fcntl
@@ -26,6 +27,7 @@ CONVERTED_SUFFIX = ".safetensors"
 INDEX_NAME = "index.json"
 DOWNLOADS_DIR = "downloads"
 HASH_CHUNK_BYTES = 8 << 20
+HOME_HINT = "set INPAINT_HOME to a folder you can write"
 
 
 def cache_dir() -> Path:
@@ -51,31 +53,73 @@ def _empty_index() -> dict[str, Any]:
     return {"version": 1, "models": {}, "pins": {}}
 
 
+MODEL_RECORD_TYPES = {
+    "file": str,
+    "sha256": str,
+    "size": int,
+    "mtime_ns": int,
+    "source_url": str,
+    "source_sha256": str,
+}
+"""The fields of a converted model's record and their types; a record lacking one is forgotten."""
+
+
 def read_index() -> dict[str, Any]:
+    """The index, with every record of the wrong shape left out.
+
+    A lost or damaged index (even a FIFO or /dev/zero in its place) only costs a re-hash or a
+    re-download; it never makes an unverified file usable.
+    """
     try:
-        index = json.loads((cache_dir() / INDEX_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        # A lost index only costs a re-hash or a re-download; it never makes an unverified file usable.
+        index = read_json(cache_dir() / INDEX_NAME)
+    except InputError:
         return _empty_index()
     if not isinstance(index, dict) or not isinstance(index.get("models"), dict):
         return _empty_index()
-    index.setdefault("pins", {})
+    pins = index.get("pins")
+    index["models"] = {name: record for name, record in index["models"].items() if _well_formed(record)}
+    index["pins"] = (
+        {key: sha for key, sha in pins.items() if isinstance(sha, str)} if isinstance(pins, dict) else {}
+    )
     return index
+
+
+def _well_formed(record: object) -> bool:
+    return isinstance(record, dict) and all(
+        type(record.get(field)) is kind for field, kind in MODEL_RECORD_TYPES.items()
+    )
 
 
 def write_index(index: dict[str, Any]) -> None:
     directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / INDEX_NAME) as tmp:
-        tmp.write_text(json.dumps(index, indent=2, sort_keys=True), encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / INDEX_NAME) as tmp:
+            tmp.write_text(json_text(index, indent=2, sort_keys=True), encoding="utf-8")
+    except OSError as exc:
+        raise _unusable(directory, exc) from None
+
+
+def _unusable(directory: Path, exc: OSError) -> WeightsError:
+    """The one-line error for a cache folder that cannot hold files (read-only, a file, /dev/null)."""
+    reason = "not a folder" if directory.exists() and not directory.is_dir() else exc.strerror or str(exc)
+    return WeightsError(f"cannot keep models here: {reason}", path=directory, hint=HOME_HINT)
 
 
 @contextlib.contextmanager
 def cache_lock() -> Iterator[None]:
-    """Serialise changes to the cache between processes (a batch and a `weights pull`, say)."""
+    """Serialise changes to the cache between processes (a batch and a `weights pull`, say).
+
+    Every change to the cache takes this lock first, so a folder that cannot hold the cache is one
+    `WeightsError` here, before anything is downloaded or converted.
+    """
     directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".lock").open("a") as handle:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        opened = (directory / ".lock").open("a")
+    except OSError as exc:
+        raise _unusable(directory, exc) from None
+    with opened as handle:
         if fcntl is None:
             yield
             return

@@ -231,8 +231,11 @@ def check_architecture(entry: ModelEntry, converted: Path, original: Path) -> No
     )
 
 
-def install(entry: ModelEntry, checkpoint: Path, source_sha256: str, source_url: str) -> Path:
-    """Convert a verified checkpoint into the cache, check it against the entry, record its checksum."""
+def install(
+    entry: ModelEntry, checkpoint: Path, source_sha256: str, source_url: str, source_format: str | None = None
+) -> Path:
+    """Convert a verified checkpoint into the cache, check it against the entry, record its checksum.
+    `source_format`: the format the manifest gives the file (its name may not show it)."""
     problem = formats.not_a_checkpoint(checkpoint)
     if problem:
         raise CheckpointError(problem, path=checkpoint)
@@ -250,6 +253,7 @@ def install(entry: ModelEntry, checkpoint: Path, source_sha256: str, source_url:
             source_url=source_url,
             source_sha256=source_sha256,
             license=entry.license,
+            source_format=source_format,
         )
         check_architecture(entry, staged, checkpoint)
         destination = cache.converted_path(entry.name)
@@ -293,7 +297,7 @@ def pull(
             try:
                 verified = _fetch(entry, source, progress, limits)
                 try:
-                    destination = install(entry, verified.path, verified.sha256, source.url)
+                    destination = install(entry, verified.path, verified.sha256, source.url, source.format)
                 finally:
                     if verified.temporary:
                         verified.path.unlink(missing_ok=True)
@@ -349,4 +353,6 @@ def ensure_model(name: str, *, progress: DownloadProgress | None = None, offline
     try:
         return pull(name, progress=progress, offline=offline)
     except WeightsError as exc:
+        if exc.hint == cache.HOME_HINT:  # the folder is what to fix, whichever model is asked for
+            raise
         raise WeightsError(exc.what, path=exc.path, hint=(exc.hint or "") + alternatives) from None

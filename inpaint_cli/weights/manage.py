@@ -98,7 +98,7 @@ def _import_archive(entry: ModelEntry, path: Path, progress: DownloadProgress, l
         match = _member_match(entry, member, sha256)
         if match is not None:
             progress.note(f"{path.name}: {match[1]} of {match[0].url}")
-            return install(entry, target, sha256, match[0].url)
+            return install(entry, target, sha256, match[0].url, match[0].format)
         if source.member_sha256:
             raise WeightsError(
                 f"not the published {entry.name} file: sha256 of {member} {sha256}, "
@@ -140,13 +140,13 @@ def import_file(
             source, how = match
             progress.note(f"{path.name}: {how} of {source.url}")
             if not source.member:
-                return install(entry, path, sha256, source.url)
+                return install(entry, path, sha256, source.url, source.format)
             target = cache.downloads_dir() / f".{entry.name}-import-{Path(source.member).name}"
             cache.downloads_dir().mkdir(parents=True, exist_ok=True)
             try:
                 cap = limits.cap(source.member_size, source.member_approx_size)
                 archive.extract_member(path, source.member, target, cap, "the manifest's member size")
-                return install(entry, target, sha256, source.url)
+                return install(entry, target, sha256, source.url, source.format)
             except transfer.SourceFailed as exc:
                 raise WeightsError(str(exc), path=path) from None
             finally:

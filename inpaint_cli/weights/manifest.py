@@ -8,7 +8,6 @@ refuses an unknown name with the same exit code and the same list.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.parse
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inpaint_cli.errors import UsageError, WeightsError
+from inpaint_cli.errors import InputError, UsageError, WeightsError
+from inpaint_cli.files.jsonfile import read_json
 from inpaint_cli.options import CLASSICAL_METHODS, DETECTOR_FAMILIES, MODEL_FAMILIES
 
 MANIFEST_PATH = Path(__file__).resolve().parents[1] / "weights_manifest.json"
@@ -189,14 +189,9 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
 
 def _read(path: Path) -> dict[str, ModelEntry]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise WeightsError(f"cannot read the model manifest: {exc.strerror}", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise WeightsError(
-            f"the model manifest is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            path=path,
-        ) from None
+        raw = read_json(path)
+    except InputError as exc:
+        raise WeightsError(f"cannot read the model manifest: {exc.what}", path=path) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
         raise WeightsError("the model manifest must be an object with a 'models' object", path=path)
     return {name: _parse_entry(name, fields, path) for name, fields in raw["models"].items()}

@@ -121,6 +121,24 @@ def test_manifest_that_is_not_json_says_where(tmp_path: Path, monkeypatch: pytes
         weights.load_manifest()
 
 
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [("fifo", "not a regular file but a pipe"), ("deep", "JSON nested deeper than 64 levels")],
+)
+def test_a_manifest_that_is_a_fifo_or_nested_deep_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, problem: str
+) -> None:
+    path = tmp_path / "m.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # read without O_NONBLOCK, this hung the tool
+    else:
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    monkeypatch.setenv("INPAINT_MANIFEST", str(path))
+    with pytest.raises(WeightsError) as caught:
+        weights.load_manifest()
+    assert caught.value.one_line() == f"{path}: cannot read the model manifest: {problem}"
+
+
 def test_unknown_model_lists_the_known_ones_and_the_classical_methods() -> None:
     with pytest.raises(UsageError, match="unknown model 'big-llama'") as caught:
         weights.ensure_model("big-llama")
@@ -834,3 +852,26 @@ def test_file_url_mirror_for_air_gapped_sites(
     write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(url, data)])
 
     assert_lama_converted(weights.pull("toy"), lama_state, url, sha256_of(data))
+
+
+def test_a_safetensors_source_is_read_as_its_format_says_whatever_its_url(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: LocalServer,
+    cache: Path,
+    lama_bytes: bytes,
+    lama_state,
+) -> None:
+    """Issue 27: a source with "format": "safetensors" and no `.safetensors` in its URL was read as a
+    pickle (the download's name decided), and failed."""
+    server.routes["/small.ckpt"] = Route(lama_bytes)
+    write_manifest(tmp_path / "m.json", monkeypatch, toy=[source(server.url("/small.ckpt"), lama_bytes)])
+    converted = weights.ensure_model("toy").read_bytes()
+    server.routes["/file"] = Route(converted)
+    url = server.url("/file") + "?id=42"
+    write_manifest(tmp_path / "m2.json", monkeypatch, toy2=[source(url, converted, fmt="safetensors")])
+
+    path = weights.ensure_model("toy2")
+
+    assert path == cache / "toy2.safetensors"
+    assert_lama_converted(path, lama_state, url, sha256_of(converted))

@@ -292,7 +292,7 @@ def run_detection(
         kind, plan.jobs, workers=request.jobs, fail_fast=request.fail_fast, on_outcome=on_outcome
     )
     no_damage = sum(o.status is Status.DONE and bool(o.details.get("no_damage")) for o in run.outcomes)
-    page = None if request.html is None else (request.html, "inpaint detect review")
+    page = None if request.html is None else (request.html, "inpaint detect review", request.max_pixels)
     run.page, problem = write_results(
         "detect",
         plan.plan,

@@ -183,7 +183,7 @@ def plan_run(
     input, an `-o` that does not fit the input, a write that cannot happen or that hits a file the
     run reads.
     """
-    if not storage.is_remote(input) and not input.exists():
+    if not input.exists():  # one request for a store's URL
         raise UsageError("no such file or folder", path=input)
     if not is_auto(mask) and not storage.is_remote(mask) and not mask.exists():
         raise UsageError("no such mask file or folder", path=mask)

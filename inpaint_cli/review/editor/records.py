@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from inpaint_cli.batch.provenance import record_path, tool_version
+from inpaint_cli.errors import InputError
 from inpaint_cli.files.atomic import atomic_path
+from inpaint_cli.files.jsonfile import read_json
 from inpaint_cli.weights.cache import file_sha256
 
 RECORD_FORMAT = "inpaint-mask-edit"
@@ -75,15 +77,8 @@ def read_record(mask: Path) -> EditRecord | None:
     """The record beside `mask`, or None where there is none or it is not a valid one (untrusted:
     a damaged record only means the edit is not known)."""
     try:
-        with record_path(mask).open("rb") as handle:
-            data = handle.read(MAX_RECORD_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_RECORD_BYTES:
-        return None
-    try:
-        fields = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        fields = read_json(record_path(mask), max_bytes=MAX_RECORD_BYTES)  # a FIFO there must not hang
+    except InputError:
         return None
     return _valid(fields)
 
