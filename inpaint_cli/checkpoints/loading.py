@@ -100,6 +100,10 @@ def _stored_family(
 ) -> type[NetworkT]:
     stored = checkpoint.metadata.get("family", "")
     if stored not in registry or not registry[stored].needs_weights:
+        if stored in FAMILIES or stored in DETECTORS:  # a detector given to `run`, a filler to `detect`
+            raise CheckpointError(
+                f"holds a {stored} model, not a {' or '.join(weighted_families(registry))} model"
+            )
         raise CheckpointError(f"holds a model of the unknown family {stored!r}")
     if family_name and family_name != stored:
         raise CheckpointError(f"holds a {stored} model, not a {family_name} model")

@@ -670,6 +670,15 @@ def test_an_all_nan_detector_is_refused_not_taken_for_no_damage(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.safetensors", "photo.png"]
 
 
+def test_a_detector_is_not_taken_for_a_filler_nor_the_other_way_round() -> None:
+    with pytest.raises(CheckpointError) as filler:
+        network_from_checkpoint(read_checkpoint(BUNDLED_DETECTOR))
+    with pytest.raises(CheckpointError) as detector:
+        NetworkDetector.from_file(BUNDLED / "pconv-tiny.safetensors")
+    assert filler.value.what == "holds a scratch model, not a gatedconv or lama or pconv model"
+    assert detector.value.what == "holds a pconv model, not a scratch model"
+
+
 @pytest.mark.parametrize("kind", ["pconv", "detector"])
 def test_half_precision_files_load_as_float32_networks(tmp_path: Path, kind: str) -> None:
     """The loader places every network in float32 whatever the file stores; precision is the engine's."""
