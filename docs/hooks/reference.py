@@ -47,7 +47,9 @@ def walk(command: Any, context: Any) -> Iterator[tuple[Any, Any]]:
 
 
 def describe(command: Any, context: Any) -> Iterator[str]:
-    """One command: heading, usage, help, then a table per help panel."""
+    """One command: heading, usage, help, then a table per help panel (option texts as `--help` has them)."""
+    from inpaint_cli.cli.help import help_of
+
     yield f"## `{context.command_path}`\n"
     yield f"```text\n{command.get_usage(context)}\n```\n"
     if command.help:
@@ -57,15 +59,10 @@ def describe(command: Any, context: Any) -> Iterator[str]:
         record = param.get_help_record(context)
         if record is not None:
             panel = getattr(param, "rich_help_panel", None) or DEFAULT_PANEL
-            panels.setdefault(panel, []).append((record[0], option_help(param.help or "", record[1])))
+            panels.setdefault(panel, []).append((record[0], help_of(param).plain))
     for panel, records in panels.items():
         yield f"**{panel}**\n\n| option | what it does |\n|---|---|"
         yield "\n".join(f"| `{' '.join(name.split())}` | {text_of(text)} |" for name, text in records) + "\n"
-
-
-def option_help(own: str, shown: str) -> str:
-    """What `--help` shows for an option, its own text without Rich markup; click's `[default: 95]` kept."""
-    return plain(own) + shown[len(own) :] if own and shown.startswith(own) else shown
 
 
 def plain(text: str) -> str:
@@ -77,10 +74,10 @@ def plain(text: str) -> str:
 
 def text_of(help_text: str) -> str:
     """Help text as Markdown on one line: outside code spans `<stem>` is a placeholder, not an HTML tag,
-    and a pipe is not a table's; inside them both are literal already."""
+    a pipe is not a table's and `[default: 95]` is not a link; inside them all are literal already."""
     parts = " ".join(help_text.split()).split("`")
     return "`".join(
-        part if inside % 2 else html.escape(part, quote=False).replace("|", "\\|")
+        part if inside % 2 else html.escape(part, quote=False).replace("|", "\\|").replace("[", "\\[")
         for inside, part in enumerate(parts)
     )
 

@@ -91,8 +91,8 @@ def test_the_readme_examples_run_and_restore_the_example(tmp_path: Path) -> None
     assert written == ["portrait_damaged.png"]
     assert (tmp_path / "masks" / "portrait_damaged_mask.png").is_file()
     assert "portrait_damaged" in (tmp_path / "review.html").read_text(encoding="utf-8")
-    pictures = {path.name for path in (tmp_path / "insight" / "portrait_damaged").iterdir()}
-    assert "mask_updates.png" in pictures and any(name.startswith("gates_") for name in pictures)
+    assert (tmp_path / "mask-updates" / "portrait_damaged" / "mask_updates.png").is_file()
+    assert any(path.name.startswith("gates_") for path in (tmp_path / "gates" / "portrait_damaged").iterdir())
 
 
 def test_the_readme_fits_on_a_few_screens() -> None:
