@@ -28,6 +28,22 @@ from inpaint_cli.imaging import imageio
 
 MASK_NAME = re.compile(r"_mask\d*$")
 """Official LaMa mask naming: `<stem>_mask.<ext>` or `<stem>_mask<N>.<ext>`."""
+MASK_SUFFIX = "_mask"
+OVERLAY_SUFFIX = "_overlay"
+"""`inpaint detect` writes `<stem>_mask.png` and, for people, `<stem>_overlay.jpg` beside it."""
+
+
+def overlay_path(mask: Path) -> Path:
+    """The overlay `detect` writes beside the mask `<stem>_mask.png`."""
+    return mask.with_name(mask.name.replace(f"{MASK_SUFFIX}.png", f"{OVERLAY_SUFFIX}.jpg"))
+
+
+def is_detect_overlay(path: Path) -> bool:
+    """`<stem>_overlay.jpg` with `<stem>_mask.png` beside it: a picture `detect` made, not a mask."""
+    if not path.name.endswith(f"{OVERLAY_SUFFIX}.jpg"):
+        return False
+    stem = path.name[: -len(f"{OVERLAY_SUFFIX}.jpg")]
+    return path.with_name(f"{stem}{MASK_SUFFIX}.png").is_file()
 
 
 class Existing(str, Enum):
@@ -192,6 +208,7 @@ class MaskIndex:
 
     For `a/b.jpg` the masks are `a/b.<ext>`, `a/b_mask.<ext>` and `a/b_mask<N>.<ext>`. When masks
     sit beside the images (`shared`), only the `_mask` names are masks: `a/b.png` is another image.
+    The overlays `detect` writes beside its masks are pictures for people, neither masks nor unused.
     """
 
     def __init__(
@@ -211,7 +228,7 @@ class MaskIndex:
         for path in walk_images(root, recursive=recursive, exclude=exclude, errors=errors):
             relative = path.relative_to(root)
             base = MASK_NAME.sub("", relative.stem)
-            if shared and base == relative.stem:
+            if (shared and base == relative.stem) or is_detect_overlay(path):
                 continue
             self.files.append(path)
             for stem in {relative.stem, base}:

@@ -3,7 +3,9 @@ would write that exist already (skip the job, redo it, or refuse it, from its pr
 temporary files killed runs left, and a dry run's look at the file headers.
 
 Nothing that this tool did not write is replaced without `--overwrite`: on a resume a job's existing
-files must all be listed by its record (the main output's), else the job fails naming the file.
+files must all be listed by its record (the main output's), else the job fails naming the file. A mask
+a person corrected in `inpaint edit` is not replaced even with `--overwrite`: that work exists nowhere
+else, while the detector's mask it replaced is kept beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from inpaint_cli.files import storage
 from inpaint_cli.files.atomic import TEMPORARY_NAME, remove_if_abandoned
 from inpaint_cli.imaging import headers
 from inpaint_cli.imaging.masks import size_mismatch
+from inpaint_cli.review.editor.records import EditRecord, hand_edit
 
 logger = logging.getLogger("inpaint_cli.batch.engine")
 
@@ -87,6 +90,10 @@ def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) ->
         return _failed(job, job.problem)
     artefacts = outputs.artefacts(job)
     present = [(artefact, path) for artefact in artefacts for path in _present(artefact)]
+    for _, path in present:
+        edit = _hand_edit(path)
+        if edit is not None:
+            return _failed(job, _kept_edit(path, edit))
     if not present or outputs.existing is Existing.OVERWRITE:
         return None
     first, path = present[0]
@@ -95,6 +102,17 @@ def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) ->
             job, OutputError(f"{first.name} exists", path=path, hint="use --overwrite to replace it")
         )
     return _resume(job, outputs, artefacts, present, made_with)
+
+
+def _hand_edit(path: Path) -> EditRecord | None:
+    """The record of a mask corrected in `inpaint edit` that is still as the person left it."""
+    return hand_edit(path) if path.suffix == ".png" and not storage.is_remote(path) else None
+
+
+def _kept_edit(mask: Path, edit: EditRecord) -> OutputError:
+    kept = f"; the detector's mask is kept as {', '.join(edit.originals)}" if edit.originals else ""
+    hint = f"delete it to detect again{kept}"
+    return OutputError("edited by hand (inpaint edit), so kept", path=mask, hint=hint)
 
 
 def _resume(

@@ -75,6 +75,49 @@ def test_an_existing_overlay_is_not_replaced_without_overwrite(tmp_path: Path) -
     assert Image.open(overlay).format == "JPEG"
 
 
+def test_a_mask_corrected_by_hand_is_kept_even_with_overwrite(tmp_path: Path) -> None:
+    """A mask saved by `inpaint edit` exists nowhere else: `detect --overwrite` replaced it silently."""
+    from inpaint_cli.imaging.masks import write_mask
+    from inpaint_cli.review.editor import records
+
+    photo(tmp_path / "in" / "a.png")
+    photo(tmp_path / "in" / "b.png", seed=1)
+    masks = tmp_path / "masks"
+    assert detect(tmp_path / "in", "-o", masks, "--detector", "classical").exit_code == 0
+    edited = masks / "a_mask.png"
+    original = records.original_path(edited)
+    original.write_bytes(edited.read_bytes())
+    hole = np.zeros((64, 80), bool)
+    hole[10:20, 10:20] = True  # what the person painted
+    write_mask(edited, hole)
+    records.write_record(edited, records.new_record(edited, no_damage=False, originals=(original.name,)))
+    before = edited.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = detect(tmp_path / "in", "-o", masks, "--detector", "classical", *extra)
+        assert result.exit_code == 1, result.output
+        assert (
+            f"error: {edited}: edited by hand (inpaint edit), so kept (delete it to detect again; the "
+            f"detector's mask is kept as {original.name})"
+        ) in result.output
+        assert edited.read_bytes() == before and records.hand_edit(edited) is not None
+    assert detect(tmp_path / "in", "-o", masks, "--detector", "classical", "--overwrite").exit_code == 1
+
+
+def test_run_takes_detect_overlays_for_neither_masks_nor_unused(tmp_path: Path) -> None:
+    """`run photos --mask masks` on a folder `detect` wrote listed every `_overlay.jpg` as an unused mask."""
+    photo(tmp_path / "in" / "a.png")
+    masks = tmp_path / "masks"
+    assert detect(tmp_path / "in", "-o", masks, "--detector", "classical").exit_code == 0
+    assert (masks / "a_overlay.jpg").is_file()
+    (masks / "orphan_overlay.jpg").write_bytes((masks / "a_overlay.jpg").read_bytes())  # no mask beside it
+    report = tmp_path / "report.json"
+    out = tmp_path / "out"
+    args = ["run", tmp_path / "in", "--mask", masks, "--model", "telea", "-o", out, "--report", report]
+    result = CliRunner().invoke(app, list(map(str, args)))
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["unused_masks"] == [str(masks / "orphan_overlay.jpg")]
+
+
 def test_detect_one_image_with_the_official_checkpoint(tmp_path: Path) -> None:
     image = tmp_path / "photo.png"
     image.write_bytes((DATA / "case_b_image.png").read_bytes())

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from inpaint_cli.batch import provenance
-from inpaint_cli.batch.jobs import Artefact, Existing, Job, Plan, check_found, check_plan, pair_masks
+from inpaint_cli.batch.jobs import (
+    MASK_SUFFIX,
+    Artefact,
+    Existing,
+    Job,
+    Plan,
+    check_found,
+    check_plan,
+    overlay_path,
+    pair_masks,
+)
 from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
 from inpaint_cli.batch.provenance import Provenance
 from inpaint_cli.detect.detection import Mode
@@ -32,8 +42,6 @@ if TYPE_CHECKING:
     from inpaint_cli.detect.detectors import Detector
     from inpaint_cli.review.page import PageSummary
 
-MASK_SUFFIX = "_mask"
-OVERLAY_SUFFIX = "_overlay"
 MASKS_FOLDER_SUFFIX = "_masks"
 OUR_OUTPUTS = re.compile(r"_(mask\d*|overlay)$")
 """Stems of files `detect` writes (and `run` pairs): never taken for photos when walking."""
@@ -91,10 +99,6 @@ class DetectSettings:
 
 def mask_path(folder: Path, relative: Path) -> Path:
     return folder / relative.parent / f"{relative.stem}{MASK_SUFFIX}.png"
-
-
-def overlay_path(mask: Path) -> Path:
-    return mask.with_name(mask.name.replace(f"{MASK_SUFFIX}.png", f"{OVERLAY_SUFFIX}.jpg"))
 
 
 def default_masks_folder(folder: Path) -> Path:

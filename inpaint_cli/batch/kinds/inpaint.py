@@ -22,6 +22,7 @@ import numpy as np
 
 from inpaint_cli.batch import provenance
 from inpaint_cli.batch.jobs import (
+    MASK_SUFFIX,
     Artefact,
     Existing,
     Job,
@@ -49,7 +50,6 @@ OUTPUT_FOLDER_SUFFIX = "_inpainted"
 """Default batch output folder: `<input folder>_inpainted/` beside the input folder."""
 AUTO_MASK = "auto"
 """`--mask auto`: no mask files; the detector (`RunSettings.detector`) finds each image's damage."""
-SAVED_MASK_SUFFIX = "_mask"
 
 
 def is_auto(mask: Path | str) -> bool:
@@ -58,7 +58,7 @@ def is_auto(mask: Path | str) -> bool:
 
 def saved_mask_path(output: Path) -> Path:
     """`--save-mask`: `<output stem>_mask.png` beside the output (the hole that was filled)."""
-    return output.with_name(f"{output.stem}{SAVED_MASK_SUFFIX}.png")
+    return output.with_name(f"{output.stem}{MASK_SUFFIX}.png")
 
 
 def panel_path(output: Path) -> Path:
