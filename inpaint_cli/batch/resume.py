@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -98,8 +99,13 @@ def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) ->
         return None
     first, path = present[0]
     if outputs.existing is Existing.ERROR or not outputs.recorded:
+        made = _made_by(path) if path == job.output else ""
+        hint = keep_both(job, outputs, made_with, "replace it") if path == job.output else None
         return _failed(
-            job, OutputError(f"{first.name} exists", path=path, hint="use --overwrite to replace it")
+            job,
+            OutputError(
+                f"{first.name} exists{made}", path=path, hint=hint or "use --overwrite to replace it"
+            ),
         )
     return _resume(job, outputs, artefacts, present, made_with)
 
@@ -132,7 +138,9 @@ def _resume(
     if record is None or record.get("kind", "inpaint") != outputs.kind:
         made_by = "another program or an older inpaint" if record is None else f"inpaint {record['kind']}"
         problem = OutputError(
-            f"{first.name} exists and has no provenance record (made by {made_by})", path=path, hint=REDO_HINT
+            f"{first.name} exists and has no provenance record (made by {made_by})",
+            path=path,
+            hint=keep_both(job, outputs, made_with, "redo it") or REDO_HINT,
         )
         return _failed(job, problem)
     if not record["complete"]:
@@ -151,12 +159,47 @@ def _resume(
     differences = made_with.differences(record["provenance"]) if made_with is not None else []
     if differences:
         problem = OutputError(
-            f"{main.name} made with other settings: {', '.join(differences)}", path=main.path, hint=REDO_HINT
+            f"{main.name} made with other settings: {', '.join(differences)}",
+            path=main.path,
+            hint=keep_both(job, outputs, made_with, "redo it") or REDO_HINT,
         )
         return _failed(job, problem)
     if provenance.missing_artefacts(record, artefacts):
         return None  # same settings, so the redone output is the same; the missing artefacts appear
     return JobOutcome(job, Status.SKIPPED, provenance=record["provenance"])
+
+
+def _made_by(output: Path) -> str:
+    """`, made with --model NAME` when the output's provenance record names its model."""
+    record = provenance.read_record(output)
+    model = record["provenance"].get("model") if record is not None else None
+    return f", made with --model {model}" if isinstance(model, str) else ""
+
+
+KEEP_BOTH_TRIES = 100
+"""Names tried for `keep_both`'s suggestion: `_<model>`, then `_<model>-2` ... while they are taken."""
+
+
+def keep_both(job: Job, outputs: Outputs, made_with: Provenance | None, verb: str) -> str | None:
+    """The hint for a filled image in the way: the exact `-o` that keeps both, and `--overwrite` to
+    `verb`; None for other kinds of output, or without a model to name.
+
+    The suggestion is the output's name (a batch: its output folder) with this run's model added,
+    as image tools that name outputs after their model do (`photo_inpainted_pconv-tiny.png`)."""
+    if made_with is None or outputs.kind != "inpaint" or job.output is None:
+        return None
+    if job.relative is None:
+        taken = job.output
+        names = [f"{taken.stem}_{{}}{taken.suffix}", ""]
+    else:
+        taken = job.output.parents[len(job.relative.parts) - 1]  # the batch's output folder
+        names = [f"{taken.name}_{{}}", os.sep]
+    model = made_with.model
+    for tag in [model, *(f"{model}-{count}" for count in range(2, KEEP_BOTH_TRIES))]:
+        free = taken.with_name(names[0].format(tag))
+        if not free.exists():
+            return f"to keep both: -o {shlex.quote(str(free) + names[1])}; to {verb}: --overwrite"
+    return None
 
 
 def _failed(job: Job, problem: InpaintError) -> JobOutcome:

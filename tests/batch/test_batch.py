@@ -306,7 +306,10 @@ def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: I
     skipped = restore(telea, job, skip)
     assert skipped.status is Status.SKIPPED and output.read_bytes() == written
     refused = restore(telea, job, RunSettings(existing=Existing.ERROR))
-    assert refused.error == f"{output}: output exists (use --overwrite to replace it)"
+    assert refused.error == (
+        f"{output}: output exists, made with --model telea "
+        f"(to keep both: -o {tmp_path / 'done_telea.png'}; to replace it: --overwrite)"
+    )
 
     output.write_bytes(b"")  # an empty file is not a finished output
     redone = restore(telea, job, skip)
@@ -316,7 +319,7 @@ def test_existing_outputs_are_skipped_refused_or_redone(tmp_path: Path, telea: I
     foreign = restore(telea, job, skip)
     assert foreign.error == (
         f"{output}: output exists and has no provenance record (made by another program or an older "
-        "inpaint) (use --overwrite to redo it, or choose another -o)"
+        f"inpaint) (to keep both: -o {tmp_path / 'done_telea.png'}; to redo it: --overwrite)"
     )
     assert output.read_bytes() == written
 
@@ -334,7 +337,7 @@ def test_resume_refuses_outputs_made_with_other_settings(tmp_path: Path, telea: 
     assert other.status is Status.FAILED
     assert other.error == (
         f"{job.output}: output made with other settings: model telea (now ns), mask dilate 0 (now 2) "
-        "(use --overwrite to redo it, or choose another -o)"
+        f"(to keep both: -o {tmp_path / 'out_ns.png'}; to redo it: --overwrite)"
     )
     assert job.output.read_bytes() == written
     redone = restore(ns, job, RunSettings(existing=Existing.OVERWRITE, dilate=2))

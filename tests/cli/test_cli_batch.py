@@ -205,12 +205,11 @@ def test_dry_run_reads_headers_lists_what_would_fail_and_exits_1(
     assert by_image[str(photos / "good.png")][2] == "skip: output exists, made with the same settings"
     assert by_image[str(photos / "grey16.png")][2] == (
         f"{out / 'grey16.png'}: output made with other settings: model telea (now lama) "
-        "(use --overwrite to redo it, or choose another -o)"
+        f"(to keep both: -o {out}_lama/; to redo it: --overwrite)"
     )
     assert by_image[str(photos / "grey.png")][2].endswith(
         "has no provenance record (made by another program "
-        "or an older inpaint) (use --overwrite to redo it, "
-        "or choose another -o)"
+        f"or an older inpaint) (to keep both: -o {out}_lama/; to redo it: --overwrite)"
     )
     assert by_image[str(photos / "corrupt.png")][2] == (
         f"{photos / 'corrupt.png'}: file is truncated (re-export or re-scan it)"
@@ -285,9 +284,36 @@ def test_usage_errors_exit_2_and_a_single_image_refuses_to_overwrite(tmp_path: P
     output = tmp_path / "photo_inpainted.png"
     written = output.read_bytes()
     refused = invoke(image, "--mask", mask, "--model", "telea")
-    assert refused.exit_code == 1 and f"{output}: output exists (use --overwrite" in refused.stderr
+    assert refused.exit_code == 1 and f"{output}: output exists, made with --model telea (" in refused.stderr
     assert output.read_bytes() == written
     assert invoke(image, "--mask", mask, "--model", "telea", "--overwrite").exit_code == 0
+
+
+def test_a_second_model_on_the_same_photo_is_told_the_o_that_keeps_both(tmp_path: Path) -> None:
+    """Issue 30: trying another model stopped at "output exists"; the line now says what to type, and
+    what it says works (image tools that name outputs after the model: photo_inpainted_ns.png)."""
+    image, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.fromarray(noise((HEIGHT, WIDTH, 3))).save(image)
+    save_mask(mask, make_hole())
+    assert invoke(image, "--mask", mask, "--model", "telea").exit_code == 0
+    second = invoke(image, "--mask", mask, "--model", "ns")
+    first_output, kept = tmp_path / "photo_inpainted.png", tmp_path / "photo_inpainted_ns.png"
+    assert second.exit_code == 1
+    assert second.stderr.strip() == (
+        f"error: {first_output}: output exists, made with --model telea "
+        f"(to keep both: -o {kept}; to replace it: --overwrite)"
+    )
+    assert invoke(image, "--mask", mask, "--model", "ns", "-o", kept).exit_code == 0
+    assert kept.read_bytes() != first_output.read_bytes()
+    (photos := tmp_path / "photos").mkdir()
+    Image.fromarray(noise((HEIGHT, WIDTH, 3), seed=2)).save(photos / "a.png")
+    assert invoke(photos, "--mask", mask, "--model", "telea").exit_code == 0
+    batch = invoke(photos, "--mask", mask, "--model", "ns")
+    assert batch.exit_code == 1
+    assert (
+        f"(to keep both: -o {tmp_path / 'photos_inpainted_ns'}{os.sep}; to redo it: --overwrite)"
+        in batch.stderr
+    )
 
 
 # --- killed mid-batch ------------------------------------------------------------------------------
@@ -613,7 +639,7 @@ def test_resume_with_another_model_refuses_outputs_made_with_the_first(tmp_path:
             f"{out / name}: output made with other settings: model gatedconv-tiny (now telea), "
             "weights sha256 "
         )
-        assert records[name]["error"].endswith("(use --overwrite to redo it, or choose another -o)")
+        assert records[name]["error"].endswith(f"(to keep both: -o {out}_telea/; to redo it: --overwrite)")
         assert (out / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
     assert {name: made_by_gatedconv[name] for name in ["0.png", "1.png", "1_panel.png"]} == {
         name: tree_hashes(out)[name] for name in ["0.png", "1.png", "1_panel.png"]
