@@ -48,8 +48,8 @@ def read_mask(
     uniform colour uses its alpha instead. Masks are turned upright by their EXIF orientation and
     must then have the image's `size` (height, width): this is checked from the header, before any
     pixel is decoded, and the error is filed under `image` when given. `max_pixels` applies to masks
-    as to images. `dilate` grows the hole by that many pixels (a disc). Warnings (a multi-page mask)
-    are appended to `notes`.
+    as to images. `dilate` grows the hole by that many pixels (a disc). Warnings (a multi-page mask,
+    a lossy one: `lossy_mask_note`) are appended to `notes`.
     """
     if not 0 <= threshold <= _MAX_8BIT:  # before any file is read
         raise UsageError(f"mask threshold {threshold} is outside 0..255")
@@ -69,6 +69,10 @@ def read_mask(
             raise size_mismatch(mask_path, picture.size, size, image)
         if notes is not None:
             notes += picture.notes
+            levels = _mask_levels(picture.pixels, picture.alpha) // _scale_from_8bit(picture.pixels.dtype)
+            lossy = lossy_mask_note(levels, threshold, invert)
+            if lossy:
+                notes.append(f"{mask_path}: {lossy}")
         hole |= hole_from_levels(picture.pixels, picture.alpha, threshold=threshold, invert=invert)
     if dilate:
         hole = grow_hole(hole, dilate)
@@ -127,6 +131,50 @@ def write_mask(path: Path, hole: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         Image.fromarray(hole.astype(np.uint8) * _MAX_8BIT, "L").save(tmp, format="PNG")
     return path
+
+
+LOSSY_NOISE = (64, 192)
+"""Levels below the first and from the second on, but not 0 or 255, are near black or near white:
+where lossy compression puts its noise around a black-and-white mask's edges."""
+LOSSY_NOISE_PER_MID = 5
+"""A lossy black-and-white mask has this many near-black/near-white pixels per mid-level one, or
+more (JPEG at quality 75-95: tens of thousands); a drawn mask's soft edges have about 2 (anti-aliased
+lines) to 3 (a feathered brush). Measured on the example mask and masks drawn with OpenCV."""
+LOSSY_NOISE_PER_HOLE = 0.1
+"""...and that noise amounts to a tenth of the hole or more (JPEG quality 75-95: 0.6-0.9; 100: 0.05)."""
+
+
+def lossy_mask_note(levels: np.ndarray, threshold: int, invert: bool = False) -> str | None:
+    """A warning for a mask with the noise of lossy compression (JPEG, lossy WebP) around its edges,
+    with the advice that fits the threshold in use; None for a clean or a softly drawn mask.
+    `levels`: the mask's H×W 8-bit grey levels (`_mask_levels`)."""
+    counts = np.bincount(levels.ravel(), minlength=_MAX_8BIT + 1)
+    low, high = LOSSY_NOISE
+    noise = int(counts[1:low].sum() + counts[high:_MAX_8BIT].sum())
+    middle = int(counts[low:high].sum())
+
+    def hole_share(limit: int) -> float:
+        return float((counts[: limit + 1] if invert else counts[limit + 1 :]).sum() / levels.size)
+
+    if (
+        noise < LOSSY_NOISE_PER_MID * middle
+        or noise < LOSSY_NOISE_PER_HOLE * hole_share(threshold) * levels.size
+    ):
+        return None
+    noisy = f"has the noise of lossy compression (JPEG?) around its edges ({noise / levels.size:.1%} of it)"
+    now, default = hole_share(threshold), hole_share(DEFAULT_MASK_THRESHOLD)
+    widest = _MAX_8BIT - 1 if invert else 0  # the threshold that takes in every noisy pixel
+    if (threshold >= high) if invert else (threshold < low):
+        return (
+            f"{noisy}: at --mask-threshold {threshold} the noise joins the hole ({now:.1%} of the image, "
+            f"{default:.1%} at the default {DEFAULT_MASK_THRESHOLD}); use the default, and --dilate for a "
+            "margin, or save masks as PNG"
+        )
+    return (
+        f"{noisy}, left out at --mask-threshold {threshold} ({now:.1%} of the image is hole; "
+        f"--mask-threshold {widest} would make it {hole_share(widest):.1%}): for a margin use --dilate, "
+        "or save masks as PNG"
+    )
 
 
 DILATE_KERNEL_LIMIT = 32
