@@ -140,7 +140,7 @@ def _resume(
         problem = OutputError(
             f"{first.name} exists and has no provenance record (made by {made_by})",
             path=path,
-            hint=keep_both(job, outputs, made_with, "redo it") or REDO_HINT,
+            hint=(keep_both(job, outputs, made_with, "redo it") if path == job.output else None) or REDO_HINT,
         )
         return _failed(job, problem)
     if not record["complete"]:

@@ -265,9 +265,10 @@ def install(
 
 
 def _by_hand_hint(entry: ModelEntry) -> str:
-    manual = next((s.manual for s in entry.sources if s.manual), None)
-    if manual:
-        return manual
+    """How to get a model by hand: a source's own steps, which always name its address."""
+    by_hand = next((s for s in entry.sources if s.manual), None)
+    if by_hand is not None and by_hand.manual is not None:
+        return by_hand.manual if by_hand.url in by_hand.manual else f"{by_hand.url}: {by_hand.manual}"
     url = next((s.url for s in entry.sources if not s.is_bundled), entry.homepage)
     return f"download {url} in a browser, then run `inpaint weights import {entry.name} FILE`"
 

@@ -631,3 +631,25 @@ def test_a_provenance_record_cut_short_leaves_no_temporary_file_after_the_rerun(
     (outcome,) = run_jobs(telea, plan.jobs, RunSettings(existing=Existing.SKIP))
     assert outcome.status is Status.DONE and not stale.exists()
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".a.png.inpaint.json", "a.png"]
+
+
+def test_finding_the_damage_is_its_own_stage_not_reading(
+    tmp_path: Path, telea: Inpainter, monkeypatch
+) -> None:
+    """Issue 30: with -v, `--mask auto`'s detection was reported as "read 12.53 s"."""
+    from inpaint_cli.batch.kinds import inpaint as inpaint_kind
+    from inpaint_cli.imaging import imageio
+
+    save_photo(tmp_path / "a.png", 1)
+    hole = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    hole[8:14, 10:20] = True
+
+    def slow_detection(kind: object, job: Job) -> inpaint_kind.Loaded:
+        time.sleep(0.5)  # a detector taking at least this long
+        return inpaint_kind.Loaded(imageio.read_image(job.image), hole)
+
+    monkeypatch.setattr(inpaint_kind.InpaintKind, "_detect", slow_detection)
+    outcome = restore(telea, Job(tmp_path / "a.png", (), tmp_path / "out.png"), RunSettings())
+    assert outcome.status is Status.DONE
+    assert list(outcome.stages)[:2] == ["read", "detect"] and "fill" in outcome.stages
+    assert outcome.stages["detect"] >= 0.5 > outcome.stages["read"]

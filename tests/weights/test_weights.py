@@ -150,6 +150,18 @@ def test_unknown_model_lists_the_known_ones_and_the_classical_methods() -> None:
         weights.pull("telea")
 
 
+def test_a_model_to_download_by_hand_names_the_address_to_open() -> None:
+    """Issue 30: lama-fourier's error said "open the folder in a browser" without the folder's address."""
+    with pytest.raises(WeightsError) as caught:
+        weights.pull("lama-fourier")
+    assert caught.value.one_line() == (
+        "could not get model 'lama-fourier': source 1 (drive.google.com) cannot be downloaded "
+        "automatically (https://drive.google.com/drive/folders/1B2x7eQDgecTL0oh3LSIBDGj0fTxs6Ips: open the "
+        "folder in a browser, download lama-models.zip, unzip it, then run `inpaint weights import "
+        "lama-fourier lama-models/lama-fourier/models/best.ckpt`)"
+    )
+
+
 def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert weights.cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("INPAINT_HOME")
