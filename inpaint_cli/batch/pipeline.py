@@ -100,8 +100,11 @@ class RunEvents:
         """The model takes this job."""
 
     def job_planned(self, job: Job, description: str, seconds: float | None) -> None:
-        """Before the model fills this job: its plan in words and the estimated seconds (None when
-        too quick to be worth estimating)."""
+        """Before the model fills this job: its plan in words and the estimated seconds (None before
+        passes of its sizes have run on this machine: `job_estimated` then follows its first pass)."""
+
+    def job_estimated(self, job: Job, seconds: float) -> None:
+        """After the first pass of a job not estimated before: the seconds the rest should take."""
 
     def job_progress(self, job: Job, done: int, total: int) -> None:
         """`done` of the `total` network passes (boxes or tiles) of this job are finished."""
@@ -160,7 +163,7 @@ def _run_here(
         inpainter,
         settings,
         made_with=provenance_of(inpainter, settings, checkpoint=options.checkpoint),
-        watch=Watch(on_plan=events.job_planned, on_progress=events.job_progress),
+        watch=Watch(events.job_planned, events.job_progress, events.job_estimated),
     )
     ran = run_jobs(
         kind,

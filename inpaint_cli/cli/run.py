@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from inpaint_cli.review.page import PageSummary
 
 LONG_PLAN_SECONDS = 60
-"""Plans estimated to take longer than this get a warning with the estimate before they start."""
+"""Plans estimated to take longer than this get their estimate said (before, or after a first pass)."""
 
 
 def run(options: RunOptions) -> None:
@@ -102,6 +102,8 @@ class Display(RunEvents):
         self.download_progress = None if options.quiet else _download_progress()
         self._single = not options.is_batch
         self._jobs: int | None = None
+        self._plan = ""
+        """The plan of the job the model is filling (said again with its estimate)."""
 
     def __enter__(self) -> Display:
         return self
@@ -148,11 +150,21 @@ class Display(RunEvents):
             self.progress.update(self.task, current=str(job.name))
 
     def job_planned(self, job: Job, description: str, seconds: float | None) -> None:
-        """Before a long plan: a warning with the estimate, so a silent minute is expected."""
+        """Before a long plan: its estimate, so a silent minute is expected."""
+        self._plan = description
         if seconds is not None and seconds >= LONG_PLAN_SECONDS and not self.options.quiet:
             self.say(
-                f"[yellow]warning:[/] {cli_render.text(job.image)}: {cli_render.text(description)} "
+                f"[cyan]estimate:[/] {cli_render.text(job.image)}: {cli_render.text(description)} "
                 f"will take about {_duration(seconds)} (a smaller --max-side or another --strategy is faster)"
+            )
+
+    def job_estimated(self, job: Job, seconds: float) -> None:
+        """After the first pass of a long plan: how long the rest should take, from that pass."""
+        if seconds >= LONG_PLAN_SECONDS and not self.options.quiet:
+            self.say(
+                f"[cyan]estimate:[/] {cli_render.text(job.image)}: {cli_render.text(self._plan)} "
+                f"will take about {_duration(seconds)} more, at the speed of its first pass "
+                "(a smaller --max-side or another --strategy is faster)"
             )
 
     def job_progress(self, job: Job, done: int, total: int) -> None:

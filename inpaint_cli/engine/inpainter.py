@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from inpaint_cli.engine.device import (
     select_device,
     select_precision,
 )
+from inpaint_cli.engine.estimates import Pass, Speed, box_passes, plan_passes
 from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
 from inpaint_cli.engine.runner import Runner, to_integer, upscale_to_box
 from inpaint_cli.engine.strategies import (
@@ -37,7 +39,6 @@ from inpaint_cli.engine.strategies import (
     NetworkGeometry,
     Plan,
     Strategy,
-    padded_size,
 )
 from inpaint_cli.errors import UsageError
 from inpaint_cli.models import FAMILIES, InpaintModel, classical
@@ -46,13 +47,11 @@ log = logging.getLogger(__name__)
 
 MODEL_CACHE_SIZE = 4096
 """Sizes whose memory and cost estimates are remembered per network."""
-CALIBRATION_SIDE = 256
-"""Side of the pass timed once per model to turn plan costs into seconds."""
-CALIBRATE_ABOVE = 16
-"""Plans costing less than this many calibration passes are not estimated (they take seconds)."""
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: network inputs (tiles or whole boxes) filled so far, of `total`."""
+Estimate = Callable[[float], None]
+"""`estimate(seconds)`: how long the rest of a plan should take, told once after its first call."""
 
 
 @dataclass
@@ -142,8 +141,8 @@ class Inpainter:
         """Learned from running out of device memory; later boxes and images start from them."""
         self.load_seconds = 0.0
         """Time it took to read the weights and build the network (not downloading)."""
-        self.seconds_per_cost: float | None = None
-        """Measured speed: seconds per unit of the network's cost model."""
+        self.speed = Speed()
+        """Measured speed of real passes, by size (`estimates.py`)."""
 
     def _apply_precision(self, requested: str) -> str:
         """Convert the network once for its precision; on CPU, `auto` measures (`auto_precision.py`)."""
@@ -258,28 +257,9 @@ class Inpainter:
         return strategies.plan(hole, self.geometry, options, budget, limits=self.limits)
 
     def estimate_seconds(self, plan: Plan) -> float | None:
-        """Seconds the plan's network passes should take on this device, from the cost model and
-        one timed calibration pass (made once, only for plans big enough to need a warning)."""
-        calibration = self.geometry.pass_cost(CALIBRATION_SIDE, CALIBRATION_SIDE)
-        if self.seconds_per_cost is None:
-            if plan.cost < CALIBRATE_ABOVE * calibration:
-                return None
-            self.calibrate()
-        assert self.seconds_per_cost is not None
-        return plan.cost * self.seconds_per_cost
-
-    def calibrate(self) -> float:
-        """Time one pass at the calibration side; returns and keeps seconds per cost unit."""
-        side = padded_size(CALIBRATION_SIDE, self.geometry.pad_multiple, self.geometry.min_size)
-        image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
-        hole = torch.zeros(1, 1, side, side)
-        hole[..., side // 4 : side // 2, side // 4 : side // 2] = 1
-        image, hole = image.to(self.device), hole.to(self.device)
-        self.runner.predict(image, hole)  # warm-up: first calls allocate and pick kernels
-        started = time.perf_counter()
-        self.runner.predict(image, hole)
-        self.seconds_per_cost = (time.perf_counter() - started) / self.geometry.pass_cost(side, side)
-        return self.seconds_per_cost
+        """Seconds the plan should take here, from the speed of earlier passes of its sizes; None
+        before such passes have run (`inpaint`'s `on_estimate` then tells it after the first call)."""
+        return self.speed.estimate(plan_passes(plan, self.geometry))
 
     # --- inference ---------------------------------------------------------------------------------
 
@@ -292,6 +272,7 @@ class Inpainter:
         options: InpaintOptions | None = None,
         plan: Plan | None = None,
         progress: Progress | None = None,
+        on_estimate: Estimate | None = None,
     ) -> InpaintResult:
         """Fill the hole of an H×W×C uint8/uint16 image (C = 1 or 3); `hole` is H×W bool, True = hole.
 
@@ -299,7 +280,8 @@ class Inpainter:
         of one pass of the plan are returned too (`capture_box`: capturing changes neither the plan
         nor the pixels). `options` overrides the inpainter's for this call;
         `plan` is one made by `self.plan` for this hole; `progress(done, total)` is called after
-        each network call.
+        each network call; `on_estimate(seconds)`, once after the first call, with how long the rest
+        should take, when the speed at the plan's sizes was not known before it started.
         """
         if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
             raise ValueError(
@@ -314,8 +296,10 @@ class Inpainter:
             pixels.copy(), list(plan.boxes), plan=plan, seconds={"plan": time.perf_counter() - started}
         )
         before = dict(self.runner.clock.seconds)
+        if on_estimate is not None and self.estimate_seconds(plan) is not None:
+            on_estimate = None  # known beforehand: the caller had it with the plan
         try:
-            self._run(pixels, hole, result, options, capture, progress)
+            self._run(pixels, hole, result, options, capture, (progress, on_estimate))
         finally:
             self.runner.on_tiles = None
             for stage, total in self.runner.clock.seconds.items():
@@ -337,15 +321,27 @@ class Inpainter:
         result: InpaintResult,
         options: InpaintOptions,
         capture: bool,
-        progress: Progress | None,
+        watchers: tuple[Progress | None, Estimate | None],
     ) -> None:
         """Fill the plan's boxes one by one; after running out of memory, the box again in tiles."""
         assert result.plan is not None
-        done = 0
+        progress, on_estimate = watchers
+        done, mark, current = 0, time.perf_counter(), Pass(0, 0.0, 0)
 
         def advance(tiles: int) -> None:
-            nonlocal done
+            nonlocal done, mark, on_estimate
             done += tiles
+            now = time.perf_counter()
+            self.speed.learn(current.pixels, current.cost * tiles, now - mark)
+            mark = now
+            if on_estimate is not None and done < plan.passes:
+                # The first call tells the speed; the rest of the plan at that speed, scaled by cost.
+                left = plan_passes(plan, self.geometry, index)
+                left[0] = replace(left[0], count=left[0].count - tiles)
+                seconds = self.speed.estimate(left, reach=math.inf)
+                if seconds is not None:
+                    on_estimate(seconds)
+            on_estimate = None
             if progress is not None:
                 progress(done, plan.passes)
 
@@ -355,8 +351,9 @@ class Inpainter:
         watched = capture_box(plan, hole) if capture else None
         while index < len(plan.boxes):
             box, tiling = plan.boxes[index], plan.tilings[index]
+            current = box_passes(box, tiling, self.geometry)
             captured: dict[str, torch.Tensor] | None = {} if index == watched and tiling is None else None
-            done_before, network_before = done, self.runner.clock.seconds["network"]
+            done_before = done
             try:
                 result.passes += self.runner.fill_box(pixels, hole, box, tiling, result.pixels, captured)
             except torch.cuda.OutOfMemoryError:
@@ -373,25 +370,11 @@ class Inpainter:
                 )
                 result.plan = plan
                 continue
-            self._learn_speed(box, tiling, self.runner.clock.seconds["network"] - network_before)
             if captured:
                 self._keep_intermediates(result, captured, pixels, hole, box)
             elif captured is not None:
                 result.intermediates_missing = f"{self.name} has no intermediates to save"
             index += 1
-
-    def _learn_speed(self, box: Box, tiling: strategies.Tiling | None, seconds: float) -> None:
-        """Keep the measured seconds per cost unit of real passes, for the next estimates."""
-        geometry = self.geometry
-        cost = (
-            geometry.pass_cost(*box.scaled_size())
-            if tiling is None
-            else tiling.tiles * geometry.pass_cost(tiling.height, tiling.width)
-        )
-        if cost > 0 and seconds > 0:
-            measured = seconds / cost
-            previous = self.seconds_per_cost
-            self.seconds_per_cost = measured if previous is None else (previous + measured) / 2
 
     def _keep_intermediates(
         self,

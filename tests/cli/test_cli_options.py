@@ -307,7 +307,7 @@ def test_a_single_image_reports_its_plan_then_every_network_pass(files: dict[str
     assert finished == ("finished", "done")
 
 
-def test_the_terminal_display_shows_passes_and_warns_before_a_long_plan(
+def test_the_terminal_display_shows_passes_and_estimates_a_long_plan(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
@@ -332,9 +332,17 @@ def test_the_terminal_display_shows_passes_and_warns_before_a_long_plan(
         display.job_progress(job, 3, 48)
         (task,) = display.progress.tasks
         assert (task.completed, task.total) == (3, 48)
-    said = [line for line in screen.getvalue().splitlines() if "warning" in line]
-    assert len(said) == 1
+        display.job_planned(job, "auto: whole image in 1024 px tiles; 12 passes", None)  # not known yet
+        display.job_estimated(job, 180.0)  # its first pass told the speed
+        display.job_estimated(job, 20.0)  # quick: not said
+    said = [line for line in screen.getvalue().splitlines() if "estimate" in line]
+    assert len(said) == 2 and "warning" not in screen.getvalue()  # issue 30: an estimate, not a warning
+    assert all(line.count("estimate:") == 1 for line in said)
     assert "photo.png: auto: whole image in 512 px tiles; 48 passes will take about 10 min" in said[0]
+    assert (
+        "photo.png: auto: whole image in 1024 px tiles; 12 passes will take about 3 min more, at the "
+        in said[1]
+    )
 
 
 # --- documentation ---------------------------------------------------------------------------------

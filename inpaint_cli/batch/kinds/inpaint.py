@@ -272,9 +272,12 @@ class Watch:
     """Who hears about a job while the model fills it (all in the calling thread)."""
 
     on_plan: Callable[[Job, str, float | None], None] | None = None
-    """Before filling: the plan in words and its estimated seconds (None when too quick to estimate)."""
+    """Before filling: the plan in words and its estimated seconds (None before passes of its sizes
+    have run here: `on_estimate` then follows the first one)."""
     on_progress: Callable[[Job, int, int], None] | None = None
     """After each network call: passes done of the plan's total."""
+    on_estimate: Callable[[Job, float], None] | None = None
+    """After the first network call of a plan not estimated before: the seconds the rest should take."""
 
 
 @dataclass
@@ -351,10 +354,16 @@ class InpaintKind:
         plan = inpainter.plan(loaded.hole)
         if watch.on_plan is not None:
             watch.on_plan(job, plan.describe(), inpainter.estimate_seconds(plan))
-        on_progress = watch.on_progress
+        on_progress, on_estimate = watch.on_progress, watch.on_estimate
         progress = None if on_progress is None else lambda done, total: on_progress(job, done, total)
+        estimate = None if on_estimate is None else lambda seconds: on_estimate(job, seconds)
         result = inpainter.inpaint(
-            loaded.picture.pixels, loaded.hole, capture=capture, plan=plan, progress=progress
+            loaded.picture.pixels,
+            loaded.hole,
+            capture=capture,
+            plan=plan,
+            progress=progress,
+            on_estimate=estimate,
         )
         plan = result.plan
         outcome.strategy = plan.describe() if plan is not None else None
