@@ -42,6 +42,8 @@ class ModelInfo:
     load_seconds: float
     demo_note: str | None = None
     """Set when the model is a bundled demo-quality one: what to use for real work."""
+    precision_note: str | None = None
+    """Set when the precision asked for is not faster than fp32 on this CPU (`Inpainter.precision_note`)."""
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,7 @@ def load_inpainter(
         threads=torch.get_num_threads(),
         load_seconds=inpainter.load_seconds,
         demo_note=demo_note(options.model) if options.checkpoint is None else None,
+        precision_note=inpainter.precision_note,
     )
     return inpainter, model
 

@@ -102,6 +102,7 @@ def common_folder(paths: list[Path]) -> Path:
 def model_lines(model: ModelInfo, *, verbose: bool) -> list[str]:
     """The demo-model note, and with `-v` where and how the model runs."""
     lines = [f"[cyan]note:[/] {text(model.demo_note)}"] if model.demo_note else []
+    lines += [f"[yellow]warning:[/] {text(model.precision_note)}"] if model.precision_note else []
     if verbose:
         lines.append(
             f"model {text(model.name)} ({model.family}) on {model.device}, {model.precision}, "

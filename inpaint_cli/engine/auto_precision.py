@@ -41,6 +41,7 @@ from torch import nn
 
 from inpaint_cli.engine.device import HALF_DTYPES
 from inpaint_cli.engine.precision import (
+    CALIBRATION_SIDES,
     INT8_HOLE_ERROR,
     Int8Convolution,
     Int8Plan,
@@ -61,6 +62,14 @@ log = logging.getLogger(__name__)
 
 MIN_SPEEDUP = 1.1
 """A candidate must take at most 1/1.1 of fp32's time: the margin covers measurement noise."""
+CLEAR_INT8_SPEEDUP = 1.3
+"""`auto` asks the int8 guard (on a model's first load) only when int8 is estimated at least this much
+faster than fp32 with every layer in int8: the layers the guard keeps in float give some of it back, so
+a smaller margin rarely survives it (issue 30: big-lama on an AVX2 CPU, estimated 1.00-1.15x, spent
+84 s in the guard to keep 179 of 180 convolutions in float)."""
+GUARD_BUDGET_SECONDS = 15.0
+"""...and only when the guard's calibration should take at most this long (`guard_seconds`); an int8
+plan already made for these weights costs nothing. `--precision int8` runs the guard regardless."""
 MAX_HOLE_ERROR = 1 / 255
 """Largest mean absolute difference from fp32 inside the hole (0..1 scale) a candidate may have."""
 MEASURE_ABOVE_GFLOP = 50.0
@@ -320,15 +329,32 @@ def measure(network: InpaintModel, run: Pass, names: list[str]) -> Measurement:
     return Measurement(seconds, errors, dict(savings))
 
 
+def guard_seconds(measurement: Measurement, layers: int) -> float:
+    """About how long the int8 guard's calibration takes: its passes over the calibration photos (each
+    round: every side, colour and grey) at fp32's estimated speed. Rounds: fp32's reference, every layer
+    in int8, the per-layer probe (float and int8), and a bisection over the layers."""
+    rounds = 4 + math.ceil(math.log2(max(layers, 2)))
+    pixels = 2 * sum(side * side for side in CALIBRATION_SIDES)
+    return rounds * pixels / ESTIMATE_SIDE**2 * measurement.seconds["fp32"]
+
+
+def int8_worth_guarding(measurement: Measurement, layers: int) -> bool:
+    """Whether int8's estimate leaves a clear margin and the guard would take seconds, not minutes."""
+    clear = measurement.seconds["int8"] * CLEAR_INT8_SPEEDUP <= measurement.seconds["fp32"]
+    return clear and guard_seconds(measurement, layers) <= GUARD_BUDGET_SECONDS
+
+
 def choose(
     network: InpaintModel,
     name: str,
     run: Pass,
     cache: Path | None,
     int8_plan: Callable[[], Int8Plan] | None = None,
+    int8_planned: bool = False,
 ) -> str:
     """fp32, bf16 or int8 for this network on this CPU: from the cache, or measured and cached.
-    `int8_plan()` gives the guard's plan for these weights; it is asked only if int8 would win."""
+    `int8_plan()` gives the guard's plan for these weights; it is asked only if int8 would win, and
+    unless a plan is made already (`int8_planned`), only if it is worth the guard's time."""
     if not worth_measuring(network):
         return "fp32"
     machine, model = machine_key(), model_key(network, name)
@@ -341,12 +367,76 @@ def choose(
     measured = time.perf_counter() - started
     unguarded = Measurement(measurement.seconds, {**measurement.hole_error, "int8": 0.0})
     if int8_plan is not None and "int8" in measurement.seconds and decide(unguarded) == "int8":
-        measurement = measurement.with_int8_plan(int8_plan())
+        layers = len(dict(quantizable_convolutions(network)))
+        if int8_planned or int8_worth_guarding(measurement, layers):
+            measurement = measurement.with_int8_plan(int8_plan())
+        else:
+            log.info(
+                "precision auto: int8 not tried for %s (%.2fx fp32's speed estimated, its accuracy check "
+                "would take about %.0f s; --precision int8 makes it once)",
+                name,
+                measurement.seconds["fp32"] / max(measurement.seconds["int8"], 1e-9),
+                guard_seconds(measurement, layers),
+            )
     choice = decide(measurement)
     log.info("precision auto: %s for %s (measured in %.2f s: %s)", choice, name, measured, measurement)
     if cache is not None:
         write_choice(cache, machine, model, choice, measurement)
     return choice
+
+
+def time_ratio(
+    network: InpaintModel,
+    name: str,
+    run: Pass,
+    precision: str,
+    cache: Path | None,
+    plan: Int8Plan | None = None,
+) -> float:
+    """A 512² pass's estimated time at `precision` over fp32's on this CPU (int8: with `plan`'s layers
+    in int8), from the cache or measured once (a fraction of a second) and kept there beside `auto`'s
+    choices, which a later `auto` load measures again for itself."""
+    machine, model = machine_key(), model_key(network, name)
+    data = read_cache(cache)
+    entries = data.get(machine) if isinstance(data.get(machine), dict) else {}
+    measurement = _kept_measurement(entries.get(model))
+    if measurement is None or precision not in measurement.seconds:
+        measurement = measure(network, run, [precision])
+        if cache is not None and model not in entries:
+            data[machine] = {**entries, model: asdict(measurement)}
+            _write_cache(cache, data)
+    if precision == "int8" and plan is not None:
+        measurement = measurement.with_int8_plan(plan)
+    return measurement.seconds[precision] / measurement.seconds["fp32"]
+
+
+def _kept_measurement(entry: object) -> Measurement | None:
+    """The measurement a cache entry keeps, or None if it keeps none (or a damaged one)."""
+    if not isinstance(entry, Mapping):
+        return None
+    try:
+        parts = {key: {str(k): float(v) for k, v in entry[key].items()} for key in ("seconds", "hole_error")}
+        return Measurement(**parts, int8_savings={str(k): float(v) for k, v in entry["int8_savings"].items()})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def slower_note(precision: str, ratio: float, name: str) -> str | None:
+    """One line when `precision` is not faster than fp32 here (`ratio`: its time over fp32's), with
+    what this CPU lacks for it; None when it is faster."""
+    if ratio * MIN_SPEEDUP <= 1:
+        return None
+    _, flags = cpu_description()
+    lacks = {
+        "int8": "VNNI" if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else "",
+        "bf16": "AVX512_BF16 or AMX" if not {"avx512_bf16", "amx_bf16"} & set(flags) else "",
+    }.get(precision, "")
+    why = f"; this CPU has no {lacks}" if lacks else ""
+    speed = f"{ratio:.1f}x slower than" if ratio >= 1.05 else f"no faster than ({1 / ratio:.2f}x)"
+    return (
+        f"--precision {precision} runs {name} {speed} fp32 on this CPU (estimated for a 512² pass{why}); "
+        "--precision fp32 or auto is faster"
+    )
 
 
 def read_cache(path: Path | None) -> dict:

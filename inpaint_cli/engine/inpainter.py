@@ -135,6 +135,8 @@ class Inpainter:
         self.int8_plan: Int8Plan | None = None
         """With int8: which convolutions run in int8 and which stay float for accuracy."""
         self._planned: Int8Plan | None = None
+        self.precision_note: str | None = None
+        """Set when an explicitly asked precision is not faster than fp32 on this CPU (with how much)."""
         self.precision = self._apply_precision(getattr(precision, "value", precision))
         """fp32, fp16, bf16 or int8: what the network runs at (`auto` resolved)."""
         self.limits = Limits()
@@ -156,9 +158,16 @@ class Inpainter:
                 self._pass_of,
                 auto_precision.default_cache(),
                 int8_plan=self._int8_plan,
+                int8_planned=self._kept_int8_plan() is not None,
             )
         if chosen == "int8":
             self.int8_plan = self._int8_plan()
+        if requested == chosen != "fp32" and self.device.type == "cpu":
+            ratio = auto_precision.time_ratio(
+                self.network, self.name, self._pass_of, chosen, auto_precision.default_cache(), self.int8_plan
+            )
+            self.precision_note = auto_precision.slower_note(chosen, ratio, self.name)
+        if chosen == "int8":
             quantize_int8(self.network, self.runner.predict, known=self.int8_plan)
         elif chosen != "fp32":
             convert_half(self.network, chosen)
@@ -171,17 +180,21 @@ class Inpainter:
         by the guard on a copy of the network (the network itself stays float)."""
         if self._planned is not None:  # asked by `auto`, then again to quantize
             return self._planned
-        plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
-        model = auto_precision.model_key(self.network, self.name)
-        known = auto_precision.known_int8_plan(plans, model)
+        known = self._kept_int8_plan()
         if known is not None:
             self._planned = known
             return known
         candidate = copy_network(self.network)
         plan = quantize_int8(candidate, functools.partial(self._pass_of, candidate, dtype=torch.float32))
-        auto_precision.remember_int8_plan(plans, model, plan)
+        plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
+        auto_precision.remember_int8_plan(plans, auto_precision.model_key(self.network, self.name), plan)
         self._planned = plan
         return plan
+
+    def _kept_int8_plan(self) -> Int8Plan | None:
+        """The int8 plan an earlier load of these weights made and kept in the cache, if any."""
+        plans = auto_precision.default_cache(auto_precision.PLANS_NAME)
+        return auto_precision.known_int8_plan(plans, auto_precision.model_key(self.network, self.name))
 
     def _pass_of(
         self, network: InpaintModel, image: torch.Tensor, hole: torch.Tensor, dtype: torch.dtype

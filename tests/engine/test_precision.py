@@ -465,3 +465,72 @@ def test_auto_with_int8_winning_quantizes_with_the_guards_plan_made_once(tmp_pat
     assert plans == [True, False]  # calibrated once (on a copy), then applied to the network
     quantized = {name for name, m in inpainter.network.named_modules() if KERNEL_ATTRIBUTE in m.__dict__}
     assert quantized == set(plan.quantized)
+
+
+# --- issue 30: precisions slower than fp32, and auto's first use ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("int8_seconds", "fp32_seconds", "planned", "asked"),
+    [
+        (0.87, 1.0, False, False),  # 1.15x: within what the guard's float layers give back
+        (0.5, 1.0, False, True),  # 2x, and the guard takes seconds
+        (0.5, 30.0, False, False),  # 2x, but the guard would take minutes (a 512² pass: 30 s)
+        (0.25, 30.0, True, True),  # ...unless a plan for these weights is kept already
+    ],
+)
+def test_auto_asks_the_int8_guard_only_with_a_clear_margin_and_a_short_calibration(
+    int8_seconds: float, fp32_seconds: float, planned: bool, asked: bool, monkeypatch
+) -> None:
+    """Issue 30: big-lama's int8 estimate (1.00-1.15x) crossed the 1.1x threshold on an AVX2 CPU and the
+    guard then spent 84 s to keep 179 of 180 layers in float: auto's first use must cost seconds."""
+    seconds = {"fp32": fp32_seconds, "bf16": 2 * fp32_seconds, "int8": int8_seconds * fp32_seconds}
+    measurement = Measurement(seconds, {"bf16": 0.001}, {"a": 0.3 * fp32_seconds})
+    monkeypatch.setattr(auto_precision, "measure", lambda *args: measurement)
+    monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
+    network = _fixture("lama", "fp32").network
+    layers = len(dict(precision.quantizable_convolutions(network)))
+    guard = auto_precision.guard_seconds(measurement, layers)
+    assert (guard <= auto_precision.GUARD_BUDGET_SECONDS) is (fp32_seconds == 1.0)
+    calls: list[int] = []
+    plan = precision.Int8Plan(("a",), (), 0.001)
+
+    def int8_plan() -> precision.Int8Plan:
+        calls.append(1)
+        return plan
+
+    choice = auto_precision.choose(network, "small", None, None, int8_plan=int8_plan, int8_planned=planned)
+    assert bool(calls) is asked
+    assert choice == ("int8" if asked else "fp32")
+
+
+def test_an_explicit_precision_slower_than_fp32_here_says_so_with_the_ratio(monkeypatch) -> None:
+    """Issue 30: --precision bf16 on a CPU without native bf16 ran 6x slower without a word."""
+    slow = Measurement({"fp32": 1.0, "bf16": 6.0, "int8": 1.02}, {"bf16": 0.001}, {})
+    monkeypatch.setattr(auto_precision, "measure", lambda *args: slow)
+    monkeypatch.setattr(auto_precision, "cpu_description", lambda: ("a CPU", ["avx2"]))
+    bf16 = _fixture("pconv", "bf16")
+    assert bf16.precision == "bf16" and bf16.precision_note == (
+        "--precision bf16 runs small.pth 6.0x slower than fp32 on this CPU (estimated for a 512² pass; "
+        "this CPU has no AVX512_BF16 or AMX); --precision fp32 or auto is faster"
+    )
+    assert auto_precision.slower_note("int8", 1.02, "x") == (
+        "--precision int8 runs x no faster than (0.98x) fp32 on this CPU (estimated for a 512² pass; this "
+        "CPU has no VNNI); --precision fp32 or auto is faster"
+    )
+    assert auto_precision.slower_note("bf16", 0.6, "x") is None  # faster: nothing to say
+    assert _fixture("pconv", "fp32").precision_note is None
+
+
+def test_the_precision_note_follows_this_cpus_own_measurement(tmp_path: Path, monkeypatch) -> None:
+    """On whatever CPU runs this: bf16 is said to be slower exactly when this CPU's measurement (kept in
+    the cache, reused by the next load) says it is not faster than fp32."""
+    monkeypatch.setenv("INPAINT_HOME", str(tmp_path))
+    loaded = Inpainter.from_name("pconv-tiny", device="cpu", precision="bf16")
+    (entries,) = json.loads((tmp_path / auto_precision.CACHE_NAME).read_text()).values()
+    (measured,) = entries.values()
+    ratio = measured["seconds"]["bf16"] / measured["seconds"]["fp32"]
+    assert (loaded.precision_note is not None) is (ratio * auto_precision.MIN_SPEEDUP > 1)
+    monkeypatch.setattr(auto_precision, "measure", lambda *args: pytest.fail("measured again"))
+    again = Inpainter.from_name("pconv-tiny", device="cpu", precision="bf16")
+    assert again.precision_note == loaded.precision_note
