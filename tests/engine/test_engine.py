@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from mask_helpers import scratches
 
 from inpaint_cli.engine import device, runner
+from inpaint_cli.engine import inpainter as inpainter_module
 from inpaint_cli.engine.device import select_device, select_precision
 from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.engine.regions import fitted_tile, tile_starts
@@ -575,7 +576,7 @@ def test_the_first_pass_tells_the_speed_of_the_rest(monkeypatch):
     long. Now nothing is estimated before passes of the plan's size have run; the first one tells the
     rest, and later images are estimated before they start."""
     clock = Clock(fixed=2.0, per_pixel=1e-5)
-    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=clock))
+    monkeypatch.setattr(inpainter_module, "time", SimpleNamespace(perf_counter=clock))
     model = inpainter(TimedFill(clock), strategy="tile", tile_size=256)
     pixels, hole = smooth_image(1000, 1000), np.ones((1000, 1000), bool)
     plan = model.plan(hole)
