@@ -37,10 +37,11 @@ def box_passes(box: Box, tiling: Tiling | None, geometry: NetworkGeometry) -> Pa
     return Pass(padded[0] * padded[1], geometry.cost(*padded), 1 if tiling is None else tiling.tiles)
 
 
-def plan_passes(plan: Plan, geometry: NetworkGeometry, first: int = 0) -> list[Pass]:
-    """The network inputs of the plan's boxes from box `first` on, box by box."""
-    pairs = zip(plan.boxes[first:], plan.tilings[first:], strict=True)
-    return [box_passes(box, tiling, geometry) for box, tiling in pairs]
+def plan_passes(plan: Plan, geometry: NetworkGeometry) -> list[Pass]:
+    """The plan's network inputs in the order they run: its core's first (`Plan.core`), then box by box."""
+    first = plan_passes(plan.core, geometry) if plan.core is not None else []
+    pairs = zip(plan.boxes, plan.tilings, strict=True)
+    return first + [box_passes(box, tiling, geometry) for box, tiling in pairs]
 
 
 @dataclass

@@ -31,6 +31,7 @@ from inpaint_cli.engine.device import (
 )
 from inpaint_cli.engine.estimates import Pass, Speed, box_passes, plan_passes
 from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
+from inpaint_cli.engine.regions import deep_core
 from inpaint_cli.engine.runner import Runner, to_integer, upscale_to_box
 from inpaint_cli.engine.strategies import (
     Box,
@@ -336,41 +337,49 @@ class Inpainter:
         capture: bool,
         watchers: tuple[Progress | None, Estimate | None],
     ) -> None:
-        """Fill the plan's boxes one by one; after running out of memory, the box again in tiles."""
+        """Fill the plan: the deep core first if it has one (`Plan.core`), which the rest of the plan
+        then sees as known pixels, then its own boxes."""
         assert result.plan is not None
-        progress, on_estimate = watchers
-        done, mark, current = 0, time.perf_counter(), Pass(0, 0.0, 0)
+        plan = result.plan
+        tracker = _Tracker(self, plan, *watchers)
+        self.runner.on_tiles = tracker.advance
+        core_plan = None
+        if plan.core is not None:
+            first = InpaintResult(pixels.copy(), [])
+            core_plan = self._fill(pixels, hole, first, plan.core, options, False, tracker)
+            core = deep_core(hole, self.geometry.fill_reach)
+            assert core is not None  # the planner's own rule on the same hole
+            pixels = pixels.copy()
+            pixels[core] = result.pixels[core] = first.pixels[core]
+            hole = hole & ~core
+            result.passes += first.passes
+        rest = self._fill(pixels, hole, result, replace(plan, core=None), options, capture, tracker)
+        result.plan = replace(rest, core=core_plan)
 
-        def advance(tiles: int) -> None:
-            nonlocal done, mark, on_estimate
-            done += tiles
-            now = time.perf_counter()
-            self.speed.learn(current.pixels, current.cost * tiles, now - mark)
-            mark = now
-            if on_estimate is not None and done < plan.passes:
-                # The first call tells the speed; the rest of the plan at that speed, scaled by cost.
-                left = plan_passes(plan, self.geometry, index)
-                left[0] = replace(left[0], count=left[0].count - tiles)
-                seconds = self.speed.estimate(left, reach=math.inf)
-                if seconds is not None:
-                    on_estimate(seconds)
-            on_estimate = None
-            if progress is not None:
-                progress(done, plan.passes)
-
-        self.runner.on_tiles = advance
+    def _fill(
+        self,
+        pixels: np.ndarray,
+        hole: np.ndarray,
+        result: InpaintResult,
+        plan: Plan,
+        options: InpaintOptions,
+        capture: bool,
+        tracker: _Tracker,
+    ) -> Plan:
+        """Fill a plan's boxes one by one into `result.pixels`; after running out of memory, the box
+        again in tiles. Returns the plan as it ran (with such boxes replaced)."""
         budget = options.memory_budget or self.budget
-        index, plan = 0, result.plan
         watched = capture_box(plan, hole) if capture else None
+        index = 0
         while index < len(plan.boxes):
             box, tiling = plan.boxes[index], plan.tilings[index]
-            current = box_passes(box, tiling, self.geometry)
+            tracker.current = box_passes(box, tiling, self.geometry)
             captured: dict[str, torch.Tensor] | None = {} if index == watched and tiling is None else None
-            done_before = done
+            done_before = tracker.done
             try:
                 result.passes += self.runner.fill_box(pixels, hole, box, tiling, result.pixels, captured)
             except torch.cuda.OutOfMemoryError:
-                done = done_before
+                tracker.done = done_before
                 box, self.limits = strategies.after_out_of_memory(
                     box, tiling, self.geometry, self.limits, str(self.device)
                 )
@@ -381,13 +390,13 @@ class Inpainter:
                 plan = strategies.replace_box(
                     plan, index, box, hole, self.geometry, options, budget, self.limits
                 )
-                result.plan = plan
                 continue
             if captured:
                 self._keep_intermediates(result, captured, pixels, hole, box)
             elif captured is not None:
                 result.intermediates_missing = f"{self.name} has no intermediates to save"
             index += 1
+        return plan
 
     def _keep_intermediates(
         self,
@@ -410,6 +419,35 @@ class Inpainter:
             result.coarse = pixels.copy()
             result.coarse[box.slices] = to_integer(values.clamp(0, 1), pixels.dtype, pixels.shape[2])
         result.intermediates = {name: value.detach().float().cpu() for name, value in captured.items()}
+
+
+class _Tracker:
+    """Counts a plan's network calls for `progress`, learns the speed of each, and after the first
+    tells `on_estimate` how long the rest should take at that speed (scaled by cost)."""
+
+    def __init__(
+        self, inpainter: Inpainter, plan: Plan, progress: Progress | None, on_estimate: Estimate | None
+    ) -> None:
+        self.inpainter, self.plan, self.progress, self.on_estimate = inpainter, plan, progress, on_estimate
+        self.done, self.mark = 0, time.perf_counter()
+        self.current = Pass(0, 0.0, 0)
+        """The box being filled, as passes (set by `Inpainter._fill`)."""
+
+    def advance(self, tiles: int) -> None:
+        self.done += tiles
+        now = time.perf_counter()
+        speed, geometry = self.inpainter.speed, self.inpainter.geometry
+        speed.learn(self.current.pixels, self.current.cost * tiles, now - self.mark)
+        self.mark = now
+        if self.on_estimate is not None and self.done < self.plan.passes:
+            left = plan_passes(self.plan, geometry)
+            left[0] = replace(left[0], count=left[0].count - tiles)  # the first call is of the first box
+            seconds = speed.estimate(left, reach=math.inf)
+            if seconds is not None:
+                self.on_estimate(seconds)
+        self.on_estimate = None
+        if self.progress is not None:
+            self.progress(self.done, self.plan.passes)
 
 
 def capture_box(plan: Plan, hole: np.ndarray) -> int | None:

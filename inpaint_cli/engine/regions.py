@@ -190,6 +190,23 @@ def hole_reach(hole: np.ndarray) -> float:
     return (float(distance.max()) + 1) * cell
 
 
+def deep_core(hole: np.ndarray, depth: float) -> np.ndarray | None:
+    """The hole pixels farther than `depth` from every known pixel (H×W bool), or None if there are
+    none (or nothing is known). Measured on the grid `hole_reach` uses: whole cells, so a little less
+    than the exact core on a large scan, never more."""
+    if math.isinf(depth) or hole.all() or not hole.any():
+        return None
+    cell = max(1, math.ceil(math.sqrt(hole.size / REACH_GRID_PIXELS)))
+    solid = _block_reduce(hole, cell, np.logical_and)
+    distance = cv2.distanceTransform(solid.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # A cell's known pixel may lie anywhere in it: one cell less, so that the core is never too big.
+    deep = distance * cell - (cell if cell > 1 else 0) > depth
+    if not deep.any():
+        return None
+    core = np.repeat(np.repeat(deep, cell, axis=0), cell, axis=1)[: hole.shape[0], : hole.shape[1]]
+    return core & hole
+
+
 # --- boxes around regions -----------------------------------------------------------------------------
 
 MIN_CROP_MARGIN = 16

@@ -20,6 +20,7 @@ from inpaint_cli.engine.regions import (
     PLANNING_CELL,
     Box,
     crop_margin,
+    deep_core,
     default_crop_margin,
     fitted_tile,
     group_regions,
@@ -193,11 +194,17 @@ class Plan:
     """Sum of the passes' costs (`NetworkGeometry.cost` units)."""
     warnings: tuple[str, ...] = ()
     """What the plan cannot do well (a hole deeper than the network reaches at the scale chosen)."""
+    core: Plan | None = None
+    """`auto` with a hole deeper than the network reaches (`NetworkGeometry.fill_reach`): the plan
+    that fills first, downscaled, the hole's core (`regions.deep_core`); this plan then fills the rest
+    of the hole at its own scales, with the core filled as context. `passes` counts the core's too;
+    `cost` is this plan's own boxes (the core's is `core.cost`)."""
 
     @property
     def passes(self) -> int:
         """Network inputs (tiles and whole boxes): what progress counts."""
-        return sum(1 if t is None else t.tiles for t in self.tilings)
+        own = sum(1 if t is None else t.tiles for t in self.tilings)
+        return own + (self.core.passes if self.core is not None else 0)
 
     @property
     def single_pass(self) -> bool:
@@ -226,6 +233,9 @@ class Plan:
         tiles = sorted({box.tile for box in self.boxes if box.tile is not None})
         if tiles:
             parts.append(f"in {'/'.join(map(str, tiles))} px tiles")
+        if self.core is not None:
+            first = self.core.describe().partition(": ")[2].rpartition(";")[0]
+            parts.append(f"deep core first: {first}")
         return f"{name}: {', '.join(parts)}; {self.passes} pass{'es' if self.passes != 1 else ''}"
 
 
@@ -243,6 +253,15 @@ def plan(
     """The plan for filling `hole` (H×W bool, True = hole). Nothing else decides it: saving
     intermediates, for one, looks at the plan that runs anyway."""
     planner = _Planner(geometry, options, budget, limits)
+    core = deep_core(hole, geometry.fill_reach) if options.strategy is Strategy.AUTO else None
+    if core is not None:
+        # The core first, downscaled (its boxes only); the rest then sees it as known, so it is within
+        # reach and keeps its own scales: thin scratches beside a torn corner stay at native scale.
+        first = [box for box in planner.boxes(hole) if core[box.slices].any()]
+        rest = hole & ~core  # within reach by construction: no reach limit for it
+        after = _Planner(replace(geometry, fill_reach=math.inf), options, budget, limits)
+        boxes = after.boxes(rest) if rest.any() else []
+        return replace(after.finish(rest, boxes), core=planner.finish(hole, first))
     boxes = planner.boxes(hole) if hole.any() else []
     return replace(planner.finish(hole, boxes), warnings=planner.out_of_reach(hole, boxes))
 
@@ -451,6 +470,8 @@ class _Planner:
         return Tiling(tile_h, tile_w, overlap, frozen, self.batch_size(tile_h, tile_w))
 
     def finish(self, hole: np.ndarray, boxes: Sequence[Box]) -> Plan:
+        if not hole.any():
+            boxes = []
         tilings = tuple(self.tiling(hole, box) for box in boxes)
         cost = 0.0
         for box, tiling in zip(boxes, tilings, strict=True):

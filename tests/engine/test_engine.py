@@ -615,3 +615,29 @@ def test_a_non_finite_output_fails_that_image_in_a_run_and_writes_nothing(tmp_pa
     (outcome,) = run_jobs(InpaintKind(model, RunSettings()), [job])
     assert outcome.status is Status.FAILED and not (tmp_path / "out.png").exists()
     assert "broken produced values that are not finite" in outcome.error and "\n" not in outcome.error
+
+
+class ShallowFill(ContextFill):
+    """A network that fills holes only up to 12 px deep (as a partial-convolution U-Net would)."""
+
+    @property
+    def fill_reach(self) -> float:
+        return 12.0
+
+
+def test_a_deep_hole_is_filled_core_first_then_the_rest_with_the_core_as_context():
+    network = ShallowFill()
+    model = inpainter(network)
+    pixels, hole = smooth_image(200, 300), np.zeros((200, 300), bool)
+    hole[40:160, 200:290] = True  # 45 px deep
+    hole[20:23, 20:180] = True  # a thin scratch
+    steps: list[tuple[int, int]] = []
+    result = model.inpaint(pixels, hole, progress=lambda done, total: steps.append((done, total)))
+    plan = result.plan
+    assert plan.core is not None and plan.core.boxes[0].scale == pytest.approx(12 / 45, rel=0.05)
+    assert all(box.scale == 1 for box in plan.boxes)
+    assert steps == [(done, plan.passes) for done in range(1, plan.passes + 1)]
+    first, *rest = network.shapes
+    assert first[-1] < 100 and all(shape[-1] >= 100 for shape in rest)  # the core downscaled, first
+    np.testing.assert_array_equal(result.pixels[~hole], pixels[~hole])
+    assert result.passes == plan.passes

@@ -20,6 +20,7 @@ from inpaint_cli.engine.regions import (
     MAX_CROP_MARGIN,
     MIN_CROP_MARGIN,
     Box,
+    deep_core,
     default_crop_margin,
     fitted_tile,
     hole_boxes,
@@ -459,19 +460,29 @@ def torn_corner(height: int = 750, width: int = 1200, depth: int = 190) -> np.nd
     return (width - 1 - cols) + rows < depth * math.sqrt(2)
 
 
-def test_auto_downscales_a_hole_deeper_than_the_network_reaches():
-    """Issue 30: a partial-convolution U-Net leaves a hole deeper than its mask updates reach as
-    a flat patch; auto fills such a hole at the scale that brings it within reach."""
+def test_auto_fills_the_core_of_a_hole_deeper_than_the_network_reaches_first_downscaled():
+    """Issue 30: a partial-convolution U-Net leaves a hole deeper than its mask updates reach as a
+    flat patch. auto fills that hole's core first, at the scale that brings the hole within reach;
+    the rest of the hole (and anything else) then at its own scale, the core seen as known."""
     hole = torn_corner()
-    reach = hole_reach(hole)
+    hole[600:603, 100:900] = True  # a thin scratch far from it
+    reach = hole_reach(hole[:400, 700:])
     shallow = NetworkGeometry("pconv-tiny", 32, 32, 1024, lambda h, w: h * w, lambda h, w: float(h * w))
-    (native,) = plan_boxes(hole, shallow)
-    assert native.scale == 1  # no limit declared: native scale, as before
+    assert [box.scale for box in plan_boxes(hole, shallow)] == [1.0, 1.0]  # no limit: native scale
+    assert plan(hole, shallow, InpaintOptions(), GB).core is None
     limited = replace(shallow, fill_reach=39.0)
-    (box,) = plan_boxes(hole, limited)
-    assert box.scale == pytest.approx(39 / reach) and box.tile is None
-    assert plan(hole, limited, InpaintOptions(), GB).warnings == ()
-    (warning,) = plan(hole, limited, InpaintOptions(strategy="full"), GB).warnings
+    planned = plan(hole, limited, InpaintOptions(), GB)
+    (first,) = planned.core.boxes
+    assert first.scale == pytest.approx(39 / reach) and first.right == 1200 and first.top == 0
+    assert [box.scale for box in planned.boxes] == [1.0, 1.0] and planned.warnings == ()
+    core = deep_core(hole, 39.0)
+    assert core.sum() > 0.5 * torn_corner().sum() and not (core & ~hole).any()
+    assert hole_reach(hole & ~core) <= 39 + 1  # the rest is within reach once the core is known
+    assert planned.passes == 3 and planned.core.cost == limited.pass_cost(*first.scaled_size())
+    assert planned.describe().startswith("auto: 2 crop boxes (")
+    assert ", deep core first: 1 crop box (" in planned.describe()
+    (warning,) = plan(torn_corner(), limited, InpaintOptions(strategy="full"), GB).warnings
+    reach = hole_reach(torn_corner())
     assert warning == (
         f"pconv-tiny fills holes up to 39 px deep, and one is {reach:.0f} px deep at the scale it is "
         "filled at: expect a flat patch in it; --strategy auto downscales such holes"
