@@ -387,9 +387,11 @@ class Inpainter:
                 log.warning("out of %s memory: retrying in tiles of at most %sx%s", self.device, side, side)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                plan = strategies.replace_box(
+                retried = strategies.replace_box(
                     plan, index, box, hole, self.geometry, options, budget, self.limits
                 )
+                tracker.total += retried.passes - plan.passes
+                plan = retried
                 continue
             if captured:
                 self._keep_intermediates(result, captured, pixels, hole, box)
@@ -429,7 +431,8 @@ class _Tracker:
         self, inpainter: Inpainter, plan: Plan, progress: Progress | None, on_estimate: Estimate | None
     ) -> None:
         self.inpainter, self.plan, self.progress, self.on_estimate = inpainter, plan, progress, on_estimate
-        self.done, self.mark = 0, time.perf_counter()
+        self.done, self.total, self.mark = 0, plan.passes, time.perf_counter()
+        """Calls so far, of `total` (which grows when a box is retried in tiles)."""
         self.current = Pass(0, 0.0, 0)
         """The box being filled, as passes (set by `Inpainter._fill`)."""
 
@@ -439,7 +442,7 @@ class _Tracker:
         speed, geometry = self.inpainter.speed, self.inpainter.geometry
         speed.learn(self.current.pixels, self.current.cost * tiles, now - self.mark)
         self.mark = now
-        if self.on_estimate is not None and self.done < self.plan.passes:
+        if self.on_estimate is not None and self.done < self.total:
             left = plan_passes(self.plan, geometry)
             left[0] = replace(left[0], count=left[0].count - tiles)  # the first call is of the first box
             seconds = speed.estimate(left, reach=math.inf)
@@ -447,7 +450,7 @@ class _Tracker:
                 self.on_estimate(seconds)
         self.on_estimate = None
         if self.progress is not None:
-            self.progress(self.done, self.plan.passes)
+            self.progress(self.done, self.total)
 
 
 def capture_box(plan: Plan, hole: np.ndarray) -> int | None:
