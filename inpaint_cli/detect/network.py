@@ -199,6 +199,8 @@ class NetworkDetector:
     max_step_ratio: float = 0.0
     reference_side: int = 0
     min_surround_contrast: float = 0.0
+    min_length: int = 0
+    line_width: float = 0.0
     min_fraction: float = 0.0
     """Optional: a mask covering less than this fraction of the image is dropped ('no damage found').
     Off by default: the thresholds are calibrated so that clean photos yield nothing."""
@@ -223,6 +225,8 @@ class NetworkDetector:
             max_step_ratio=config.max_step_ratio,
             reference_side=config.reference_side,
             min_surround_contrast=config.min_surround_contrast,
+            min_length=config.min_length,
+            line_width=config.line_width,
         )
 
     def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
@@ -244,15 +248,91 @@ class NetworkDetector:
     ) -> Detection:
         probability = self.probability(pixels, mode)
         cut = self.threshold if threshold is None else threshold
-        mask = probability >= np.float32(cut)
-        if self.strong or self.min_area:
-            min_area = scaled_min_area(self.min_area, mask.shape, self.reference_side)
-            mask = keep_regions(mask, probability >= np.float32(max(self.strong, cut)), min_area)
-        if self.max_step_ratio and mask.any():
-            mask = drop_edges(mask, to_rgb8(pixels), self.max_step_ratio)
-        if self.min_surround_contrast and mask.any():
-            mask = drop_plain_blobs(mask, to_rgb8(pixels), self.min_surround_contrast)
+        mask = self.judge(probability, to_rgb8(pixels), cut)
         return finish(probability, mask, self.min_fraction)
+
+    def judge(self, probability: np.ndarray, rgb: np.ndarray, cut: float) -> np.ndarray:
+        """The mask of a probability map: hysteresis, then each region judged by its shape (lines by
+        skeleton length, compact regions by area) and by its contrast to the picture around it."""
+        mask = probability >= np.float32(cut)
+        if not mask.any():
+            return mask
+        strong = probability >= np.float32(max(self.strong, cut))
+        min_area = scaled_min_area(self.min_area, mask.shape, self.reference_side)
+        if self.min_length:
+            shapes = Shapes.of(mask)
+            keep = shapes.holding(strong) & (
+                shapes.lines(self.min_length, self.line_width) | (shapes.area >= min_area)
+            )
+            keep[0] = False
+            mask = keep[shapes.labels]
+        elif self.strong or self.min_area:
+            mask = keep_regions(mask, strong, min_area)
+        if self.max_step_ratio and mask.any():
+            mask = drop_edges(mask, rgb, self.max_step_ratio)
+        if self.min_surround_contrast and mask.any():
+            mask = drop_plain_blobs(mask, rgb, self.min_surround_contrast, self.min_length, self.line_width)
+        return mask
+
+
+SKELETON_STEPS = 12
+"""Erosions of the morphological skeleton: a region still standing after them is over 24 px wide, so
+compact whatever its length (its skeleton is counted up to there, which only makes it wider)."""
+
+
+@dataclass
+class Shapes:
+    """The 8-connected regions of a mask with their area and skeleton length (px)."""
+
+    count: int
+    labels: np.ndarray
+    stats: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Shapes:
+        import cv2
+
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        skeleton = morphological_skeleton(mask)
+        length = np.bincount(labels[skeleton], minlength=count).astype(np.float64)
+        return cls(count, labels, stats, length)
+
+    @property
+    def area(self) -> np.ndarray:
+        import cv2
+
+        return self.stats[:, cv2.CC_STAT_AREA]
+
+    def width(self) -> np.ndarray:
+        """Mean width (px): area over skeleton length."""
+        return self.area / np.maximum(self.length, 1)
+
+    def lines(self, min_length: int, line_width: float) -> np.ndarray:
+        """Which regions are lines: a skeleton of at least `min_length` px, at most `line_width` wide."""
+        return (self.length >= min_length) & (self.width() <= line_width)
+
+    def holding(self, strong: np.ndarray) -> np.ndarray:
+        """Which regions hold a pixel of `strong` (hysteresis)."""
+        return np.bincount(self.labels[strong], minlength=self.count) > 0
+
+
+def morphological_skeleton(mask: np.ndarray, steps: int = SKELETON_STEPS) -> np.ndarray:
+    """Lantuéjoul's skeleton with a 3×3 cross: the union over k of erode^k minus its opening. A 1-px
+    line is its own skeleton; a line of odd width leaves one pixel across it, of even width two (so
+    area / skeleton length measures a w-px line as w or w/2)."""
+    import cv2
+
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    current = mask.view(np.uint8).copy()
+    skeleton = np.zeros(mask.shape, bool)
+    for _ in range(steps):
+        opened = cv2.morphologyEx(current, cv2.MORPH_OPEN, cross)
+        skeleton |= current > opened
+        current = cv2.erode(current, cross)
+        if not current.any():
+            break
+    return skeleton
 
 
 def scaled_min_area(min_area: int, shape: tuple[int, ...], reference_side: int = 0) -> int:
@@ -356,16 +436,24 @@ def surround_contrast(
     return contrast
 
 
-def drop_plain_blobs(mask: np.ndarray, rgb: np.ndarray, min_contrast: float) -> np.ndarray:
-    """`mask` without its compact regions (length² / area under EDGE_ELONGATION) whose colour continues
-    into the picture around them (median Lab distance to their ring under `min_contrast`): a spot,
-    stain, tear or missing corner differs from the photo all round; a patch of cloud or highlight
-    the network took for a stain does not."""
+def drop_plain_blobs(
+    mask: np.ndarray, rgb: np.ndarray, min_contrast: float, min_length: int = 0, line_width: float = 0.0
+) -> np.ndarray:
+    """`mask` without its compact regions whose colour continues into the picture around them (median
+    Lab distance to their ring under `min_contrast`): a spot, stain, tear or missing corner differs
+    from the photo all round; a patch of cloud or highlight the network took for a stain does not.
+    Compact: not a line under the shape rule (`min_length`, `line_width`), or without it, length² /
+    area under EDGE_ELONGATION."""
     import cv2
 
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
-    compact = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < EDGE_ELONGATION
+    if min_length:
+        shapes = Shapes.of(mask)
+        labels, stats = shapes.labels, shapes.stats
+        compact = ~shapes.lines(min_length, line_width)
+    else:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+        length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+        compact = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < EDGE_ELONGATION
     compact[0] = False
     if not compact.any():
         return mask

@@ -41,6 +41,8 @@ MAX_MIN_AREA = 1_000_000
 MAX_STEP_RATIO = 100.0
 MAX_REFERENCE_SIDE = 100_000
 MAX_SURROUND_CONTRAST = 255.0
+MAX_MIN_LENGTH = 100_000
+MAX_LINE_WIDTH = 64.0
 DEFAULT_THRESHOLD = 0.4
 """A pixel is damage where its probability is at least this (BOPBtL's `>= 0.4`)."""
 
@@ -127,6 +129,13 @@ class ScratchConfig(FamilyConfig):
     """Compact regions whose colour differs from the picture around them by less than this (median
     distance in 8-bit Lab) are part of the photo, not damage, and are dropped (0: off;
     `detect.drop_plain_blobs`)."""
+    min_length: int = 0
+    """Shape rule (0: off, `min_area` judges every region): a region whose skeleton is at least this
+    long (px) and whose mean width (area / skeleton length) is at most `line_width` is a line
+    (scratch, crack, fold, hair) and is kept however small its area; `min_area` and the surround
+    check then judge only the other, compact regions (`detect.shapes`)."""
+    line_width: float = 0.0
+    """Widest mean width (px) of a line under the shape rule."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -149,6 +158,8 @@ class ScratchConfig(FamilyConfig):
             raise CheckpointError(f"unsupported reference_side {self.reference_side}")
         if not 0 <= self.min_surround_contrast <= MAX_SURROUND_CONTRAST:
             raise CheckpointError(f"unsupported min_surround_contrast {self.min_surround_contrast}")
+        if not (0 <= self.min_length <= MAX_MIN_LENGTH and 0 <= self.line_width <= MAX_LINE_WIDTH):
+            raise CheckpointError(f"unsupported min_length {self.min_length} or line_width {self.line_width}")
 
 
 class ScratchUNet(Network):
