@@ -56,7 +56,9 @@ def outcome_lines(
         timing = f"({outcome.seconds:.2f} s)"
     else:
         timing = f"in {whole_seconds:.2f} s (this image {outcome.seconds:.2f} s, the rest start-up and model)"
-    lines.append(f"[green]wrote[/] {text(outcome.written[0])} {timing}")
+    undamaged = outcome.details.get("no_damage")
+    found = " [yellow](no damage found: the photo copied through)[/]" if undamaged else ""
+    lines.append(f"[green]wrote[/] {text(outcome.written[0])}{found} {timing}")
     extra = outcome.written[1:]
     pictures = [path for path in extra if intermediates is None or intermediates not in path.parents]
     lines += [f"  also wrote {text(path)}" for path in pictures]
@@ -141,6 +143,9 @@ def print_summary(result: RunResult) -> None:
     if result.not_run:
         table.add_row("not run", str(len(result.not_run)))
     table.add_row("unused masks", str(len(result.plan.unused_masks)))
+    undamaged = sum(bool(outcome.details.get("no_damage")) for outcome in result.outcomes)
+    if undamaged:
+        table.add_row("[yellow]no damage found[/] (copied through)", str(undamaged))
     table.add_row("time", f"{seconds:.1f} s ({done / seconds if seconds else 0:.2f} images/s)")
     console.print(table)
     notes = [f"[red]failed[/] {text(o.error)}" for o in result.outcomes if o.status is Status.FAILED]

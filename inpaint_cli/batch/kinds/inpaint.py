@@ -329,6 +329,8 @@ class InpaintKind:
             outcome.stages["detect"] = detect
         outcome.warnings += loaded.notes
         if not loaded.hole.any():
+            if not job.masks:  # the case to look at: counted, and flagged on the review page
+                outcome.details["no_damage"] = True
             what = (
                 f"{job.masks[0]}: mask has no hole pixels" if job.masks else f"{job.image}: no damage found"
             )
