@@ -200,11 +200,32 @@ def detectors(tiny: Path, before: Path | None) -> dict[str, object]:
     return found
 
 
+UNION = "classical ∪ scratch-tiny"
+"""Both detectors together: what either finds."""
+
+
+def masks_of(
+    found: dict, pixels: np.ndarray, seconds: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """Each detector's mask, and with classical and scratch-tiny both present, their union;
+    `seconds` adds up each one's time."""
+    seconds = {} if seconds is None else seconds
+    masks = {}
+    for name, detector in found.items():
+        started = time.perf_counter()
+        masks[name] = detector.detect(pixels, Mode.HIGH_RES).mask
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+    if "classical" in masks and "scratch-tiny" in masks:
+        masks[UNION] = masks["classical"] | masks["scratch-tiny"]
+        seconds[UNION] = seconds["classical"] + seconds["scratch-tiny"]
+    return masks
+
+
 def per_kind(photos, found, repeats: int, papers) -> dict[str, dict[str, Counts]]:
-    table = {name: {kind: Counts() for kind in damage.KINDS} for name in found}
+    table: dict[str, dict[str, Counts]] = {}
     for kind, pixels, truth in damaged_crops(photos, repeats, EVAL_SEED, papers):
-        for name, detector in found.items():
-            table[name][kind].add(detector.detect(pixels, Mode.HIGH_RES).mask, truth)
+        for name, mask in masks_of(found, pixels).items():
+            table.setdefault(name, {k: Counts() for k in damage.KINDS})[kind].add(mask, truth)
     return table
 
 
@@ -228,15 +249,15 @@ def print_per_kind(table: dict[str, dict[str, Counts]]) -> dict:
 
 
 def clean_area(pictures: dict[str, np.ndarray], found) -> dict:
-    names = list(found)
+    names = list(masks_of(found, np.zeros((64, 64, 3), np.uint8)))
     print("\n## Clean pictures: area marked (the bound is 0.1 %)\n")
     print("| picture | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     areas: dict[str, list[float]] = {name: [] for name in names}
     for label, pixels in pictures.items():
         cells = []
-        for name, detector in found.items():
-            fraction = detector.detect(pixels, Mode.HIGH_RES).fraction
+        for name, mask in masks_of(found, pixels).items():
+            fraction = float(mask.mean())
             areas[name].append(fraction)
             cells.append(f"{fraction:.3%}")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
@@ -262,19 +283,17 @@ def clean_area(pictures: dict[str, np.ndarray], found) -> dict:
 def thin_scratches(photos: dict[str, np.ndarray], found, sides: tuple[int, ...], papers) -> dict:
     print("\n## Thin scratches (1-5 px) on large scans (P / R / F1, 2-px tolerance; seconds)\n")
     rng = np.random.default_rng(EVAL_SEED + 2)
-    counts = {name: Counts() for name in found}
-    seconds = dict.fromkeys(found, 0.0)
+    counts: dict[str, Counts] = {}
+    seconds: dict[str, float] = {}
     for side, (label, photo) in zip(sides, photos.items(), strict=False):
         pixels, truth = thin_picture(photo, side, rng, papers)
         print(f"{label} at {pixels.shape[1]}x{pixels.shape[0]}: {truth.mean():.3%} scratched", flush=True)
-        for name, detector in found.items():
-            started = time.perf_counter()
-            counts[name].add(detector.detect(pixels, Mode.HIGH_RES).mask, truth)
-            seconds[name] += time.perf_counter() - started
+        for name, mask in masks_of(found, pixels, seconds).items():
+            counts.setdefault(name, Counts()).add(mask, truth)
     print("\n| detector | P / R / F1 | seconds |\n|---|---|---|")
-    for name in found:
+    for name in counts:
         print(f"| {name} | {counts[name].row()} | {seconds[name]:.0f} |")
-    return {name: {**counts[name].as_json(), "seconds": round(seconds[name], 1)} for name in found}
+    return {name: {**counts[name].as_json(), "seconds": round(seconds[name], 1)} for name in counts}
 
 
 # --- calibration (on CALIBRATION photos only) ----------------------------------------------------------
@@ -284,9 +303,9 @@ GRID = {
     "strong": (0.5, 0.7, 0.8, 0.9, 0.95),
     "min_length": (0, 20, 40, 80, 160),
     "line_width": (3.0, 5.0, 8.0),
-    "min_area": (40, 120, 320, 640, 1280),
+    "min_area": (8, 40, 120, 320, 640, 1280),
     "max_step_ratio": (0.0, 0.35, 0.6),
-    "min_surround_contrast": (0.0, 10.0, 20.0, 30.0),
+    "min_surround_contrast": (0.0, 10.0, 20.0, 30.0, 45.0, 60.0),
 }
 """Post-processing settings `--calibrate` tries (0 = that check off; min_length 0: area rule only)."""
 

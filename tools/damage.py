@@ -24,6 +24,21 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+SHARE = {
+    "scratch_light": 2.0,
+    "scratch_dark": 1.5,
+    "crack": 2.5,
+    "fold": 1.0,
+    "tear": 0.6,
+    "corner": 0.6,
+    "dust": 1.5,
+    "spots": 1.0,
+    "foxing": 0.6,
+    "emulsion": 0.6,
+}
+"""How often training draws each kind: thin damage most. Large light patches (tears, corners, lost
+emulsion) drawn as often taught the network that every light region of a print (a face, a collar)
+is damage."""
 KINDS = (
     "scratch_light",
     "scratch_dark",
@@ -160,7 +175,7 @@ def _torn_polygon_layer(rng: Rng, h: int, w: int, polygon: np.ndarray) -> np.nda
 
 def tear_layer(rng: Rng, h: int, w: int) -> np.ndarray:
     """A strip torn off along one edge (wavy, ragged)."""
-    depth = rng.uniform(0.04, 0.25)
+    depth = rng.uniform(0.03, 0.15)
     a, b = sorted(rng.uniform(-0.2, 1.2, 2))
     b = max(b, a + 0.3)
     xs = np.linspace(a, b, 24)
@@ -177,7 +192,7 @@ def tear_layer(rng: Rng, h: int, w: int) -> np.ndarray:
 
 def corner_layer(rng: Rng, h: int, w: int) -> np.ndarray:
     """A missing corner, cut straight or torn in a curve."""
-    reach = rng.uniform(0.1, 0.45, 2)
+    reach = rng.uniform(0.08, 0.3, 2)
     t = np.linspace(0, 1, 16)
     bulge = rng.uniform(-0.3, 0.3)
     edge = np.stack([reach[0] * (1 - t), reach[1] * t], axis=1)
@@ -229,9 +244,9 @@ def foxing_layer(rng: Rng, h: int, w: int) -> np.ndarray:
 
 def emulsion_layer(rng: Rng, h: int, w: int) -> np.ndarray:
     """Flaked-off emulsion: irregular patches with sharp, ragged rims."""
-    blobs = smooth_noise(rng, h, w, rng.uniform(12, 50))
-    blobs += 0.5 * smooth_noise(rng, h, w, rng.uniform(3, 8))
-    layer = (blobs > rng.uniform(1.0, 1.6)).astype(np.float32)
+    blobs = smooth_noise(rng, h, w, rng.uniform(8, 30))
+    blobs += 0.5 * smooth_noise(rng, h, w, rng.uniform(2, 6))
+    layer = (blobs > rng.uniform(1.3, 1.9)).astype(np.float32)
     return cv2.GaussianBlur(layer, (0, 0), 0.6)
 
 

@@ -60,6 +60,9 @@ HELD_OUT = ("picosdeeuropa_by_Aitzol_Berasategi", "sunset_by_Aitzol_Berasategi")
 """Free photographs kept for the evaluation: never trained or tuned on."""
 CALIBRATION = ("Picture_1A_by_freespace", "coffee")
 """Free photographs kept out of training: the best checkpoint and the post-processing are chosen on them."""
+PORTRAITS = ("astronaut", "camera", "grace_hopper", "chelsea", "friends_by_Aitzol_Berasategi")
+PORTRAIT_SHARE = 0.3
+KIND_P = np.array([damage.SHARE[kind] for kind in damage.KINDS]) / sum(damage.SHARE.values())
 TEXTURES_ONLY = ("brick", "grass", "gravel", "hubble_deep_field")
 """Pictures that are all fine texture: kept clean more often (what must never be called damage)."""
 CONFIG = ScratchConfig(in_channels=3, out_channels=1, depth=5, wf=3, threshold=0.5)
@@ -70,9 +73,9 @@ BUNDLED_POSTPROCESSING: dict[str, float | int] = {}
 MAX_SIDE = 2048
 CROP = 160
 BATCH = 6
-CLEAN_FRACTION = 0.35
+CLEAN_FRACTION = 0.4
 """Share of training crops with no damage at all (with a heavier old-photo look): saying nothing."""
-DAMAGE_WEIGHT = 2.0
+DAMAGE_WEIGHT = 1.0
 CHECK_EVERY = 150
 VALIDATION_CROPS = 36
 VALIDATION_SIDE = 256
@@ -87,13 +90,17 @@ class Crops:
     a flip or turn; then the old-photo look, damage and a scan (`damage.synthesize`)."""
 
     def __init__(
-        self, photos: list[np.ndarray], textured: list[bool], textures: list[np.ndarray], rng
+        self, photos: list[np.ndarray], textured: list[bool], textures: list[np.ndarray], rng, portraits=()
     ) -> None:
         self.photos, self.textured, self.textures, self.rng = photos, textured, textures, rng
+        self.portraits = list(portraits)
+        """Indices of portraits: drawn more often, since old prints are mostly portraits and their light
+        faces and collars are what the network must not take for paper."""
 
     def sample(self, side: int = CROP) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
-        index = int(rng.integers(len(self.photos)))
+        portrait = self.portraits and rng.random() < PORTRAIT_SHARE
+        index = int(rng.choice(self.portraits)) if portrait else int(rng.integers(len(self.photos)))
         photo = self.photos[index]
         window = min(int(side * rng.uniform(0.6, 2.5)), *photo.shape[:2])
         y = int(rng.integers(0, photo.shape[0] - window + 1))
@@ -103,7 +110,7 @@ class Crops:
         crop = np.rot90(crop, int(rng.integers(4)))
         clean = rng.random() < (0.6 if self.textured[index] else CLEAN_FRACTION)
         count = int(rng.choice([1, 1, 2, 3]))
-        kinds = [] if clean else list(rng.choice(damage.KINDS, size=count, replace=False))
+        kinds = [] if clean else list(rng.choice(damage.KINDS, size=count, replace=False, p=KIND_P))
         pixels, truths = damage.synthesize(np.ascontiguousarray(crop), kinds, rng, self.textures, heavy=clean)
         truth = np.zeros((side, side), bool)
         for mask in truths.values():
@@ -121,12 +128,12 @@ def to_input(pixels: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-def load_data(data: Path) -> tuple[list, list, list, list, list]:
+def load_data(data: Path) -> tuple[list, list, list, list, list, list]:
     """(training pictures, whether each is all texture, paper textures, calibration pictures, the
-    per-file licence records of everything trained on)."""
+    per-file licence records of everything trained on, the indices of the portraits)."""
     everything = free_photos.free_photographs(data)
     chosen = [p for p in everything if p.name not in HELD_OUT + CALIBRATION]
-    pictures, textured = [], []
+    pictures, textured, portraits = [], [], []
     for photo in chosen:
         pixels = load_rgb(photo.file, MAX_SIDE)
         copies = [pixels]
@@ -134,11 +141,12 @@ def load_data(data: Path) -> tuple[list, list, list, list, list]:
             copies.append(cv2.resize(pixels, (pixels.shape[1] // 2, pixels.shape[0] // 2), cv2.INTER_AREA))
         pictures += copies
         textured += [photo.name in TEXTURES_ONLY] * len(copies)
+        portraits += [photo.name in PORTRAITS] * len(copies)
     papers = free_photos.paper_textures(data)
     textures = damage.load_textures([p.file for p in papers])
     calibration = [load_rgb(p.file, MAX_SIDE) for p in everything if p.name in CALIBRATION]
     records = [p.record() for p in chosen] + [p.record() for p in papers]
-    return pictures, textured, textures, calibration, records
+    return pictures, textured, textures, calibration, records, list(np.flatnonzero(portraits))
 
 
 # --- training ---------------------------------------------------------------------------------------
@@ -193,7 +201,7 @@ def train(
     work: Path, minutes: float, total: float, seed: int, resume: bool, device: str, log: Callable[[str], None]
 ) -> dict:
     """Train for `minutes` of wall time within a cosine schedule planned over `total` minutes."""
-    pictures, textured, textures, calibration, records = load_data(DATA)
+    pictures, textured, textures, calibration, records, portraits = load_data(DATA)
     log(f"{len(pictures)} training pictures; held out {', '.join(HELD_OUT + CALIBRATION)}")
     network = ScratchUNet(CONFIG).to(device)
     optimiser = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
@@ -210,7 +218,7 @@ def train(
         state = saved["progress"]
         state["total_minutes"] = total
     samples = validation_set(calibration, textures, seed)
-    crops = Crops(pictures, textured, textures, rng)
+    crops = Crops(pictures, textured, textures, rng, portraits)
     deadline = time.monotonic() + minutes * 60
     started, spent, losses = time.monotonic(), state["seconds"], []
     network.train()
