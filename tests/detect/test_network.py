@@ -294,7 +294,7 @@ def test_the_minimum_region_shrinks_with_the_square_of_a_small_pictures_short_si
 
 
 class _Painted(NetworkDetector):
-    """The bundled post-processing over a probability painted by the test, not the network's."""
+    """A detector's post-processing over a probability painted by the test, not the network's."""
 
     painted: np.ndarray
 
@@ -305,8 +305,13 @@ class _Painted(NetworkDetector):
 def test_a_scratch_is_kept_on_a_small_print_and_the_same_area_is_noise_on_a_large_one() -> None:
     import cv2
 
-    bundled = NetworkDetector.from_file(BUNDLED)
-    detector = _Painted(**{f: getattr(bundled, f) for f in bundled.__dataclass_fields__})
+    # The area rule alone (no shape rule, no classical): regions of 1280 px, fewer below a short side
+    # of 640 px, as the bundled network's own settings.
+    network = ScratchUNet({"in_channels": 3, "wf": 0, "depth": 1})
+    rules = NetworkDetector(
+        network, "area rule", threshold=0.3, strong=0.7, min_area=1280, reference_side=640
+    )
+    detector = _Painted(**{f: getattr(rules, f) for f in rules.__dataclass_fields__})
 
     def found(side: int, length: int) -> int:
         photo = smooth_photo(side, side)
@@ -316,8 +321,8 @@ def test_a_scratch_is_kept_on_a_small_print_and_the_same_area_is_noise_on_a_larg
         detector.painted = probability
         return int(detector.detect(photo).mask.sum())
 
-    small = scaled_min_area(bundled.min_area, (256, 256), bundled.reference_side)
-    assert bundled.reference_side > 256 and small < bundled.min_area
+    small = scaled_min_area(rules.min_area, (256, 256), rules.reference_side)
+    assert rules.reference_side > 256 and small < rules.min_area
     # Just above the small print's minimum region: a scratch there, kept; the same pixels on a
     # 1024-px picture are under the calibrated minimum and dropped as noise.
     length = small // 3 + 2
