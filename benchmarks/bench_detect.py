@@ -110,12 +110,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-48mp", action="store_true")
+    parser.add_argument(
+        "--only", nargs="*", help="measure only these detectors (e.g. scratch-tiny classical)"
+    )
+    parser.add_argument("--skip-small", action="store_true", help="only the 48 MP scan")
     args = parser.parse_args()
     if args.child:
         detector, mode, image, mask = args.child
         child(detector, mode, Path(image), Path(mask), args.threads)
         return
-    runs = [run for run in RUNS if run[0] != "scratch-tiny" or TINY.is_file()]
+
+    def wanted(run: tuple[str, str]) -> bool:
+        return (run[0] != "scratch-tiny" or TINY.is_file()) and (not args.only or run[0] in args.only)
+
+    runs = [run for run in RUNS if wanted(run)] if not args.skip_small else []
     print(machine_summary())
     with tempfile.TemporaryDirectory() as folder:
         medium = Path(folder) / "scan_2mp.jpg"
@@ -129,21 +137,22 @@ def main() -> None:
             per_mp = statistics.median(r["seconds"] / (r["pixels"] / 1e6) for r in results)
             rss = max(r["peak_rss"] for r in results) / GIB
             print(f"| {detector} | {mode} | {per_mp:.2f} | {rss:.2f} GiB |", flush=True)
-        small = Path(folder) / "scan_025mp.jpg"
-        synthetic_scan(small, 612, 408)
-        result = measure(*SLOW_RUN, small, args.threads)
-        per_mp = result["seconds"] / (result["pixels"] / 1e6)
-        print(
-            f"| {SLOW_RUN[0]} | {SLOW_RUN[1]} (0.25 MP, once) | {per_mp:.2f} "
-            f"| {result['peak_rss'] / GIB:.2f} GiB |"
-        )
+        if wanted(SLOW_RUN) and not args.skip_small:
+            small = Path(folder) / "scan_025mp.jpg"
+            synthetic_scan(small, 612, 408)
+            result = measure(*SLOW_RUN, small, args.threads)
+            per_mp = result["seconds"] / (result["pixels"] / 1e6)
+            print(
+                f"| {SLOW_RUN[0]} | {SLOW_RUN[1]} (0.25 MP, once) | {per_mp:.2f} "
+                f"| {result['peak_rss'] / GIB:.2f} GiB |"
+            )
         if args.skip_48mp:
             return
         large = Path(folder) / "scan_48mp.jpg"
         synthetic_scan(large, 8000, 6000)
         print("\n## 48 MP scan (8000×6000): one run each\n")
         print("| detector | mode | seconds | peak RSS | under 2 GiB |\n|---|---|---|---|---|")
-        for detector, mode in [run for run in LARGE_RUNS if run[0] != "scratch-tiny" or TINY.is_file()]:
+        for detector, mode in [run for run in LARGE_RUNS if wanted(run)]:
             result = measure(detector, mode, large, args.threads)
             rss = result["peak_rss"]
             print(
