@@ -1,10 +1,10 @@
 """Make `docs/finding_damage.png` offline: what the detectors find on real damaged prints.
 
-    python docs/make_detect_pictures.py --prints PATH/Bringing-Old-Photos-Back-to-Life/test_images/old_w_scratch
+    python docs/make_detect_pictures.py --prints CHECKOUT/test_images/old_w_scratch
 
-The prints are the four real scans with scratches, cracks and tears that Microsoft's *Bringing Old
-Photos Back to Life* publishes in its repository (`test_images/old_w_scratch/`; not part of this
-repository, never trained or tuned on). Each row: the print | what `inpaint detect` finds with each
+CHECKOUT is a clone of microsoft/Bringing-Old-Photos-Back-to-Life: the prints are the four real
+scans with scratches, cracks and tears it publishes in `test_images/old_w_scratch/` (not part of
+this repository, never trained or tuned on). Each row: the print | what `inpaint detect` finds with each
 detector that needs no download (scratch-tiny, classical), tinted red | `inpaint run --mask auto
 --model pconv-tiny` (scratch-tiny's mask, dilated, filled by the bundled PConv). Prints the share of
 each print every detector marks; there is no exact mask of real damage to score against.
@@ -47,7 +47,7 @@ def shown(picture: np.ndarray, label: str) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prints", type=Path, required=True, help="BOPBtL's test_images/old_w_scratch folder")
+    parser.add_argument("--prints", type=Path, required=True, help="BOPBtL's test_images/old_w_scratch")
     args = parser.parse_args()
     prints = sorted(args.prints.glob("*.png"))
     if not prints:
