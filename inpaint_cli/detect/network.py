@@ -260,19 +260,29 @@ class NetworkDetector:
         strong = probability >= np.float32(max(self.strong, cut))
         min_area = scaled_min_area(self.min_area, mask.shape, self.reference_side)
         if self.min_length:
-            shapes = Shapes.of(mask)
-            keep = shapes.holding(strong) & (
-                shapes.lines(self.min_length, self.line_width) | (shapes.area >= min_area)
-            )
-            keep[0] = False
-            mask = keep[shapes.labels]
+            mask = self._judge_shapes(mask, strong, rgb, min_area)
         elif self.strong or self.min_area:
             mask = keep_regions(mask, strong, min_area)
+            if self.min_surround_contrast and mask.any():
+                mask = drop_plain_blobs(mask, rgb, self.min_surround_contrast)
         if self.max_step_ratio and mask.any():
             mask = drop_edges(mask, rgb, self.max_step_ratio)
-        if self.min_surround_contrast and mask.any():
-            mask = drop_plain_blobs(mask, rgb, self.min_surround_contrast, self.min_length, self.line_width)
         return mask
+
+    def _judge_shapes(
+        self, mask: np.ndarray, strong: np.ndarray, rgb: np.ndarray, min_area: int
+    ) -> np.ndarray:
+        """The shape rule: lines kept by skeleton length, compact regions by area and by their contrast
+        to the surround (`drop_plain_blobs`' measure), each region measured once."""
+        shapes = Shapes.of(mask)
+        line = shapes.lines(self.min_length, self.line_width)
+        keep = shapes.holding(strong) & (line | (shapes.area >= min_area))
+        keep[0] = False
+        if self.min_surround_contrast:
+            compact = keep & ~line
+            contrast = surround_contrast(rgb, shapes.labels, shapes.stats, compact)
+            keep &= ~(compact & (contrast < self.min_surround_contrast))
+        return keep[shapes.labels]
 
 
 SKELETON_STEPS = 12
@@ -436,24 +446,16 @@ def surround_contrast(
     return contrast
 
 
-def drop_plain_blobs(
-    mask: np.ndarray, rgb: np.ndarray, min_contrast: float, min_length: int = 0, line_width: float = 0.0
-) -> np.ndarray:
-    """`mask` without its compact regions whose colour continues into the picture around them (median
-    Lab distance to their ring under `min_contrast`): a spot, stain, tear or missing corner differs
-    from the photo all round; a patch of cloud or highlight the network took for a stain does not.
-    Compact: not a line under the shape rule (`min_length`, `line_width`), or without it, length² /
-    area under EDGE_ELONGATION."""
+def drop_plain_blobs(mask: np.ndarray, rgb: np.ndarray, min_contrast: float) -> np.ndarray:
+    """`mask` without its compact regions (length² / area under EDGE_ELONGATION) whose colour continues
+    into the picture around them (median Lab distance to their ring under `min_contrast`): a spot,
+    stain, tear or missing corner differs from the photo all round; a patch of cloud or highlight
+    the network took for a stain does not."""
     import cv2
 
-    if min_length:
-        shapes = Shapes.of(mask)
-        labels, stats = shapes.labels, shapes.stats
-        compact = ~shapes.lines(min_length, line_width)
-    else:
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-        length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
-        compact = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < EDGE_ELONGATION
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]).astype(np.float64)
+    compact = length**2 / np.maximum(stats[:, cv2.CC_STAT_AREA], 1) < EDGE_ELONGATION
     compact[0] = False
     if not compact.any():
         return mask
