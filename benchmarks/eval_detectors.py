@@ -300,11 +300,11 @@ def thin_scratches(photos: dict[str, np.ndarray], found, sides: tuple[int, ...],
 # --- calibration (on CALIBRATION photos only) ----------------------------------------------------------
 
 GRID = {
-    "threshold": (0.3, 0.45, 0.6),
-    "strong": (0.6, 0.8, 0.9, 0.95),
+    "threshold": (0.3, 0.45, 0.6, 0.75),
+    "strong": (0.6, 0.8, 0.9, 0.95, 0.98),
     "min_length": (0, 20, 40, 80, 160),
     "line_width": (3.0, 5.0, 8.0),
-    "min_area": (8, 40, 120, 320, 640, 1280),
+    "min_area": (8, 40, 120, 320, 640, 1280, 4000),
     "max_step_ratio": (0.0, 0.35, 0.6),
     "min_surround_contrast": (0.0, 10.0, 20.0, 30.0, 45.0, 60.0),
 }

@@ -201,6 +201,7 @@ class NetworkDetector:
     min_surround_contrast: float = 0.0
     min_length: int = 0
     line_width: float = 0.0
+    with_classical: int = 0
     min_fraction: float = 0.0
     """Optional: a mask covering less than this fraction of the image is dropped ('no damage found').
     Off by default: the thresholds are calibrated so that clean photos yield nothing."""
@@ -227,6 +228,7 @@ class NetworkDetector:
             min_surround_contrast=config.min_surround_contrast,
             min_length=config.min_length,
             line_width=config.line_width,
+            with_classical=config.with_classical,
         )
 
     def probability(self, pixels: np.ndarray, mode: Mode) -> np.ndarray:
@@ -249,6 +251,10 @@ class NetworkDetector:
         probability = self.probability(pixels, mode)
         cut = self.threshold if threshold is None else threshold
         mask = self.judge(probability, to_rgb8(pixels), cut)
+        if self.with_classical:
+            from inpaint_cli.detect.classical import ClassicalDetector
+
+            mask |= ClassicalDetector().detect(pixels).mask
         return finish(probability, mask, self.min_fraction)
 
     def judge(self, probability: np.ndarray, rgb: np.ndarray, cut: float) -> np.ndarray:

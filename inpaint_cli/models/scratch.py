@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaint_cli.errors import CheckpointError
-from inpaint_cli.models.base import FamilyConfig, Network
+from inpaint_cli.models.base import FamilyConfig, Network, bounded
 
 FAMILY_NAME = "scratch"
 LEAKY_SLOPE = 0.2
@@ -136,6 +136,9 @@ class ScratchConfig(FamilyConfig):
     check then judge only the other, compact regions (`detect.shapes`)."""
     line_width: float = 0.0
     """Widest mean width (px) of a line under the shape rule."""
+    with_classical: int = bounded(0, 1, default=0)
+    """1: the weight-free `classical` detector's findings are added to the network's (both detectors
+    together: its top-hats see isolated specks and faint thin scratches the network leaves)."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -101,3 +101,20 @@ def test_a_short_line_is_not_a_line() -> None:
 def test_shape_settings_have_ceilings(field: str, value: float) -> None:
     with pytest.raises(CheckpointError, match=field):
         ScratchConfig(**{field: value})
+
+
+class _Silent(NetworkDetector):
+    """A network that finds nothing: what remains is the classical detector's."""
+
+    def probability(self, pixels: np.ndarray, mode: object) -> np.ndarray:
+        return np.zeros(pixels.shape[:2], np.float32)
+
+
+def test_with_classical_adds_what_the_top_hats_find() -> None:
+    rng = np.random.default_rng(1)
+    photo = np.clip(120 + rng.normal(0, 2, (240, 320, 1)), 0, 255).repeat(3, axis=2).astype(np.uint8)
+    cv2.line(photo, (20, 30), (300, 200), (250, 250, 250), 2)
+    network = ScratchUNet(ScratchConfig(in_channels=3, wf=0, depth=1))
+    assert _Silent(network, "alone", threshold=0.5).detect(photo).no_damage
+    found = _Silent(network, "together", threshold=0.5, with_classical=1).detect(photo).mask
+    assert found[photo[..., 0] == 250].mean() > 0.9 and found.sum() < 3 * (photo[..., 0] == 250).sum()
