@@ -461,6 +461,7 @@ def main() -> None:
     )
     parser.add_argument("--skip", nargs="*", default=[], help="detectors to leave out (e.g. classical)")
     parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument("--sides", nargs="*", type=int, help="long sides of the large scans (3000 4500 6000)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -485,7 +486,7 @@ def main() -> None:
     clean.update(old_prints(args.old))
     numbers["clean"] = clean_area(clean, found)
     large = test_photos(None)
-    sides = (3000,) if args.quick else (3000, 4500, 6000)
+    sides = tuple(args.sides or ((3000,) if args.quick else (3000, 4500, 6000)))
     numbers["thin_large"] = thin_scratches(
         {k: large[k] for k in ("Volna", "Shell", "Path")}, found, sides, papers
     )
