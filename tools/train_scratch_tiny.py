@@ -258,7 +258,14 @@ def train(
                     "progress": state,
                 },
             )
+            write_record(work, state, seed, records)
             log(json.dumps(point))
+    return write_record(work, state, seed, records)
+
+
+def write_record(work: Path, state: dict, seed: int, records: list) -> dict:
+    """`<work>/record.json`: the run so far (steps, time, learning curve, every picture's licence),
+    written at every check so that a run stopped at any moment has one."""
     record = {
         "steps": state["step"],
         "minutes": round(state["seconds"] / 60, 1),
@@ -268,7 +275,7 @@ def train(
         "crop": CROP,
         "batch": BATCH,
         "learning_rate": LEARNING_RATE,
-        "planned_minutes": total,
+        "planned_minutes": state["total_minutes"],
         "curve": state["curve"],
         "held_out": list(HELD_OUT),
         "calibration": list(CALIBRATION),
