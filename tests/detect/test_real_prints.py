@@ -1,6 +1,5 @@
-"""The bundled detector on small crops of real scanned prints (tests/data/detect/SOURCES.md): a crack
-network is marked, undamaged old prints are left alone. (The thin cracks of `cracked_b.png` are not
-found at the bundled settings: lines shorter than 160 px are dropped to keep clean photos quiet.)"""
+"""The bundled detector on small crops of real scanned prints (tests/data/detect/SOURCES.md): their
+cracks are marked, undamaged old prints are left alone."""
 
 from __future__ import annotations
 
@@ -25,15 +24,19 @@ def crop(name: str) -> np.ndarray:
     return np.asarray(Image.open(DATA / name).convert("RGB"))
 
 
-def test_the_crack_network_of_a_real_print_is_marked_and_it_is_the_light_paper(
-    detector: NetworkDetector,
+@pytest.mark.parametrize(
+    ("name", "least", "lighter"), [("cracked_b.png", 0.05, 40), ("cracked_d.png", 0.07, 80)]
+)
+def test_the_cracks_of_a_real_print_are_marked_and_they_are_the_light_paper(
+    detector: NetworkDetector, name: str, least: float, lighter: float
 ) -> None:
-    pixels = crop("cracked_d.png")
+    pixels = crop(name)
     mask = detector.detect(pixels).mask
-    assert mask.mean() >= 0.03, mask.mean()  # measured 4.4 %: the widest cracks and the torn corner
+    # Measured: 8.0 % of cracked_b and 10.2 % of cracked_d marked.
+    assert mask.mean() >= least, mask.mean()
     grey = pixels.mean(axis=2)
-    # The cracks show the paper: what is marked is far lighter than the print (measured 237 against 94).
-    assert grey[mask].mean() > grey[~mask].mean() + 100
+    # The cracks show the paper: what is marked is lighter (measured 196 against 134, 203 against 89).
+    assert grey[mask].mean() > grey[~mask].mean() + lighter
 
 
 @pytest.mark.parametrize("name", ["clean_h.png", "clean_b.png"])
