@@ -197,6 +197,8 @@ def rows_from_report(report: dict, *, bases: Sequence[Path] = (), model: str = "
 def _row(kind: str, record: dict, report: dict, bases: list[Path], model: str) -> ReviewRow:
     """One input of a report as a row; raises TypeError naming a field of the wrong type."""
     status = _text(record.get("status") or "unknown", "status")
+    if status == "done" and record.get("no_damage") is True:  # a detection, or run --mask auto's
+        status = NO_DAMAGE
     seconds = record.get("seconds")
     row = ReviewRow(
         name=_text(record["image"], "image"),
@@ -235,8 +237,6 @@ def _detection_row(row: ReviewRow, record: dict, report: dict, bases: list[Path]
     failed = row.status == FAILED
     row.masks = (mask,) if mask is not None and not failed else ()
     row.output = None if failed else _resolve(_text(record.get("overlay"), "overlay"), bases)
-    if row.status == "done" and record.get("no_damage") is True:
-        row.status = NO_DAMAGE
     fraction = record.get("damage_fraction")
     if isinstance(fraction, int | float) and not isinstance(fraction, bool) and fraction:
         row.note = f"{fraction:.2%} damaged"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +80,18 @@ def test_run_mask_auto_copies_a_clean_folder_through(tmp_path: Path) -> None:
     Image.fromarray(clean).save(photos / "clean.png")
     damaged, _ = scratched(smooth_photo(seed=3))
     Image.fromarray(damaged).save(photos / "old.png")
-    out = tmp_path / "restored"
-    result = _run(photos, "--mask", "auto", "--detector", "classical", "--model", "telea", "-o", out)
+    out, report, page = tmp_path / "restored", tmp_path / "report.json", tmp_path / "page.html"
+    auto = ("--mask", "auto", "--detector", "classical", "--model", "telea")
+    result = _run(photos, *auto, "-o", out, "--report", report, "--html", page)
     assert result.exit_code == 0, result.output
-    assert "no damage found; image copied through" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "no damage found; image copied through" in said
+    assert "clean.png (no damage found: the photo copied through)" in said
+    assert re.search(r"no damage found \(copied through\) │ 1 ", said)  # the batch summary counts it
     assert np.array_equal(np.asarray(Image.open(out / "clean.png")), clean)
     assert not np.array_equal(np.asarray(Image.open(out / "old.png")), damaged)
+    records = {
+        Path(r["image"]).name: r.get("no_damage", False) for r in json.loads(report.read_text())["inputs"]
+    }
+    assert records == {"clean.png": True, "old.png": False}
+    assert '"s":"no damage found"' in page.read_text()  # its status on the review page

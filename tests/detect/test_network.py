@@ -236,6 +236,7 @@ def test_scratch_tiny_is_bundled_with_its_thresholds() -> None:
     settings = (detector.threshold, detector.strong, detector.min_area, detector.reference_side)
     assert settings == (0.3, 0.7, 1280, 640)
     assert (detector.max_step_ratio, detector.min_surround_contrast) == (0.35, 25.0)
+    assert detector.with_classical == 1  # the classical detector's findings are added (issue #25)
     assert detector.network.in_channels == 3 and bundled.stat().st_size < 3_000_000
 
 
