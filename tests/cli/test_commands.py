@@ -209,12 +209,26 @@ def test_report_options_reach_the_page_builder(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(page, "rebuild_page", fake)
     report, html = tmp_path / "r.json", tmp_path / "p.html"
-    typed = ["--html", str(html), "--title", "Scans 1950", "--model", "lama", "--overwrite"]
+    typed = [
+        "--html",
+        str(html),
+        "--title",
+        "Scans 1950",
+        "--model",
+        "lama",
+        "--overwrite",
+        "--max-pixels",
+        "1000",
+    ]
     assert runner.invoke(app, ["report", str(report), *typed]).exit_code == 2
     assert runner.invoke(app, ["report", str(report), "--html", str(html)]).exit_code == 2
     assert calls == [
-        (report, html, {"title": "Scans 1950", "model": "lama", "overwrite": True}),
-        (report, html, {"title": "inpaint review", "model": "", "overwrite": False}),
+        (report, html, {"title": "Scans 1950", "model": "lama", "overwrite": True, "max_pixels": 1000}),
+        (
+            report,
+            html,
+            {"title": "inpaint review", "model": "", "overwrite": False, "max_pixels": 250_000_000},
+        ),
     ]
     missing = runner.invoke(app, ["report", str(report)])
     assert (missing.exit_code, missing.output) == (
