@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar, cast
 
 import torch
-from safetensors import SafetensorError, safe_open
 
-from inpaint_cli.checkpoints.containers import SAFETENSORS_SUFFIX, Checkpoint, read_checkpoint, save_converted
+from inpaint_cli.checkpoints.containers import Checkpoint, read_checkpoint, save_converted
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.models import (
     DETECTORS,
@@ -186,32 +185,6 @@ def load_network(
 ) -> NetworkT:
     """`network_from_checkpoint` of the weight file at `path`."""
     return network_from_checkpoint(read_checkpoint(path), family_name, registry=registry, device=device)
-
-
-def checkpoint_family(path: str | Path) -> str:
-    """The family of a weight file, from our metadata or, for official files, from its keys.
-
-    For `--checkpoint FILE` without `--model`. Our safetensors files answer from their header alone.
-    """
-    path = Path(path)
-    if path.suffix == SAFETENSORS_SUFFIX and path.is_file():
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                stored = (handle.metadata() or {}).get("family")
-        except (SafetensorError, OSError, ValueError):
-            stored = None  # read_checkpoint below gives the one-line reason
-        if stored in FAMILIES and FAMILIES[stored].needs_weights:
-            return stored
-    checkpoint = read_checkpoint(path)
-    if checkpoint.is_converted:
-        try:
-            return _stored_family(checkpoint, None, FAMILIES).family
-        except CheckpointError as exc:
-            raise CheckpointError(exc.what, path=path) from None
-    try:
-        return detect_family(checkpoint.state_dict).family
-    except CheckpointError as exc:
-        raise CheckpointError(exc.what, path=path, hint=exc.hint) from None
 
 
 def convert_checkpoint(

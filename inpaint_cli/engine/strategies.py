@@ -206,10 +206,6 @@ class Plan:
         own = sum(1 if t is None else t.tiles for t in self.tilings)
         return own + (self.core.passes if self.core is not None else 0)
 
-    @property
-    def single_pass(self) -> bool:
-        return len(self.boxes) == 1 and self.tilings[0] is None
-
     def describe(self) -> str:
         """One line: `auto: 3 crop boxes (4 % of the image), 2 at native scale, 1 downscaled to 0.62,
         in 512 px tiles; 9 passes`."""

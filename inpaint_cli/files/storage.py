@@ -259,13 +259,6 @@ def walk(
         yield RemotePath(root.protocol, PurePosixPath(folder)), subfolders, files
 
 
-def list_folder(folder: AnyPath) -> list[str]:
-    """The names directly inside a folder (`os.listdir`; an object store lists its prefix)."""
-    if not is_remote(folder):
-        return os.listdir(folder)
-    return [PurePosixPath(entry).name for entry in folder.fs.ls(str(folder.key), detail=False)]
-
-
 @contextlib.contextmanager
 def local_copies(paths: Iterable[AnyPath]) -> Iterator[list[Path]]:
     """Local paths to read `paths` from: local ones as they are, remote ones downloaded (with their

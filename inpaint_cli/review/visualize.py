@@ -185,18 +185,6 @@ def save_intermediates(
     return written
 
 
-def summarize(written: list[Path]) -> str:
-    """One line for the files `save_intermediates` wrote: `12 files, 3.4 MB, in inter/photo`."""
-    if not written:
-        return "no intermediates (the model has none)"
-    from inpaint_cli.engine.strategies import format_bytes
-
-    size = sum(path.stat().st_size for path in written if path.exists())
-    folders = sorted({str(path.parent) for path in written})
-    count = len(written)
-    return f"{count} file{'s' if count != 1 else ''}, {format_bytes(size)}, in {', '.join(folders)}"
-
-
 # --- PConv: mask updates --------------------------------------------------------------------------
 
 MASK_TILE_SIDE = 192

@@ -346,7 +346,7 @@ def test_no_pass_runs_quadratic_attention_on_a_huge_grid():
     crop = plan(hole, geometry, InpaintOptions(strategy="crop"), 64 * GB)
     assert crop.boxes == (Box(0, 0, 2048, 2048, tile=1024),) and crop.passes == 9
     # The same box with a linear model is one pass: only the cost model tells them apart.
-    assert plan(hole, linear(native=1024), InpaintOptions(strategy="crop"), 64 * GB).single_pass
+    assert plan(hole, linear(native=1024), InpaintOptions(strategy="crop"), 64 * GB).passes == 1
 
 
 def test_plan_cost_counts_the_tiles_that_run():

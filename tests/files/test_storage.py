@@ -93,7 +93,7 @@ def test_a_staged_write_puts_one_whole_object_or_nothing() -> None:
         local.write_bytes(b"whole")
     assert target.read_bytes() == b"whole" and target.stat().st_size == 5
     assert not local.exists()  # the local staging copy is gone
-    assert storage.list_folder(target.parent) == ["a.png"]
+    assert [files for _, _, files in storage.walk(target.parent)] == [["a.png"]]
     local_target = Path("/tmp/x.png")
     with storage.staged_write(local_target) as same:
         assert same == local_target  # local files are written in place by the atomic writers

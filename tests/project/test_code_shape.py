@@ -22,12 +22,7 @@ LONG_FUNCTIONS_ALLOWED: dict[str, str] = {}  # none when the check landed
 """`module:qualified.name` -> owner, for functions over `MAX_LINES` lines when the check landed."""
 MANY_PARAMETERS_ALLOWED: dict[str, str] = {}
 """`module:qualified.name` -> owner, for functions over `MAX_PARAMETERS` parameters when the check landed."""
-UNREFERENCED_ALLOWED: dict[str, str] = {
-    "inpaint_cli.checkpoints.loading:checkpoint_family": "trust (checkpoints/loading.py; only tests)",
-    "inpaint_cli.engine.strategies:Plan.single_pass": "newcomer (engine/strategies.py; unused since d8be460)",
-    "inpaint_cli.files.storage:list_folder": "trust (files/storage.py; only tests)",
-    "inpaint_cli.review.visualize:summarize": "newcomer (review/visualize.py; only tests)",
-}
+UNREFERENCED_ALLOWED: dict[str, str] = {}
 """`module:qualified.name` -> owner, for functions nothing referred to when the check landed."""
 
 CALLED_FROM_OUTSIDE = {
