@@ -99,7 +99,7 @@ def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) ->
         return None
     first, path = present[0]
     if outputs.existing is Existing.ERROR or not outputs.recorded:
-        made = _made_by(path) if path == job.output else ""
+        made = _made_by(path) if path == job.output and outputs.kind == "inpaint" else ""
         hint = keep_both(job, outputs, made_with, "replace it") if path == job.output else None
         return _failed(
             job,
