@@ -14,6 +14,9 @@ The public API (imported on first use, so `import inpaint_cli` loads neither tor
     damage = inpaint_cli.find_damage(picture.pixels)      # .mask: H×W bool (scratch-tiny by default)
     request = inpaint_cli.DetectRequest(Path("scans"), recursive=True)   # `inpaint detect` on a folder
     run = inpaint_cli.run_detection(request, inpaint_cli.plan_detection(request))
+
+    result = inpaint_cli.compare(picture.pixels, hole, ["telea", "ns"])   # `inpaint compare`
+    inpaint_cli.make_grid(result).picture.save("grid.png")
 """
 
 from __future__ import annotations

@@ -83,6 +83,8 @@ DEFAULT_MODEL = "lama"
 """The model `inpaint run` uses when neither --model nor --checkpoint says otherwise."""
 DEFAULT_COMPARE_MODELS = ("lama-tiny", "gatedconv-tiny", "pconv-tiny", "telea", "ns")
 """The models `inpaint compare` runs when none are named: all that work offline."""
+COMPARE_GRID_SUFFIX = "_compare.png"
+"""`inpaint compare PHOTO` writes its grid beside the photo as `<stem>_compare.png` unless -o says."""
 DEFAULT_RAY_ADDRESS = "auto"
 """`ray.init()`'s own choice: the cluster of RAY_ADDRESS or of `ray start` here, else a new local one."""
 _RAY_ADDRESS = re.compile(r"auto|ray://[^\s/]+/?|(?:[\w.-]+|\[[0-9a-fA-F:.]+\]):\d{1,5}")

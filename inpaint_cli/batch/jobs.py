@@ -1,6 +1,6 @@
 """What a batch is made of, for every kind of job: jobs, plans, pairing, and the one planning check.
 
-A `Job` is one image, the files it reads (masks, an original) and its main output; a `Plan` is the
+A `Job` is one image, the files it reads (masks, an original) and its main output; a `JobPlan` is the
 jobs of one command and what pairing found but could not use. Each kind of job says what a job
 writes through its settings (`Outputs.artefacts`); `check_plan` hands every planned read and write to
 `targets.check_targets` before anything runs (nothing read is written, no two writes share a target),
@@ -77,7 +77,7 @@ class Job:
 
 
 @dataclass
-class Plan:
+class JobPlan:
     """The jobs of one command, and what pairing found but could not use."""
 
     jobs: list[Job]
@@ -126,7 +126,7 @@ def primary(outputs: Outputs, job: Job) -> Artefact | None:
 
 
 def check_plan(
-    plan: Plan, outputs: Outputs, *, reads: Iterable[Access] = (), writes: Iterable[Access] = ()
+    plan: JobPlan, outputs: Outputs, *, reads: Iterable[Access] = (), writes: Iterable[Access] = ()
 ) -> None:
     """Raise a UsageError if a planned write hits a file the command reads or another planned write.
 
@@ -135,7 +135,7 @@ def check_plan(
     check_targets([*planned_reads(plan), *reads], [*planned_writes(plan, outputs), *writes])
 
 
-def planned_reads(plan: Plan) -> Iterator[Access]:
+def planned_reads(plan: JobPlan) -> Iterator[Access]:
     """Every image, mask and original of the plan, masks that matched no image included."""
     for job in plan.jobs:
         yield Access(job.image, "an input image" if plan.batch else "the image")
@@ -147,7 +147,7 @@ def planned_reads(plan: Plan) -> Iterator[Access]:
         yield Access(mask, "a mask file")
 
 
-def planned_writes(plan: Plan, outputs: Outputs) -> Iterator[Access]:
+def planned_writes(plan: JobPlan, outputs: Outputs) -> Iterator[Access]:
     """Every file (and folder) the plan's jobs write, with their provenance records, in job order."""
     for job in plan.jobs:
         of = f" of {job.image}" if plan.batch else ""
@@ -160,7 +160,7 @@ def planned_writes(plan: Plan, outputs: Outputs) -> Iterator[Access]:
             yield Access(record_path(main.path), f"the provenance record{of}", option=main.option)
 
 
-def check_found(plan: Plan, input: Path, *, recursive: bool) -> None:
+def check_found(plan: JobPlan, input: Path, *, recursive: bool) -> None:
     """A folder with no image to process is a usage error (a typo in the folder, a forgotten -r)."""
     if not plan.jobs:
         from inpaint_cli.errors import UsageError

@@ -21,7 +21,7 @@ from inpaint_cli.errors import InpaintError
 from inpaint_cli.options import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # the CLI imports this module for `--help`: no numpy, OpenCV or torch behind it
-    from inpaint_cli.batch.jobs import Job, Plan
+    from inpaint_cli.batch.jobs import Job, JobPlan
     from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings
     from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
     from inpaint_cli.batch.provenance import Provenance
@@ -61,7 +61,7 @@ class DryRunRow:
 class RunResult:
     """What one `inpaint run` did, in input order."""
 
-    plan: Plan
+    plan: JobPlan
     outcomes: list[JobOutcome] = field(default_factory=list)
     not_run: list[Job] = field(default_factory=list)
     """Jobs never started (`--fail-fast`, Ctrl-C)."""
@@ -151,7 +151,7 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
 
 
 def _run_here(
-    options: RunOptions, plan: Plan, settings: RunSettings, events: RunEvents
+    options: RunOptions, plan: JobPlan, settings: RunSettings, events: RunEvents
 ) -> tuple[ModelInfo, float, Outcomes]:
     """The jobs in this process: the model loaded once, then `engine.run_jobs` (the model's info,
     when the jobs started, their outcomes)."""
@@ -180,7 +180,7 @@ def _run_here(
 
 def write_results(
     kind: str,
-    plan: Plan,
+    plan: JobPlan,
     ran: Outcomes,
     *,
     report: Path | None,
@@ -220,7 +220,7 @@ def write_results(
 # --- before anything runs ----------------------------------------------------------------------------
 
 
-def plan_jobs(options: RunOptions, settings: RunSettings) -> Plan:
+def plan_jobs(options: RunOptions, settings: RunSettings) -> JobPlan:
     """Pair the input(s) with masks and outputs, and check every planned read and write (`plan_run`,
     through the one target check): the files named exist, nothing read is written, no two writes
     share a target (the review page included), every write can happen."""
@@ -266,7 +266,7 @@ def _expected_provenance(options: RunOptions, settings: RunSettings) -> Provenan
     )
 
 
-def dry_run_rows(plan: Plan, settings: RunSettings, options: RunOptions) -> list[DryRunRow]:
+def dry_run_rows(plan: JobPlan, settings: RunSettings, options: RunOptions) -> list[DryRunRow]:
     """The pairing table: per image its mask(s), output and what a run would do."""
     from inpaint_cli.batch.resume import dry_run_action
 
@@ -283,7 +283,7 @@ def dry_run_rows(plan: Plan, settings: RunSettings, options: RunOptions) -> list
     return rows
 
 
-def _run_on_ray(options: RunOptions, plan: Plan, settings: RunSettings, events: RunEvents) -> Outcomes:
+def _run_on_ray(options: RunOptions, plan: JobPlan, settings: RunSettings, events: RunEvents) -> Outcomes:
     """The jobs on Ray workers (`distributed`), each building the inpaint kind once (`inpaint_kind`)."""
     from inpaint_cli.batch import distributed
 

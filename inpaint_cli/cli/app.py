@@ -51,14 +51,14 @@ def main_options(
 
 
 # Each command adds itself here, one line each: generated from its options dataclass, or a plain function.
-add_command(app, "run", RunOptions, cli_run.run)
+add_command(app, "run", RunOptions, cli_run.run_command)
 app.command()(cli_models.models)
 app.command()(cli_models.doctor)
 app.add_typer(cli_weights.weights_app, name="weights")
-add_command(app, "report", cli_review.ReportOptions, cli_review.report)
-add_command(app, "compare", cli_compare.CompareOptions, cli_compare.compare)
-add_command(app, "detect", cli_detect.DetectOptions, cli_detect.detect)
-add_command(app, "edit", EditOptions, cli_edit.edit)
+add_command(app, "report", cli_review.ReportOptions, cli_review.report_command)
+add_command(app, "compare", cli_compare.CompareOptions, cli_compare.compare_command)
+add_command(app, "detect", cli_detect.DetectOptions, cli_detect.detect_command)
+add_command(app, "edit", EditOptions, cli_edit.edit_command)
 same_help_everywhere(app)  # after the last command: flags without `<bool>`, usage lines without braces
 
 

@@ -1,14 +1,14 @@
 """Commands generated from options dataclasses, with a plain usage line, 80-column help, one-line errors.
 
-A command is an options dataclass plus a body: `add_command(app, "run", RunOptions, run)`. Each field
-of the dataclass carries its command-line spelling as metadata (`options.cli(...)`, a `Spelling`:
+A command is an options dataclass plus a body: `add_command(app, "run", RunOptions, run_command)`. Each
+field of the dataclass carries its command-line spelling as metadata (`options.cli(...)`, a `Spelling`:
 flags, help, metavar, bounds, a `parse` function for text such as sizes, a `bare` value for an option
 given alone, the help panel). `options_command` declares one Typer parameter per field, builds the
 frozen options object from what was typed (bounds and cross-field rules are checked by the class's
 `__post_init__`, so Python callers get the same checks) and calls the body with it. So adding an option
-is adding a field. Library calls take either that object (`run`) or a library object built from it by
-an explicit, typed conversion in the command's module (`detect`, `compare`): a renamed field then
-fails at once instead of silently yielding a default. The pattern for a new command `NAME`:
+is adding a field. Library calls take either that object (`run`) or a library object built from it by an
+explicit, typed conversion in the command's module (`detect`, `compare`): a renamed field then fails at
+once instead of silently yielding a default. The pattern for a new command `NAME`:
 
     @dataclass(frozen=True, kw_only=True)
     class NameOptions:
@@ -18,10 +18,10 @@ fails at once instead of silently yielding a default. The pattern for a new comm
         def __post_init__(self) -> None:
             check_bounds(self)
 
-    def name(options: NameOptions) -> None:
+    def name_command(options: NameOptions) -> None:
         \"\"\"What `inpaint NAME` does (its help).\"\"\"
 
-    add_command(app, "name", NameOptions, name)
+    add_command(app, "name", NameOptions, name_command)
 
 An option with a `bare` value (`--ray`) may be given alone; it takes the next word as its value only
 when its `parse` accepts that word, so `--ray photos/` leaves the input folder alone while

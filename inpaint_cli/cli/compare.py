@@ -1,6 +1,6 @@
 """`inpaint compare`: fill one hole with several models, draw the grid, print the table.
 
-The command's parameters are the fields of `CompareOptions` (see `cli.command`); `request_of` turns them
+The command's parameters are the fields of `CompareOptions` (see `cli.command`); `compare_request` turns them
 into the library's `CompareRequest` field by field, and the compare job kind (`batch.kinds.compare`)
 plans and runs it. Errors become one line through `console.fail`.
 """
@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from inpaint_cli.cli.console import EXIT_FAILED, console, fail, print_table, printable
 from inpaint_cli.options import (
+    COMPARE_GRID_SUFFIX,
     DEFAULT_COMPARE_MODELS,
     DEFAULT_MAX_PIXELS,
     Panel,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from inpaint_cli.batch.outcomes import JobOutcome
     from inpaint_cli.review.comparison import Comparison, FolderComparison
 
-GRID_SUFFIX = "_compare.png"
 IO, MODEL = Panel.INPUT_OUTPUT, Panel.MODEL
 
 
@@ -71,7 +71,7 @@ class CompareOptions:
     output: Path | None = field(
         default=None,
         metadata=cli(
-            f"The grid picture (PNG); for a folder, a folder of grids. Default: <stem>{GRID_SUFFIX} "
+            f"The grid picture (PNG); for a folder, a folder of grids. Default: <stem>{COMPARE_GRID_SUFFIX} "
             "beside a single image, none for a folder.",
             "--output",
             "-o",
@@ -124,7 +124,7 @@ class CompareOptions:
     )
 
 
-def request_of(options: CompareOptions) -> CompareRequest:
+def compare_request(options: CompareOptions) -> CompareRequest:
     """The library's request for `options`."""
     from inpaint_cli.batch.kinds.compare import CompareRequest
 
@@ -144,7 +144,7 @@ def request_of(options: CompareOptions) -> CompareRequest:
     )
 
 
-def compare(options: CompareOptions) -> None:
+def compare_command(options: CompareOptions) -> None:
     """Fill one hole with several models: a labelled grid, and PSNR/SSIM per model with --original.
 
     Each model is loaded once. The grid shows the whole image and a crop around the hole at full size
@@ -155,7 +155,7 @@ def compare(options: CompareOptions) -> None:
     from inpaint_cli.errors import InpaintError
     from inpaint_cli.files.jsonfile import json_text
 
-    request = request_of(options)
+    request = compare_request(options)
     try:
         plan = compare_kind.plan_comparison(request)
         run = compare_kind.run_comparison_plan(request, plan, on_outcome=_render)

@@ -1,7 +1,7 @@
 """`inpaint detect`: options from `DetectOptions`, the work from the detect job kind
 (`batch.kinds.detect`), rendered on the console.
 
-The command's parameters are the fields of `DetectOptions` (see `cli.command`); `request_of` turns
+The command's parameters are the fields of `DetectOptions` (see `cli.command`); `detect_request` turns
 them into the library's `DetectRequest` field by field.
 """
 
@@ -155,7 +155,7 @@ class DetectOptions:
         check_bounds(self)
 
 
-def request_of(options: DetectOptions) -> DetectRequest:
+def detect_request(options: DetectOptions) -> DetectRequest:
     """The library's request for `options` (all but `dry_run` and `quiet`, which are the command's)."""
     from inpaint_cli.batch.kinds.detect import DetectRequest
 
@@ -179,7 +179,7 @@ def request_of(options: DetectOptions) -> DetectRequest:
     )
 
 
-def detect(options: DetectOptions) -> None:
+def detect_command(options: DetectOptions) -> None:
     """Find scratches, dust, cracks and tears: write a mask (white = damage) and an overlay per image.
 
     The masks are named so that `inpaint run PHOTOS --mask MASKS` pairs them: detect, fix a few
@@ -190,7 +190,7 @@ def detect(options: DetectOptions) -> None:
     from inpaint_cli.batch.outcomes import Status
     from inpaint_cli.errors import InpaintError
 
-    request = request_of(options)
+    request = detect_request(options)
     quiet = options.quiet
     try:
         plan = detect_kind.plan_detection(request)

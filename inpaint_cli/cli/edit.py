@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from inpaint_cli.review.editor.catalogue import Catalogue
 
 
-def edit(options: EditOptions) -> None:
+def edit_command(options: EditOptions) -> None:
     """Correct the damage masks of a batch by hand, in a page in your browser.
 
     Shows each photo with its mask (what `inpaint detect` found) over it: paint what was missed,

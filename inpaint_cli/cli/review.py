@@ -58,7 +58,7 @@ class ReportOptions:
     )
 
 
-def report(options: ReportOptions) -> None:
+def report_command(options: ReportOptions) -> None:
     """Build the review page of a batch from its JSON report, without running anything again."""
     from inpaint_cli.errors import InpaintError, OutputError
     from inpaint_cli.review import page as review

@@ -29,7 +29,7 @@ LONG_PLAN_SECONDS = 60
 """Plans estimated to take longer than this get their estimate said (before, or after a first pass)."""
 
 
-def run(options: RunOptions) -> None:
+def run_command(options: RunOptions) -> None:
     """Fill the holes of an image (or a folder of images) given a mask.
 
     A folder is a batch: each image is paired with its mask(s) by name in the --mask folder (or

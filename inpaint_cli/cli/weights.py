@@ -149,8 +149,8 @@ def _parse_size(text: str | None) -> int | None:
         raise UsageError(f"--max-size must be a size like 4GB or 500MB, not {text!r}") from None
 
 
-@weights_app.command()
-def pull(
+@weights_app.command("pull")
+def pull_weights(
     name: Annotated[str, typer.Argument(help="A model name from `inpaint models`.")],
     *,
     force: Annotated[bool, typer.Option("--force", help="Download again even when cached.")] = False,
@@ -196,8 +196,8 @@ def import_weights(
         typer.echo(str(path))
 
 
-@weights_app.command()
-def verify(
+@weights_app.command("verify")
+def verify_weights(
     name: Annotated[
         Optional[str],  # noqa: UP045 - typer reads the annotation at runtime (Python 3.10)
         typer.Argument(help="A model name; all cached models when left out."),
@@ -222,8 +222,8 @@ def verify(
         raise typer.Exit(1)
 
 
-@weights_app.command()
-def path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
+@weights_app.command("path")
+def weights_path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
     """Print the path of a cached model (exit 1 if it is not cached)."""
     from inpaint_cli import weights
 
@@ -238,7 +238,7 @@ def path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
 
 
 @weights_app.command("rm")
-def remove(
+def remove_weights(
     name: Annotated[str, typer.Argument(help="A model name.")],
     *,
     unpin: Annotated[

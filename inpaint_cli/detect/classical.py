@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inpaint_cli.detect.detection import Detection, Mode, finish, to_rgb8
+from inpaint_cli.detect.detection import Detection, Mode, finish
+from inpaint_cli.imaging.pixels import to_rgb8
 
 NOISE_SAMPLE = 1_000_000
 """Pixels sampled to estimate the noise level (enough for a stable median)."""

@@ -19,17 +19,6 @@ class Mode(str, Enum):
     HIGH_RES = "high_res"
 
 
-def to_rgb8(pixels: np.ndarray) -> np.ndarray:
-    """H×W×C uint8/uint16 (C = 1 or 3) -> H×W×3 uint8."""
-    if pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
-
-
 @dataclass
 class Detection:
     """What a detector found in one image, at the image's size."""

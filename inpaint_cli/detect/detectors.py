@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inpaint_cli.detect.detection import Detection, Mode, to_rgb8
+from inpaint_cli.detect.detection import Detection, Mode
 from inpaint_cli.errors import UsageError
+from inpaint_cli.imaging.pixels import to_rgb8
 from inpaint_cli.options import DetectorName
 
 OVERLAY_COLOUR = np.array([255, 30, 30], dtype=np.uint16)

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from inpaint_cli.checkpoints.loading import load_network
-from inpaint_cli.detect.detection import Detection, Mode, finish, to_rgb8
+from inpaint_cli.detect.detection import Detection, Mode, finish
 from inpaint_cli.errors import InputError
+from inpaint_cli.imaging.pixels import to_rgb8
 from inpaint_cli.models import DETECTORS
 from inpaint_cli.models.scratch import DEFAULT_THRESHOLD, ScratchUNet
 

@@ -90,7 +90,7 @@ TIMED_POSITIONS = (64, 16384)
 (layers with few channels: output layers, whose time is memory traffic)."""
 ROUNDS = 2
 """Timed rounds after a warm-up; each round runs every precision once, in turn."""
-CACHE_NAME = "precision-choices.json"
+CHOICES_NAME = "precision-choices.json"
 PLANS_NAME = "int8-plans.json"
 PLAN_VERSION = 1
 """Bumped when calibration changes (photo, holes, bound): older plans are then made again."""
@@ -498,7 +498,7 @@ def remember_int8_plan(path: Path, model: str, plan: Int8Plan) -> None:
     _write_cache(path, data)
 
 
-def default_cache(name: str = CACHE_NAME) -> Path:
+def default_cache(name: str = CHOICES_NAME) -> Path:
     """The cache file `name` (the choices, or `PLANS_NAME`: the int8 plans) in the cache folder."""
     from inpaint_cli.weights import cache_dir
 

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from inpaint_cli.errors import InputError
+from inpaint_cli.errors import InputError, display_path
 from inpaint_cli.options import DEFAULT_MAX_PIXELS
 
 READABLE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
@@ -62,13 +62,7 @@ class Header:
         if self.frames <= 1 or self.format not in _MULTI_FRAME_FORMATS:
             return None
         kind = "pages" if self.format == "TIFF" else "frames"
-        return f"{display(self.path)}: has {self.frames} {kind}; only the first is used"
-
-
-def display(path: Path) -> str:
-    from inpaint_cli.errors import display_path
-
-    return display_path(path)
+        return f"{display_path(self.path)}: has {self.frames} {kind}; only the first is used"
 
 
 def require_nonempty_file(path: Path) -> None:

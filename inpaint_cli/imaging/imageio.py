@@ -22,9 +22,8 @@ from inpaint_cli.errors import InputError, OutputError, UsageError
 from inpaint_cli.files import storage
 from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.imaging import headers, writers16
-from inpaint_cli.imaging.headers import AXES_SWAPPING_ORIENTATIONS as _AXES_SWAPPING_ORIENTATIONS
-from inpaint_cli.imaging.headers import ORIENTATION_TAG, Header, read_header  # noqa: F401 - re-exported
-from inpaint_cli.imaging.headers import UPRIGHT as _UPRIGHT
+from inpaint_cli.imaging.headers import AXES_SWAPPING_ORIENTATIONS, ORIENTATION_TAG, UPRIGHT
+from inpaint_cli.imaging.pixels import to_8bit
 from inpaint_cli.options import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY
 
 _LOSSLESS_WEBP_QUALITY = 100
@@ -37,7 +36,6 @@ _FORMAT_BY_NAME = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF", "
 _EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp"}
 _EIGHT_BIT_FORMATS = frozenset({"JPEG", "WEBP"})
 
-_MAX_8BIT = 255
 _MAX_16BIT = 65535
 """ITU-R 601 luma weights × 1000, the formula of Pillow's convert("L")."""
 
@@ -155,7 +153,7 @@ def read_image(
         dpi = image.info.get("dpi")
         # MPO: Pillow's name for a phone JPEG that carries a second (depth or preview) picture.
         source_format = "JPEG" if image.format == "MPO" else image.format
-    if dpi is not None and orientation in _AXES_SWAPPING_ORIENTATIONS:
+    if dpi is not None and orientation in AXES_SWAPPING_ORIENTATIONS:
         dpi = (dpi[1], dpi[0])
     return Picture(
         pixels=_upright(pixels, orientation),
@@ -172,7 +170,7 @@ def read_image(
 
 def _draft(image: Image.Image, at_least: tuple[int, int]) -> None:
     height, width = at_least
-    if headers.orientation(image, decoded=False) in _AXES_SWAPPING_ORIENTATIONS:
+    if headers.orientation(image, decoded=False) in AXES_SWAPPING_ORIENTATIONS:
         height, width = width, height
     image.draft(image.mode, (width, height))
 
@@ -194,11 +192,11 @@ def _upright_exif(image: Image.Image, orientation: int) -> bytes | None:
     raw = image.info.get("exif")
     if not raw:
         return None
-    if orientation == _UPRIGHT:
+    if orientation == UPRIGHT:
         # Untouched bytes keep maker notes exactly as the camera wrote them.
         return raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
     exif = image.getexif()
-    exif[ORIENTATION_TAG] = _UPRIGHT
+    exif[ORIENTATION_TAG] = UPRIGHT
     return exif.tobytes()
 
 
@@ -396,10 +394,7 @@ def _samples_for_format(picture: Picture, image_format: str, path: Path) -> np.n
             )
         alpha = None
     samples = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
-    if image_format in _EIGHT_BIT_FORMATS and samples.dtype == np.uint16:
-        # Round half up: v * 255 / 65535 = v / 257 exactly.
-        samples = ((samples.astype(np.uint32) * _MAX_8BIT + _MAX_16BIT // 2) // _MAX_16BIT).astype(np.uint8)
-    return samples
+    return to_8bit(samples) if image_format in _EIGHT_BIT_FORMATS else samples
 
 
 def _save_options(picture: Picture, image_format: str, quality: int) -> dict[str, object]:

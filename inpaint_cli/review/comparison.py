@@ -29,7 +29,7 @@ CROP_SIDE = 384
 """Largest side of the full-size crop around the hole in the grid."""
 CROP_MARGIN = 24
 """Known pixels shown around the hole's bounding box in the crop."""
-CROP_AREA_SHARE = 0.5
+CROP_MAX_SHARE = 0.5
 """A crop covering more of the image than this would repeat the whole picture: zoom in instead."""
 CROP_MIN_SIDE = 64
 COLUMN_MIN = 256
@@ -299,8 +299,8 @@ def _column(
     converted, and nothing of full size is kept (the grid of a 240 MP scan took 30 bytes a pixel)."""
     import cv2
 
+    from inpaint_cli.imaging.pixels import to_rgb8
     from inpaint_cli.review.thumbnails import overlay
-    from inpaint_cli.review.visualize import to_rgb8
 
     top, left, height, width = box
     rgb = to_rgb8(pixels)
@@ -331,7 +331,7 @@ def crop_box(
     left, right = columns.min() - margin, columns.max() + 1 + margin
     covered = (min(bottom, height) - max(top, 0)) * (min(right, width) - max(left, 0))
     limit = max_side
-    if covered > CROP_AREA_SHARE * height * width:
+    if covered > CROP_MAX_SHARE * height * width:
         limit = min(max_side, max(CROP_MIN_SIDE, min(height, width) // 2))
     if bottom - top > limit or right - left > limit:
         count, _, stats, centroids = cv2.connectedComponentsWithStats(hole.view(np.uint8), connectivity=8)

@@ -64,12 +64,12 @@ def display(path: Path | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     """8-bit RGB pixels of an image file (None for no file). The file's header is checked against
     `max_pixels` before anything is decoded, as `run` does; a problem is an `InputError`."""
     from inpaint_cli.imaging import imageio
-    from inpaint_cli.review import visualize
+    from inpaint_cli.imaging.pixels import to_rgb8
 
     if path is None:
         return None
     try:
-        return visualize.to_rgb8(imageio.read_image(path, max_pixels=max_pixels).pixels)
+        return to_rgb8(imageio.read_image(path, max_pixels=max_pixels).pixels)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot be read ({exc})", path=path) from None
 

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from inpaint_cli.engine.regions import Box
 from inpaint_cli.imaging.imageio import atomic_path
+from inpaint_cli.imaging.pixels import to_rgb8
 
 HOLE_THRESHOLD = 0.5
 """A downsampled hole mask counts a cell as hole when at least half of it is hole."""
@@ -86,19 +87,6 @@ def save_png(path: Path, picture: Image.Image) -> Path:
 def to_display(pixels: np.ndarray) -> Image.Image:
     """An 8-bit RGB picture of an H×W×C uint8/uint16 array (grey is replicated)."""
     return Image.fromarray(to_rgb8(pixels), "RGB")
-
-
-def to_rgb8(pixels: np.ndarray) -> np.ndarray:
-    """H×W×3 uint8 of an H×W×C uint8/uint16 array (grey replicated, alpha dropped), with one
-    full-size temporary at most: review pages and grids of 240 MP scans stay a few bytes a pixel."""
-    if pixels.dtype == np.uint16:
-        # round(v / 257) in integers (v / 257 is never exactly halfway: 257 is odd).
-        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape[2] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
 
 
 # --- comparison panel ------------------------------------------------------------------------------

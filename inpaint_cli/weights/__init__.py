@@ -28,7 +28,7 @@ from inpaint_cli.weights.cache import (
 )
 from inpaint_cli.weights.foreign import find_foreign_checkpoints, model_for_file, torch_hub_checkpoints_dir
 from inpaint_cli.weights.install import ensure_model, offline_mode, pull, works_offline_hint
-from inpaint_cli.weights.limits import Limits, limits_from_env
+from inpaint_cli.weights.limits import DownloadLimits, limits_from_env
 from inpaint_cli.weights.manage import Verification, import_file, remove, verify
 from inpaint_cli.weights.manifest import (
     BUNDLED_DIR,
@@ -49,8 +49,8 @@ __all__ = [
     "DOWNLOADS_DIR",
     "INDEX_NAME",
     "MANIFEST_PATH",
+    "DownloadLimits",
     "DownloadProgress",
-    "Limits",
     "ModelEntry",
     "SilentProgress",
     "Source",

@@ -18,7 +18,7 @@ from pathlib import Path
 from inpaint_cli.errors import CheckpointError, WeightsError
 from inpaint_cli.options import CLASSICAL_METHODS
 from inpaint_cli.weights import archive, cache, formats, transfer, zipstream
-from inpaint_cli.weights.limits import Limits, limits_from_env
+from inpaint_cli.weights.limits import DownloadLimits, limits_from_env
 from inpaint_cli.weights.manifest import BUNDLED_SCHEME, ModelEntry, Source, bundled_names, get_entry
 from inpaint_cli.weights.progress import DownloadProgress, SilentProgress
 
@@ -80,7 +80,9 @@ def _verify_member(path: Path, source: Source) -> Verified:
     return Verified(path, sha256, True, None if source.member_sha256 else source.pin_key)
 
 
-def _fetch_whole(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits) -> Path:
+def _fetch_whole(
+    entry: ModelEntry, source: Source, progress: DownloadProgress, limits: DownloadLimits
+) -> Path:
     part = _part_path(entry.name, source.url)
     cap = limits.cap(source.size, source.approx_size)
     reason = (
@@ -93,7 +95,7 @@ def _fetch_whole(entry: ModelEntry, source: Source, progress: DownloadProgress, 
     return part
 
 
-def _member_cap(source: Source, limits: Limits) -> tuple[int, str]:
+def _member_cap(source: Source, limits: DownloadLimits) -> tuple[int, str]:
     cap = limits.cap(source.member_size, source.member_approx_size)
     if source.member_size:
         return cap, "the manifest's member size"
@@ -106,7 +108,7 @@ def _member_cap(source: Source, limits: Limits) -> tuple[int, str]:
 
 
 def _fetch_member_by_ranges(
-    entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits
+    entry: ModelEntry, source: Source, progress: DownloadProgress, limits: DownloadLimits
 ) -> Path | None:
     """Only the member's bytes of a remote zip; None when the server does not send byte ranges."""
     tail = transfer.fetch_bytes(source.url, archive.TAIL_BYTES, None, limits, suffix=True)
@@ -135,7 +137,9 @@ def _fetch_member_by_ranges(
         part.unlink(missing_ok=True)
 
 
-def _stream_member(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits) -> Path:
+def _stream_member(
+    entry: ModelEntry, source: Source, progress: DownloadProgress, limits: DownloadLimits
+) -> Path:
     """The member of a remote zip read front to back: the archive's other bytes are never stored."""
     member = source.member or ""
     part = _part_path(entry.name, source.pin_key)
@@ -163,7 +167,7 @@ def _stream_member(entry: ModelEntry, source: Source, progress: DownloadProgress
     return target
 
 
-def _fetch(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: Limits) -> Verified:
+def _fetch(entry: ModelEntry, source: Source, progress: DownloadProgress, limits: DownloadLimits) -> Verified:
     """The verified checkpoint of a source (a zip's member already taken out)."""
     if source.is_bundled:
         path = entry.bundled or Path(source.url[len(BUNDLED_SCHEME) :])
@@ -279,7 +283,7 @@ def pull(
     progress: DownloadProgress | None = None,
     offline: bool | None = None,
     timeout: float | None = None,
-    limits: Limits | None = None,
+    limits: DownloadLimits | None = None,
 ) -> Path:
     """Fetch a model from its first working source, verify it, convert it into the cache."""
     entry = get_entry(name)

@@ -27,7 +27,7 @@ APPROX_SLACK = 1.5
 
 
 @dataclass(frozen=True)
-class Limits:
+class DownloadLimits:
     """The bounds one pull runs under."""
 
     timeout: float = DEFAULT_TIMEOUT_S
@@ -56,9 +56,9 @@ def _positive(variable: str, parse: type[float] | type[int], default: float) -> 
     return value
 
 
-def limits_from_env(*, timeout: float | None = None, max_download: int | None = None) -> Limits:
+def limits_from_env(*, timeout: float | None = None, max_download: int | None = None) -> DownloadLimits:
     """The limits from INPAINT_TIMEOUT, INPAINT_MIN_RATE and INPAINT_MAX_DOWNLOAD, options first."""
-    return Limits(
+    return DownloadLimits(
         timeout=timeout if timeout is not None else _positive("INPAINT_TIMEOUT", float, DEFAULT_TIMEOUT_S),
         min_rate=_positive("INPAINT_MIN_RATE", float, DEFAULT_MIN_RATE),
         max_download=(

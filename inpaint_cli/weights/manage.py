@@ -10,7 +10,7 @@ from pathlib import Path
 from inpaint_cli.errors import CheckpointError, WeightsError
 from inpaint_cli.weights import archive, cache, formats, transfer
 from inpaint_cli.weights.install import install
-from inpaint_cli.weights.limits import Limits, limits_from_env
+from inpaint_cli.weights.limits import DownloadLimits, limits_from_env
 from inpaint_cli.weights.manifest import ModelEntry, Source, get_entry
 from inpaint_cli.weights.progress import DownloadProgress, SilentProgress
 
@@ -81,7 +81,9 @@ def _refuse_contradicted(entry: ModelEntry, path: Path, kind: str, sha256: str, 
         )
 
 
-def _import_archive(entry: ModelEntry, path: Path, progress: DownloadProgress, limits: Limits) -> Path:
+def _import_archive(
+    entry: ModelEntry, path: Path, progress: DownloadProgress, limits: DownloadLimits
+) -> Path:
     source = _release_member(entry, path)
     member = source.member or ""
     cap = limits.cap(source.member_size, source.member_approx_size)
@@ -113,7 +115,11 @@ def _import_archive(entry: ModelEntry, path: Path, progress: DownloadProgress, l
 
 
 def import_file(
-    name: str, path: str | Path, *, progress: DownloadProgress | None = None, limits: Limits | None = None
+    name: str,
+    path: str | Path,
+    *,
+    progress: DownloadProgress | None = None,
+    limits: DownloadLimits | None = None,
 ) -> Path:
     """Convert a file the user already has (e.g. IOPaint's `big-lama.pt`) into the cache.
 

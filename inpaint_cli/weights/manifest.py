@@ -24,7 +24,7 @@ BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
 BUNDLED_SCHEME = "bundled:"
 SOURCE_FORMATS = ("lightning-ckpt", "torch-pth", "torchscript", "safetensors")
 CHECKSUM_ORIGINS = ("publisher", "third-party")
-FAMILIES = (*MODEL_FAMILIES, *DETECTOR_FAMILIES)
+ENTRY_FAMILIES = (*MODEL_FAMILIES, *DETECTOR_FAMILIES)
 
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _HEX_LENGTHS = {"sha256": 64, "md5": 32, "member_sha256": 64}
@@ -216,8 +216,8 @@ def _parse_entry(name: str, raw: Any, path: Path) -> ModelEntry:
     for field in _ENTRY_TEXT_FIELDS:
         if not isinstance(raw.get(field), str) or not raw[field]:
             raise _invalid(path, name, field, "must be a non-empty string")
-    if raw["family"] not in FAMILIES:
-        raise _invalid(path, name, "family", f"must be one of {', '.join(FAMILIES)}")
+    if raw["family"] not in ENTRY_FAMILIES:
+        raise _invalid(path, name, "family", f"must be one of {', '.join(ENTRY_FAMILIES)}")
     if not _is_count(raw.get("parameters"), allow_none=True):
         raise _invalid(path, name, "parameters", "must be a positive number of tensor values or null")
     sources = raw.get("sources")

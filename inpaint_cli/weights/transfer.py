@@ -22,7 +22,7 @@ from typing import Any
 
 from inpaint_cli.errors import WeightsError
 from inpaint_cli.weights.drive import ConfirmationPage, is_followed
-from inpaint_cli.weights.limits import Limits
+from inpaint_cli.weights.limits import DownloadLimits
 from inpaint_cli.weights.progress import DownloadProgress
 
 DOWNLOAD_ATTEMPTS = 3
@@ -137,7 +137,7 @@ def _pump(
     budget: int,
     over_budget: Callable[[], SourceFailed],
     progress: DownloadProgress,
-    limits: Limits,
+    limits: DownloadLimits,
 ) -> None:
     """Pass the body to `consume` (which may say it has all it needs) within a byte budget and a
     minimum rate: network failures interrupt, a budget overrun fails the source."""
@@ -170,7 +170,7 @@ def _pump(
 
 
 def _write_chunks(
-    response: Any, transfer: Transfer, append: bool, progress: DownloadProgress, limits: Limits
+    response: Any, transfer: Transfer, append: bool, progress: DownloadProgress, limits: DownloadLimits
 ) -> None:
     """Stream the body into `part`: network failures interrupt (resumable), disk failures abort."""
     part = transfer.part
@@ -231,7 +231,10 @@ def _check_resume(response: Any, transfer: Transfer, start: int) -> bool:
 
 
 def _download_once(
-    opener: urllib.request.OpenerDirector, transfer: Transfer, progress: DownloadProgress, limits: Limits
+    opener: urllib.request.OpenerDirector,
+    transfer: Transfer,
+    progress: DownloadProgress,
+    limits: DownloadLimits,
 ) -> None:
     """One connection: resume `part` if the server honours Range (and says so correctly), else start over."""
     url = transfer.url
@@ -266,7 +269,7 @@ def _download_once(
     raise SourceFailed(f"more than {MAX_CONFIRMATION_PAGES} confirmation pages")
 
 
-def download(transfer: Transfer, progress: DownloadProgress, limits: Limits) -> None:
+def download(transfer: Transfer, progress: DownloadProgress, limits: DownloadLimits) -> None:
     """Fetch a transfer into its `part`, reconnecting and resuming after dropped or stalled connections."""
     connection = opener()
     failures = 0
@@ -304,7 +307,7 @@ def stream(
     cap_reason: str,
     start: Callable[[], Callable[[bytes], bool]],
     progress: DownloadProgress,
-    limits: Limits,
+    limits: DownloadLimits,
 ) -> None:
     """Read a whole response through a consumer, with no file of its own: for a zip member taken out
     on the fly. There is no resume: each reconnection calls `start` for a fresh consumer."""
@@ -342,7 +345,7 @@ def stream(
 
 
 def fetch_bytes(
-    url: str, first: int, last: int | None, limits: Limits, *, suffix: bool = False
+    url: str, first: int, last: int | None, limits: DownloadLimits, *, suffix: bool = False
 ) -> tuple[bytes, int | None] | None:
     """A small byte range of a remote file (at most `first`/`last - first + 1` bytes) and the file's size.
 

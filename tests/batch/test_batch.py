@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from inpaint_cli.batch import engine, provenance
-from inpaint_cli.batch.jobs import Existing, Job, Plan, check_plan
+from inpaint_cli.batch.jobs import Existing, Job, JobPlan, check_plan
 from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder, plan_run, plan_single
 from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
 from inpaint_cli.batch.resume import remove_stale_parts
@@ -38,7 +38,7 @@ def touch(root: Path, *names: str) -> None:
         path.touch()
 
 
-def paired(plan: Plan, folder: Path, masks: Path) -> dict[str, list[str]]:
+def paired(plan: JobPlan, folder: Path, masks: Path) -> dict[str, list[str]]:
     return {
         job.relative.as_posix(): [mask.relative_to(masks).as_posix() for mask in job.masks]
         for job in plan.jobs

@@ -90,7 +90,7 @@ def test_a_mask_corrected_by_hand_is_kept_even_with_overwrite(tmp_path: Path) ->
     hole = np.zeros((64, 80), bool)
     hole[10:20, 10:20] = True  # what the person painted
     write_mask(edited, hole)
-    records.write_record(edited, records.new_record(edited, no_damage=False, originals=(original.name,)))
+    records.write_edit_record(edited, records.new_record(edited, no_damage=False, originals=(original.name,)))
     before = edited.read_bytes()
     for extra in ([], ["--overwrite"]):
         result = detect(tmp_path / "in", "-o", masks, "--detector", "classical", *extra)

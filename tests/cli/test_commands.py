@@ -19,7 +19,7 @@ from inpaint_cli.batch.run_options import RunOptions
 from inpaint_cli.cli import command
 from inpaint_cli.cli.app import app
 from inpaint_cli.cli.compare import CompareOptions
-from inpaint_cli.cli.detect import DetectOptions, request_of
+from inpaint_cli.cli.detect import DetectOptions, detect_request
 from inpaint_cli.cli.review import ReportOptions
 from inpaint_cli.errors import UsageError
 from inpaint_cli.options import (
@@ -98,7 +98,7 @@ def test_every_detect_option_reaches_the_library_request_with_its_value(
 ) -> None:
     from inpaint_cli.batch.kinds.detect import DetectRequest
 
-    defaults = request_of(DetectOptions(input=photo["image"]))
+    defaults = detect_request(DetectOptions(input=photo["image"]))
     for name, (typed, expected) in detect_given(photo["dir"]).items():
         result = runner.invoke(app, ["detect", str(photo["image"]), *typed])
         assert result.exit_code == 2 and "error: stopped by the test" in result.output, (name, result.output)

@@ -26,11 +26,11 @@ from inpaint_cli.detect.network import (
     official_run,
     scaled_min_area,
     tiled_probability,
-    to_rgb8,
     transform_size,
 )
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.imaging import imageio
+from inpaint_cli.imaging.pixels import to_rgb8
 from inpaint_cli.models.scratch import ScratchConfig, ScratchUNet, config_from_state_dict
 
 LOGIT_TOLERANCE = 1e-4

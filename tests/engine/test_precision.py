@@ -383,7 +383,7 @@ def test_auto_leaves_small_networks_at_fp32_without_measuring(tmp_path: Path, mo
     monkeypatch.setattr(auto_precision, "measure", lambda *a, **k: pytest.fail("measured"))
     inpainter = Inpainter.from_name("lama-tiny", device="cpu", precision="auto")
     assert inpainter.precision == "fp32" and inpainter.dtype == torch.float32
-    assert not (tmp_path / auto_precision.CACHE_NAME).exists()
+    assert not (tmp_path / auto_precision.CHOICES_NAME).exists()
 
 
 def _pass(network, image, hole, dtype):
@@ -527,7 +527,7 @@ def test_the_precision_note_follows_this_cpus_own_measurement(tmp_path: Path, mo
     the cache, reused by the next load) says it is not faster than fp32."""
     monkeypatch.setenv("INPAINT_HOME", str(tmp_path))
     loaded = Inpainter.from_name("pconv-tiny", device="cpu", precision="bf16")
-    (entries,) = json.loads((tmp_path / auto_precision.CACHE_NAME).read_text()).values()
+    (entries,) = json.loads((tmp_path / auto_precision.CHOICES_NAME).read_text()).values()
     (measured,) = entries.values()
     ratio = measured["seconds"]["bf16"] / measured["seconds"]["fp32"]
     assert (loaded.precision_note is not None) is (ratio * auto_precision.MIN_SPEEDUP > 1)

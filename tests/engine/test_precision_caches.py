@@ -61,7 +61,7 @@ def test_a_damaged_choices_cache_costs_one_measurement(
     monkeypatch.setattr(auto_precision, "measure", measure)
     monkeypatch.setattr(auto_precision, "MEASURE_ABOVE_GFLOP", 0.0)
     monkeypatch.setattr(auto_precision, "candidates", lambda: ["bf16"])
-    cache = tmp_path / auto_precision.CACHE_NAME
+    cache = tmp_path / auto_precision.CHOICES_NAME
     DAMAGE[damage](cache)
 
     assert _within(30, lambda: auto_precision.choose(network, "lama-tiny", None, cache)) == "bf16"

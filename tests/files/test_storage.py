@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from inpaint_cli.batch import engine
-from inpaint_cli.batch.jobs import Existing, Plan
+from inpaint_cli.batch.jobs import Existing, JobPlan
 from inpaint_cli.batch.kinds.inpaint import InpaintKind, RunSettings, plan_folder
 from inpaint_cli.batch.outcomes import JobOutcome, Status, report_of, write_report
 from inpaint_cli.engine.inpainter import Inpainter
@@ -101,7 +101,7 @@ def test_a_staged_write_puts_one_whole_object_or_nothing() -> None:
 
 def run_batch(
     inpainter: Inpainter, photos: storage.AnyPath, masks: storage.AnyPath, out: storage.AnyPath
-) -> tuple[Plan, list[JobOutcome]]:
+) -> tuple[JobPlan, list[JobOutcome]]:
     plan = plan_folder(photos, masks, out, recursive=True)
     settings = RunSettings(existing=Existing.SKIP)
     return plan, engine.run_jobs(InpaintKind(inpainter, settings), plan.jobs, workers=2)

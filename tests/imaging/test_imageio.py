@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from inpaint_cli.errors import InputError, OutputError, UsageError
-from inpaint_cli.imaging import imageio
+from inpaint_cli.imaging import headers, imageio
 from inpaint_cli.imaging.masks import read_mask
 
 ORIENTATION = 0x0112
@@ -458,23 +458,23 @@ def test_headers_tell_size_frames_and_truncation_without_decoding(tmp_path, monk
     monkeypatch.setattr(Image.Image, "load", lambda *args: pytest.fail("pixels were decoded"))
 
     for name in files:
-        header = imageio.read_header(tmp_path / name)
+        header = headers.read_header(tmp_path / name)
         assert (header.size, header.truncated) == ((12, 16), False), name
     assert (
-        imageio.read_header(tmp_path / "anim.png").frames_note
+        headers.read_header(tmp_path / "anim.png").frames_note
         == f"{tmp_path / 'anim.png'}: has 3 frames; only the first is used"
     )
     assert (
-        imageio.read_header(tmp_path / "pages.tif").frames_note
+        headers.read_header(tmp_path / "pages.tif").frames_note
         == f"{tmp_path / 'pages.tif'}: has 2 pages; only the first is used"
     )
-    assert imageio.read_header(tmp_path / "a.png").frames_note is None
+    assert headers.read_header(tmp_path / "a.png").frames_note is None
     for name in ["a.png", "a.jpg", "a.webp", "a.tif"]:
         whole = (tmp_path / f"big-{name}").read_bytes()
         (tmp_path / f"cut-{name}").write_bytes(whole[: len(whole) * 3 // 4])
-        assert not imageio.read_header(tmp_path / f"big-{name}").truncated, name
+        assert not headers.read_header(tmp_path / f"big-{name}").truncated, name
         try:
-            cut = imageio.read_header(tmp_path / f"cut-{name}").truncated
+            cut = headers.read_header(tmp_path / f"cut-{name}").truncated
         except InputError:  # Pillow cannot even open a cut WebP: refused all the same
             cut = name.endswith(".webp")
         assert cut, name

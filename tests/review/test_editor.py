@@ -402,7 +402,7 @@ def test_an_edit_record_no_longer_counts_once_the_mask_is_rewritten(tmp_path: Pa
     Image.fromarray(np.zeros(PHOTO_SIZE, np.uint8)).save(masks / "p0_mask.png")  # detect --overwrite
     assert store.status(photo).value == "unedited"
     (masks / ".p0_mask.png.inpaint.json").write_text("{not json")
-    assert records.read_record(masks / "p0_mask.png") is None
+    assert records.read_edit_record(masks / "p0_mask.png") is None
 
 
 def test_decode_upload_reads_one_and_eight_bit_grey(tmp_path: Path) -> None:

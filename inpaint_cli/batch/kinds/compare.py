@@ -24,7 +24,7 @@ from inpaint_cli.batch.jobs import (
     Artefact,
     Existing,
     Job,
-    Plan,
+    JobPlan,
     check_found,
     check_plan,
     masks_of_single,
@@ -33,11 +33,10 @@ from inpaint_cli.batch.jobs import (
 from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status, report_of
 from inpaint_cli.errors import InputError, UsageError
 from inpaint_cli.files.targets import Access
-from inpaint_cli.options import DEFAULT_COMPARE_MODELS, DEFAULT_MAX_PIXELS
+from inpaint_cli.options import COMPARE_GRID_SUFFIX, DEFAULT_COMPARE_MODELS, DEFAULT_MAX_PIXELS
 from inpaint_cli.review import comparison as comparing
 from inpaint_cli.review.comparison import Comparison, Filler, FolderComparison
 
-GRID_SUFFIX = "_compare.png"
 JSON_TO_STDOUT = Path("-")
 """`--json -`: the report goes to stdout (the caller prints it), not to a file."""
 
@@ -79,7 +78,7 @@ class CompareSettings:
 
 @dataclass(frozen=True)
 class ComparePlan:
-    plan: Plan
+    plan: JobPlan
     settings: CompareSettings
 
 
@@ -105,14 +104,14 @@ def plan_comparison(request: CompareRequest) -> ComparePlan:
     if input.is_dir():
         plan = _plan_folder(request)
     else:
-        grid = request.output or input.with_name(input.stem + GRID_SUFFIX)
+        grid = request.output or input.with_name(input.stem + COMPARE_GRID_SUFFIX)
         masks, problem = masks_of_single(input, mask)
-        plan = Plan([Job(input, masks, grid, problem=problem, original=original)])
+        plan = JobPlan([Job(input, masks, grid, problem=problem, original=original)])
     check_plan(plan, settings, writes=writes)
     return ComparePlan(plan, settings)
 
 
-def _plan_folder(request: CompareRequest) -> Plan:
+def _plan_folder(request: CompareRequest) -> JobPlan:
     folder, originals, grids = request.input, request.original, request.output
     if originals is None:
         raise UsageError("a folder needs --original FOLDER", path=folder, hint="the clean images, by name")
@@ -127,9 +126,9 @@ def _plan_folder(request: CompareRequest) -> Plan:
         clean = _original_for(relative, originals)
         if problem is None and clean is None:
             problem = InputError("no original found", path=image, hint=f"looked in {originals}")
-        grid = None if grids is None else grids / relative.parent / f"{relative.stem}{GRID_SUFFIX}"
+        grid = None if grids is None else grids / relative.parent / f"{relative.stem}{COMPARE_GRID_SUFFIX}"
         jobs.append(Job(image, masks, grid, relative=relative, problem=problem, original=clean))
-    plan = Plan(jobs, unused_masks=pairs.unused_masks, unreadable=pairs.unreadable, batch=True)
+    plan = JobPlan(jobs, unused_masks=pairs.unused_masks, unreadable=pairs.unreadable, batch=True)
     check_found(plan, folder, recursive=request.recursive)
     return plan
 

@@ -23,7 +23,7 @@ from inpaint_cli.batch.jobs import (
     Artefact,
     Existing,
     Job,
-    Plan,
+    JobPlan,
     check_found,
     check_plan,
     overlay_path,
@@ -111,7 +111,7 @@ def default_masks_folder(folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class DetectPlan:
-    plan: Plan
+    plan: JobPlan
     settings: DetectSettings
 
     @property
@@ -150,7 +150,7 @@ def plan_detection(request: DetectRequest) -> DetectPlan:
     if input.is_dir():
         plan = _plan_folder(input, output or default_masks_folder(input), request, writes)
     else:
-        plan = Plan([Job(input, (), mask_path(output or input.parent, Path(input.name)))])
+        plan = JobPlan([Job(input, (), mask_path(output or input.parent, Path(input.name)))])
     check_plan(plan, settings, writes=writes)
     if request.html is not None:  # after the target check: a page that is an input is a usage error
         review.check_page(request.html, overwrite=request.overwrite is True)
@@ -163,7 +163,7 @@ def _existing(overwrite: bool | None, *, batch: bool) -> Existing:
     return Existing.OVERWRITE if overwrite else Existing.SKIP
 
 
-def _plan_folder(input: Path, folder: Path, request: DetectRequest, writes: list[Access]) -> Plan:
+def _plan_folder(input: Path, folder: Path, request: DetectRequest, writes: list[Access]) -> JobPlan:
     ours = [folder, *(write.path for write in writes if write.folder)]
     if request.intermediates_dir is not None:
         ours.append(request.intermediates_dir)
@@ -173,7 +173,7 @@ def _plan_folder(input: Path, folder: Path, request: DetectRequest, writes: list
         for image, relative, _, _ in pairs.images
         if not OUR_OUTPUTS.search(image.stem)
     ]
-    plan = Plan(jobs, unreadable=pairs.unreadable, batch=True)
+    plan = JobPlan(jobs, unreadable=pairs.unreadable, batch=True)
     check_found(plan, input, recursive=request.recursive)
     return plan
 

@@ -27,7 +27,7 @@ from inpaint_cli.batch.jobs import (
     Artefact,
     Existing,
     Job,
-    Plan,
+    JobPlan,
     check_found,
     check_plan,
     masks_of_single,
@@ -123,7 +123,7 @@ def plan_folder(
     recursive: bool = False,
     output_format: str | None = None,
     written_elsewhere: Iterable[Path] = (),
-) -> Plan:
+) -> JobPlan:
     """Pair every image under `folder` with its mask(s) and give it an output in the mirrored tree.
 
     `mask` is a folder of masks paired by name, one file used for every image, or `auto`. The output
@@ -150,19 +150,19 @@ def plan_folder(
             # The extension a single image's output gets for this format (`.tif` for tiff, ...).
             output = output.with_suffix(imageio.extension_for_format(output_format))
         jobs.append(Job(image, masks, output, relative=relative, problem=problem))
-    return Plan(jobs, unused_masks=pairs.unused_masks, unreadable=pairs.unreadable, batch=True)
+    return JobPlan(jobs, unused_masks=pairs.unused_masks, unreadable=pairs.unreadable, batch=True)
 
 
 def plan_single(
     image: Path, mask: Path, output: Path | None = None, output_format: str | None = None
-) -> Plan:
+) -> JobPlan:
     """The plan of one image; `mask` is its mask file, a folder holding it by name, or `auto`.
 
     An `output` that is the image itself is left to `check_plan` (a usage error naming both roles)."""
     if output is None or output.is_dir():
         output = imageio.default_output_path(image, output, output_format)
     masks, problem = ((), None) if is_auto(mask) else masks_of_single(image, mask)
-    return Plan([Job(image, masks, output, problem=problem)])
+    return JobPlan([Job(image, masks, output, problem=problem)])
 
 
 def plan_run(
@@ -175,7 +175,7 @@ def plan_run(
     report: Path | None = None,
     reads: Iterable[Access] = (),
     writes: Iterable[Access] = (),
-) -> Plan:
+) -> JobPlan:
     """Pair the input(s) with masks and outputs and check every planned read and write.
 
     `output` keeps the text the user typed, so `out/` is a folder even before it exists. `reads`
@@ -219,7 +219,9 @@ def plan_run(
     return plan
 
 
-def _plan_one(input: Path, mask: Path, output: str | os.PathLike[str] | None, settings: RunSettings) -> Plan:
+def _plan_one(
+    input: Path, mask: Path, output: str | os.PathLike[str] | None, settings: RunSettings
+) -> JobPlan:
     into_folder = output is not None and names_a_folder(output)
     if into_folder:
         folder = storage.location(os.fspath(output).rstrip("/" + os.sep) or os.sep)

@@ -25,10 +25,10 @@ from inpaint_cli.files.atomic import atomic_path
 from inpaint_cli.files.jsonfile import read_json
 from inpaint_cli.weights.cache import file_sha256
 
-RECORD_FORMAT = "inpaint-mask-edit"
-RECORD_VERSION = 1
+EDIT_RECORD_FORMAT = "inpaint-mask-edit"
+EDIT_RECORD_VERSION = 1
 ORIGINAL_MARK = ".original"
-MAX_RECORD_BYTES = 64 * 1024
+MAX_EDIT_RECORD_BYTES = 64 * 1024
 """A record is a few hundred bytes; a larger file is not one of ours and is not parsed."""
 
 
@@ -53,8 +53,8 @@ class EditRecord:
     def as_json(self) -> str:
         return json.dumps(
             {
-                "format": RECORD_FORMAT,
-                "format_version": RECORD_VERSION,
+                "format": EDIT_RECORD_FORMAT,
+                "format_version": EDIT_RECORD_VERSION,
                 "edited_by_hand": True,
                 **asdict(self),
             },
@@ -68,23 +68,23 @@ def new_record(mask: Path, *, no_damage: bool, originals: tuple[str, ...]) -> Ed
     return EditRecord(file_sha256(mask), no_damage, originals, saved, tool_version())
 
 
-def write_record(mask: Path, record: EditRecord) -> None:
+def write_edit_record(mask: Path, record: EditRecord) -> None:
     with atomic_path(record_path(mask)) as tmp:
         tmp.write_text(record.as_json(), encoding="utf-8")
 
 
-def read_record(mask: Path) -> EditRecord | None:
+def read_edit_record(mask: Path) -> EditRecord | None:
     """The record beside `mask`, or None where there is none or it is not a valid one (untrusted:
     a damaged record only means the edit is not known)."""
     try:
-        fields = read_json(record_path(mask), max_bytes=MAX_RECORD_BYTES)  # a FIFO there must not hang
+        fields = read_json(record_path(mask), max_bytes=MAX_EDIT_RECORD_BYTES)  # a FIFO there must not hang
     except InputError:
         return None
     return _valid(fields)
 
 
 def _valid(fields: Any) -> EditRecord | None:
-    if not isinstance(fields, dict) or fields.get("format") != RECORD_FORMAT:
+    if not isinstance(fields, dict) or fields.get("format") != EDIT_RECORD_FORMAT:
         return None
     originals = fields.get("originals")
     if not (
@@ -105,7 +105,7 @@ def _valid(fields: Any) -> EditRecord | None:
 
 def hand_edit(mask: Path) -> EditRecord | None:
     """The record of `mask` if it describes the file as it is now (edited by hand, not since rewritten)."""
-    record = read_record(mask)
+    record = read_edit_record(mask)
     if record is None:
         return None
     try:

@@ -63,7 +63,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Access:
+class ServerAccess:
     """Who may talk to the server: its port and the session's token."""
 
     port: int
@@ -86,7 +86,7 @@ class Access:
 class Guard:
     """ASGI middleware: refuse what does not come from the editor's own page with its token."""
 
-    def __init__(self, app: App, access: Access) -> None:
+    def __init__(self, app: App, access: ServerAccess) -> None:
         self.app = app
         self.access = access
 
@@ -210,7 +210,7 @@ class Editor:
         return photos[index + 1] if index + 1 < len(photos) else None
 
 
-def create_app(editor: Editor, access: Access) -> App:
+def create_app(editor: Editor, access: ServerAccess) -> App:
     """The editor's ASGI application, guarded."""
     environment = Environment(
         loader=PackageLoader("inpaint_cli.review.editor", "templates"), autoescape=select_autoescape()

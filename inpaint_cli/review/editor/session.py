@@ -20,7 +20,7 @@ from inpaint_cli.review.editor.lock import folder_lock
 from inpaint_cli.review.editor.options import EditOptions
 from inpaint_cli.review.editor.pixels import Views
 from inpaint_cli.review.editor.preview import Previews
-from inpaint_cli.review.editor.server import Access, Editor, create_app
+from inpaint_cli.review.editor.server import Editor, ServerAccess, create_app
 from inpaint_cli.review.editor.store import MaskStore
 
 HOST = "127.0.0.1"
@@ -53,7 +53,7 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
         # Temporary files of saves a kill cut short (never those of a live writer: they are locked).
         remove_stale_parts(path for photo in catalogue.photos for path, _ in written_by(photo))
         listening = _listen(options.port)
-        access = Access(port=listening.getsockname()[1], token=secrets.token_urlsafe(TOKEN_BYTES))
+        access = ServerAccess(port=listening.getsockname()[1], token=secrets.token_urlsafe(TOKEN_BYTES))
         held.announce(access.url, options.photos)
         store = MaskStore(catalogue, max_pixels=options.max_pixels)
         views = Views(max_pixels=options.max_pixels)

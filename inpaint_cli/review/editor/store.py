@@ -50,7 +50,7 @@ NO_MASK = "none"
 _CORRUPT_PNG = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
-class Status(str, Enum):
+class PhotoStatus(str, Enum):
     """A photo's state on the page."""
 
     EDITED = "edited"
@@ -72,7 +72,7 @@ class Refused(Exception):
 class Saved:
     tag: str
     """The mask's new tag, for the next `If-Match`."""
-    status: Status
+    status: PhotoStatus
 
 
 def upload_limit(size: tuple[int, int]) -> int:
@@ -129,13 +129,13 @@ class MaskStore:
         with self._locks[photo.name]:
             return _tag(self._sources[photo.name])
 
-    def status(self, photo: Photo) -> Status:
+    def status(self, photo: Photo) -> PhotoStatus:
         if photo.problem is not None:
-            return Status.PROBLEM
+            return PhotoStatus.PROBLEM
         record = records.hand_edit(photo.mask)
         if record is None:
-            return Status.UNEDITED
-        return Status.NO_DAMAGE if record.no_damage else Status.EDITED
+            return PhotoStatus.UNEDITED
+        return PhotoStatus.NO_DAMAGE if record.no_damage else PhotoStatus.EDITED
 
     def save(self, photo: Photo, hole: np.ndarray, *, no_damage: bool, expected: str | None) -> Saved:
         """Write `hole` as the photo's mask (the steps in the module's docstring)."""
@@ -156,15 +156,15 @@ class MaskStore:
             record = records.new_record(
                 photo.mask, no_damage=no_damage and not hole.any(), originals=originals
             )
-            records.write_record(photo.mask, record)
+            records.write_edit_record(photo.mask, record)
             self.saves += 1
-            status = Status.NO_DAMAGE if record.no_damage else Status.EDITED
+            status = PhotoStatus.NO_DAMAGE if record.no_damage else PhotoStatus.EDITED
             return Saved(_tag((photo.mask,)), status)
 
 
 def _keep_originals(photo: Photo, sources: tuple[Path, ...]) -> tuple[str, ...]:
     """Copy each paired file to its original's name unless one is kept already; all names kept."""
-    earlier = records.read_record(photo.mask)
+    earlier = records.read_edit_record(photo.mask)
     kept = set(earlier.originals) if earlier is not None else set()
     for source in sources:
         original = records.original_path(source)
