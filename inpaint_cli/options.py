@@ -107,6 +107,22 @@ soft edge of a scratch that the detector's threshold leaves out. BOPBtL's restor
 masks by 3 (`Global/test.py`, 3x3 kernel, 3 iterations, at --HR)."""
 
 
+# LaMa feature refinement (`--refine`): the official defaults (advimman/lama,
+# configs/prediction/default.yaml, section `refiner`), and the bounds the options accept.
+DEFAULT_REFINE_ITERS = 15
+"""Forward passes per refined scale (Adam steps: one fewer)."""
+DEFAULT_REFINE_LR = 0.002
+DEFAULT_REFINE_MIN_SIDE = 512
+"""Sets the number of scales: two from a short side of sqrt(2) times this (725 px), three from twice that."""
+DEFAULT_REFINE_MAX_SCALES = 3
+DEFAULT_REFINE_PX_BUDGET = 1_800_000
+"""Inputs with more pixels are shrunk to this many before they are refined."""
+MAX_REFINE_ITERS = 1000
+MAX_REFINE_SCALES = 8
+MIN_REFINE_SIDE = 16
+"""LaMa's smallest input side (a bottleneck of two pixels)."""
+MIN_REFINE_PX_BUDGET = MIN_REFINE_SIDE**2
+
 # --- sizes -------------------------------------------------------------------------------------------
 
 MAX_SIZE = 1 << 60
@@ -144,6 +160,7 @@ class Panel(str, Enum):
     MODEL = "Model"
     MASKS = "Masks"
     STRATEGY = "Strategy"
+    REFINE = "Refinement (LaMa)"
     BATCH = "Batch"
     REVIEW = "Review"
     DISTRIBUTED = "Distributed (Ray)"

@@ -258,11 +258,12 @@ def _expected_provenance(options: RunOptions, settings: RunSettings) -> Provenan
 
     # As `engine.Inpainter` names itself: after the weight file when one is given.
     model = options.checkpoint.name if options.checkpoint else options.model or DEFAULT_MODEL
-    plan_options = {
-        name: getattr(options, name) for name in ("max_side", "tile_size", "tile_overlap", "crop_margin")
-    }
     return provenance.expected(
-        model, options.checkpoint, settings, strategy=options.strategy.value, plan_options=plan_options
+        model,
+        options.checkpoint,
+        settings,
+        strategy=options.strategy.value,
+        plan_options=provenance.plan_options(options),
     )
 
 

@@ -115,6 +115,23 @@ def for_run(
     )
 
 
+PLAN_OPTIONS = ("max_side", "tile_size", "tile_overlap", "crop_margin")
+"""The options that shape a plan, recorded with the strategy's name."""
+REFINE_SETTINGS = ("refine_iters", "refine_lr", "refine_min_side", "refine_max_scales", "refine_px_budget")
+
+
+def plan_options(options: Any) -> dict[str, Any]:
+    """What a `RunOptions` or an `InpaintOptions` (same field names) records beside the strategy: the
+    options that shape the plan, and with refinement its settings (`refine`, absent without it, so
+    that outputs made before refinement existed still match an unrefined run)."""
+    recorded = {name: getattr(options, name) for name in PLAN_OPTIONS}
+    if options.refine:
+        recorded["refine"] = {
+            name.removeprefix("refine_"): getattr(options, name) for name in REFINE_SETTINGS
+        }
+    return recorded
+
+
 def expected(
     model: str,
     checkpoint: str | os.PathLike[str] | None,

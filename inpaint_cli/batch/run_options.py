@@ -9,10 +9,12 @@ Typer-free: `inpaint --help` stays instant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from inpaint_cli.batch.provenance import REFINE_SETTINGS
+from inpaint_cli.engine.refine_plan import Refinement
 from inpaint_cli.errors import UsageError
 from inpaint_cli.files import storage
 from inpaint_cli.options import (
@@ -20,8 +22,15 @@ from inpaint_cli.options import (
     DEFAULT_MASK_THRESHOLD,
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
+    DEFAULT_REFINE_ITERS,
+    DEFAULT_REFINE_LR,
+    DEFAULT_REFINE_MAX_SCALES,
+    DEFAULT_REFINE_MIN_SIDE,
+    DEFAULT_REFINE_PX_BUDGET,
     DEFAULT_TILE_OVERLAP,
     DETECTOR_DILATE,
+    MAX_REFINE_ITERS,
+    MAX_REFINE_SCALES,
     DetectorName,
     OutputFormat,
     Panel,
@@ -30,6 +39,7 @@ from inpaint_cli.options import (
     TensorFormat,
     check_bounds,
     cli,
+    flag_of,
     parse_size,
     ray_address,
 )
@@ -59,7 +69,7 @@ def parse_memory_size(text: str) -> int:
 
 
 IO, MODEL, MASKS, STRATEGY = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.MASKS, Panel.STRATEGY
-BATCH, REVIEW, RAY = Panel.BATCH, Panel.REVIEW, Panel.DISTRIBUTED
+REFINE, BATCH, REVIEW, RAY = Panel.REFINE, Panel.BATCH, Panel.REVIEW, Panel.DISTRIBUTED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +264,30 @@ class RunOptions:
             panel=STRATEGY,
         ),
     )
+    refine: bool = field(
+        default=False, metadata=cli("LaMa feature refinement (official algorithm).", panel=REFINE)
+    )
+    refine_iters: int = field(
+        default=DEFAULT_REFINE_ITERS,
+        metadata=cli(
+            "Passes per refined scale.", metavar="N", minimum=1, maximum=MAX_REFINE_ITERS, panel=REFINE
+        ),
+    )
+    refine_lr: float = field(
+        default=DEFAULT_REFINE_LR, metadata=cli("Adam's learning rate.", metavar="LR", panel=REFINE)
+    )
+    refine_min_side: int = field(
+        default=DEFAULT_REFINE_MIN_SIDE,
+        metadata=cli("Two scales from 1.41x this short side.", metavar="PX", panel=REFINE),
+    )
+    refine_max_scales: int = field(
+        default=DEFAULT_REFINE_MAX_SCALES,
+        metadata=cli("Most scales.", metavar="N", minimum=1, maximum=MAX_REFINE_SCALES, panel=REFINE),
+    )
+    refine_px_budget: int = field(
+        default=DEFAULT_REFINE_PX_BUDGET,
+        metadata=cli("Shrink larger inputs to this.", metavar="PIXELS", panel=REFINE),
+    )
     recursive: bool = field(
         default=False,
         metadata=cli("Also process the input folder's subfolders.", "--recursive", "-r", panel=BATCH),
@@ -341,6 +375,17 @@ class RunOptions:
             raise UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray")
         if self.quiet and self.verbose:
             raise UsageError("--quiet and --verbose contradict each other", hint="give one of them")
+        defaults = {spec.name: spec.default for spec in fields(self)}
+        tuned = [name for name in REFINE_SETTINGS if getattr(self, name) != defaults[name]]
+        if tuned and not self.refine:
+            raise UsageError(f"{flag_of(RunOptions, tuned[0])} needs --refine")
+        Refinement(  # the refine settings' own checks, as the engine makes them
+            self.refine_iters,
+            self.refine_lr,
+            self.refine_min_side,
+            self.refine_max_scales,
+            self.refine_px_budget,
+        )
 
     @property
     def is_batch(self) -> bool:
@@ -358,6 +403,12 @@ def planning_options(options: RunOptions) -> InpaintOptions:
         tile_overlap=options.tile_overlap,
         crop_margin=options.crop_margin,
         memory_budget=options.memory_budget,
+        refine=options.refine,
+        refine_iters=options.refine_iters,
+        refine_lr=options.refine_lr,
+        refine_min_side=options.refine_min_side,
+        refine_max_scales=options.refine_max_scales,
+        refine_px_budget=options.refine_px_budget,
     )
 
 

@@ -72,6 +72,7 @@ def _configure_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(console=console, show_time=False, show_path=False, show_level=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # else basicConfig prefixes `INFO:<logger>:`
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     # -v: the package's own notes; other libraries stay at warnings.
     logging.getLogger("inpaint_cli").setLevel(logging.INFO if verbose else logging.WARNING)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from inpaint_cli.engine.refine_plan import Refinement
 from inpaint_cli.engine.strategies import Box, NetworkGeometry, Plan, Tiling
 
 SIZE_STEP = 2.0
@@ -30,18 +31,26 @@ class Pass:
     count: int
 
 
-def box_passes(box: Box, tiling: Tiling | None, geometry: NetworkGeometry) -> Pass:
-    """The network inputs of one box: itself if untiled, else its tiles."""
+def box_passes(
+    box: Box, tiling: Tiling | None, geometry: NetworkGeometry, refinement: Refinement | None = None
+) -> Pass:
+    """The network calls of one box: itself if untiled, else its tiles; refined, each forward pass of
+    each input's refinement, at the average cost of one (the progress steps it reports)."""
     height, width = box.scaled_size() if tiling is None else (tiling.height, tiling.width)
     padded = geometry.padded(height, width)
-    return Pass(padded[0] * padded[1], geometry.cost(*padded), 1 if tiling is None else tiling.tiles)
+    count = 1 if tiling is None else tiling.tiles
+    if refinement is None:
+        return Pass(padded[0] * padded[1], geometry.cost(*padded), count)
+    forwards = refinement.forwards(height, width)
+    cost = geometry.input_cost(height, width, refinement) / forwards
+    return Pass(padded[0] * padded[1], cost, count * forwards)
 
 
 def plan_passes(plan: Plan, geometry: NetworkGeometry) -> list[Pass]:
     """The plan's network inputs in the order they run: its core's first (`Plan.core`), then box by box."""
     first = plan_passes(plan.core, geometry) if plan.core is not None else []
     pairs = zip(plan.boxes, plan.tilings, strict=True)
-    return first + [box_passes(box, tiling, geometry) for box, tiling in pairs]
+    return first + [box_passes(box, tiling, geometry, plan.refinement) for box, tiling in pairs]
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from inpaint_cli.checkpoints.loading import load_network
-from inpaint_cli.engine import auto_precision, strategies
+from inpaint_cli.engine import auto_precision, refine, strategies
 from inpaint_cli.engine.device import (
     HALF_DTYPES,
     default_memory_budget,
@@ -31,6 +31,7 @@ from inpaint_cli.engine.device import (
 )
 from inpaint_cli.engine.estimates import Pass, Speed, box_passes, plan_passes
 from inpaint_cli.engine.precision import Int8Plan, convert_half, copy_network, quantize_int8
+from inpaint_cli.engine.refine_plan import Refinement
 from inpaint_cli.engine.regions import deep_core
 from inpaint_cli.engine.runner import Runner, to_integer, upscale_to_box
 from inpaint_cli.engine.strategies import (
@@ -101,15 +102,19 @@ def family_of(name: str) -> str:
 def geometry_of(network: InpaintModel, name: str, device: torch.device) -> NetworkGeometry:
     """What the planner needs of a network: its declared geometry and cost and memory models (cached:
     the planner asks for the same sizes many times, and a family's model may walk its layers)."""
+    cached = functools.lru_cache(maxsize=MODEL_CACHE_SIZE)
+    refinable = refine.supports(network.family)
     return NetworkGeometry(
         name=name,
         pad_multiple=network.pad_multiple,
         min_size=network.min_size,
         native_side=min(network.native_side, strategies.NO_NATIVE_LIMIT),
-        memory=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.memory_estimate),
-        cost=functools.lru_cache(maxsize=MODEL_CACHE_SIZE)(network.cost_estimate),
+        memory=cached(network.memory_estimate),
+        cost=cached(network.cost_estimate),
         batches=device.type != "cpu",
         fill_reach=network.fill_reach,
+        refine_step=cached(network.refine_step_cost) if refinable else None,
+        refine_memory=cached(network.refine_memory_estimate) if refinable else None,
     )
 
 
@@ -130,6 +135,7 @@ class Inpainter:
         self.network = network.to(self.device)
         self.name = name or network.family
         self.options = options or InpaintOptions()
+        refine.check_supported(self.options.refinement, network.family, self.name)
         self.budget = self.options.memory_budget or default_memory_budget(self.device)
         self.geometry = geometry_of(self.network, self.name, self.device)
         self.runner = Runner(self.network, self.device, self.dtype, self.name)
@@ -152,7 +158,12 @@ class Inpainter:
         chosen = "int8" if requested == "int8" else precision_name(self.dtype)
         if not self.network.needs_weights:
             return chosen
-        if requested == "auto" and self.device.type == "cpu":
+        if requested == "int8" and self.options.refine:
+            raise UsageError(
+                "--refine needs gradients, which int8 convolutions do not have", hint="use --precision fp32"
+            )
+        # Refinement follows gradients whose signs decide each Adam step: full precision on a CPU.
+        if requested == "auto" and self.device.type == "cpu" and not self.options.refine:
             chosen = auto_precision.choose(
                 self.network,
                 self.name,
@@ -245,6 +256,8 @@ class Inpainter:
                 raise UsageError(f"--model {name} is a classical method and takes no --checkpoint")
             return cls(classical.ClassicalInpainter.build(classical.MODELS[name]), name=name, **settings)
         family = family_of(name)  # unknown names are usage errors, before any download
+        options = settings.get("options")
+        refine.check_supported(options.refinement if options else None, family, name)
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, family, **settings)
         from inpaint_cli import weights
@@ -256,17 +269,21 @@ class Inpainter:
     def strategy(self) -> Strategy:
         return self.options.strategy
 
-    # Read-only views of the options, for callers written before `InpaintOptions`.
-    max_side = property(lambda self: self.options.max_side)
-    tile_size = property(lambda self: self.options.tile_size)
-    tile_overlap = property(lambda self: self.options.tile_overlap)
-    crop_margin = property(lambda self: self.options.crop_margin)
-
     # --- planning ----------------------------------------------------------------------------------
+
+    def check_refinement(self, options: InpaintOptions) -> None:
+        """A UsageError when `options` ask for refinement this loaded network cannot do."""
+        refine.check_supported(options.refinement, self.network.family, self.name)
+        if options.refine and self.precision == "int8":
+            raise UsageError(
+                f"{self.name} was loaded with int8 convolutions, which have no gradients for --refine",
+                hint="load it with precision fp32 (or bf16)",
+            )
 
     def plan(self, hole: np.ndarray, *, options: InpaintOptions | None = None) -> Plan:
         """How `hole` (H×W bool) would be filled: boxes, scales, tiles and cost. Pure planning."""
         options = options or self.options
+        self.check_refinement(options)
         budget = options.memory_budget or self.budget
         return strategies.plan(hole, self.geometry, options, budget, limits=self.limits)
 
@@ -306,6 +323,7 @@ class Inpainter:
         options = options or self.options
         started = time.perf_counter()
         plan = plan or self.plan(hole, options=options)
+        self.runner.refine = self._refiner(plan.refinement)
         result = InpaintResult(
             pixels.copy(), list(plan.boxes), plan=plan, seconds={"plan": time.perf_counter() - started}
         )
@@ -315,18 +333,38 @@ class Inpainter:
         try:
             self._run(pixels, hole, result, options, capture, (progress, on_estimate))
         finally:
-            self.runner.on_tiles = None
+            self.runner.on_steps = None
+            self.runner.refine = None
             for stage, total in self.runner.clock.seconds.items():
                 result.seconds[stage] = total - before.get(stage, 0.0)
         assert result.plan is not None
         result.boxes = list(result.plan.boxes)
-        if capture and result.intermediates_hole is None and result.intermediates_missing is None:
+        if capture and plan.refinement is not None:
+            result.intermediates_missing = "a refined fill keeps no intermediates (they come from one pass)"
+        elif capture and result.intermediates_hole is None and result.intermediates_missing is None:
             result.intermediates_missing = (
                 f"the {result.plan.strategy.value} plan ran every box in tiles ({result.passes} network "
                 "passes); intermediates come from one whole pass of a box (--strategy resize makes one, "
                 "and fills differently)"
             )
         return result
+
+    def _refiner(
+        self, settings: Refinement | None
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """What the runner calls instead of one pass when the plan refines: `refine.refine_each` with
+        this network, its autocast, and each forward pass reported as a progress step."""
+        if settings is None:
+            return None
+        assert isinstance(self.network, refine.Lama)
+
+        def on_forward() -> None:
+            if self.runner.on_steps is not None:
+                self.runner.on_steps(1)
+
+        return functools.partial(
+            refine.refine_each, self.network, settings, autocast=self.runner.autocast, on_forward=on_forward
+        )
 
     def _run(
         self,
@@ -342,7 +380,7 @@ class Inpainter:
         assert result.plan is not None
         plan = result.plan
         tracker = _Tracker(self, plan, *watchers)
-        self.runner.on_tiles = tracker.advance
+        self.runner.on_steps = tracker.advance
         core_plan = None
         if plan.core is not None:
             first = InpaintResult(pixels.copy(), [])
@@ -369,11 +407,11 @@ class Inpainter:
         """Fill a plan's boxes one by one into `result.pixels`; after running out of memory, the box
         again in tiles. Returns the plan as it ran (with such boxes replaced)."""
         budget = options.memory_budget or self.budget
-        watched = capture_box(plan, hole) if capture else None
+        watched = capture_box(plan, hole) if capture and plan.refinement is None else None
         index = 0
         while index < len(plan.boxes):
             box, tiling = plan.boxes[index], plan.tilings[index]
-            tracker.current = box_passes(box, tiling, self.geometry)
+            tracker.current = box_passes(box, tiling, self.geometry, plan.refinement)
             captured: dict[str, torch.Tensor] | None = {} if index == watched and tiling is None else None
             done_before = tracker.done
             try:
@@ -390,7 +428,7 @@ class Inpainter:
                 retried = strategies.replace_box(
                     plan, index, box, hole, self.geometry, options, budget, self.limits
                 )
-                tracker.total += retried.passes - plan.passes
+                tracker.total += retried.steps - plan.steps
                 plan = retried
                 continue
             if captured:
@@ -431,7 +469,7 @@ class _Tracker:
         self, inpainter: Inpainter, plan: Plan, progress: Progress | None, on_estimate: Estimate | None
     ) -> None:
         self.inpainter, self.plan, self.progress, self.on_estimate = inpainter, plan, progress, on_estimate
-        self.done, self.total, self.mark = 0, plan.passes, time.perf_counter()
+        self.done, self.total, self.mark = 0, plan.steps, time.perf_counter()
         """Calls so far, of `total` (which grows when a box is retried in tiles)."""
         self.current = Pass(0, 0.0, 0)
         """The box being filled, as passes (set by `Inpainter._fill`)."""

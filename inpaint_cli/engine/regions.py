@@ -64,6 +64,13 @@ def scale_to_fit(height: int, width: int, max_side: int | None) -> float:
     return max_side / max(height, width)
 
 
+def scale_to_area(height: int, width: int, pixels: int) -> float:
+    """The largest scale <= 1 that brings the area down to at most `pixels`."""
+    if height * width <= pixels:
+        return 1.0
+    return math.sqrt(pixels / (height * width))
+
+
 SCALE_PRECISION = 1e-3
 """`largest_scale` is exact to this (relative) precision."""
 
@@ -242,10 +249,42 @@ def group_regions(
         dtype=np.int64,
     ).reshape(-1, 4)
     reaches = np.array([r.reach for r in regions], dtype=np.float64)
-    groups = _merge_overlapping(grown)
+    return _merged(grown, reaches)
+
+
+def widen_boxes(
+    boxes: Sequence[tuple[Box, float]], side: int, shape: tuple[int, int]
+) -> list[tuple[Box, float]]:
+    """(box, reach) pairs with each box grown to at least `side` on both sides (centred on the box,
+    shifted to stay inside the image, the whole image side where it is shorter), merged where they
+    then overlap; no two boxes overlap."""
+    height, width = shape
+    grown = np.array(
+        [
+            (*_widened(box.top, box.bottom, side, height), *_widened(box.left, box.right, side, width))
+            for box, _ in boxes
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 4)[:, [0, 2, 1, 3]]
+    return _merged(grown, np.array([reach for _, reach in boxes], dtype=np.float64))
+
+
+def _widened(start: int, stop: int, side: int, limit: int) -> tuple[int, int]:
+    """[start, stop) grown to `side` (at most `limit`) around its centre, kept within [0, limit)."""
+    if stop - start >= side:
+        return start, stop
+    if side >= limit:
+        return 0, limit
+    first = min(max(0, start - (side - (stop - start)) // 2), limit - side)
+    return first, first + side
+
+
+def _merged(extents: np.ndarray, reaches: np.ndarray) -> list[tuple[Box, float]]:
+    """(top, left, bottom, right) extents merged transitively where they overlap, as boxes with the
+    largest reach of their members, top to bottom."""
     boxes = []
-    for members in groups:
-        box = grown[members]
+    for members in _merge_overlapping(extents):
+        box = extents[members]
         extent = (*box[:, :2].min(axis=0).tolist(), *box[:, 2:].max(axis=0).tolist())
         boxes.append((Box(*extent), float(reaches[members].max())))
     return sorted(boxes, key=lambda pair: (pair[0].top, pair[0].left))

@@ -163,8 +163,12 @@ class Runner:
     def __init__(self, network: InpaintModel, device: torch.device, dtype: torch.dtype, name: str) -> None:
         self.network, self.device, self.dtype, self.name = network, device, dtype, name
         self.clock = Stopwatch()
-        self.on_tiles: Callable[[int], None] | None = None
-        """Called with the number of tiles after each network call (progress)."""
+        self.on_steps: Callable[[int], None] | None = None
+        """Progress: called with the number of tiles after each network call, or with 1 after each
+        forward pass of a refinement (`Plan.steps` counts the same)."""
+        self.refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        """Set to refine every network input instead of one pass: N×3×H×W images and N×1×H×W holes on
+        the device -> N×3×H×W values on the CPU (`refine.refine_each`, which reports its progress)."""
 
     def fill_box(
         self,
@@ -255,9 +259,14 @@ class Runner:
             holes = np.stack([box_hole[rows, left : left + size[1]] for left in lefts])[:, None]
             tiles = tiles.to(self.device)
             holes = torch.from_numpy(holes).to(self.device, torch.float32)
+        if self.refine is not None:
+            with self.clock.stage("network"):
+                refined = self.refine(tiles, holes)
+            self._check_finite(refined)
+            return refined
         prediction = self.predict(tiles, holes, captured).cpu()
-        if self.on_tiles is not None:
-            self.on_tiles(len(lefts))
+        if self.on_steps is not None:
+            self.on_steps(len(lefts))
         return prediction
 
     def pad(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -285,12 +294,15 @@ class Runner:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         with self.clock.stage("composite"):
-            if not bool(torch.isfinite(output).all()):
-                raise InpaintError(
-                    f"{self.name} produced values that are not finite (NaN or infinity)",
-                    hint="its weights may be damaged; try --precision fp32 or another model",
-                )
+            self._check_finite(output)
             return net.normalization.from_network(output).clamp(0, 1)
+
+    def _check_finite(self, output: torch.Tensor) -> None:
+        if not bool(torch.isfinite(output).all()):
+            raise InpaintError(
+                f"{self.name} produced values that are not finite (NaN or infinity)",
+                hint="its weights may be damaged; try --precision fp32 or another model",
+            )
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from inpaint_cli.engine.refine_plan import Refinement
 from inpaint_cli.engine.regions import (
     MAX_CROP_MARGIN,
     MIN_CROP_MARGIN,
@@ -29,11 +30,21 @@ from inpaint_cli.engine.regions import (
     hole_regions,
     largest_scale,
     padded_size,
+    scale_to_area,
     scale_to_fit,
     scaled_tile_rows,
+    widen_boxes,
 )
 from inpaint_cli.errors import InpaintError, UsageError
-from inpaint_cli.options import DEFAULT_TILE_OVERLAP, StrategyName
+from inpaint_cli.options import (
+    DEFAULT_REFINE_ITERS,
+    DEFAULT_REFINE_LR,
+    DEFAULT_REFINE_MAX_SCALES,
+    DEFAULT_REFINE_MIN_SIDE,
+    DEFAULT_REFINE_PX_BUDGET,
+    DEFAULT_TILE_OVERLAP,
+    StrategyName,
+)
 
 Strategy = StrategyName
 """The strategies (`auto`, `full`, `crop`, `tile`, `resize`), shared with the command line."""
@@ -92,6 +103,25 @@ class InpaintOptions:
     large holes)."""
     memory_budget: int | None = None
     """Bytes one pass may use; None = a share of the device's free memory."""
+    refine: bool = False
+    """LaMa feature refinement of every network input (a whole box, or a tile): `Refinement`."""
+    refine_iters: int = DEFAULT_REFINE_ITERS
+    refine_lr: float = DEFAULT_REFINE_LR
+    refine_min_side: int = DEFAULT_REFINE_MIN_SIDE
+    refine_max_scales: int = DEFAULT_REFINE_MAX_SCALES
+    refine_px_budget: int = DEFAULT_REFINE_PX_BUDGET
+
+    @property
+    def refinement(self) -> Refinement | None:
+        """The refinement settings when `refine` is on (checked in any case)."""
+        settings = Refinement(
+            self.refine_iters,
+            self.refine_lr,
+            self.refine_min_side,
+            self.refine_max_scales,
+            self.refine_px_budget,
+        )
+        return settings if self.refine else None
 
     def __post_init__(self) -> None:
         try:
@@ -109,6 +139,7 @@ class InpaintOptions:
                 raise UsageError(f"{name.replace('_', '-')} must be a whole number >= 0, not {value!r}")
         if self.tile_size is not None and self.tile_overlap >= self.tile_size:
             raise UsageError(f"tile overlap {self.tile_overlap} must be smaller than the tile size")
+        _ = self.refinement  # checks the refine settings even while refine is off
 
 
 @dataclass(frozen=True)
@@ -128,6 +159,11 @@ class NetworkGeometry:
     """Whether tiles run in batches (accelerators; on a CPU one tile already keeps every core busy)."""
     fill_reach: float = math.inf
     """Deepest hole (pixels from a known one) one pass fills (`InpaintModel.fill_reach`)."""
+    refine_step: Callable[[int, int], float] | None = None
+    """Cost of one refinement step at a padded size: backward through the rear of the network, its
+    recomputed blocks, and the next forward of the rear. None: the network cannot be refined."""
+    refine_memory: Callable[[int, int], int] | None = None
+    """Peak bytes of optimising one scale at a padded size."""
 
     def padded(self, height: int, width: int) -> tuple[int, int]:
         return (
@@ -140,6 +176,25 @@ class NetworkGeometry:
 
     def pass_cost(self, height: int, width: int) -> float:
         return self.cost(*self.padded(height, width))
+
+    def input_memory(self, height: int, width: int, refinement: Refinement | None) -> int:
+        """Peak bytes of one network input: a pass, or refining it (its finest scales dominate)."""
+        if refinement is None:
+            return self.pass_memory(height, width)
+        assert self.refine_memory is not None, f"{self.name} cannot be refined"
+        coarsest, *refined = refinement.pyramid(height, width)
+        peaks = [self.refine_memory(*self.padded(*size)) for size in refined]
+        return max([self.pass_memory(*coarsest), *peaks])
+
+    def input_cost(self, height: int, width: int, refinement: Refinement | None) -> float:
+        """Cost of one network input: a pass, or a pass per scale and the Adam steps of all but the
+        coarsest."""
+        if refinement is None:
+            return self.pass_cost(height, width)
+        assert self.refine_step is not None, f"{self.name} cannot be refined"
+        sizes = refinement.pyramid(height, width)
+        steps = sum(self.refine_step(*self.padded(*size)) for size in sizes[1:])
+        return sum(self.pass_cost(*size) for size in sizes) + (refinement.iters - 1) * steps
 
     def cost_growth(self, height: int, width: int) -> float:
         """Cost per pixel of a pass of this size over that of a pass at the native side."""
@@ -206,6 +261,27 @@ class Plan:
         own = sum(1 if t is None else t.tiles for t in self.tilings)
         return own + (self.core.passes if self.core is not None else 0)
 
+    refinement: Refinement | None = None
+    """Every network input is refined with these settings."""
+    peak_memory: int = 0
+    """Estimated peak bytes of the largest network input (its pass, or its refinement)."""
+
+    def inputs(self) -> list[tuple[int, tuple[int, int]]]:
+        """(count, (height, width)) of the network inputs of each box: the box at its scale, or its tiles."""
+        return [
+            (1, box.scaled_size()) if tiling is None else (tiling.tiles, (tiling.height, tiling.width))
+            for box, tiling in zip(self.boxes, self.tilings, strict=True)
+        ]
+
+    @property
+    def steps(self) -> int:
+        """What progress counts: network inputs, or with refinement the forward passes of all scales
+        (the core's included)."""
+        if self.refinement is None:
+            return self.passes
+        core = self.core.steps if self.core is not None else 0
+        return core + sum(count * self.refinement.forwards(*size) for count, size in self.inputs())
+
     def describe(self) -> str:
         """One line: `auto: 3 crop boxes (4 % of the image), 2 at native scale, 1 downscaled to 0.62,
         in 512 px tiles; 9 passes`."""
@@ -232,7 +308,31 @@ class Plan:
         if self.core is not None:
             first = self.core.describe().partition(": ")[2].rpartition(";")[0]
             parts.append(f"deep core first: {first}")
-        return f"{name}: {', '.join(parts)}; {self.passes} pass{'es' if self.passes != 1 else ''}"
+        passes = f"{self.passes} pass{'es' if self.passes != 1 else ''}"
+        refined = f"; {self.describe_refinement()}" if self.refinement is not None else ""
+        return f"{name}: {', '.join(parts)}; {passes}{refined}"
+
+    def describe_refinement(self) -> str:
+        """`refined at 3 scales x 15 iterations, shrunk to the 1800000 px budget`; inputs too small for
+        two scales are said to get one plain pass."""
+        refinement = self.refinement
+        assert refinement is not None
+        scales: dict[int, int] = {}
+        shrunk = 0
+        for count, (height, width) in self.inputs():
+            levels = len(refinement.pyramid(height, width))
+            scales[levels] = scales.get(levels, 0) + count
+            shrunk += count * (refinement.shrunk(height, width) != (height, width))
+        groups = [
+            f"{'' if len(scales) == 1 else f'{count} at '}{levels} scale{'s' if levels > 1 else ''}"
+            for levels, count in sorted(scales.items(), reverse=True)
+        ]
+        text = f"refined at {', '.join(groups)} x {refinement.iters} iterations"
+        if 1 in scales:
+            text += f" (1 scale: one plain pass; two from a {refinement.two_scale_side or '-'} px short side)"
+        if shrunk:
+            text += f", shrunk to the {refinement.px_budget} px budget"
+        return f"{text}; about {format_bytes(self.peak_memory)} at the peak"
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -304,12 +404,15 @@ class _Planner:
         self, geometry: NetworkGeometry, options: InpaintOptions, budget: int, limits: Limits
     ) -> None:
         self.geometry, self.options, self.budget, self.limits = geometry, options, budget, limits
+        self.refinement = options.refinement
+        if self.refinement is not None and geometry.refine_step is None:
+            raise UsageError(f"{geometry.name} cannot be refined", hint="--refine is for LaMa-family models")
         self._tile_side: int | None = None
 
     def fits(self, height: int, width: int) -> bool:
-        """One pass of this size is within the memory budget and the cost bound."""
+        """One pass (or refinement) of this size is within the memory budget and the cost bound."""
         geometry = self.geometry
-        return geometry.pass_memory(height, width) <= self.budget and (
+        return geometry.input_memory(height, width, self.refinement) <= self.budget and (
             geometry.cost_growth(height, width) <= PASS_COST_LIMIT
         )
 
@@ -343,7 +446,12 @@ class _Planner:
             margins = [auto_margin(region.reach, hole.shape) for region in regions]
         else:
             margins = [crop_margin(region.reach) for region in regions]
-        return group_regions(regions, margins, hole.shape)
+        grouped = group_regions(regions, margins, hole.shape)
+        side = self.refinement.two_scale_side if self.refinement is not None else None
+        if side is None or margin is not None:
+            return grouped
+        # Refinement needs context: a box is grown until it is refined at two scales at least.
+        return widen_boxes(grouped, side, hole.shape)
 
     def auto(self, hole: np.ndarray) -> list[Box]:
         """Each region box at the scale it needs; the whole image instead when the boxes cover
@@ -365,6 +473,8 @@ class _Planner:
         within_reach = self.reach_scale(reach)
         one_pass = self.one_pass(box)
         one_pass = one_pass.at_scale(min(one_pass.scale, within_reach))
+        if self.refinement is not None:  # refined in one piece: its coarse scales see the whole box
+            return one_pass
         tile = self.tile_side()
         if not self.fits(tile, tile):
             return one_pass
@@ -398,6 +508,8 @@ class _Planner:
         native = self.geometry.native_side
         limit = min(self.options.max_side or native, native)
         box = box.at_scale(scale_to_fit(box.height, box.width, limit))
+        if self.refinement is not None:  # shrunk here, antialiased, rather than by the refinement
+            box = box.at_scale(box.scale * scale_to_area(*box.scaled_size(), self.refinement.px_budget))
         try:
             return box.at_scale(box.scale * largest_scale(self.fits, *box.scaled_size()))
         except ValueError:
@@ -421,7 +533,10 @@ class _Planner:
         if self.options.tile_size:
             side = self.options.tile_size
         else:
-            steps = max(1, min(self.geometry.native_side, NO_NATIVE_LIMIT) // multiple)
+            longest = min(self.geometry.native_side, NO_NATIVE_LIMIT)
+            if self.refinement is not None:  # a refined tile is not shrunk
+                longest = min(longest, math.isqrt(self.refinement.px_budget))
+            steps = max(1, longest // multiple)
             side = multiple * _largest(lambda k: self.fits(k * multiple, k * multiple), steps)
         if self.limits.tile_cap:
             side = min(side, self.limits.tile_cap)
@@ -430,10 +545,11 @@ class _Planner:
     def check(self, height: int, width: int) -> None:
         """An error if one pass of this size exceeds the memory budget or the cost bound."""
         geometry = self.geometry
-        need = geometry.pass_memory(height, width)
+        need = geometry.input_memory(height, width, self.refinement)
         if need > self.budget:
+            what = "refinement" if self.refinement is not None else "pass"
             raise InpaintError(
-                f"a {width}x{height} pass of {geometry.name} needs about {format_bytes(need)}, "
+                f"a {width}x{height} {what} of {geometry.name} needs about {format_bytes(need)}, "
                 f"over the memory budget of {format_bytes(self.budget)}",
                 hint="use --strategy auto or resize, --max-side, or raise --memory-budget",
             )
@@ -448,7 +564,7 @@ class _Planner:
 
     def batch_size(self, height: int, width: int) -> int:
         """Tiles per network call."""
-        if not self.geometry.batches:
+        if not self.geometry.batches or self.refinement is not None:  # refinement takes one at a time
             return 1
         fitting = self.budget // max(1, self.geometry.pass_memory(height, width))
         return max(1, min(MAX_BATCH, fitting, self.limits.batch_cap or MAX_BATCH))
@@ -469,13 +585,24 @@ class _Planner:
         if not hole.any():
             boxes = []
         tilings = tuple(self.tiling(hole, box) for box in boxes)
-        cost = 0.0
-        for box, tiling in zip(boxes, tilings, strict=True):
-            if tiling is None:
-                cost += self.geometry.pass_cost(*box.scaled_size())
-            else:
-                cost += tiling.tiles * self.geometry.pass_cost(tiling.height, tiling.width)
-        return Plan(self.options.strategy, (hole.shape[0], hole.shape[1]), tuple(boxes), tilings, cost)
+        cost = sum(
+            box_cost(self.geometry, box, tiling, self.refinement)
+            for box, tiling in zip(boxes, tilings, strict=True)
+        )
+        size = (hole.shape[0], hole.shape[1])
+        made = Plan(self.options.strategy, size, tuple(boxes), tilings, cost, refinement=self.refinement)
+        inputs = [size for _, size in made.inputs()]
+        peak = max((self.geometry.input_memory(*size, self.refinement) for size in inputs), default=0)
+        return replace(made, peak_memory=peak)
+
+
+def box_cost(
+    geometry: NetworkGeometry, box: Box, tiling: Tiling | None, refinement: Refinement | None
+) -> float:
+    """Cost of filling one box: its pass (or refinement), or those of its tiles."""
+    if tiling is None:
+        return geometry.input_cost(*box.scaled_size(), refinement)
+    return tiling.tiles * geometry.input_cost(tiling.height, tiling.width, refinement)
 
 
 def auto_margin(reach: float, shape: tuple[int, int]) -> int:

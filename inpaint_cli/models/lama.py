@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from inpaint_cli.errors import CheckpointError
 from inpaint_cli.models.base import UNIT_RANGE, FamilyConfig, InpaintModel, Intermediates, bounded
@@ -45,6 +46,10 @@ NATIVE_SIDE_FACTOR = 8
 crops (Suvorov et al., 2022), twice as far as the other families."""
 FFT_FLOP_FACTOR = 2.5
 """A real FFT of N points costs about 2.5·N·log2(N) floating-point operations."""
+RECOMPUTE_BLOCKS = 2
+"""Residual blocks recomputed together in backward: keeping every block's input cost big-lama 380 B
+per pixel more at the peak (2,918 -> 2,540 B/px at 384², one refinement step), groups of 3 or 6 saved
+no more (their recomputed activations add up)."""
 SPECTRUM_SHARE = 0.5
 """A real spectrum has W/2 + 1 columns: about half the pixels of its input."""
 
@@ -94,6 +99,15 @@ class Lama(InpaintModel):
     # 512², 654 at 1024². Under bf16 autocast it is not smaller (960 and 825: FFTs, encoder and the
     # residual stream stay fp32, and the weights are cast on each pass).
     activation_bytes_per_pixel = 832
+    refine_bytes_per_pixel = 1450
+    refine_fixed_bytes = 900_000_000
+    """Peak RSS growth of refining an input, per padded pixel of its finest scale and fixed (big-lama,
+    fp32, blocks recomputed in pairs, two scales; benchmarks/bench_refine.py measured 2.16, 3.37 and
+    6.04 GiB at 1, 2 and 4 MP; this gives 1 %, 5 % and 4 % more)."""
+    refine_step_passes = 2.5
+    """Time of one refinement step (backward through the rear with its blocks recomputed, and the
+    next forward of the rear) over that of one plain pass: 2.46, 2.49 and 2.63 in CPU time at 1, 2
+    and 4 MP (benchmarks/bench_refine.py)."""
 
     def __init__(self, config: LamaConfig | Mapping[str, object]) -> None:
         super().__init__(config)
@@ -211,15 +225,62 @@ class Lama(InpaintModel):
             fft += 2 * unit.conv_layer.in_channels / 2 * FFT_FLOP_FACTOR * points * math.log2(points)
         return super().cost_estimate(height, width) + fft / 1e9
 
+    @property
+    def first_block(self) -> int:
+        """Index in `model` of the first residual block, where feature refinement splits the network:
+        the encoder before it runs once per scale, the features it receives are what is optimised."""
+        return 2 + self.config.n_downsampling
+
+    def refine_memory_estimate(self, height: int, width: int) -> int:
+        """Peak bytes of optimising the features of one scale of this (padded) size."""
+        return self.refine_fixed_bytes + self.refine_bytes_per_pixel * height * width
+
+    def refine_step_cost(self, height: int, width: int) -> float:
+        """Cost of one refinement step at this (padded) size, in `cost_estimate`'s units."""
+        return self.refine_step_passes * self.cost_estimate(height, width)
+
     def forward(
         self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
     ) -> torch.Tensor:
+        return self.decode(self.encode(image, mask, intermediates), intermediates)
+
+    def encode(
+        self, image: torch.Tensor, mask: torch.Tensor, intermediates: Intermediates | None = None
+    ) -> torch.Tensor | Branches:
+        """The front of the network: masked image and mask -> the (local, global) bottleneck features."""
         x = torch.cat([image * (1 - mask), mask], dim=1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for index, layer in enumerate(self.model):
+        return self._layers(x, range(self.first_block), intermediates)
+
+    def decode(
+        self,
+        features: torch.Tensor | Branches,
+        intermediates: Intermediates | None = None,
+        *,
+        recompute_blocks: bool = False,
+    ) -> torch.Tensor:
+        """The rear: residual blocks and decoder -> the prediction. `recompute_blocks` keeps only the
+        input of every `RECOMPUTE_BLOCKS` blocks for backward and recomputes them then (activation
+        checkpointing, for feature refinement)."""
+        if not recompute_blocks:
+            return self._layers(features, range(self.first_block, len(self.model)), intermediates)
+        end = self.first_block + self.config.n_blocks
+        for start in range(self.first_block, end, RECOMPUTE_BLOCKS):
+            stop = min(start + RECOMPUTE_BLOCKS, end)
+            features = checkpoint(self._segment, start, stop, *features, use_reentrant=False)
+        return self._layers(features, range(end, len(self.model)), intermediates)
+
+    def _segment(self, start: int, stop: int, local: torch.Tensor, global_: torch.Tensor | None) -> Branches:
+        return self._layers((local, global_), range(start, stop), None)
+
+    def _layers(
+        self, x: torch.Tensor | Branches, indices: range, intermediates: Intermediates | None
+    ) -> torch.Tensor | Branches:
+        for index in indices:
+            layer = self.model[index]
             if index in self.full_precision_layers:
-                with torch.autocast(image.device.type, enabled=False):
+                with torch.autocast(_device_type(x), enabled=False):
                     x = layer(_as_float(x))
             else:
                 x = layer(x)
@@ -247,6 +308,10 @@ class Lama(InpaintModel):
                 self.model[index] = nn.Identity()
         self.channels_last = True
         self.to(memory_format=torch.channels_last)
+
+
+def _device_type(x: torch.Tensor | Branches) -> str:
+    return (x if isinstance(x, torch.Tensor) else x[0]).device.type
 
 
 def _as_float(x: torch.Tensor | Branches) -> torch.Tensor | Branches:

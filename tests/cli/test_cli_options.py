@@ -141,6 +141,12 @@ def given(files: dict[str, Path]) -> dict[str, tuple[list[str], object]]:
         "tile_overlap": (["--tile-overlap", "32"], 32),
         "crop_margin": (["--crop-margin", "40"], 40),
         "memory_budget": (["--memory-budget", "2GiB"], 2 * 2**30),
+        "refine": (["--refine"], True),
+        "refine_iters": (["--refine-iters", "4"], 4),
+        "refine_lr": (["--refine-lr", "0.01"], 0.01),
+        "refine_min_side": (["--refine-min-side", "256"], 256),
+        "refine_max_scales": (["--refine-max-scales", "2"], 2),
+        "refine_px_budget": (["--refine-px-budget", "1000000"], 1_000_000),
         "mask_threshold": (["--mask-threshold", "10"], 10),
         "invert_mask": (["--invert-mask"], True),
         "dilate": (["--dilate", "3"], 3),
@@ -166,7 +172,10 @@ def given(files: dict[str, Path]) -> dict[str, tuple[list[str], object]]:
     }
 
 
-NEEDS = {name: ["--ray", "auto"] for name in ("workers", "cpus_per_worker", "gpus_per_worker")}
+NEEDS = {name: ["--ray", "auto"] for name in ("workers", "cpus_per_worker", "gpus_per_worker")} | {
+    name: ["--refine"]
+    for name in ("refine_iters", "refine_lr", "refine_min_side", "refine_max_scales", "refine_px_budget")
+}
 """Options that are refused without another one, and that one."""
 
 
@@ -268,6 +277,12 @@ def test_the_options_object_is_projected_onto_the_engine_and_the_jobs(
         tile_overlap=32,
         crop_margin=40,
         memory_budget=2 * 2**30,
+        refine=True,
+        refine_iters=4,
+        refine_lr=0.01,
+        refine_min_side=256,
+        refine_max_scales=2,
+        refine_px_budget=1_000_000,
     )
 
 

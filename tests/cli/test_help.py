@@ -16,7 +16,16 @@ from inpaint_cli.cli.models import models_table
 
 runner = CliRunner()
 COLUMNS = 80
-RUN_PANELS = ["Input and output", "Model", "Masks", "Strategy", "Batch", "Review", "Distributed (Ray)"]
+RUN_PANELS = [
+    "Input and output",
+    "Model",
+    "Masks",
+    "Strategy",
+    "Refinement (LaMa)",
+    "Batch",
+    "Review",
+    "Distributed (Ray)",
+]
 
 
 def command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

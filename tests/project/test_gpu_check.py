@@ -73,3 +73,16 @@ def test_throughput_lines_for_every_family_and_precision() -> None:
     assert len(rates) == 3 * 2 * 2, completed.stdout  # families × (fp32, auto) × sizes
     assert all(float(rate) > 0 for *_, rate, _ in rates)
     assert {(side, strategy) for _, _, side, _, strategy in rates} == {("64", "full"), ("256", "tile")}
+
+
+def test_refinement_lines_on_cpu() -> None:
+    completed = _run("--device", "cpu", "--checks", "refine", "--tiny", "--refine-size", "96", "128")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    (fixture,) = [line for line in lines if line.startswith("PASS     refine two_scales fp32")]
+    mean, largest = (float(value) for value in re.search(r"hole mean (\S+) max (\S+),", fixture).groups())
+    assert mean <= 1e-3 and largest <= 2e-2 and "(2 scales)" in fixture  # SPEC §11 test 4
+    (half,) = [line for line in lines if line.startswith("PASS     refine two_scales bf16")]
+    assert float(re.search(r"hole mean ([\d.]+)", half).group(1)) < 3
+    sized = [line for line in lines if re.match(r"PASS +refine 128x96 (fp32|bf16) +[\d.]+ s per step", line)]
+    assert len(sized) == 2 and lines[-1].startswith("all checks passed")

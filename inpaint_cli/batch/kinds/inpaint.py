@@ -472,12 +472,7 @@ def provenance_of(
         strategy=inpainter.options.strategy.value,
         precision=inpainter.dtype_label,
         settings=settings,
-        plan_options={
-            "max_side": inpainter.options.max_side,
-            "tile_size": inpainter.options.tile_size,
-            "tile_overlap": inpainter.options.tile_overlap,
-            "crop_margin": inpainter.options.crop_margin,
-        },
+        plan_options=provenance.plan_options(inpainter.options),
         device=str(inpainter.device),
         detector=settings.detector,
     )
