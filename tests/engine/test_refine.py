@@ -22,6 +22,7 @@ from inpaint_cli.checkpoints.containers import read_checkpoint
 from inpaint_cli.checkpoints.loading import network_from_checkpoint
 from inpaint_cli.cli.app import app
 from inpaint_cli.engine import refine as refinement
+from inpaint_cli.engine.estimates import plan_passes
 from inpaint_cli.engine.inpainter import Inpainter
 from inpaint_cli.engine.refine import Refined, ellipse, erode, gaussian_blur, ms_mask, pad_reflect, refine
 from inpaint_cli.engine.refine_plan import Refinement
@@ -338,6 +339,9 @@ def test_a_full_refinement_is_planned_with_its_steps_cost_and_memory() -> None:
     padded = [376 * 376, 752 * 752, 1504 * 1504]  # multiples of 8
     assert made.cost == pytest.approx(sum(padded) + 14 * 2.5 * sum(padded[1:]))
     assert made.peak_memory == 2600 * 1504 * 1504
+    calls = plan_passes(made, lama_geometry())  # what progress and time estimates count
+    assert sum(call.count for call in calls) == made.steps
+    assert sum(call.count * call.cost for call in calls) == pytest.approx(made.cost)
     assert (
         made.describe()
         == "full: whole image; 1 pass; refined at 3 scales x 15 iterations; about 5.9 GB at the peak"
