@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 HOLE = 1e-8
 """A mask value at least this is a hole (the official threshold): any pixel a hole touches."""
-BLUR_TAPS = 5
+PYRAMID_BLUR_SIDE = 5
 BLUR_SIGMA = 1.0
 """The pyramid's Gaussian blur before each halving, 5×5 separable with a mirrored (reflect) border."""
 ELLIPSE_HALF_WIDTHS = (0, 4, 5, 6, 6, 7, 7, 7, 7, 7, 6, 6, 5, 4, 0)
@@ -290,10 +290,10 @@ def ellipse(device: torch.device) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor) -> torch.Tensor:
     """5×5 Gaussian blur (sigma 1) of an N×C×H×W tensor, rows then columns, mirrored border."""
-    offsets = torch.arange(BLUR_TAPS, dtype=torch.float32, device=x.device) - BLUR_TAPS // 2
+    offsets = torch.arange(PYRAMID_BLUR_SIDE, dtype=torch.float32, device=x.device) - PYRAMID_BLUR_SIDE // 2
     taps = torch.exp(-(offsets**2) / (2 * BLUR_SIGMA**2))
     taps = (taps / taps.sum()).to(x.dtype)
-    channels, radius = x.shape[1], BLUR_TAPS // 2
+    channels, radius = x.shape[1], PYRAMID_BLUR_SIDE // 2
     x = F.conv2d(
         F.pad(x, (radius, radius, 0, 0), mode="reflect"),
         taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
