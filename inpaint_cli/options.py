@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -246,3 +246,43 @@ def check_bounds(options: Any) -> None:
             raise UsageError(
                 f"{flag_of(type(options), spec.name)} {value} is out of range", hint=describe_range(spelling)
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributedOptions:
+    """The `--ray` options of the batch commands that run on a cluster (`run`, `detect`), declared and
+    checked once: each command's options class (and `detect`'s library request) derives from it."""
+
+    ray: str | None = field(
+        default=None,
+        metadata=cli(
+            'Run the batch on a Ray cluster (pip install "inpaint-cli\\[ray]"). ADDRESS: auto (the default), '
+            "HOST:PORT or ray://HOST:PORT.",
+            metavar="[ADDRESS]",
+            bare=DEFAULT_RAY_ADDRESS,
+            parse=ray_address,
+            panel=Panel.DISTRIBUTED,
+        ),
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=cli(
+            "Workers, each loading the model once. Default: as many as fit.",
+            metavar="N",
+            minimum=1,
+            panel=Panel.DISTRIBUTED,
+        ),
+    )
+    cpus_per_worker: float = field(
+        default=1.0,
+        metadata=cli("CPUs each worker reserves.", metavar="N", minimum=0, panel=Panel.DISTRIBUTED),
+    )
+    gpus_per_worker: float = field(
+        default=0.0,
+        metadata=cli("GPUs each worker reserves.", metavar="N", minimum=0, panel=Panel.DISTRIBUTED),
+    )
+
+    def __post_init__(self) -> None:
+        asked = self.workers is not None or self.gpus_per_worker or self.cpus_per_worker != 1
+        if self.ray is None and asked:
+            raise UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray")

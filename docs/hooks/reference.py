@@ -49,6 +49,7 @@ def walk(command: Any, context: Any) -> Iterator[tuple[Any, Any]]:
 def describe(command: Any, context: Any) -> Iterator[str]:
     """One command: heading, usage, help, then a table per help panel (option texts as `--help` has them)."""
     from inpaint_cli.cli.help import help_of
+    from inpaint_cli.options import Panel
 
     yield f"## `{context.command_path}`\n"
     yield f"```text\n{command.get_usage(context)}\n```\n"
@@ -60,7 +61,8 @@ def describe(command: Any, context: Any) -> Iterator[str]:
         if record is not None:
             panel = getattr(param, "rich_help_panel", None) or DEFAULT_PANEL
             panels.setdefault(panel, []).append((record[0], help_of(param).plain))
-    for panel, records in panels.items():
+    order = {panel.value: index for index, panel in enumerate(Panel)}  # `--help`'s order, not the fields'
+    for panel, records in sorted(panels.items(), key=lambda item: order.get(item[0], len(order))):
         yield f"**{panel}**\n\n| option | what it does |\n|---|---|"
         yield "\n".join(f"| `{' '.join(name.split())}` | {text_of(text)} |" for name, text in records) + "\n"
 

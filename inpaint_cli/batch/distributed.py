@@ -38,6 +38,7 @@ from inpaint_cli.options import DEFAULT_RAY_ADDRESS
 if TYPE_CHECKING:
     from inpaint_cli.batch.engine import JobKind
     from inpaint_cli.batch.jobs import Job
+    from inpaint_cli.options import DistributedOptions
 
 INSTALL_HINT = 'pip install "inpaint-cli[ray]"'
 
@@ -67,6 +68,13 @@ class RayOptions:
             raise UsageError("--cpus-per-worker and --gpus-per-worker cannot be negative")
         if self.in_flight < 1 or self.max_attempts < 1:
             raise ValueError("in_flight and max_attempts must be at least 1")
+
+
+def cluster_of(options: DistributedOptions) -> RayOptions:
+    """The cluster a command's `--ray`, `--workers`, `--cpus-per-worker` and `--gpus-per-worker` ask for."""
+    return RayOptions(
+        options.ray or DEFAULT_RAY_ADDRESS, options.workers, options.cpus_per_worker, options.gpus_per_worker
+    )
 
 
 def require_ray() -> Any:

@@ -288,13 +288,10 @@ def _run_on_ray(options: RunOptions, plan: JobPlan, settings: RunSettings, event
     """The jobs on Ray workers (`distributed`), each building the inpaint kind once (`inpaint_kind`)."""
     from inpaint_cli.batch import distributed
 
-    cluster = distributed.RayOptions(
-        options.ray, options.workers, options.cpus_per_worker, options.gpus_per_worker
-    )
     return distributed.run_on_ray(
         functools.partial(inpaint_kind, options, settings),
         plan.jobs,
-        cluster,
+        distributed.cluster_of(options),
         on_outcome=events.job_finished,
         on_workers=events.workers_changed,
         fail_fast=options.fail_fast,

@@ -32,6 +32,7 @@ from inpaint_cli.options import (
     MAX_REFINE_ITERS,
     MAX_REFINE_SCALES,
     DetectorName,
+    DistributedOptions,
     OutputFormat,
     Panel,
     Precision,
@@ -41,7 +42,6 @@ from inpaint_cli.options import (
     cli,
     flag_of,
     parse_size,
-    ray_address,
 )
 
 if TYPE_CHECKING:
@@ -69,12 +69,13 @@ def parse_memory_size(text: str) -> int:
 
 
 IO, MODEL, MASKS, STRATEGY = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.MASKS, Panel.STRATEGY
-REFINE, BATCH, REVIEW, RAY = Panel.REFINE, Panel.BATCH, Panel.REVIEW, Panel.DISTRIBUTED
+REFINE, BATCH, REVIEW = Panel.REFINE, Panel.BATCH, Panel.REVIEW
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    """Everything `inpaint run` was asked to do. Invalid values raise `UsageError` on construction."""
+class RunOptions(DistributedOptions):
+    """Everything `inpaint run` was asked to do (the `--ray` options: `DistributedOptions`). Invalid
+    values raise `UsageError` on construction."""
 
     # Input and mask may be fsspec URLs (s3://bucket/scans). -o stays the text as typed: the planner
     # (`jobs.plan_run`) reads a trailing `/` as "a folder", which a `Path` would drop.
@@ -340,39 +341,10 @@ class RunOptions:
             panel=REVIEW,
         ),
     )
-    ray: str | None = field(
-        default=None,
-        metadata=cli(
-            'Run the batch on a Ray cluster (pip install "inpaint-cli\\[ray]"). ADDRESS: auto (the default), '
-            "HOST:PORT or ray://HOST:PORT.",
-            metavar="[ADDRESS]",
-            bare="auto",
-            parse=ray_address,
-            panel=RAY,
-        ),
-    )
-    workers: int | None = field(
-        default=None,
-        metadata=cli(
-            "Workers, each loading the model once. Default: as many as fit.",
-            metavar="N",
-            minimum=1,
-            panel=RAY,
-        ),
-    )
-    cpus_per_worker: float = field(
-        default=1.0, metadata=cli("CPUs each worker reserves.", metavar="N", minimum=0, panel=RAY)
-    )
-    gpus_per_worker: float = field(
-        default=0.0, metadata=cli("GPUs each worker reserves.", metavar="N", minimum=0, panel=RAY)
-    )
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if self.ray is None and (
-            self.workers is not None or self.gpus_per_worker or self.cpus_per_worker != 1
-        ):
-            raise UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray")
+        super().__post_init__()
         if self.quiet and self.verbose:
             raise UsageError("--quiet and --verbose contradict each other", hint="give one of them")
         defaults = {spec.name: spec.default for spec in fields(self)}

@@ -19,6 +19,7 @@ from inpaint_cli.options import (
     DEFAULT_DETECTOR,
     DEFAULT_MAX_PIXELS,
     DetectorName,
+    DistributedOptions,
     Panel,
     check_bounds,
     cli,
@@ -32,8 +33,8 @@ IO, MODEL, BATCH, REVIEW = Panel.INPUT_OUTPUT, Panel.MODEL, Panel.BATCH, Panel.R
 
 
 @dataclass(frozen=True, kw_only=True)
-class DetectOptions:
-    """Everything `inpaint detect` was asked to do."""
+class DetectOptions(DistributedOptions):
+    """Everything `inpaint detect` was asked to do (the `--ray` options: `DistributedOptions`)."""
 
     input: Path = field(
         metadata=cli("An image, or a folder of images.", metavar="INPUT", argument=True, panel=IO)
@@ -153,6 +154,7 @@ class DetectOptions:
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        super().__post_init__()
 
 
 def detect_request(options: DetectOptions) -> DetectRequest:
@@ -176,6 +178,10 @@ def detect_request(options: DetectOptions) -> DetectRequest:
         max_pixels=options.max_pixels,
         device=options.device,
         jobs=options.jobs,
+        ray=options.ray,
+        workers=options.workers,
+        cpus_per_worker=options.cpus_per_worker,
+        gpus_per_worker=options.gpus_per_worker,
     )
 
 
@@ -200,7 +206,11 @@ def detect_command(options: DetectOptions) -> None:
         for message in plan.unreadable:
             console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
         run = detect_kind.run_detection(
-            request, plan, on_outcome=lambda o: _render(o, quiet), progress=None if quiet else _progress()
+            request,
+            plan,
+            on_outcome=lambda o: _render(o, quiet),
+            progress=None if quiet else _progress(),
+            on_workers=None if quiet else _say_workers,
         )
     except InpaintError as exc:
         fail(exc)
@@ -245,6 +255,13 @@ def _render(outcome: JobOutcome, quiet: bool) -> None:
             f"[green]wrote[/] {escape(str(outcome.job.output))} ({found}, {outcome.seconds:.2f} s)",
             soft_wrap=True,
         )
+
+
+def _say_workers(live: int) -> None:
+    """With --ray: the workers with their detector loaded, whenever that changes (no download here)."""
+    from inpaint_cli.cli.render import live_workers
+
+    console.print(f"Ray: {live_workers(live)}", soft_wrap=True)
 
 
 def _print_plan(plan: DetectPlan) -> None:

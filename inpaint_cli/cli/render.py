@@ -28,6 +28,11 @@ def text(value: object) -> str:
     return escape(printable(str(value)))
 
 
+def live_workers(live: int) -> str:
+    """`2 workers live`: how a `--ray` run (`run`, `detect`) shows its workers with a model loaded."""
+    return f"{live} worker{'s' if live != 1 else ''} live"
+
+
 def outcome_lines(
     outcome: JobOutcome,
     *,

@@ -142,9 +142,9 @@ class Display(RunEvents):
             self.task = self.progress.add_task("inpainting on Ray", total=self._jobs, current="", rate="")
             self.progress.start()
         if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, current=f"{live} worker{'s' if live != 1 else ''} live")
+            self.progress.update(self.task, current=cli_render.live_workers(live))
         else:
-            self.say(f"Ray: {live} worker{'s' if live != 1 else ''} live")
+            self.say(f"Ray: {cli_render.live_workers(live)}")
 
     def job_started(self, job: Job) -> None:
         if self.progress is not None and self.task is not None:

@@ -49,10 +49,16 @@ def load_detector(
     from inpaint_cli.detect.network import NetworkDetector
 
     if checkpoint is not None:  # `logits_of` sends each batch to the network's device
-        return NetworkDetector.from_file(checkpoint, name=Path(checkpoint).name, device=device)
+        return NetworkDetector.from_file(checkpoint, name=detector_name(name, checkpoint), device=device)
     from inpaint_cli import weights
 
     return NetworkDetector.from_file(weights.ensure_model(name, progress=progress), name=name, device=device)
+
+
+def detector_name(name: str, checkpoint: Path | None) -> str:
+    """What a loaded detector calls itself (in reports and provenance): its weight file's name when
+    one is given, else `name`."""
+    return name if checkpoint is None else Path(checkpoint).name
 
 
 def chosen_mode(detector: Detector, high_res: bool | None) -> Mode:

@@ -453,6 +453,121 @@ def test_run_ray_reports_node_worker_and_time_per_image_and_resumes(cluster: str
     assert json.loads(report.read_text())["summary"]["skipped"] == 7
 
 
+# --- detect on Ray ---------------------------------------------------------------------------------
+
+
+def detect(*args: str | Path) -> object:
+    from typer.testing import CliRunner
+
+    from inpaint_cli.cli.app import app
+
+    return CliRunner().invoke(app, ["detect", *map(str, args)])
+
+
+def damaged_photos(folder: Path) -> Path:
+    """Two scratched photos and, in a subfolder, one without damage (120×160 px)."""
+    from detect_helpers import scratched, smooth_photo
+
+    (folder / "album").mkdir(parents=True)
+    Image.fromarray(scratched(smooth_photo(120, 160, seed=0))[0]).save(folder / "a.png")
+    Image.fromarray(scratched(smooth_photo(120, 160, seed=1))[0]).save(folder / "b.png")
+    Image.fromarray(smooth_photo(120, 160, seed=2)).save(folder / "album" / "c.png")
+    return folder
+
+
+def same_in_both(record: dict[str, object]) -> dict[str, object]:
+    """A detect report's record without what differs between two runs: paths, times, placement."""
+    varying = {"output", "written", "overlay", "seconds", "node", "worker", "worker_pid"}
+    return {key: value for key, value in record.items() if key not in varying}
+
+
+def test_detect_cluster_options_without_ray_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = damaged_photos(tmp_path / "photos")
+    for option in (["--workers", "2"], ["--cpus-per-worker", "2"], ["--gpus-per-worker", "1"]):
+        alone = detect(photos, "--detector", "classical", *option)
+        assert (alone.exit_code, alone.output) == (
+            2,
+            "error: --workers, --cpus-per-worker and --gpus-per-worker need --ray\n",
+        ), option
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    missing = detect(photos, "-r", "--detector", "classical", "--ray", "--workers", "2")
+    assert (missing.exit_code, missing.output) == (
+        2,
+        'error: --ray needs Ray, which is not installed (pip install "inpaint-cli[ray]")\n',
+    )
+    assert not (tmp_path / "photos_masks").exists()
+
+
+@needs_ray
+@pytest.mark.ray
+def test_detect_on_ray_gives_the_local_masks_records_and_report_and_resumes(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inpaint_cli.batch.kinds.detect import DetectRequest, plan_detection, run_detection
+    from inpaint_cli.detect import detectors
+    from inpaint_cli.detect.detection import Mode
+
+    photos = damaged_photos(tmp_path / "photos")
+    common = ["-r", "--detector", "classical"]
+    local = detect(photos, *common, "-o", tmp_path / "local", "--report", tmp_path / "local.json")
+    assert local.exit_code == 0, local.output
+    monkeypatch.setattr(detectors, "load_detector", never_load)  # in this process only
+
+    ray_args = ["-o", tmp_path / "ray", "--report", tmp_path / "ray.json", "--ray", "--workers", "2"]
+    on_ray = detect(photos, *common, *ray_args)
+
+    assert on_ray.exit_code == 0, on_ray.output
+    # The workers as they load the detector (a second may not be ready before the first is done).
+    assert on_ray.output.startswith("Ray: 0 workers live\nRay: 1 worker live\n"), on_ray.output
+    assert "3 done (1 without damage), 0 skipped, 0 failed" in on_ray.output
+    masks = ["a_mask.png", "a_overlay.jpg", "album/c_mask.png", "album/c_overlay.jpg", "b_mask.png"]
+    masks.append("b_overlay.jpg")
+    assert sorted(tree_hashes(tmp_path / "ray")) == masks
+    assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")  # byte-identical
+    assert leftovers(tmp_path / "ray") == []
+    for name in masks[::2]:
+        here = provenance.read_record(tmp_path / "local" / name)
+        there = provenance.read_record(tmp_path / "ray" / name)
+        assert there is not None and there["complete"], name
+        assert there["provenance"] == here["provenance"], name
+    local_report = json.loads((tmp_path / "local.json").read_text())
+    report = json.loads((tmp_path / "ray.json").read_text())
+    assert report["kind"] == "detect"
+    assert (
+        (report["detector"], report["mode"])
+        == ("classical", "high_res")
+        == (
+            local_report["detector"],
+            local_report["mode"],
+        )
+    )
+    assert (
+        report["summary"]
+        == local_report["summary"]
+        == {
+            "done": 3,
+            "skipped": 0,
+            "failed": 0,
+            "not_run": 0,
+            "unused_masks": 0,
+            "no_damage": 1,
+        }
+    )
+    assert [same_in_both(r) for r in report["inputs"]] == [same_in_both(r) for r in local_report["inputs"]]
+    for record in report["inputs"]:
+        assert record["node"] and len(record["worker"]) == 12 and record["worker_pid"] != os.getpid()
+
+    # The library call resumes the same folder: every mask is skipped, none rewritten.
+    before = {path: _identity(path) for path in (tmp_path / "ray").rglob("*_mask.png")}
+    request = DetectRequest(photos, tmp_path / "ray", "classical", recursive=True, ray="auto", workers=2)
+    again = run_detection(request, plan_detection(request))
+    assert [o.status for o in again.outcomes] == [Status.SKIPPED] * 3
+    assert (again.detector, again.mode) == ("classical", Mode.HIGH_RES)
+    assert {path: _identity(path) for path in before} == before
+
+
 def start_driver(tmp_path: Path, cluster_address: str, *extra: str) -> subprocess.Popen:
     command = [
         sys.executable,

@@ -68,7 +68,17 @@ def detect_given(dir: Path) -> dict[str, tuple[list[str], object]]:
         "intermediates_dir": (["--save-intermediates", str(dir / "inter")], dir / "inter"),
         "device": (["--device", "cuda:1"], "cuda:1"),
         "jobs": (["--jobs", "3"], 3),
+        "ray": (["--ray"], "auto"),
+        **{name: (["--ray", "auto", flag, "3"], 3) for name, flag in ON_RAY.items()},
     }
+
+
+ON_RAY = {
+    "workers": "--workers",
+    "cpus_per_worker": "--cpus-per-worker",
+    "gpus_per_worker": "--gpus-per-worker",
+}
+"""The options refused without --ray (the table types `--ray auto` before them)."""
 
 
 def test_the_detect_table_covers_every_field(tmp_path: Path) -> None:
@@ -114,7 +124,7 @@ def test_every_detect_option_reaches_the_library_request_with_its_value(
             assert changed == {}, name
         else:
             value = expected.value if isinstance(expected, DetectorName) else expected
-            assert changed == {name: value}, name
+            assert changed == {name: value} | ({"ray": "auto"} if name in ON_RAY else {}), name
 
 
 def test_the_detect_request_has_no_field_the_options_do_not_set() -> None:

@@ -6,11 +6,13 @@ damage tinted red) for review, with a provenance record like every output of the
 killed batch resumes to the same masks and a rerun with another detector is refused. A folder's masks
 mirror its tree under the output folder (default `<folder>_masks/` beside it). `plan_detection` pairs
 and checks every read and write (`jobs.check_plan`) before anything is loaded; `run_detection` loads
-the detector once and runs the jobs through `engine.run_jobs`.
+the detector once (`detect_kind`) and runs the jobs through `engine.run_jobs`, or with `--ray` through
+`distributed.run_on_ray`, where each worker loads its own and this process loads none.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from inpaint_cli.detect.detection import Mode
 from inpaint_cli.errors import OutputError, UsageError
 from inpaint_cli.files.targets import Access
 from inpaint_cli.imaging import imageio
-from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS
+from inpaint_cli.options import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS, DistributedOptions
 
 if TYPE_CHECKING:
     from inpaint_cli.detect.detection import Detection
@@ -48,8 +50,9 @@ OUR_OUTPUTS = re.compile(r"_(mask\d*|overlay)$")
 
 
 @dataclass(frozen=True)
-class DetectRequest:
-    """What `inpaint detect` was asked to do: one field per option."""
+class DetectRequest(DistributedOptions):
+    """What `inpaint detect` was asked to do: one field per option (`--ray` and the other options of a
+    distributed run: `DistributedOptions`, keyword-only)."""
 
     input: Path
     output: Path | None = None
@@ -72,7 +75,7 @@ class DetectRequest:
     device: str = "cpu"
     """Where the detector's network runs: cpu, cuda, cuda:N, mps, or auto (CUDA if available)."""
     jobs: int = 1
-    """Reader and writer threads (decode ahead, encode behind)."""
+    """Reader and writer threads (decode ahead, encode behind); not used on Ray."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,21 @@ def detector_provenance(
     )
 
 
+def detect_kind(request: DetectRequest, settings: DetectSettings, progress: Any = None) -> DetectKind:
+    """The detect job kind with its detector loaded on the request's device: what a local run builds
+    once, and each worker of a distributed run (`progress`: a first download's)."""
+    from inpaint_cli.detect.detectors import chosen_mode, load_detector
+    from inpaint_cli.engine.device import select_device
+
+    device = select_device(request.device)
+    found = load_detector(request.detector, request.checkpoint, device=device, progress=progress)
+    mode = chosen_mode(found, request.high_res)
+    made_with = detector_provenance(
+        found, mode, request.threshold, checkpoint=request.checkpoint, device=str(device)
+    )
+    return DetectKind(found, mode, settings, request.threshold, made_with)
+
+
 # --- the whole command -------------------------------------------------------------------------------
 
 
@@ -259,7 +277,8 @@ def detector_provenance(
 class DetectRun:
     plan: DetectPlan
     detector: str
-    mode: Mode
+    mode: Mode | None
+    """None after a `--ray` run in which no image reached a worker (the workers choose the mode)."""
     outcomes: Outcomes = field(default_factory=lambda: Outcomes([], [], interrupted=False))
     page: PageSummary | None = None
 
@@ -274,27 +293,20 @@ def run_detection(
     plan: DetectPlan,
     on_outcome: Callable[[JobOutcome], None] | None = None,
     progress: Any = None,
+    on_workers: Callable[[int], None] | None = None,
 ) -> DetectRun:
     """Load the detector, detect every planned image, write the report and the review page.
 
-    `progress` receives a download's progress (a first use of `scratch-bopbtl`). A report or review
-    page that cannot be written raises `OutputError` after every mask is written."""
-    from inpaint_cli.batch.engine import run_jobs
+    `progress` receives a download's progress (a first use of `scratch-bopbtl`); with `request.ray`,
+    the jobs run on Ray workers that each load the detector once, and `on_workers` hears the number of
+    live workers. A report or review page that cannot be written raises `OutputError` after every
+    mask is written."""
     from inpaint_cli.batch.pipeline import write_results
-    from inpaint_cli.detect.detectors import chosen_mode, load_detector
-    from inpaint_cli.engine.device import select_device
 
-    device = select_device(request.device)
-    found = load_detector(request.detector, request.checkpoint, device=device, progress=progress)
-    mode = chosen_mode(found, request.high_res)
-    made_with = detector_provenance(
-        found, mode, request.threshold, checkpoint=request.checkpoint, device=str(device)
-    )
-    kind = DetectKind(found, mode, plan.settings, request.threshold, made_with)
-    run = DetectRun(plan, found.name, mode)
-    run.outcomes = run_jobs(
-        kind, plan.jobs, workers=request.jobs, fail_fast=request.fail_fast, on_outcome=on_outcome
-    )
+    if request.ray is None:
+        run = _detect_here(request, plan, on_outcome, progress)
+    else:
+        run = _detect_on_ray(request, plan, on_outcome, on_workers)
     no_damage = sum(o.status is Status.DONE and bool(o.details.get("no_damage")) for o in run.outcomes)
     page = None if request.html is None else (request.html, "inpaint detect review", request.max_pixels)
     run.page, problem = write_results(
@@ -303,10 +315,51 @@ def run_detection(
         run.outcomes,
         report=request.report,
         page=page,
-        model=found.name,
-        about={"detector": found.name, "mode": mode.value},
+        model=run.detector,
+        about={"detector": run.detector, "mode": None if run.mode is None else run.mode.value},
         counts={"no_damage": no_damage},
     )
     if problem is not None:
         raise OutputError(problem)
     return run
+
+
+def _detect_here(
+    request: DetectRequest,
+    plan: DetectPlan,
+    on_outcome: Callable[[JobOutcome], None] | None,
+    progress: Any,
+) -> DetectRun:
+    """The jobs in this process, with the detector loaded here once."""
+    from inpaint_cli.batch.engine import run_jobs
+
+    kind = detect_kind(request, plan.settings, progress)
+    outcomes = run_jobs(
+        kind, plan.jobs, workers=request.jobs, fail_fast=request.fail_fast, on_outcome=on_outcome
+    )
+    return DetectRun(plan, kind.detector.name, kind.mode, outcomes)
+
+
+def _detect_on_ray(
+    request: DetectRequest,
+    plan: DetectPlan,
+    on_outcome: Callable[[JobOutcome], None] | None,
+    on_workers: Callable[[int], None] | None,
+) -> DetectRun:
+    """The jobs on Ray workers, each building the detect kind once (`detect_kind`). The detector and
+    mode the report names are those the workers recorded (a skipped mask's record matched them)."""
+    from inpaint_cli.batch import distributed
+    from inpaint_cli.detect.detectors import detector_name
+
+    outcomes = distributed.run_on_ray(
+        functools.partial(detect_kind, request, plan.settings),
+        plan.jobs,
+        distributed.cluster_of(request),
+        on_outcome=on_outcome,
+        on_workers=on_workers,
+        fail_fast=request.fail_fast,
+    )
+    made_with = next((o.provenance for o in outcomes if o.provenance is not None), None)
+    if made_with is None:
+        return DetectRun(plan, detector_name(request.detector, request.checkpoint), None, outcomes)
+    return DetectRun(plan, made_with["model"], Mode(made_with["strategy"]["name"]), outcomes)
