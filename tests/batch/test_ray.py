@@ -119,6 +119,7 @@ def never_load(*args: object, **kwargs: object) -> None:
     raise AssertionError("the driver loaded a model")
 
 
+@pytest.mark.ray
 @needs_ray
 def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model(
     cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -155,6 +156,7 @@ def test_messy_folder_on_ray_matches_the_local_run_and_the_driver_loads_no_model
     assert tree_hashes(tmp_path / "ray") == tree_hashes(tmp_path / "local")
 
 
+@pytest.mark.ray
 @needs_ray
 def test_a_bundled_network_gives_the_same_bytes_on_ray_as_locally(cluster: str, tmp_path: Path) -> None:
     photos, masks = make_messy(tmp_path)
@@ -184,6 +186,7 @@ def save_photos(folder: Path, count: int, size: tuple[int, int]) -> Path:
     return mask
 
 
+@pytest.mark.ray
 @needs_ray
 def test_a_killed_worker_s_jobs_run_elsewhere_and_every_output_is_written_once(
     cluster: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
@@ -284,6 +287,7 @@ class PoisonedTelea:
         return self.inner.inpaint(pixels, hole, **options)
 
 
+@pytest.mark.ray
 @needs_ray
 def test_an_image_that_kills_every_worker_fails_alone(cluster: str, tmp_path: Path) -> None:
     mask = save_photos(tmp_path / "photos", 6, (16, 20))
@@ -309,6 +313,7 @@ def counting_telea(log: str) -> Inpainter:
     return Inpainter.from_name("telea", device="cpu")
 
 
+@pytest.mark.ray
 @needs_ray
 @pytest.mark.slow
 def test_driver_memory_stays_flat_over_2000_images_and_each_worker_loads_once(
@@ -336,6 +341,7 @@ def test_driver_memory_stays_flat_over_2000_images_and_each_worker_loads_once(
     assert growth < 24, f"driver RSS grew {growth:.1f} MiB from image 500 to 2000"
 
 
+@pytest.mark.ray
 @needs_ray
 def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Path) -> None:
     import ray
@@ -374,6 +380,8 @@ def test_fail_fast_and_ctrl_c_stop_the_cluster_s_work(cluster: str, tmp_path: Pa
     assert tree_hashes(tmp_path / "out") == reference and leftovers(tmp_path / "out") == []
 
 
+@pytest.mark.ray
+@pytest.mark.s3
 @needs_ray
 @pytest.mark.slow
 def test_s3_folders_on_ray_give_the_local_outputs(cluster: str | None, tmp_path: Path) -> None:
@@ -430,6 +438,7 @@ def test_cluster_options_without_ray_are_usage_errors(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.ray
 @needs_ray
 def test_run_ray_reports_node_worker_and_time_per_image_and_resumes(cluster: str, tmp_path: Path) -> None:
     photos, masks = make_messy(tmp_path)
@@ -602,6 +611,7 @@ def wait_for_outputs(process: subprocess.Popen, out: Path, count: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.ray
 @needs_ray
 @pytest.mark.slow
 def test_a_killed_or_interrupted_driver_resumes_with_the_same_command(cluster: str, tmp_path: Path) -> None:
@@ -684,6 +694,7 @@ def client_server_logs(temp: Path) -> str:
     return "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')[-1500:]}" for log in logs)
 
 
+@pytest.mark.ray
 @needs_ray
 @pytest.mark.slow
 def test_a_ray_client_address_joins_that_cluster_and_gives_the_local_bytes(tmp_path: Path) -> None:

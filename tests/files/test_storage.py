@@ -117,6 +117,7 @@ needs_s3 = pytest.mark.skipif(
 )
 
 
+@pytest.mark.s3
 @needs_s3
 @pytest.mark.slow
 def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path, telea: Inpainter) -> None:
@@ -154,6 +155,7 @@ def test_local_batch_on_s3_urls_matches_the_run_on_local_folders(tmp_path: Path,
         assert json.loads(report.read_text())["summary"]["skipped"] == len(GOOD)
 
 
+@pytest.mark.s3
 @needs_s3
 @pytest.mark.slow
 def test_inpaint_run_on_s3_urls_writes_objects_reports_urls_and_resumes(tmp_path: Path) -> None:

@@ -28,9 +28,12 @@ ARGS = [
 ]
 PAGE_SIZE = 2
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium binary (apt-get install chromium; .ci/run installs it)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
