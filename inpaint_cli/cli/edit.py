@@ -42,6 +42,8 @@ def edit_command(options: EditOptions) -> None:
     except InpaintError as error:
         fail(error)
     console.print(f"stopped: {served.saves} save(s) made, every saved mask complete", soft_wrap=True)
+    for problem in served.overlay_problems:
+        console.print(f"warning: {escape(printable(problem))}", soft_wrap=True)
 
 
 def _ready(url: str, catalogue: Catalogue | None, no_browser: bool) -> None:

@@ -345,6 +345,33 @@ def test_a_save_writes_the_mask_keeps_the_detectors_once_and_records_the_edit(
     assert sorted(path.name for path in photos.iterdir()) == ["p0.png", "p1.png", "p2.png"]
 
 
+def test_a_save_redraws_the_overlay_detect_wrote_and_makes_none_where_there_was_none(
+    tmp_path: Path,
+) -> None:
+    from inpaint_cli.detect.detectors import write_overlay
+
+    photos, masks = make_batch(tmp_path)
+    detected = saved_hole(masks / "p0_mask.png")
+    for name in ("p0", "p1"):
+        pixels = np.asarray(Image.open(photos / f"{name}.png"))
+        write_overlay(masks / f"{name}_overlay.jpg", pixels, detected)
+    untouched = (masks / "p1_overlay.jpg").read_bytes()
+    server = EditorServer(photos, masks)
+    try:
+        status, answer = server.save("p0.png", a_hole(0))
+        assert status == 200
+        assert server.save("p0.png", a_hole(5), If_Match=answer["tag"])[0] == 200
+        assert server.save("p2.png", a_hole(0))[0] == 200
+    finally:
+        code, errors = server.stop()
+    assert code == 0 and "warning" not in errors
+    # What detect would draw for the mask as last saved, to the byte (the same encoder and quality).
+    expected = write_overlay(tmp_path / "expected.jpg", np.asarray(Image.open(photos / "p0.png")), a_hole(5))
+    assert (masks / "p0_overlay.jpg").read_bytes() == expected.read_bytes()
+    assert (masks / "p1_overlay.jpg").read_bytes() == untouched  # not edited
+    assert not (masks / "p2_overlay.jpg").exists()  # edit writes no overlay detect did not
+
+
 def test_a_mask_changed_on_disk_since_the_page_loaded_it_is_not_overwritten(
     server: EditorServer, batch
 ) -> None:

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from inpaint_cli.errors import InpaintError
 from inpaint_cli.review.editor.catalogue import Catalogue, Photo
+from inpaint_cli.review.editor.overlays import Overlays
 from inpaint_cli.review.editor.pixels import Views, encode_jpeg
 from inpaint_cli.review.editor.preview import MAX_PREVIEW_PIXELS, Previews
 from inpaint_cli.review.editor.store import MaskStore, Refused, decode_upload, upload_limit
@@ -159,6 +160,7 @@ class Editor:
     catalogue: Catalogue
     store: MaskStore
     views: Views
+    overlays: Overlays
     title: str
     previews: Previews = field(default_factory=lambda: Previews(None))
     _prepared: dict[str, tuple[bytes, str]] = field(default_factory=dict)
@@ -355,6 +357,7 @@ def _save_route(editor: Editor) -> Callable[[Request], Awaitable[Response]]:
                 )
 
             saved = await run_in_threadpool(decode_and_save)
+            editor.overlays.saved(photo)
         except Refused as refused:
             return JSONResponse({"error": refused.message}, status_code=refused.status)
         except InpaintError as error:

@@ -18,6 +18,7 @@ from inpaint_cli.errors import UsageError
 from inpaint_cli.review.editor.catalogue import Catalogue, plan_catalogue, written_by
 from inpaint_cli.review.editor.lock import folder_lock
 from inpaint_cli.review.editor.options import EditOptions
+from inpaint_cli.review.editor.overlays import Overlays
 from inpaint_cli.review.editor.pixels import Views
 from inpaint_cli.review.editor.preview import Previews
 from inpaint_cli.review.editor.server import Editor, ServerAccess, create_app
@@ -35,6 +36,8 @@ class Served:
 
     catalogue: Catalogue
     saves: int
+    overlay_problems: list[str]
+    """Overlays `detect` wrote beside saved masks that could not be redrawn, one line each."""
 
 
 def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> Served:
@@ -58,7 +61,8 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
         store = MaskStore(catalogue, max_pixels=options.max_pixels)
         views = Views(max_pixels=options.max_pixels)
         title = f"inpaint edit: {options.photos.resolve().name}"
-        editor = Editor(catalogue, store, views, title, Previews(options.model))
+        overlays = Overlays(views, max_pixels=options.max_pixels)
+        editor = Editor(catalogue, store, views, overlays, title, Previews(options.model))
         config = uvicorn.Config(
             create_app(editor, access),
             lifespan="off",
@@ -75,9 +79,10 @@ def serve(options: EditOptions, on_ready: Callable[[str, Catalogue], None]) -> S
         except KeyboardInterrupt:  # uvicorn hands Ctrl-C on once it has stopped: the normal way out
             pass
         finally:
+            overlays.close()  # before the views it draws from
             views.close()
             listening.close()
-    return Served(catalogue, store.saves)
+    return Served(catalogue, store.saves, overlays.problems)
 
 
 def _check_model(name: str) -> None:
