@@ -220,6 +220,32 @@ def test_undo_and_redo(editing: Editing) -> None:
     np.testing.assert_array_equal(editing.mask(), both)
 
 
+def test_undo_survives_a_visit_to_another_photo_unless_the_mask_changed_on_disk(editing: Editing) -> None:
+    editing.zoom("1")
+    first = editing.stroke([(650 + step, 250) for step in range(0, 31, 3)])
+    editing.page.keyboard.press("n")
+    editing.ready("p1.png")
+    editing.page.keyboard.press("p")
+    editing.ready("p0.png")
+    editing.page.keyboard.press("Control+z")  # the stroke made before p1 was opened
+    editing.saved()
+    np.testing.assert_array_equal(editing.mask(), detected())
+    editing.page.keyboard.press("Control+Shift+z")
+    editing.saved()
+    np.testing.assert_array_equal(editing.mask(), painted(detected(), first))
+    # Another program rewrites p0's mask while p1 is open: p0's history is of another mask, dropped.
+    editing.page.keyboard.press("n")
+    editing.ready("p1.png")
+    elsewhere = np.zeros(PHOTO_SIZE, dtype=bool)
+    elsewhere[10:20, 10:20] = True
+    Image.fromarray(elsewhere.astype(np.uint8) * 255).save(editing.masks / "p0_mask.png")
+    editing.page.keyboard.press("p")
+    editing.ready("p0.png")
+    editing.page.keyboard.press("Control+z")
+    editing.page.wait_for_timeout(1500)  # longer than the save delay
+    np.testing.assert_array_equal(editing.mask(), elsewhere)
+
+
 def test_shift_click_draws_a_straight_line(editing: Editing) -> None:
     editing.zoom("1")
     start = editing.stroke([editing.screen_of((60, 150))])

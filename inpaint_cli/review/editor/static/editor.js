@@ -29,6 +29,7 @@
     photos: [], index: -1, doc: null, tool: "brush", size: 9, opacity: 0.5, overlay: true,
     scale: 1, x: 0, y: 0, fitted: true, pointer: null, stroke: null, pan: null, space: false,
     drawing: false, opening: null,
+    histories: new Map(), // photo name -> its undo and redo, kept while other photos are open
   };
 
   // --- server ----------------------------------------------------------------------------------
@@ -349,6 +350,31 @@
     put(doc, change.rect, change.after);
     doc.undo.push(change);
     changed(doc, change.noDamage);
+  }
+
+  // Another photo opens: the one left keeps its undo and redo, for as long as its mask file is the
+  // one this page saved (its tag); the photos left longest ago lose theirs first, all within
+  // HISTORY_BYTES together.
+  function keepHistory(doc) {
+    state.histories.delete(doc.name);
+    if (doc.stopped || doc.revision !== doc.savedRevision || !(doc.undo.length || doc.redo.length)) return;
+    state.histories.set(doc.name, { tag: doc.tag, undo: doc.undo, redo: doc.redo, bytes: doc.historyBytes });
+    let total = 0;
+    for (const kept of state.histories.values()) total += kept.bytes;
+    for (const [name, kept] of state.histories) {
+      if (total <= HISTORY_BYTES) break;
+      state.histories.delete(name);
+      total -= kept.bytes;
+    }
+  }
+
+  function restoreHistory(doc) {
+    const kept = state.histories.get(doc.name);
+    state.histories.delete(doc.name);
+    if (!kept || kept.tag !== doc.tag) return; // rewritten on disk since: the history is of another mask
+    doc.undo = kept.undo;
+    doc.redo = kept.redo;
+    doc.historyBytes = kept.bytes;
   }
 
   function wholeMask(doc, noDamage) {
@@ -766,13 +792,17 @@
     state.opening = index;
     try {
       const leaving = state.doc;
-      if (leaving) await save(leaving);
+      if (leaving) {
+        await save(leaving);
+        keepHistory(leaving);
+      }
       canvas.dataset.ready = "0";
       canvas.dataset.preview = "0";
       const name = state.photos[index].name;
       const info = await getJSON("/api/photo?name=" + enc(name));
       const [view, mask] = await Promise.all([loadImage("/api/view?name=" + enc(name)), fetchMask(name)]);
       state.doc = new Doc(info, mask.mask, mask.tag, view);
+      restoreHistory(state.doc);
       state.index = index;
       for (const photo of state.photos) photo.item.classList.toggle("current", photo.name === name);
       state.photos[index].item.scrollIntoView({ block: "nearest" });
