@@ -123,7 +123,8 @@ def _attempt(outcome: JobOutcome, step: Callable[[], T], stage: str) -> T | None
     except InpaintError as exc:
         outcome.error = exc.one_line()
     except OSError as exc:  # unreadable file, full disk: this input fails, the batch goes on
-        outcome.error = f"{exc.filename or outcome.job.image}: {exc.strerror or exc}"
+        # A rename into place names its target second: the file the user asked for, not the temporary.
+        outcome.error = f"{exc.filename2 or exc.filename or outcome.job.image}: {exc.strerror or exc}"
     finally:
         seconds = time.perf_counter() - started
         outcome.seconds += seconds

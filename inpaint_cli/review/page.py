@@ -27,7 +27,6 @@ import statistics
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -533,10 +532,7 @@ def build_page(
     keys = [_row_key(row) for row in rows]
     known = {key: made for key, made in cache.get("thumbs", {}).items() if _reusable(page.parent, made)}
     todo = [(row, key) for row, key in zip(rows, keys, strict=True) if thumbnails and key not in known]
-    workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inpaint-thumbs") as pool:
-        made = pool.map(lambda item: _thumbnails(item[0], folder, item[1], thumbnail_side, max_pixels), todo)
-        fresh = dict(zip((key for _, key in todo), made, strict=True))
+    fresh = _thumbnails(todo, folder, thumbnail_side, workers or min(4, os.cpu_count() or 1), max_pixels)
     seen: dict = {**known, **fresh}
     for row, key in zip(rows, keys, strict=True):
         row.suspicious += seen.get(key, {}).get("findings", [])
@@ -567,14 +563,23 @@ def build_page(
     )
 
 
-def _thumbnails(row: ReviewRow, folder: Path, key: str, side: int, max_pixels: int) -> dict:
-    output = None if row.status == FAILED else row.output
-    made = review_pixels.make_thumbnails(
-        row.image, row.masks, output, folder, key, side, row.mask_options, max_pixels
-    )
-    if not row.judge_fill:  # `output` is no fill: keep only the findings about the hole itself
-        kept = ("hole covers", review_pixels.NO_THUMBNAIL)
-        made["findings"] = [text for text in made["findings"] if text.startswith(kept)]
+def _thumbnails(
+    todo: list[tuple[ReviewRow, str]], folder: Path, side: int, workers: int, max_pixels: int
+) -> dict[str, dict]:
+    """The thumbnails of these rows (with their keys), drawn through the batch engine."""
+    from inpaint_cli.batch.kinds.thumbnails import RowPictures, draw_thumbnails
+
+    pictures = {  # one job a key: rows of the same files share their thumbnails
+        key: RowPictures(
+            key, row.image, row.masks, None if row.status == FAILED else row.output, row.mask_options
+        )
+        for row, key in todo
+    }
+    made = draw_thumbnails(pictures.values(), folder, side=side, workers=workers, max_pixels=max_pixels)
+    kept = ("hole covers", review_pixels.NO_THUMBNAIL)
+    for row, key in todo:
+        if not row.judge_fill:  # the result is no fill: keep only the findings about the hole itself
+            made[key]["findings"] = [text for text in made[key]["findings"] if text.startswith(kept)]
     return made
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,18 +157,24 @@ def foreign_colours(after: np.ndarray, hole: np.ndarray) -> tuple[float, int]:
     return float(foreign.mean()), int(stats[1:count, cv2.CC_STAT_AREA].max())
 
 
+@dataclass
+class Thumbnails:
+    """One row's pictures made small (`input`, `mask` overlay, `result`; absent ones left out) and
+    what the full-size pixels revealed."""
+
+    small: dict[str, np.ndarray]
+    findings: list[str]
+
+
 def make_thumbnails(
     image: Path | None,
     masks: tuple[Path, ...],
     output: Path | None,
-    folder: Path,
-    key: str,
     side: int,
     mask_options: dict | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> dict:
-    """Thumbnails of one row as `{"thumbs": {kind: URL relative to the page's folder}, "findings": [...]}`;
-    kinds are input, mask (overlay) and result (None when absent); `output` None for a failure.
+) -> Thumbnails:
+    """Thumbnails of one row, in memory; `output` None for a failure.
 
     Every picture is made small before anything else is computed on it (the overlay was float32 at
     full size: 12 bytes a pixel, 7 GB for a 240 MP scan); only the findings look at full resolution.
@@ -184,12 +191,25 @@ def make_thumbnails(
     }
     if hole is not None:
         small["mask"] = overlay(small["input"], thumbnail(hole.view(np.uint8) * np.uint8(255), side) / 255)
-    written: dict[str, str | None] = {"input": None, "mask": None, "result": None}
-    for kind, pixels in small.items():
-        name = f"{key}_{kind}.jpg"
-        save_jpeg(folder / name, np.ascontiguousarray(pixels))
-        written[kind] = urllib.parse.quote(f"{folder.name}/{name}", errors="surrogateescape")
-    return {"thumbs": written, "findings": findings}
+    return Thumbnails(small, findings)
+
+
+THUMBNAIL_KINDS = ("input", "mask", "result")
+
+
+def thumbnail_path(folder: Path, key: str, kind: str) -> Path:
+    """Where the `kind` thumbnail of the row `key` goes in the page's files folder."""
+    return folder / f"{key}_{kind}.jpg"
+
+
+def write_thumbnails(made: Thumbnails, folder: Path, key: str) -> dict[str, str | None]:
+    """Write the JPEGs; per kind, its URL relative to the page's folder (None when absent)."""
+    written: dict[str, str | None] = dict.fromkeys(THUMBNAIL_KINDS)
+    for kind, pixels in made.small.items():
+        path = thumbnail_path(folder, key, kind)
+        save_jpeg(path, np.ascontiguousarray(pixels))
+        written[kind] = urllib.parse.quote(f"{folder.name}/{path.name}", errors="surrogateescape")
+    return written
 
 
 def _display_or_note(path: Path | None, max_pixels: int, notes: list[str]) -> np.ndarray | None:

@@ -539,3 +539,52 @@ def test_a_malformed_report_is_one_line_naming_the_field(tmp_path: Path, change:
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == f"error: {report}: {problem} (give a --report file)"
     assert not (tmp_path / "page.html").exists()
+
+
+def rows_by_name(page: Path) -> dict[str, dict]:
+    return {Path(row["n"]).name: row for row in page_rows(page)}
+
+
+# --- the thumbnails through the one engine (batch/kinds/thumbnails.py) ------------------------------
+
+
+def test_a_thumbnail_that_cannot_be_written_fails_its_row_alone(tmp_path: Path) -> None:
+    report = make_batch(tmp_path)
+    # The row of flat.png: its result thumbnail's name is taken by a folder, so writing it fails.
+    first = build(tmp_path, report)
+    flat = rows_by_name(first.page)["flat.png"]
+    blocked = first.page.parent / flat["th"][2]
+    blocked.unlink()
+    for path in (first.page.parent / "page_files").glob("*.jpg"):
+        path.unlink()  # nothing reusable: every row is drawn again
+    blocked.mkdir()
+    summary = build(tmp_path, report)
+    rows = rows_by_name(summary.page)
+    assert rows["flat.png"]["th"] == [None, None, None]
+    (finding,) = [text for text in rows["flat.png"]["q"] if text.startswith(review_pixels.NO_THUMBNAIL)]
+    assert str(blocked) in finding
+    others = [row for name, row in rows.items() if name not in ("flat.png", "broken.png")]
+    assert len(others) == 4 and all(row["th"][0] and row["th"][1] for row in others)
+    assert summary.counts == {"done": 4, "failed": 1, "skipped": 1}
+
+
+def test_ctrl_c_while_thumbnails_are_drawn_writes_no_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = make_batch(tmp_path)
+    drawn = review_pixels.make_thumbnails
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return drawn(*args, **kwargs)
+
+    monkeypatch.setattr(review_pixels, "make_thumbnails", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path, report, workers=1)
+    assert not (tmp_path / "review" / "page.html").exists()
+    folder = tmp_path / "review" / "page_files"
+    assert not [path for path in folder.iterdir() if ".part" in path.name]
+    assert len(calls) == 3  # nothing started after Ctrl-C
