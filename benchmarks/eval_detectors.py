@@ -53,62 +53,15 @@ import damage  # noqa: E402  (scripts beside the package, not modules of it)
 import free_photos  # noqa: E402
 import train_scratch_tiny as T  # noqa: E402
 from photo_data import fetch_wallpapers, list_wallpapers, load_rgb  # noqa: E402
+from scoring import TOLERANCE, Counts, damaged_crops  # noqa: E402
 
 TINY = ROOT / "inpaint_cli" / "bundled" / "scratch-tiny.safetensors"
 PLASMA_TEST = ("Path", "Kite", "ColorfulCups", "MilkyWay", "Volna", "Shell")
 PLASMA_DATA = Path.home() / ".cache" / "inpaint-train" / "wallpapers"
 EVAL_SEED = 1_000_003
-CROP = 512
-TOLERANCE = 2
-"""Pixels of slack at boundaries: a mask 1 px fatter or thinner than the truth is not an error."""
 CLEAN_BOUND = 0.001
 CLEAN_MARGIN = 0.0005
 """Calibrated settings keep every clean calibration picture under half the 0.1 % bound."""
-
-
-class Counts:
-    """Tolerant counts: (detected pixels near damage, detected pixels, damaged pixels found, damaged)."""
-
-    def __init__(self) -> None:
-        self.right = self.found = self.hit = self.truth = 0
-
-    def add(self, found: np.ndarray, truth: np.ndarray) -> None:
-        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * TOLERANCE + 1,) * 2)
-        near_truth = cv2.dilate(truth.view(np.uint8), disk).view(bool)
-        near_found = cv2.dilate(found.view(np.uint8), disk).view(bool)
-        self.right += int(np.count_nonzero(found & near_truth))
-        self.found += int(np.count_nonzero(found))
-        self.hit += int(np.count_nonzero(truth & near_found))
-        self.truth += int(np.count_nonzero(truth))
-
-    def merge(self, other: Counts) -> None:
-        self.right += other.right
-        self.found += other.found
-        self.hit += other.hit
-        self.truth += other.truth
-
-    @property
-    def precision(self) -> float:
-        return self.right / max(self.found, 1)
-
-    @property
-    def recall(self) -> float:
-        return self.hit / max(self.truth, 1)
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / max(p + r, 1e-9)
-
-    def row(self) -> str:
-        return f"{self.precision:.2f} / {self.recall:.2f} / **{self.f1:.2f}**"
-
-    def as_json(self) -> dict[str, float]:
-        return {
-            "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4),
-            "f1": round(self.f1, 4),
-        }
 
 
 # --- pictures ---------------------------------------------------------------------------------------
@@ -129,20 +82,6 @@ def test_photos(max_side: int | None) -> dict[str, np.ndarray]:
 
 def textures() -> list[np.ndarray]:
     return damage.load_textures([p.file for p in free_photos.paper_textures()])
-
-
-def damaged_crops(photos: dict[str, np.ndarray], repeats: int, seed: int, papers: list[np.ndarray]):
-    """(kind, damaged crop, truth) for each photo, kind and repeat; each crop carries one kind."""
-    rng = np.random.default_rng(seed)
-    for photo in photos.values():
-        for kind in damage.KINDS:
-            for _ in range(repeats):
-                side = min(CROP, *photo.shape[:2])  # scikit-image's coffee is 400 px high
-                y = rng.integers(0, photo.shape[0] - side + 1)
-                x = rng.integers(0, photo.shape[1] - side + 1)
-                crop = np.ascontiguousarray(photo[y : y + side, x : x + side])
-                pixels, truths = damage.synthesize(crop, [kind], rng, papers)
-                yield kind, pixels, truths[kind]
 
 
 def clean_variants(

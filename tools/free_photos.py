@@ -9,6 +9,8 @@ attribution, taken per file from where it is distributed:
 - the `scikit-image` wheel (PyPI): the sample photographs its `skimage/data/_fetchers.py` documents
   as public domain or CC0;
 - the `matplotlib` wheel (PyPI): `grace_hopper.jpg`, a U.S. Navy photograph (public domain);
+- the `scikit-learn` wheel (PyPI): `china.jpg` and `flower.jpg`, CC-BY-2.0 as its
+  `sklearn/datasets/images/README.txt` states;
 - Debian's `mypaint-data-extras`: paper and canvas textures under CC0-1.0 (what torn paper and lost
   emulsion show).
 
@@ -47,9 +49,17 @@ SKIMAGE_PHOTOS = {
     "brick.png": ("CC0-1.0", "CC0Textures (Bricks25)"),
     "grass.png": ("CC0-1.0", "CC0Textures"),
     "gravel.png": ("CC0-1.0", "CC0Textures (Gravel04)"),
+    "clock_motion.png": ("public-domain", "Stefan van der Walt"),
+    "text.png": ("public-domain", "Wikipedia File:Corner.png, released into the public domain"),
 }
 MATPLOTLIB = "matplotlib==3.11.2"
 MATPLOTLIB_PHOTOS = {"grace_hopper.jpg": ("public-domain", "U.S. Navy (portrait of Grace Hopper)")}
+SKLEARN = "scikit-learn==1.9.1"
+SKLEARN_PHOTOS = {
+    # name: (licence, attribution as sklearn/datasets/images/README.txt states it, with its links)
+    "china.jpg": ("CC-BY-2.0", "danielbuechele (Flickr photo 6061409035), retrieved by Robert Layton"),
+    "flower.jpg": ("CC-BY-2.0", "vultilion (Flickr photo 6056698931), retrieved by Robert Layton"),
+}
 MYPAINT = "mypaint-data-extras"
 MYPAINT_PAPERS = ("ramon", "mrmamurk")
 """MyPaint background folders whose `debian/copyright` paragraph says CC0-1.0."""
@@ -136,6 +146,11 @@ def wheel_photos(data: Path) -> list[Picture]:
     found += [
         Picture(Path(name).stem, folder / name, licence, who, f"PyPI {MATPLOTLIB}")
         for name, (licence, who) in MATPLOTLIB_PHOTOS.items()
+    ]
+    folder = _wheel(SKLEARN, data, "sklearn/datasets/images/") / "sklearn" / "datasets" / "images"
+    found += [
+        Picture(Path(name).stem, folder / name, licence, who, f"PyPI {SKLEARN}")
+        for name, (licence, who) in SKLEARN_PHOTOS.items()
     ]
     return found
 
