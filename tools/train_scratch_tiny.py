@@ -105,6 +105,8 @@ CROPS_PER_CANVAS = 2
 BATCH = 8
 CLEAN_FRACTION = 0.35
 """Share of canvases with no damage at all (with a heavier old-photo look): saying nothing."""
+DAMAGE_CENTRED = 0.7
+"""Share of a damaged canvas's crops placed over its damage (random crops of one were half clean)."""
 DAMAGE_WEIGHT = 3.0
 """Weight of a damaged pixel in the cross-entropy: thin damage is a small share of any crop."""
 CHECK_EVERY = 150
@@ -120,10 +122,10 @@ start of the current recipe's run (`--init`)."""
 
 
 class Crops:
-    """Random training crops, synthesised as they are needed (50 ms a canvas against 2 s a training
-    step on this CPU: a dataset on disk would save nothing): a photo, a window of 0.5-2 canvas sides
-    shrunk or enlarged to the canvas, a turn; the old-photo look, damage and a scan
-    (`damage.synthesize`); then crops of the canvas."""
+    """Random training crops, synthesised as they are needed in a second thread (80 ms a canvas, two
+    canvases' crops a 0.8-2.3 s training step on this CPU: a dataset on disk would save nothing):
+    a photo, a window of 0.5-2 canvas sides shrunk or enlarged to the canvas, a turn; the old-photo
+    look, damage and a scan (`damage.synthesize`); then crops of the canvas."""
 
     def __init__(
         self, photos: list[np.ndarray], textured: list[bool], textures: list[np.ndarray], rng, portraits=()
@@ -159,12 +161,24 @@ class Crops:
         images, truths = [], []
         while len(images) < count:
             pixels, truth = self.canvas()
+            damaged = np.argwhere(truth)
             for _ in range(CROPS_PER_CANVAS):
-                y, x = (int(v) for v in self.rng.integers(0, CANVAS - CROP + 1, 2))
+                y, x = self.corner(damaged)
                 images.append(pixels[y : y + CROP, x : x + CROP])
                 truths.append(truth[y : y + CROP, x : x + CROP])
         images, truths = images[:count], truths[:count]
         return to_input(np.stack(images)), torch.from_numpy(np.stack(truths)).float()[:, None]
+
+    def corner(self, damaged: np.ndarray) -> tuple[int, int]:
+        """Top-left corner of a crop of the canvas: over a damaged pixel (`damaged`: their positions)
+        DAMAGE_CENTRED of the time, anywhere otherwise (a damaged print's undamaged parts)."""
+        rng = self.rng
+        if len(damaged) and rng.random() < DAMAGE_CENTRED:
+            cy, cx = damaged[rng.integers(len(damaged))]
+            dy, dx = rng.integers(0, CROP, 2)
+            return int(np.clip(cy - dy, 0, CANVAS - CROP)), int(np.clip(cx - dx, 0, CANVAS - CROP))
+        y, x = rng.integers(0, CANVAS - CROP + 1, 2)
+        return int(y), int(x)
 
 
 def to_input(pixels: np.ndarray) -> torch.Tensor:
@@ -268,6 +282,7 @@ def train(
     resume: bool,
     device: str,
     log: Callable[[str], None],
+    note: str = "",
 ) -> dict:
     """Train for `minutes` of wall time within a cosine schedule planned over `total` minutes."""
     pictures, textured, textures, calibration, records, portraits = load_data(DATA)
@@ -289,6 +304,10 @@ def train(
         torch.set_rng_state(saved["torch_rng"])
         state = saved["progress"]
     state["total_minutes"] = total
+    if reset_overflowed_statistics(network):
+        log("batch-norm running statistics that were not finite reset (they are measured again)")
+    if note:
+        state.setdefault("notes", []).append({"step": state["step"], "note": note})
     samples = validation_set(calibration, textures, seed)
     crops = Crops(pictures, textured, textures, rng, portraits)
     deadline = time.monotonic() + minutes * 60
@@ -323,6 +342,27 @@ def train(
     return write_record(work, state, seed, records)
 
 
+def reset_overflowed_statistics(network: ScratchUNet) -> bool:
+    """Reset batch norms whose running variance is not finite. The first free-licence run's float16
+    file stored variances over 65,504 (the decoder's, fed by an unnormalised up-convolution) as
+    infinity, which no momentum update undoes: in evaluation those channels were silenced."""
+    found = False
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and not torch.isfinite(module.running_var).all():
+            module.reset_running_stats()
+            found = True
+    return found
+
+
+def half_weights(network: ScratchUNet) -> dict[str, torch.Tensor]:
+    """The state dict with weights in float16 and batch-norm running statistics in float32 (decoder
+    variances exceed float16's range)."""
+    return {
+        key: value.half() if value.is_floating_point() and "running_" not in key else value
+        for key, value in network.state_dict().items()
+    }
+
+
 BF16 = True
 """bfloat16 autocast (weights and optimiser stay float32): 2.3 s a step of 8 crops of 192 px against
 2.9 s in float32 (both channels-last, 2 threads of a shared AMD EPYC Zen 4 with avx512_bf16)."""
@@ -342,7 +382,7 @@ def check(network, optimiser, rng, state: dict, samples: dict, loss: float, work
     }
     state["curve"].append(point)
     score = scores["f1"]["0.5"] - (1.0 if scores["clean"]["0.5"] > CLEAN_LIMIT else 0.0)
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in network.state_dict().items()}
+    weights = half_weights(network)
     save_weights(work / f"step-{state['step']:06d}.safetensors", weights)
     if score > state["best_score"]:
         state["best_score"], state["best_step"] = score, state["step"]
@@ -377,6 +417,7 @@ def write_record(work: Path, state: dict, seed: int, records: list) -> dict:
         "clean_fraction": CLEAN_FRACTION,
         "bf16": BF16,
         "planned_minutes": state["total_minutes"],
+        "notes": state.get("notes", []),
         "curve": state["curve"],
         "held_out": list(HELD_OUT),
         "calibration": list(CALIBRATION),
@@ -450,6 +491,7 @@ def main() -> None:
         "--init", type=Path, help="start from these weights (a fresh optimiser), e.g. " + str(SUCCESSOR)
     )
     parser.add_argument("--seed", type=int, default=25)
+    parser.add_argument("--note", default="", help="what changed in the recipe from here (in the record)")
     parser.add_argument("--data", type=Path, default=free_photos.DEFAULT_DATA, help="where packages unpack")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -475,6 +517,7 @@ def main() -> None:
         args.resume,
         args.device,
         lambda s: print(s, flush=True),
+        args.note,
     )
     print(f"{record['steps']} steps, best check at step {record['best_step']}")
 
