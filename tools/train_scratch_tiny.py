@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -290,18 +291,22 @@ def save_state(path: Path, state: dict) -> None:
     os.replace(partial, path)
 
 
-def train(
-    init: Path | None,
-    work: Path,
-    minutes: float,
-    total: float,
-    seed: int,
-    resume: bool,
-    device: str,
-    log: Callable[[str], None],
-    note: str = "",
-) -> dict:
-    """Train for `minutes` of wall time within a cosine schedule planned over `total` minutes."""
+@dataclass(frozen=True)
+class Sitting:
+    """One sitting of a run: `minutes` of wall time within a cosine schedule planned over `total`
+    minutes, continuing `<work>/state.pt` if `resume`; `note` says what changed in the recipe."""
+
+    minutes: float
+    total: float
+    seed: int
+    resume: bool
+    device: str
+    note: str = ""
+
+
+def train(init: Path | None, work: Path, sitting: Sitting, log: Callable[[str], None]) -> dict:
+    """Train for one sitting; the record of the run so far."""
+    total, seed, device = sitting.total, sitting.seed, sitting.device
     pictures, textured, textures, calibration, records, portraits = load_data(DATA)
     log(f"{len(pictures)} training pictures; held out {', '.join(HELD_OUT + CALIBRATION)}")
     network = ScratchUNet(CONFIG).to(device).to(memory_format=torch.channels_last)
@@ -313,7 +318,7 @@ def train(
     if init is not None:
         network.load_state_dict({k: v.float() for k, v in read_checkpoint(init).state_dict.items()})
         state["init"] = init.name
-    if resume:
+    if sitting.resume:
         saved = torch.load(state_file, map_location=device, weights_only=False)  # our own file
         network.load_state_dict(saved["network"])
         optimiser.load_state_dict(saved["optimiser"])
@@ -323,11 +328,11 @@ def train(
     state["total_minutes"] = total
     if reset_overflowed_statistics(network):
         log("batch-norm running statistics that were not finite reset (they are measured again)")
-    if note:
-        state.setdefault("notes", []).append({"step": state["step"], "note": note})
+    if sitting.note:
+        state.setdefault("notes", []).append({"step": state["step"], "note": sitting.note})
     samples = validation_set(calibration, textures, seed)
     crops = Crops(pictures, textured, textures, rng, portraits)
-    deadline = time.monotonic() + minutes * 60
+    deadline = time.monotonic() + sitting.minutes * 60
     started, spent, losses = time.monotonic(), state["seconds"], []
     network.train()
     # The next batch is synthesised in a second thread while the network trains on this one (OpenCV and
@@ -355,6 +360,10 @@ def train(
             check(network, optimiser, rng, state, samples, float(np.mean(losses)), work, log)
             write_record(work, state, seed, records)
             losses = []
+    if state["step"] % CHECK_EVERY:  # the sitting's last steps: saved too, so that --resume loses none
+        pending.result()
+        state["seconds"] = spent + time.monotonic() - started
+        check(network, optimiser, rng, state, samples, float(np.mean(losses)), work, log)
     pool.shutdown(cancel_futures=True)
     return write_record(work, state, seed, records)
 
@@ -532,13 +541,8 @@ def main() -> None:
     record = train(
         args.init,
         args.work,
-        args.minutes,
-        args.total_minutes,
-        args.seed,
-        args.resume,
-        args.device,
+        Sitting(args.minutes, args.total_minutes, args.seed, args.resume, args.device, args.note),
         lambda s: print(s, flush=True),
-        args.note,
     )
     print(f"{record['steps']} steps, best check at step {record['best_step']}")
 
