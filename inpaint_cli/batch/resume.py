@@ -99,7 +99,7 @@ def precheck(job: Job, outputs: Outputs, made_with: Provenance | None = None) ->
         return None
     first, path = present[0]
     if outputs.existing is Existing.ERROR or not outputs.recorded:
-        made = _made_by(path) if path == job.output and outputs.kind == "inpaint" else ""
+        made = _made_by(path, outputs) if path == job.output else ""
         hint = keep_both(job, outputs, made_with, "replace it") if path == job.output else None
         return _failed(
             job,
@@ -169,8 +169,11 @@ def _resume(
     return JobOutcome(job, Status.SKIPPED, provenance=record["provenance"])
 
 
-def _made_by(output: Path) -> str:
-    """`, made with --model NAME` when the output's provenance record names its model."""
+def _made_by(output: Path, outputs: Outputs) -> str:
+    """`, made with --model NAME` when a filled image's provenance record names its model (other
+    kinds' models, detectors, are not chosen with --model)."""
+    if outputs.kind != "inpaint":
+        return ""
     record = provenance.read_record(output)
     model = record["provenance"].get("model") if record is not None else None
     return f", made with --model {model}" if isinstance(model, str) else ""
