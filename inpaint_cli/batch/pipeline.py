@@ -152,12 +152,17 @@ def run(options: RunOptions, events: RunEvents | None = None) -> RunResult:
 
 def _run_here(
     options: RunOptions, plan: JobPlan, settings: RunSettings, events: RunEvents
-) -> tuple[ModelInfo, float, Outcomes]:
+) -> tuple[ModelInfo | None, float, Outcomes]:
     """The jobs in this process: the model loaded once, then `engine.run_jobs` (the model's info,
-    when the jobs started, their outcomes)."""
+    when the jobs started, their outcomes). No model when every input fails from its headers."""
     from inpaint_cli.batch.engine import run_jobs
     from inpaint_cli.batch.kinds.inpaint import InpaintKind, Watch, provenance_of
 
+    refused = _refused_by_headers(plan.jobs, settings)
+    if refused is not None:  # nothing could run: no model is downloaded or loaded for it
+        for outcome in refused:
+            events.job_finished(outcome)
+        return None, time.perf_counter(), refused
     inpainter, model = load_inpainter(options, events.download_progress)
     events.model_loaded(model)
     started = time.perf_counter()
@@ -176,6 +181,22 @@ def _run_here(
         on_start=events.job_started,
     )
     return model, started, ran
+
+
+def _refused_by_headers(jobs: list[Job], settings: RunSettings) -> Outcomes | None:
+    """Every job failed from its files' headers (not an image, truncated, a mask of another size), or
+    None as soon as one may run. A single bad photo is then reported as what it is, not as a model
+    download that failed; a batch reads one header or a few before its model loads."""
+    from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
+    from inpaint_cli.batch.resume import header_problem
+
+    refused = []
+    for job in jobs:
+        problem = header_problem(job, max_pixels=settings.max_pixels)
+        if problem is None:
+            return None
+        refused.append(JobOutcome(job, Status.FAILED, error=problem))
+    return Outcomes(refused, not_run=[], interrupted=False) if refused else None
 
 
 def write_results(

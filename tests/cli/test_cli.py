@@ -140,6 +140,35 @@ def test_bad_image_gives_one_line_error_naming_it_and_exit_1(photo, tmp_path, ki
     assert not list(tmp_path.glob("bad_*_inpainted*"))
 
 
+@pytest.mark.parametrize("kind", ["zero-byte", "truncated", "not-an-image"])
+def test_a_bad_image_is_named_before_a_model_that_is_not_downloaded(photo, tmp_path, monkeypatch, kind):
+    # The default model is not in the (empty) cache and downloads are off: the image's own problem is
+    # what the user must hear, not that the model could not be fetched for it.
+    from weights_helpers import clean_environment
+
+    clean_environment(tmp_path, monkeypatch)
+    monkeypatch.setenv("INPAINT_OFFLINE", "1")
+    image_path, mask_path, _, _ = photo
+    bad = make_bad_input(kind, tmp_path, image_path)
+    result = invoke("run", bad, "--mask", mask_path)
+    assert result.exit_code == 1, result.output
+    line = one_line_error(result.output)
+    assert bad.name in line
+    assert any(word in line for word in ("empty", "truncated", "corrupt", "not a PNG")), line
+    assert "offline" not in result.output.lower() and "lama" not in result.output.lower(), result.output
+
+
+def test_a_batch_with_one_good_image_still_asks_for_the_model(photo, tmp_path, monkeypatch):
+    from weights_helpers import clean_environment
+
+    clean_environment(tmp_path, monkeypatch)
+    monkeypatch.setenv("INPAINT_OFFLINE", "1")
+    image_path, mask_path, _, _ = photo
+    result = invoke("run", image_path, "--mask", mask_path)
+    assert result.exit_code != 0
+    assert "offline" in result.output.lower() and "lama" in result.output.lower(), result.output
+
+
 def test_mask_of_another_size_is_refused(photo, tmp_path):
     image_path, _, _, _ = photo
     Image.new("L", (32, 32), 255).save(tmp_path / "small_mask.png")
