@@ -7,7 +7,8 @@ A print is made in the order a real one ages: the photograph is first given its 
 sepia or cyanotype tones, fading, soft focus, halftone screens, film grain, vignetting, paper
 texture), then damaged (`add_damage`: what is lost shows paper, scanner background or dirt, never
 the photograph), then scanned (`scan`: sensor noise, slight blur, JPEG). Only the damage is in the
-truth mask; the look and the scan are what the detector must leave alone.
+truth mask; the look and the scan are what the detector must leave alone, and so are the lines
+of the photograph itself (`scene_lines`: ropes, rigging, wires, striped cloth; training's hard negatives).
 
 Kinds (`KINDS`): thin light and dark scratches (1-5 px, straight and curved), crack networks
 (branching walks and Voronoi edges, light paper or dark dirt, some with a shadowed rim), folds
@@ -327,6 +328,73 @@ def add_damage(
 # --- what is not damage ---------------------------------------------------------------------------------
 
 
+def _sagging(rng: Rng, start: np.ndarray, end: np.ndarray, sag: float) -> np.ndarray:
+    """Points of a line from `start` to `end` that sags by `sag` px in the middle (a hanging rope)."""
+    t = np.linspace(0, 1, max(2, int(np.linalg.norm(end - start) / 2)), dtype=np.float32)[:, None]
+    direction = (end - start) / max(float(np.linalg.norm(end - start)), 1e-6)
+    normal = np.array([-direction[1], direction[0]], np.float32)
+    return start + t * (end - start) + normal * sag * 4 * t * (1 - t)
+
+
+def _line_groups(rng: Rng, h: int, w: int) -> np.ndarray:
+    """Coverage of ropes, rigging, stays and wires: lines in groups (fanning from one point, or
+    parallel), straight or sagging, 1-4 px wide, some twisted (coverage varying along them)."""
+    layer = np.zeros((h, w), np.float32)
+    size = max(h, w)
+    anchor = np.array([rng.uniform(0, w), rng.uniform(-0.3 * h, h)], np.float32)
+    fan = rng.random() < 0.5
+    offset = rng.normal(0, 1, 2).astype(np.float32)
+    offset *= rng.uniform(4, 30) / max(float(np.linalg.norm(offset)), 1e-6)
+    target = np.array([rng.uniform(0, w), rng.uniform(0, h)], np.float32)
+    for index in range(int(rng.integers(1, 7))):
+        start = anchor if fan else anchor + index * offset
+        end = target + rng.normal(0, 0.3 * size, 2).astype(np.float32) if fan else target + index * offset
+        end = start + (end - start) * 2  # lines run off the picture
+        sag = rng.choice([0.0, rng.uniform(-0.08, 0.08) * size])
+        line = np.zeros_like(layer)
+        draw(line, _sagging(rng, start, end, sag), int(rng.choice([1, 1, 2, 2, 3, 4])), rng.uniform(0.5, 1.0))
+        if rng.random() < 0.5:  # a twisted rope: strands catch the light every few px
+            line *= 0.6 + 0.4 * (smooth_noise(rng, h, w, rng.uniform(2, 5)) > 0)
+        np.maximum(layer, line, out=layer)
+    return layer
+
+
+def _stripes(rng: Rng, h: int, w: int) -> np.ndarray:
+    """Coverage of striped or checked cloth over a soft region: threads 1-3 px wide, 4-14 px apart,
+    following the folds of the cloth."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, math.pi)
+    period = rng.uniform(4, 14)
+    u = xs * math.cos(angle) + ys * math.sin(angle) + rng.uniform(5, 25) * smooth_noise(rng, h, w, 60)
+    duty = rng.uniform(0.12, 0.35)
+    pattern = (np.mod(u, period) < duty * period).astype(np.float32)
+    if rng.random() < 0.4:
+        v = -xs * math.sin(angle) + ys * math.cos(angle)
+        pattern = np.maximum(pattern, (np.mod(v, period) < duty * period).astype(np.float32))
+    region = smooth_noise(rng, h, w, rng.uniform(0.15, 0.4) * max(h, w)) > rng.uniform(0.3, 0.8)
+    return pattern * cv2.GaussianBlur(region.astype(np.float32), (0, 0), 3) * rng.uniform(0.3, 0.8)
+
+
+def scene_lines(image: np.ndarray, rng: Rng) -> np.ndarray:
+    """Thin lines that belong to the photograph, never damage: ropes, rigging, wires, striped cloth.
+    The hard negatives to scratches and cracks. Drawn on the clean picture before `age`, so they carry
+    the print's tone, focus and grain, and coloured from the picture's own light or dark tones (a
+    scratch shows paper or dirt); light ones often with a shadow beside them."""
+    h, w = image.shape[:2]
+    layer = _line_groups(rng, h, w) if rng.random() < 0.7 else _stripes(rng, h, w)
+    layer = cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.3, 1.0))
+    luminance = image.mean(axis=2)
+    light = rng.random() < 0.6
+    level = np.quantile(luminance, rng.uniform(0.9, 0.99) if light else rng.uniform(0.01, 0.1))
+    colour = image.reshape(-1, 3)[rng.integers(h * w)]  # a tint of the picture's own
+    colour = level * (0.7 + 0.3 * colour / max(float(colour.mean()), 1e-3))
+    if light and rng.random() < 0.5:
+        shadow = np.roll(layer, (int(rng.integers(1, 3)), int(rng.integers(-1, 2))), axis=(0, 1))
+        image = image * (1 - 0.4 * np.clip(shadow - layer, 0, 1))[..., None]
+    alpha = np.clip(layer, 0, 1)[..., None]
+    return np.clip(image * (1 - alpha) + colour * alpha, 0, 1).astype(np.float32)
+
+
 def tone(image: np.ndarray, rng: Rng) -> np.ndarray:
     """Grey, sepia, cyanotype or faded colour."""
     grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -417,9 +485,12 @@ def synthesize(
     rng: Rng,
     textures: list[np.ndarray] | None = None,
     heavy: bool = False,
+    lines: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """An aged, damaged and scanned print of a clean uint8 RGB picture: (uint8 RGB, truth per kind)."""
-    image = age(clean_u8.astype(np.float32) / 255, rng, textures, heavy)
+    """An aged, damaged and scanned print of a clean uint8 RGB picture: (uint8 RGB, truth per kind);
+    `lines`: with `scene_lines` in the photograph."""
+    image = clean_u8.astype(np.float32) / 255
+    image = age(scene_lines(image, rng) if lines else image, rng, textures, heavy)
     truths = {}
     for kind in kinds:
         image, truths[kind] = add_damage(image, kind, rng, textures)

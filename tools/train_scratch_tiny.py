@@ -106,6 +106,10 @@ CROPS_PER_CANVAS = 2
 BATCH = 8
 CLEAN_FRACTION = 0.35
 """Share of canvases with no damage at all (with a heavier old-photo look): saying nothing."""
+SCENE_LINES = 0.35
+"""Share of canvases (clean or damaged) whose photograph gets ropes, rigging, wires or striped cloth
+(`damage.scene_lines`), not damage: recipe 3 marked the rigging, ropes and light cloth of held-out
+pictures, and the free photographs have almost none."""
 DAMAGE_CENTRED = 0.7
 """Share of a damaged canvas's crops placed over its thin damage where it has some, over any damage
 otherwise (random crops of one were half clean)."""
@@ -167,7 +171,10 @@ class Crops:
         clean = rng.random() < (0.6 if self.textured[index] else CLEAN_FRACTION)
         count = int(rng.choice([1, 1, 2, 3]))
         kinds = [] if clean else list(rng.choice(damage.KINDS, size=count, replace=False, p=KIND_P))
-        pixels, truths = damage.synthesize(np.ascontiguousarray(crop), kinds, rng, self.textures, heavy=clean)
+        lines = rng.random() < SCENE_LINES
+        pixels, truths = damage.synthesize(
+            np.ascontiguousarray(crop), kinds, rng, self.textures, heavy=clean, lines=lines
+        )
         truth = np.zeros((CANVAS, CANVAS), bool)
         for mask in truths.values():
             truth |= mask
@@ -246,7 +253,8 @@ def loss_of(logits: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor) -> 
 
 def validation_set(calibration: list[np.ndarray], textures: list[np.ndarray], seed: int) -> dict:
     """Pictures of the calibration photos, as the held-out evaluation makes them: a 512-px crop per
-    photo and kind of damage, and the photos clean (plain and with a heavy old-photo look)."""
+    photo and kind of damage, and the photos clean (plain, with a heavy old-photo look, and with
+    ropes, wires or striped cloth in them)."""
     photos = dict(enumerate(calibration))
     damaged = list(scoring.damaged_crops(photos, VALIDATION_REPEATS, seed + 1, textures))
     rng = np.random.default_rng(seed + 2)
@@ -254,6 +262,7 @@ def validation_set(calibration: list[np.ndarray], textures: list[np.ndarray], se
         damage.scan(damage.age(p.astype(np.float32) / 255, rng, textures, heavy=True), rng)
         for p in calibration
     ]
+    clean += [damage.synthesize(p, [], rng, textures, lines=True)[0] for p in calibration]
     return {"damaged": damaged, "clean": clean}
 
 
@@ -450,6 +459,7 @@ def write_record(work: Path, state: dict, seed: int, records: list) -> dict:
         "thick_weight": THICK_WEIGHT,
         "damage_centred": DAMAGE_CENTRED,
         "clean_fraction": CLEAN_FRACTION,
+        "scene_lines": SCENE_LINES,
         "bf16": BF16,
         "planned_minutes": state["total_minutes"],
         "notes": state.get("notes", []),
