@@ -16,9 +16,10 @@ microsoft/Bringing-Old-Photos-Back-to-Life). Damage: `tools/damage.py` with seed
 `--calibrate` instead chooses scratch-tiny's post-processing on the CALIBRATION photos only: the
 network runs once per picture, each (threshold, hysteresis) measures its regions once, and every
 other setting is a lookup. Score: F1 on damaged crops + F1 on thin scratches of a 3000-px picture;
-kept only where every clean calibration picture stays under half the 0.1 % bound.
+kept only where every clean calibration picture stays under half the 0.1 % bound (with
+`--scene-lines` also the photos with ropes, wires or striped cloth drawn in).
 
-    python benchmarks/eval_detectors.py [--tiny FILE] [--old DIR] [--quick] [--calibrate] [--json OUT]
+    python benchmarks/eval_detectors.py [--tiny FILE] [--old DIR] [--quick] [--calibrate [--scene-lines]] [--json OUT]
 """
 
 from __future__ import annotations
@@ -333,7 +334,12 @@ def score(entries, settings: dict) -> float:
     return counts.f1
 
 
-def calibrate(tiny: NetworkDetector, papers, repeats: int = 2) -> list[tuple[dict, float, float]]:
+def calibrate(
+    tiny: NetworkDetector, papers, repeats: int = 2, scene_lines: bool = False
+) -> list[tuple[dict, float, float]]:
+    """Every post-processing setting of GRID scored on the calibration photos: (settings, score,
+    largest area marked on a clean picture), best first. `scene_lines`: the clean pictures include
+    the photos with ropes, wires or striped cloth drawn in (`damage.scene_lines`), twice each."""
     photos = free_pictures(T.CALIBRATION, 1024)
     rng = np.random.default_rng(EVAL_SEED + 11)
     crops = damaged_crops(photos, repeats, EVAL_SEED + 10, papers)
@@ -351,6 +357,12 @@ def calibrate(tiny: NetworkDetector, papers, repeats: int = 2) -> list[tuple[dic
         (damage.scan(damage.age(p.astype(np.float32) / 255, rng, papers, heavy=True), rng), None)
         for p in photos.values()
     ]
+    if scene_lines:  # lines a photograph has, which a scratch rule must leave
+        groups["clean"] += [
+            (damage.synthesize(p, [], rng, papers, lines=True)[0], None)
+            for p in photos.values()
+            for _ in range(2)
+        ]
     maps = {
         group: [
             (tiny.probability(pixels, Mode.HIGH_RES), pixels, edge_context(pixels), truth)
@@ -398,6 +410,9 @@ def main() -> None:
     parser.add_argument(
         "--calibrate", action="store_true", help="choose post-processing on the calibration photos"
     )
+    parser.add_argument(
+        "--scene-lines", action="store_true", help="with --calibrate: clean pictures with ropes and wires too"
+    )
     parser.add_argument("--skip", nargs="*", default=[], help="detectors to leave out (e.g. classical)")
     parser.add_argument("--json", type=Path, help="also write every number here")
     parser.add_argument("--sides", nargs="*", type=int, help="long sides of the large scans (3000 4500 6000)")
@@ -407,7 +422,7 @@ def main() -> None:
     papers = textures()
     if args.calibrate:
         detector = NetworkDetector.from_file(args.tiny, "scratch-tiny")
-        results = calibrate(detector, papers, 1 if args.quick else 2)
+        results = calibrate(detector, papers, 1 if args.quick else 2, args.scene_lines)
         if args.json:
             rows = [{**settings, "score": total, "clean": worst} for settings, total, worst in results]
             args.json.write_text(json.dumps(rows) + "\n")
