@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import damage  # noqa: E402  (a script folder, not a package)
+import damage
 
 
 def flat_photo(value: int = 120, size: int = 128) -> np.ndarray:
@@ -43,7 +43,7 @@ def test_scene_lines_draw_into_the_photograph_and_are_no_damage() -> None:
     photo = gradient_photo()
     drawn = [damage.scene_lines(photo, rng) for _ in range(20)]
     assert all(d.shape == photo.shape and d.dtype == np.float32 for d in drawn)
-    assert all(0 <= d.min() and d.max() <= 1 for d in drawn)
+    assert all(d.min() >= 0 and d.max() <= 1 for d in drawn)
     changed = [np.count_nonzero(np.abs(d - photo).max(axis=2) > 0.05) for d in drawn]
     assert sum(0 < c < 0.6 * photo.shape[0] ** 2 for c in changed) >= 15
     pixels, truths = damage.synthesize(flat_photo(), [], np.random.default_rng(4), lines=True)
