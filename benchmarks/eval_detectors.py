@@ -19,7 +19,8 @@ other setting is a lookup. Score: F1 on damaged crops + F1 on thin scratches of 
 kept only where every clean calibration picture stays under half the 0.1 % bound (with
 `--scene-lines` also the photos with ropes, wires or striped cloth drawn in).
 
-    python benchmarks/eval_detectors.py [--tiny FILE] [--old DIR] [--quick] [--calibrate [--scene-lines]] [--json OUT]
+    python benchmarks/eval_detectors.py [--tiny FILE] [--old DIR] [--quick] [--json OUT]
+    python benchmarks/eval_detectors.py --calibrate [--scene-lines] [--tiny FILE] [--quick] [--json OUT]
 """
 
 from __future__ import annotations

@@ -131,11 +131,12 @@ VALIDATION_REPEATS = 2
 """Crops per calibration photo and kind (one gave checks that swung by 0.1 from one to the next)."""
 LEARNING_RATE = 1e-3
 WARMUP_STEPS = 50
-SUCCESSOR = ROOT / "tools" / "checkpoints" / "scratch-free-r4-step2021.safetensors"
+SUCCESSOR = ROOT / "tools" / "checkpoints" / "scratch-free-r5-step8785.safetensors"
 """The free-licence run so far (float16 weights, float32 batch-norm statistics; its record and
 learning curve beside it): 1,800 steps of recipe 1 (`scratch-free-step1800`), 600 of recipe 2, 2,850
-of recipe 3 with thin damage 6x (`scratch-free-r3-step2850.json`), 2,021 with 3x (this one); the
-start of the next sitting (`--init`)."""
+of recipe 3 with thin damage 6x (`scratch-free-r3-step2850.json`), 2,021 with 3x
+(`scratch-free-r4-step2021.json`), 8,785 with scene lines on 35 % of canvases (this one); the start of
+the next sitting (`--init`)."""
 
 
 # --- data -------------------------------------------------------------------------------------------
