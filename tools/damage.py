@@ -52,6 +52,9 @@ KINDS = (
     "foxing",
     "emulsion",
 )
+RIMS = 0.35
+"""Share of `scene_lines` drawn as rims along the photograph's own edges (`_rims`); 0 in run r5,
+0.35 since (run r6: r5 marked the rims of cups and shells)."""
 TRUTH_ALPHA = 0.3
 """A pixel is damage in the truth where the damage layer covers at least this much of it."""
 Rng = np.random.Generator
@@ -375,13 +378,34 @@ def _stripes(rng: Rng, h: int, w: int) -> np.ndarray:
     return pattern * cv2.GaussianBlur(region.astype(np.float32), (0, 0), 3) * rng.uniform(0.3, 0.8)
 
 
+def _rims(image: np.ndarray, rng: Rng) -> np.ndarray | None:
+    """Coverage of the light rims and highlights of objects: some of the photograph's own longest
+    edges (a cup's lip, a saucer's edge, a spoon), 1-3 px wide; None if it has no long edge."""
+    grey = np.round(np.clip(image.mean(axis=2), 0, 1) * 255).astype(np.uint8)
+    edges = cv2.Canny(cv2.GaussianBlur(grey, (0, 0), 1.5), 40, 120)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(edges, connectivity=8)
+    long = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 40) + 1
+    if not len(long):
+        return None
+    chosen = rng.choice(long, size=min(len(long), int(rng.integers(1, 8))), replace=False)
+    layer = np.isin(labels, chosen).astype(np.float32)
+    width = int(rng.choice([1, 1, 2, 3]))
+    if width > 1:
+        layer = cv2.dilate(layer, np.ones((width, width), np.uint8))
+    return layer * rng.uniform(0.6, 1.0)
+
+
 def scene_lines(image: np.ndarray, rng: Rng) -> np.ndarray:
-    """Thin lines that belong to the photograph, never damage: ropes, rigging, wires, striped cloth.
+    """Thin lines that belong to the photograph, never damage: ropes, rigging, wires, striped cloth,
+    and (a RIMS share) light rims along the photograph's own edges.
     The hard negatives to scratches and cracks. Drawn on the clean picture before `age`, so they carry
     the print's tone, focus and grain, and coloured from the picture's own light or dark tones (a
     scratch shows paper or dirt); light ones often with a shadow beside them."""
     h, w = image.shape[:2]
-    layer = _line_groups(rng, h, w) if rng.random() < 0.7 else _stripes(rng, h, w)
+    choice = rng.random()
+    layer = _rims(image, rng) if choice < RIMS else None
+    if layer is None:
+        layer = _line_groups(rng, h, w) if choice < 0.7 else _stripes(rng, h, w)
     layer = cv2.GaussianBlur(layer, (0, 0), rng.uniform(0.3, 1.0))
     luminance = image.mean(axis=2)
     light = rng.random() < 0.6
