@@ -53,8 +53,9 @@ KINDS = (
     "emulsion",
 )
 RIMS = 0.35
-"""Share of `scene_lines` drawn as rims along the photograph's own edges (`_rims`); 0 in run r5,
-0.35 since (run r6: r5 marked the rims of cups and shells)."""
+"""Share of `scene_lines` drawn as rims along the photograph's own edges (`_rims`): 0 in run r5,
+0.35 in run r6 (r5 marked the rims of cups and shells; r6 marked them less but found fewer light
+scratches: see the model card)."""
 TRUTH_ALPHA = 0.3
 """A pixel is damage in the truth where the damage layer covers at least this much of it."""
 Rng = np.random.Generator
