@@ -332,7 +332,7 @@ def add_damage(
 # --- what is not damage ---------------------------------------------------------------------------------
 
 
-def _sagging(rng: Rng, start: np.ndarray, end: np.ndarray, sag: float) -> np.ndarray:
+def _sagging(start: np.ndarray, end: np.ndarray, sag: float) -> np.ndarray:
     """Points of a line from `start` to `end` that sags by `sag` px in the middle (a hanging rope)."""
     t = np.linspace(0, 1, max(2, int(np.linalg.norm(end - start) / 2)), dtype=np.float32)[:, None]
     direction = (end - start) / max(float(np.linalg.norm(end - start)), 1e-6)
@@ -356,7 +356,7 @@ def _line_groups(rng: Rng, h: int, w: int) -> np.ndarray:
         end = start + (end - start) * 2  # lines run off the picture
         sag = rng.choice([0.0, rng.uniform(-0.08, 0.08) * size])
         line = np.zeros_like(layer)
-        draw(line, _sagging(rng, start, end, sag), int(rng.choice([1, 1, 2, 2, 3, 4])), rng.uniform(0.5, 1.0))
+        draw(line, _sagging(start, end, sag), int(rng.choice([1, 1, 2, 2, 3, 4])), rng.uniform(0.5, 1.0))
         if rng.random() < 0.5:  # a twisted rope: strands catch the light every few px
             line *= 0.6 + 0.4 * (smooth_noise(rng, h, w, rng.uniform(2, 5)) > 0)
         np.maximum(layer, line, out=layer)

@@ -188,10 +188,12 @@ def _refused_by_headers(jobs: list[Job], settings: RunSettings) -> Outcomes | No
     None as soon as one may run. A single bad photo is then reported as what it is, not as a model
     download that failed; a batch reads one header or a few before its model loads."""
     from inpaint_cli.batch.outcomes import JobOutcome, Outcomes, Status
-    from inpaint_cli.batch.resume import header_problem
+    from inpaint_cli.batch.resume import header_problem, precheck
 
     refused = []
     for job in jobs:
+        if precheck(job, settings) is not None:
+            return None  # its existing files decide it, judged with the loaded model's settings as before
         problem = header_problem(job, max_pixels=settings.max_pixels)
         if problem is None:
             return None

@@ -158,6 +158,17 @@ def test_a_bad_image_is_named_before_a_model_that_is_not_downloaded(photo, tmp_p
     assert "offline" not in result.output.lower() and "lama" not in result.output.lower(), result.output
 
 
+def test_a_bad_image_whose_output_exists_is_still_judged_by_that_output(photo, tmp_path):
+    image_path, mask_path, _, _ = photo
+    bad = make_bad_input("not-an-image", tmp_path, image_path)
+    output = tmp_path / "mine.png"
+    output.write_bytes(image_path.read_bytes())
+    result = invoke("run", bad, "--mask", mask_path, "--model", "telea", "-o", output)
+    assert result.exit_code == 1, result.output
+    assert "exists" in one_line_error(result.output), result.output
+    assert output.read_bytes() == image_path.read_bytes()
+
+
 def test_a_batch_with_one_good_image_still_asks_for_the_model(photo, tmp_path, monkeypatch):
     from weights_helpers import clean_environment
 
